@@ -1,0 +1,165 @@
+"""The in-process bus: partitioned logs, consumer groups with committed offsets, and redelivery of anything a
+consumer fetched but did not commit. It runs `podbrief run` on one machine and the fast half of the bus suite."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from podbrief.bus.base import ConsumerTransport, Headers, Record, TopicPartition, Transport
+
+
+@dataclass
+class _Group:
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    members: list[MemoryConsumer] = field(default_factory=list)
+
+
+class MemoryTransport(Transport):
+    def __init__(self, partitions: int = 4) -> None:
+        self.partitions = partitions
+        self._logs: dict[str, list[list[Record]]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._round_robin = itertools.count()
+        self._changed = asyncio.Condition()
+        self._started = False
+
+    async def start(self) -> None:
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+
+    async def healthy(self) -> bool:
+        return self._started
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        for t in topics:
+            self._log(t)
+
+    def _log(self, topic: str) -> list[list[Record]]:
+        if topic not in self._logs:
+            self._logs[topic] = [[] for _ in range(self.partitions)]
+        return self._logs[topic]
+
+    def partition_for(self, key: bytes | None) -> int:
+        # Same idea as Kafka's default partitioner: a stable hash of the key; keyless messages spread out.
+        if key is None:
+            return next(self._round_robin) % self.partitions
+        return zlib.crc32(key) % self.partitions
+
+    async def send(self, topic: str, value: bytes, *, key: bytes | None, headers: Headers = ()) -> None:
+        if not self._started:
+            raise RuntimeError("memory bus is not started")
+        log = self._log(topic)
+        p = self.partition_for(key)
+        log[p].append(Record(topic, p, len(log[p]), key, value, tuple(headers)))
+        async with self._changed:
+            self._changed.notify_all()
+
+    def consumer(self, topics: Sequence[str], group: str) -> MemoryConsumer:
+        return MemoryConsumer(self, list(topics), group)
+
+    def records(self, topic: str) -> list[Record]:
+        """Every record of a topic, for tests and the CLI."""
+        return sorted((r for part in self._log(topic) for r in part), key=lambda r: (r.partition, r.offset))
+
+    def end_offsets(self, topic: str) -> list[int]:
+        return [len(p) for p in self._log(topic)]
+
+    # Group membership -------------------------------------------------------------------------------
+    def _join(self, member: MemoryConsumer) -> None:
+        g = self._groups.setdefault(member.group, _Group())
+        g.members.append(member)
+        self._rebalance(g)
+
+    def _leave(self, member: MemoryConsumer) -> None:
+        g = self._groups.get(member.group)
+        if g and member in g.members:
+            g.members.remove(member)
+            self._rebalance(g)
+
+    def _rebalance(self, g: _Group) -> None:
+        for m in g.members:
+            m.assignment = set()
+        if not g.members:
+            return
+        topics = sorted({t for m in g.members for t in m.topics})
+        for t in topics:
+            self._log(t)
+            interested = [m for m in g.members if t in m.topics]
+            for p in range(self.partitions):
+                interested[p % len(interested)].assignment.add((t, p))
+        for m in g.members:
+            # A new owner starts from the group's committed offset: whatever the last owner fetched but did
+            # not commit is delivered again.
+            m.positions = {tp: g.committed.get(tp, 0) for tp in m.assignment}
+
+    def committed(self, group: str) -> dict[TopicPartition, int]:
+        g = self._groups.get(group)
+        return dict(g.committed) if g else {}
+
+
+class MemoryConsumer(ConsumerTransport):
+    def __init__(self, transport: MemoryTransport, topics: list[str], group: str) -> None:
+        self.transport = transport
+        self.topics = topics
+        self.group = group
+        self.assignment: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self._running = False
+
+    async def start(self) -> None:
+        self._running = True
+        self.transport._join(self)
+
+    async def stop(self) -> None:
+        self._running = False
+        self.transport._leave(self)
+
+    def _available(self, max_records: int) -> list[Record]:
+        out: list[Record] = []
+        for tp in sorted(self.assignment):
+            log = self.transport._log(tp[0])[tp[1]]
+            pos = self.positions.get(tp, 0)
+            take = log[pos : pos + max(0, max_records - len(out))]
+            if take:
+                out.extend(take)
+                self.positions[tp] = pos + len(take)
+            if len(out) >= max_records:
+                break
+        return out
+
+    async def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        if not self._running:
+            raise RuntimeError("consumer is not started")
+        records = self._available(max_records)
+        if records:
+            return records
+        cond = self.transport._changed
+        try:
+            async with cond:
+                await asyncio.wait_for(cond.wait(), timeout_s)
+        except TimeoutError:
+            return []
+        return self._available(max_records)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        g = self.transport._groups.get(self.group)
+        if g is None:
+            return
+        for tp, off in offsets.items():
+            if tp in self.assignment and off > g.committed.get(tp, 0):
+                g.committed[tp] = off
+
+    async def lag(self) -> dict[str, int]:
+        lag: dict[str, int] = {}
+        g = self.transport._groups.get(self.group)
+        committed = g.committed if g else {}
+        for t, p in self.assignment:
+            end = len(self.transport._log(t)[p])
+            lag[t] = lag.get(t, 0) + max(0, end - committed.get((t, p), 0))
+        return lag

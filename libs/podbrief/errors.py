@@ -1,0 +1,54 @@
+"""The pipeline's error tree: adapters map third-party failures onto it, the consumer runner acts on it.
+
+- RetryableError: worth trying again (a timeout, a 5xx, a lock); retried with backoff, then dead-lettered.
+- PermanentError: trying again cannot help (a corrupt file, a 404); dead-lettered at once.
+- InvalidEventError: the message itself is malformed; dead-lettered at once.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+    retryable: bool = False
+    kind: str = "pipeline"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        # A short, low-cardinality label for metrics ("timeout", "http_5xx", "corrupt_audio").
+        self.reason = reason or type(self).__name__
+
+
+class RetryableError(PipelineError):
+    retryable = True
+    kind = "retryable"
+
+
+class PermanentError(PipelineError):
+    kind = "permanent"
+
+
+class InvalidEventError(PermanentError):
+    kind = "invalid_event"
+
+
+class ConfigurationError(PipelineError):
+    """Settings that cannot work; raised at start-up so a bad deploy fails fast."""
+
+    kind = "configuration"
+
+
+def classify(exc: BaseException) -> str:
+    """The error class name used in DLQ headers and metrics labels."""
+    if isinstance(exc, PipelineError):
+        return exc.kind
+    # Unknown failures are treated as retryable: a bug shows up in the DLQ after bounded retries
+    # rather than silently dropping the message.
+    return "retryable"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, PipelineError):
+        return exc.retryable
+    return True

@@ -1,0 +1,51 @@
+"""The envelope every event shares."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from podbrief.logging import current_context
+
+
+class Frozen(BaseModel):
+    # extra="ignore": an additive field from a newer producer never breaks an older consumer.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(Frozen):
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int = 1
+    occurred_at: AwareDatetime
+    correlation_id: uuid.UUID
+    # The partitioning key: one episode's events stay in order on one partition.
+    key: str = Field(description="partition key (the episode id for episode-scoped events)")
+    payload: Any
+
+
+E = TypeVar("E", bound=Event)
+
+
+def new_event(
+    cls: type[E],
+    payload: Any,
+    *,
+    key: str,
+    correlation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+) -> E:
+    """Build an event; the correlation id follows the event being handled unless given."""
+    if correlation_id is None:
+        ctx = current_context().get("correlation_id")
+        correlation_id = uuid.UUID(str(ctx)) if ctx else uuid.uuid4()
+    return cls(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=datetime.now(UTC),
+        correlation_id=correlation_id,
+        key=key,
+        payload=payload,
+    )

@@ -1,0 +1,51 @@
+"""Prometheus metrics on an explicit registry per app, so tests can build many apps in one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+def new_registry() -> CollectorRegistry:
+    return CollectorRegistry(auto_describe=True)
+
+
+@dataclass(frozen=True)
+class BusMetrics:
+    """Consumer and producer metrics every service exports, named podbrief_<service>_<noun>_<unit>."""
+
+    messages: Counter
+    handler_seconds: Histogram
+    retries: Counter
+    dead_lettered: Counter
+    published: Counter
+    consumer_lag: Gauge
+    consumer_up: Gauge
+
+    @classmethod
+    def create(cls, service: str, registry: CollectorRegistry) -> BusMetrics:
+        p = f"podbrief_{service}"
+        return cls(
+            messages=Counter(
+                f"{p}_messages_total", "Messages handled, by topic and outcome.", ["topic", "status"],
+                registry=registry,
+            ),
+            handler_seconds=Histogram(
+                f"{p}_handler_seconds", "Time spent in a message handler.", ["topic"],
+                buckets=LATENCY_BUCKETS, registry=registry,
+            ),
+            retries=Counter(f"{p}_retries_total", "Handler retries.", ["topic"], registry=registry),
+            dead_lettered=Counter(
+                f"{p}_dead_lettered_total", "Messages sent to a DLQ, by error class.", ["topic", "error_class"],
+                registry=registry,
+            ),
+            published=Counter(f"{p}_published_total", "Events published.", ["topic"], registry=registry),
+            consumer_lag=Gauge(
+                f"{p}_consumer_lag_messages", "Messages not yet consumed, per topic.", ["topic"],
+                registry=registry,
+            ),
+            consumer_up=Gauge(f"{p}_consumer_up", "1 while the consumer task runs.", registry=registry),
+        )

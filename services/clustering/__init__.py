@@ -1,0 +1,1 @@
+"""podbrief clustering service."""

@@ -1,0 +1,1 @@
+"""podbrief ingest service."""

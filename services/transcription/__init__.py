@@ -1,0 +1,1 @@
+"""podbrief transcription service."""
