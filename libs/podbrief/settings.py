@@ -78,6 +78,20 @@ class QdrantSettings(BaseModel):
         return self
 
 
+class NetSettings(BaseModel):
+    """Outbound fetches of untrusted URLs (feeds, enclosures, transcripts, chapters)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_agent: str = "podbrief/0.1 (+https://github.com/podbrief/podbrief; podcast brief crawler)"
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    # SSRF guard: loopback, private, link-local and metadata addresses are refused unless listed here
+    # (CIDRs such as "127.0.0.0/8", or hostnames). Tests allow loopback this way.
+    allowed_networks: tuple[str, ...] = ()
+
+
 class HttpSettings(BaseModel):
     """The service's own HTTP server."""
 
