@@ -53,6 +53,20 @@ def run(
                                   timeout_s=timeout))
 
 
+@app.command()
+def schemas(write: Annotated[bool, typer.Option("--write", help="rewrite the committed snapshots")] = False) -> None:
+    """Print the event JSON schemas, or refresh the committed snapshots with --write."""
+    from podbrief.events.models import ALL_EVENTS
+    from podbrief.events.schemas import event_schema, render, write_snapshots
+
+    if write:
+        for path in write_snapshots():
+            typer.echo(f"wrote {path}")
+        return
+    for model in ALL_EVENTS:
+        typer.echo(render(event_schema(model)))
+
+
 def _register_service_commands() -> None:
     for name in SERVICES:
         try:

