@@ -28,7 +28,7 @@ class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 with routes set by the test. Supports HEAD, Range-less GET,
     ETag/Last-Modified conditional requests and counts hits per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.routes: dict[str, Route] = {}
         self.hits: dict[str, int] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
@@ -77,7 +77,7 @@ class LoopbackServer:
             def do_HEAD(self) -> None:
                 self._answer(head=True)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-http", daemon=True)
 

@@ -1,0 +1,160 @@
+"""HTTP API: related insights, trending clusters, semantic search, and an admin re-clustering trigger."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from podbrief.events import RelatedInsight
+from podbrief.http import ProblemError, check_api_key
+from podbrief_clustering.adapters import trend_score
+from podbrief_clustering.deps import DepsDep
+from pydantic import AwareDatetime, BaseModel
+
+router = APIRouter(prefix="/v1", tags=["clustering"])
+
+
+class RelatedResponse(BaseModel):
+    insight_id: uuid.UUID
+    related: list[RelatedInsight]
+
+
+class ClusterOut(BaseModel):
+    cluster_id: uuid.UUID
+    label: str
+    size: int
+    shows: int
+    show_names: list[str]
+    growth: int
+    trend_score: float
+    first_seen: datetime
+    last_seen: datetime
+
+
+class ClustersResponse(BaseModel):
+    since: datetime
+    clusters: list[ClusterOut]
+
+
+class SearchHit(BaseModel):
+    insight_id: uuid.UUID
+    score: float
+    text: str
+    quote: str | None = None
+    show: str
+    episode_id: uuid.UUID
+    episode_title: str
+    start_s: float | None = None
+    link: str | None = None
+    cluster_id: uuid.UUID | None = None
+    published_at: datetime | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    took_ms: float
+    results: list[SearchHit]
+
+
+class ReclusterResponse(BaseModel):
+    window_insights: int
+    clusters_before: int
+    clusters_after: int
+    kept: int
+    created: int
+    removed: int
+    moved: int
+    seconds: float
+    algorithm: str
+
+
+@router.get(
+    "/insights/{insight_id}/related",
+    response_model=RelatedResponse,
+    summary="Nearest insights from other episodes, other shows first",
+)
+async def related(
+    insight_id: uuid.UUID, deps: DepsDep, limit: Annotated[int | None, Query(ge=1, le=20)] = None
+) -> RelatedResponse:
+    found = await deps.clusterer.related(insight_id, limit)
+    if found is None:
+        raise ProblemError(404, "Not Found", f"insight {insight_id} is not indexed")
+    return RelatedResponse(insight_id=insight_id, related=list(found))
+
+
+@router.get(
+    "/clusters",
+    response_model=ClustersResponse,
+    summary="Trending clusters: growth since `since`, weighted by show diversity",
+)
+async def clusters(
+    deps: DepsDep, since: AwareDatetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> ClustersResponse:
+    start = since or datetime.now(UTC) - timedelta(days=7)
+
+    rows = await deps.clusterer.repo.trending(start, limit)
+    return ClustersResponse(
+        since=start,
+        clusters=[
+            ClusterOut(
+                cluster_id=c.id,
+                label=c.label,
+                size=c.size,
+                shows=c.show_count,
+                show_names=sorted(c.shows),
+                growth=g,
+                trend_score=round(trend_score(g, c.show_count), 4),
+                first_seen=c.first_seen,
+                last_seen=c.last_seen,
+            )
+            for c, g in rows
+        ],
+    )
+
+
+@router.get("/search", response_model=SearchResponse, summary="Semantic search over insights")
+async def search(
+    deps: DepsDep,
+    q: Annotated[str, Query(min_length=1, max_length=1000)],
+    show: Annotated[str | None, Query(max_length=1000)] = None,
+    since: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> SearchResponse:
+    t0 = time.perf_counter()
+    found = await deps.clusterer.search(q, show=show, since=since, limit=limit)
+    results = []
+    for r in found:
+        p = r.payload
+        ts = p.get("published_ts")
+        results.append(
+            SearchHit(
+                insight_id=r.insight_id,
+                score=r.score,
+                text=str(p.get("text", "")),
+                quote=p.get("quote"),
+                show=str(p.get("show", "")),
+                episode_id=uuid.UUID(str(p["episode_id"])),
+                episode_title=str(p.get("episode_title", "")),
+                start_s=p.get("start_s"),
+                link=p.get("link"),
+                cluster_id=uuid.UUID(p["cluster_id"]) if p.get("cluster_id") else None,
+                published_at=datetime.fromtimestamp(ts, UTC) if ts is not None else None,
+            )
+        )
+    return SearchResponse(query=q, took_ms=round((time.perf_counter() - t0) * 1000, 2), results=results)
+
+
+@router.post(
+    "/admin/recluster", response_model=ReclusterResponse, summary="Re-cluster the window now (admin)"
+)
+async def recluster(
+    deps: DepsDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
+) -> ReclusterResponse:
+    key = deps.settings.http.admin_api_key
+    if not check_api_key(x_api_key, key.get_secret_value() if key else None):
+        raise ProblemError(403, "Forbidden", "a valid X-API-Key is required for admin endpoints")
+    report = await deps.clusterer.recluster()
+    return ReclusterResponse(**report.__dict__)

@@ -1,0 +1,134 @@
+"""Composition root of the clustering service: builds the embedder, the vector index, the database and the
+clusterer, and wires the InsightsExtracted subscription, the API and the re-clustering loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from podbrief.bus import Subscription, Transport
+from podbrief.errors import ConfigurationError, RetryableError
+from podbrief.events import InsightsExtracted
+from podbrief.events.topics import INSIGHTS_EXTRACTED
+from podbrief.service import ServiceContext, ServiceSpec
+from podbrief.service import create_app as _create_app
+from podbrief_clustering.api import router
+from podbrief_clustering.core import Clusterer, TextEmbedder
+from podbrief_clustering.deps import Deps
+from podbrief_clustering.handlers import on_insights_extracted
+from podbrief_clustering.metrics import ClusteringMetrics
+from podbrief_clustering.settings import ClusteringSettings
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@asynccontextmanager
+async def open_clusterer(
+    settings: ClusteringSettings,
+    *,
+    metrics: ClusteringMetrics | None = None,
+    embedder: TextEmbedder | None = None,
+) -> AsyncIterator[Clusterer]:
+    """The clusterer and everything under it; shared by the service and `podbrief cluster`."""
+    from podbrief.embeddings import Embedder
+    from podbrief.storage import create_engine, make_qdrant_client, migrate
+    from podbrief_clustering.adapters import ClusterRepo, IndexParams, VectorIndex
+
+    if embedder is None:
+        real: TextEmbedder = await asyncio.to_thread(Embedder, settings.embedding)
+        embedder = real
+    if embedder.dim != settings.embedding.dim:
+        raise ConfigurationError(
+            f"embedder {embedder.name} is {embedder.dim}-d, settings say {settings.embedding.dim}"
+        )
+    engine = create_engine(settings.db)
+    client = make_qdrant_client(settings.qdrant)
+    try:
+        if settings.db.migrate_on_start:
+            await migrate(engine, MIGRATIONS, "clustering")
+        index = VectorIndex(
+            client,
+            IndexParams(
+                collection=settings.qdrant.collection,
+                model=embedder.name,
+                dim=embedder.dim,
+                hnsw_m=settings.hnsw_m,
+                hnsw_ef_construct=settings.hnsw_ef_construct,
+                quantization=settings.quantization,
+                quantization_always_ram=settings.quantization_always_ram,
+                local=settings.qdrant.url is None,
+            ),
+        )
+        await index.ensure_collection()
+        yield Clusterer(
+            index=index, repo=ClusterRepo(engine), embedder=embedder, settings=settings, metrics=metrics
+        )
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def build_deps(ctx: ServiceContext[ClusteringSettings]) -> AsyncIterator[Deps]:
+    metrics = ClusteringMetrics.create(ctx.registry)
+    async with open_clusterer(ctx.settings, metrics=metrics) as clusterer:
+        yield Deps(settings=ctx.settings, clusterer=clusterer, metrics=metrics, publish=ctx.bus.publish)
+
+
+async def recluster_loop(clusterer: Clusterer, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await clusterer.recluster()
+        except RetryableError as exc:
+            # The store was briefly unreachable; the next run covers the same window.
+            log.warning("re-clustering postponed", extra={"error": str(exc), "reason": exc.reason})
+
+
+def _background(deps: Deps) -> Sequence[Callable[[], Awaitable[None]]]:
+    if deps.settings.recluster_interval_s <= 0:
+        return ()
+    return (functools.partial(recluster_loop, deps.clusterer, deps.settings.recluster_interval_s),)
+
+
+def _subscriptions(deps: Deps) -> list[Subscription[InsightsExtracted]]:
+    return [
+        Subscription(
+            INSIGHTS_EXTRACTED,
+            InsightsExtracted,
+            functools.partial(on_insights_extracted, clusterer=deps.clusterer, publish=deps.publish),
+        )
+    ]
+
+
+async def _ready(deps: Deps) -> bool:
+    return bool(await deps.clusterer.index.healthy())
+
+
+SPEC: ServiceSpec[ClusteringSettings, Deps] = ServiceSpec(
+    name="clustering",
+    settings_cls=ClusteringSettings,
+    build_deps=build_deps,
+    subscriptions=_subscriptions,
+    background=_background,
+    routers=[router],
+    ready=_ready,
+    description="Insight vectors in Qdrant, near-duplicate merging, stable topic clusters, related insights.",
+)
+
+
+def create_app(
+    settings: ClusteringSettings | None = None,
+    *,
+    transport: Transport | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    app: FastAPI = _create_app(SPEC, settings, transport=transport, on_fatal=on_fatal)
+    return app

@@ -1,0 +1,168 @@
+"""The whole pipeline as five OS processes on a real Kafka broker and PostgreSQL: a real podcast feed served from
+loopback (its enclosures rewritten to real speech), Whisper, the LLM, Qdrant, ranking, and an email received by a
+real SMTP server, carrying an insight drawn from that speech with its quote and timestamp."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+
+from podbrief.events.ids import episode_id
+from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
+JFK_WORDS = {"country", "americans", "ask"}
+
+
+def feed_with_local_audio(shared: Path, server: LoopbackServer) -> tuple[str, list[str]]:
+    """pc20rss.xml as served from loopback: the two newest items point at real speech (jfk.flac first), every
+    other remote URL at loopback paths that answer 404, so nothing leaves the machine."""
+    xml = (shared / "data/feeds/real-world/pc20rss.xml").read_text()
+    parsed = feedparser.parse(xml)
+    newest = sorted(parsed.entries, key=lambda e: e.published_parsed, reverse=True)[:2]
+    audio = [("jfk.flac", "audio/flac"),
+             ("librivox/sense_and_sensibility_01_austen_64kb-0870.wav", "audio/wav")]
+    for entry, (name, mime) in zip(newest, audio, strict=True):
+        old = entry.enclosures[0]["href"]
+        url = server.add(f"/audio/{Path(name).name}", (shared / "data/audio" / name).read_bytes(), mime)
+        xml = xml.replace(f'url="{old}"', f'url="{url}"', 1)
+    xml = re.sub(r'url="https?://[^"]+"', lambda m: f'url="{server.base_url}/gone/{abs(hash(m.group(0)))}"', xml)
+    return server.add("/pc20rss.xml", xml, "application/rss+xml"), [e.id for e in newest]
+
+
+async def create_database(pg_url: str, name: str) -> str:
+    import asyncpg
+
+    dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg_url.rsplit("/", 1)[0] + "/" + name
+
+
+def metric(base_url: str, name: str, **labels: str) -> float:
+    text = httpx.get(base_url + "/metrics/", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        for p in procs.values():
+            if p.proc.poll() is not None:
+                raise AssertionError(f"{p.name} died:\n{p.tail()}")
+        time.sleep(1)
+    logs = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in procs.values())
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink,
+             unique: str) -> Iterator[tuple[dict[str, ServiceProcess], str]]:
+    db_url = asyncio.run(create_database(pg_url, f"e2e_{unique}"))
+    admin_key = secrets.token_urlsafe(16)
+    ports = {name: free_port() for name in SERVICES}
+    common = {"BUS__KIND": "kafka", "BUS__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap, "DB__URL": db_url,
+              "HTTP__ADMIN_API_KEY": admin_key, "LOG_LEVEL": "INFO"}
+    extra = {
+        "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "BACKFILL_LIMIT": "2"},
+        "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
+        "extraction": {},
+        "clustering": {"QDRANT__PATH": str(tmp_path / "qdrant")},
+        "delivery": {"SMTP__HOST": "127.0.0.1", "SMTP__PORT": str(smtp_sink.port),
+                     "SIGNING_SECRET": secrets.token_urlsafe(32), "SCHEDULER_ENABLED": "false",
+                     "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['delivery']}"},
+    }
+    procs: dict[str, ServiceProcess] = {}
+    artifacts = Path("test-artifacts/e2e")
+    try:
+        for name in SERVICES:
+            env = {f"{name.upper()}_{k}": v for k, v in {**common, **extra[name],
+                                                        "DATA_DIR": str(tmp_path / name)}.items()}
+            procs[name] = ServiceProcess(name, env, ports[name], artifacts).start()
+        for p in procs.values():
+            p.wait_ready(timeout_s=300)
+        yield procs, admin_key
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
+        pipeline: tuple[dict[str, ServiceProcess], str], loopback: LoopbackServer, smtp_sink: SmtpSink,
+        shared_dir: Path) -> None:
+    procs, admin_key = pipeline
+    admin = {"X-API-Key": admin_key}
+    feed_url, guids = feed_with_local_audio(shared_dir, loopback)
+    episodes = [episode_id(feed_url, g) for g in guids]
+
+    # A subscriber whose interests match the speech signs up and confirms through the emailed link.
+    delivery = procs["delivery"].base_url
+    r = httpx.post(delivery + "/v1/subscribers", json={
+        "email": "reader@example.org",
+        "interests": "patriotism, citizenship, public service and what Americans can do for their country"},
+        timeout=30)
+    assert r.status_code == 202, r.text
+    (confirmation,) = smtp_sink.wait_for(1, timeout_s=30)
+    body = confirmation.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    token = re.search(r"[?&]token=([\w.\-~%]+)", body)
+    assert token, body
+    r = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
+    assert r.status_code == 200 and r.json()["status"] == "active", r.text
+
+    # The feed goes in through ingest's API; everything after that happens over Kafka.
+    r = httpx.post(procs["ingest"].base_url + "/v1/feeds", json={"url": feed_url}, headers=admin, timeout=60)
+    assert r.status_code == 201, r.text
+
+    extraction = procs["extraction"].base_url
+    topic = "podbrief.episode.transcribed.v1"
+    wait_for(lambda: metric(extraction, "podbrief_extraction_messages_total", topic=topic) >= 2,
+             "extraction of both episodes", 600, procs)
+    statuses = [httpx.get(f"{extraction}/v1/episodes/{e}", timeout=10).json() for e in episodes]
+    insights = [httpx.get(f"{extraction}/v1/episodes/{e}/insights", timeout=10).json() for e in episodes]
+    counts = [len(i if isinstance(i, list) else i.get("insights", [])) for i in insights]
+    assert counts[0] >= 1, f"no insight kept from the JFK speech: {statuses[0]} {insights[0]}"
+    wait_for(lambda: metric(delivery, "podbrief_delivery_messages_total",
+                            topic="podbrief.insight.clustered.v1", status="ok") >= sum(counts),
+             "delivery to receive every clustered insight", 300, procs)
+
+    r = httpx.post(delivery + "/v1/admin/deliveries/run", json={"force": True}, headers=admin, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["sent"] == 1, r.json()
+    messages = smtp_sink.wait_for(2, timeout_s=30)
+    brief = messages[-1]
+    assert brief["To"] == "reader@example.org"
+    assert brief["List-Unsubscribe"] and "One-Click" in brief["List-Unsubscribe-Post"]
+    text = brief.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = brief.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    Path("test-artifacts/e2e/brief.html").write_text(html)
+    Path("test-artifacts/e2e/brief.txt").write_text(text)
+    lowered = text.lower()
+    assert any(w in lowered for w in JFK_WORDS), text
+    # The quote is verbatim speech from the clip, and the pick links into the audio at its second.
+    jfk = [i for i in (insights[0] if isinstance(insights[0], list) else insights[0]["insights"])]
+    assert any(i["quote"].lower()[:30] in lowered for i in jfk), text
+    assert re.search(r"#t=\d+", html), "no timestamp link in the brief"
+    assert re.search(r"\b0:\d\d\b|\b00:\d\d\b", text), "no timestamp shown in the brief"
+    assert uuid.UUID(str(episodes[0]))
