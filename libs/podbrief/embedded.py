@@ -22,7 +22,14 @@ from defusedxml import ElementTree
 from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
@@ -219,6 +226,7 @@ async def _run(feeds: Sequence[str], data_dir: Path, email: str, interests: str,
 
 
 async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, console: Console, started: float) -> int:
+    """Sign the demo subscriber up (or update them), compose and "send" today's brief into .eml and .html."""
     from podbrief_delivery import core
 
     mailer = FileMailer(data_dir / "briefs")
@@ -238,7 +246,7 @@ async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, consol
         return 0 if stored.get("already_claimed") else 1
     path, message = briefs[-1]
     html_path = path.with_suffix(".html")
-    html_path.write_text(_text_part(message, "html"))
+    await asyncio.to_thread(html_path.write_text, _text_part(message, "html"))
     console.print(Panel(_text_part(message, "plain").strip(), title=str(message["Subject"]), expand=False))
     console.print(f"brief written to [bold]{html_path}[/] and [bold]{path}[/] "
                   f"in {time.monotonic() - started:.0f}s")

@@ -73,7 +73,8 @@ class Embedder:
         probe = self._run(["dimension probe"])
         if probe.shape[1] != self.settings.dim:
             raise ConfigurationError(
-                f"embedding model {self.settings.name} produces {probe.shape[1]}-d vectors, settings say {self.settings.dim}"
+                f"embedding model {self.settings.name} produces {probe.shape[1]}-d vectors, "
+                f"settings say {self.settings.dim}"
             )
 
     @property
@@ -92,12 +93,13 @@ class Embedder:
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
         with self._lock:
-            hidden = self._session.run(None, feeds)[0]
+            hidden: np.ndarray = self._session.run(None, feeds)[0]
         # Mean pooling over real tokens, then L2 normalisation: what sentence-transformers does for MiniLM.
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        out: np.ndarray = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return out
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

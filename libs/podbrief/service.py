@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -45,7 +45,7 @@ class ServiceSpec(Generic[S, D]):
     build_deps: Callable[[ServiceContext[S]], AbstractAsyncContextManager[D]]
     subscriptions: Callable[[D], Sequence[Subscription[Any]]] = lambda _d: ()
     # Long-running loops besides the consumer (feed polling, the delivery scheduler).
-    background: Callable[[D], Sequence[Callable[[], Awaitable[None]]]] = lambda _d: ()
+    background: Callable[[D], Sequence[Callable[[], Coroutine[Any, Any, None]]]] = lambda _d: ()
     routers: Sequence[APIRouter] = ()
     ready: Callable[[D], Awaitable[bool]] | None = None
     consumer_group: str | None = None

@@ -148,7 +148,7 @@ class SmtpSink:
 
     @property
     def port(self) -> int:
-        server = self._controller.server
+        server: Any = self._controller.server
         assert server is not None
         return int(server.sockets[0].getsockname()[1])
 
@@ -185,7 +185,7 @@ class ServiceProcess:
         import sys
 
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process for its lifetime
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "podbrief.cli", "serve", self.name, "--host", "127.0.0.1", "--port",
              str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT,

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import jsonschema
 import pytest
-
 from podbrief.errors import InvalidEventError
 from podbrief.events import (
     ALL_EVENTS,

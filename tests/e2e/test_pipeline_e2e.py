@@ -15,7 +15,6 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
-
 from podbrief.events.ids import episode_id
 from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
-
 from podbrief.bus import Bus, Consumer, MemoryTransport, Record, Subscription, Transport
 from podbrief.bus.kafka import KafkaTransport
 from podbrief.errors import PermanentError, RetryableError

@@ -20,9 +20,8 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
-from podbrief.bus.base import ConsumerTransport, Headers, Record
+from podbrief.bus.base import ConsumerTransport, Headers, Record, Transport
 from podbrief.bus.base import TopicPartition as TP
-from podbrief.bus.base import Transport
 from podbrief.errors import RetryableError
 from podbrief.settings import KafkaSettings
 

@@ -42,7 +42,8 @@ def new_event(
     if correlation_id is None:
         ctx = current_context().get("correlation_id")
         correlation_id = uuid.UUID(str(ctx)) if ctx else uuid.uuid4()
-    return cls(
+    # event_type comes from the subclass's Literal default.
+    return cls(  # type: ignore[call-arg]
         event_id=event_id or uuid.uuid4(),
         occurred_at=datetime.now(UTC),
         correlation_id=correlation_id,
