@@ -38,7 +38,8 @@ async def open_clusterer(
 ) -> AsyncIterator[Clusterer]:
     """The clusterer and everything under it; shared by the service and `podbrief cluster`."""
     from podbrief.embeddings import Embedder
-    from podbrief.storage import create_engine, make_qdrant_client, migrate
+    from podbrief.storage import create_engine, migrate
+    from podbrief.storage.vectors import make_qdrant_client
     from podbrief_clustering.adapters import ClusterRepo, IndexParams, VectorIndex
 
     if embedder is None:

@@ -1,0 +1,336 @@
+"""I/O of the delivery service: the database repository and the SMTP mailer (aiosmtplib), with SMTP failures
+mapped onto podbrief.errors (4xx and connection trouble: retryable; 5xx: permanent)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import aiosmtplib
+import sqlalchemy as sa
+from podbrief.errors import PermanentError, RetryableError
+from podbrief_delivery.models import BriefRow, CandidateInsight, Feedback, LedgerRow, SentInsight, Subscriber
+from podbrief_delivery.settings import SmtpSettings
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> str: ...
+
+
+class SmtpMailer:
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    async def send(self, message: EmailMessage) -> str:
+        s = self.settings
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.host,
+                port=s.port,
+                username=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                use_tls=s.use_tls,
+                start_tls=True if s.starttls else False,
+                timeout=s.timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            if codes and all(400 <= c < 500 for c in codes):
+                raise RetryableError("recipient refused temporarily: " + detail, reason="smtp_4xx") from exc
+            raise PermanentError("recipient refused: " + detail, reason="smtp_5xx") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                raise RetryableError(f"smtp {exc.code} {exc.message}", reason="smtp_4xx") from exc
+            if exc.code >= 500:
+                raise PermanentError(f"smtp {exc.code} {exc.message}", reason="smtp_5xx") from exc
+            raise RetryableError(f"smtp {exc.code} {exc.message}", reason="smtp_other") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise RetryableError(f"smtp unavailable: {exc}", reason="smtp_connect") from exc
+        return str(message.get("Message-ID", ""))
+
+
+class Repo:
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.engine = engine
+        self.sessions = sessions
+
+    def _insert(self, table: Any) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # --- candidate insights -------------------------------------------------------------------------------
+    async def upsert_insight(self, values: dict[str, Any]) -> None:
+        now = utcnow()
+        row = {**values, "received_at": now, "updated_at": now}
+        update = {k: v for k, v in row.items() if k not in ("insight_id", "received_at")}
+        stmt = self._insert(CandidateInsight.__table__).values(**row)
+        stmt = stmt.on_conflict_do_update(index_elements=["insight_id"], set_=update)
+        async with self.sessions.begin() as s:
+            await s.execute(stmt)
+
+    async def candidates(self, since: datetime) -> list[CandidateInsight]:
+        async with self.sessions() as s:
+            # The window is when podbrief learned of an insight, not when the episode aired: a back-catalogue
+            # episode ingested today is news to the subscriber. Freshness still decays by publication date.
+            q = sa.select(CandidateInsight).where(CandidateInsight.received_at >= since)
+            return list((await s.scalars(q)).all())
+
+    async def insights(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CandidateInsight]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        async with self.sessions() as s:
+            rows = (await s.scalars(sa.select(CandidateInsight).where(CandidateInsight.insight_id.in_(ids)))).all()
+            return {r.insight_id: r for r in rows}
+
+    async def count_insights(self) -> int:
+        async with self.sessions() as s:
+            return int(await s.scalar(sa.select(sa.func.count()).select_from(CandidateInsight)) or 0)
+
+    # --- subscribers --------------------------------------------------------------------------------------
+    async def subscriber(self, sub_id: uuid.UUID) -> Subscriber | None:
+        async with self.sessions() as s:
+            return await s.get(Subscriber, sub_id)
+
+    async def subscriber_by_email(self, email: str) -> Subscriber | None:
+        async with self.sessions() as s:
+            return (await s.scalars(sa.select(Subscriber).where(Subscriber.email == email.lower()))).first()
+
+    async def subscriber_by_key(self, key_hash: str) -> Subscriber | None:
+        async with self.sessions() as s:
+            return (await s.scalars(sa.select(Subscriber).where(Subscriber.api_key_hash == key_hash))).first()
+
+    async def subscribers(self, statuses: Sequence[str] | None = None) -> list[Subscriber]:
+        async with self.sessions() as s:
+            q = sa.select(Subscriber).order_by(Subscriber.created_at)
+            if statuses:
+                q = q.where(Subscriber.status.in_(list(statuses)))
+            return list((await s.scalars(q)).all())
+
+    async def add_subscriber(self, sub: Subscriber) -> bool:
+        try:
+            async with self.sessions.begin() as s:
+                s.add(sub)
+            return True
+        except IntegrityError:
+            return False
+
+    async def update_subscriber(self, sub_id: uuid.UUID, **values: Any) -> Subscriber | None:
+        values["updated_at"] = utcnow()
+        async with self.sessions.begin() as s:
+            await s.execute(sa.update(Subscriber).where(Subscriber.id == sub_id).values(**values))
+        return await self.subscriber(sub_id)
+
+    async def counts_by_status(self) -> dict[str, int]:
+        async with self.sessions() as s:
+            rows = (await s.execute(sa.select(Subscriber.status, sa.func.count()).group_by(Subscriber.status))).all()
+            return {str(st): int(n) for st, n in rows}
+
+    async def delete_subscriber(self, sub_id: uuid.UUID) -> bool:
+        async with self.sessions.begin() as s:
+            for model in (Feedback, SentInsight, BriefRow, LedgerRow):
+                await s.execute(sa.delete(model).where(model.subscriber_id == sub_id))  # type: ignore[attr-defined]
+            res = await s.execute(sa.delete(Subscriber).where(Subscriber.id == sub_id))
+            return bool(getattr(res, "rowcount", 0))
+
+    # --- ledger: the claim is the unique-key insert -------------------------------------------------------
+    async def ledger_keys(self, dates: Iterable[date]) -> set[tuple[uuid.UUID, date]]:
+        dates = list(set(dates))
+        if not dates:
+            return set()
+        async with self.sessions() as s:
+            rows = (
+                await s.execute(
+                    sa.select(LedgerRow.subscriber_id, LedgerRow.brief_date, LedgerRow.status).where(
+                        LedgerRow.brief_date.in_(dates)
+                    )
+                )
+            ).all()
+            # A temporary failure stays due: the next run reclaims it.
+            return {(sid, d) for sid, d, st in rows if st != "retry"}
+
+    async def claim(
+        self, sub_id: uuid.UUID, day: date, brief_id: uuid.UUID, scheduled_for: datetime | None
+    ) -> uuid.UUID | None:
+        """Insert the ledger row for (subscriber, day); only the replica whose insert lands may send. A row
+        left in `retry` is taken over with a conditional update, which is just as exclusive."""
+        token = uuid.uuid4()
+        now = utcnow()
+        stmt = (
+            self._insert(LedgerRow.__table__)
+            .values(
+                id=uuid.uuid4(),
+                subscriber_id=sub_id,
+                brief_date=day,
+                brief_id=brief_id,
+                status="claimed",
+                claim_token=token,
+                attempts=0,
+                scheduled_for=scheduled_for,
+                claimed_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "brief_date"])
+            .returning(LedgerRow.__table__.c.id)
+        )
+        async with self.sessions.begin() as s:
+            got = (await s.execute(stmt)).first()
+            if got is not None:
+                return token
+            res = await s.execute(
+                sa.update(LedgerRow)
+                .where(
+                    LedgerRow.subscriber_id == sub_id,
+                    LedgerRow.brief_date == day,
+                    LedgerRow.status == "retry",
+                )
+                .values(status="claimed", claim_token=token, claimed_at=now)
+            )
+            return token if getattr(res, "rowcount", 0) == 1 else None
+
+    async def finish(
+        self,
+        sub_id: uuid.UUID,
+        day: date,
+        token: uuid.UUID,
+        *,
+        status: str,
+        attempts: int,
+        message_id: str | None = None,
+        detail: str | None = None,
+    ) -> int:
+        """Record the outcome of this claim; returns the brief's attempts so far."""
+        async with self.sessions.begin() as s:
+            await s.execute(
+                sa.update(LedgerRow)
+                .where(
+                    LedgerRow.subscriber_id == sub_id,
+                    LedgerRow.brief_date == day,
+                    LedgerRow.claim_token == token,
+                )
+                .values(
+                    status=status,
+                    attempts=LedgerRow.attempts + attempts,
+                    message_id=message_id,
+                    detail=(detail or "")[:2000] or None,
+                    finished_at=utcnow(),
+                )
+            )
+            total = await s.scalar(
+                sa.select(LedgerRow.attempts).where(LedgerRow.subscriber_id == sub_id, LedgerRow.brief_date == day)
+            )
+            return int(total or 0)
+
+    async def ledger(self, sub_id: uuid.UUID) -> list[LedgerRow]:
+        async with self.sessions() as s:
+            q = sa.select(LedgerRow).where(LedgerRow.subscriber_id == sub_id).order_by(LedgerRow.brief_date)
+            return list((await s.scalars(q)).all())
+
+    # --- briefs and what was sent -------------------------------------------------------------------------
+    async def save_brief(self, brief_id: uuid.UUID, sub_id: uuid.UUID, day: date, body: dict[str, Any]) -> None:
+        stmt = self._insert(BriefRow.__table__).values(
+            brief_id=brief_id, subscriber_id=sub_id, brief_date=day, body=body, created_at=utcnow()
+        )
+        stmt = stmt.on_conflict_do_update(index_elements=["brief_id"], set_={"body": body})
+        async with self.sessions.begin() as s:
+            await s.execute(stmt)
+
+    async def brief(self, brief_id: uuid.UUID) -> BriefRow | None:
+        async with self.sessions() as s:
+            return await s.get(BriefRow, brief_id)
+
+    async def brief_on(self, sub_id: uuid.UUID, day: date) -> BriefRow | None:
+        async with self.sessions() as s:
+            return (
+                await s.scalars(sa.select(BriefRow).where(BriefRow.subscriber_id == sub_id, BriefRow.brief_date == day))
+            ).first()
+
+    async def briefs(self, sub_id: uuid.UUID, limit: int = 366) -> list[BriefRow]:
+        async with self.sessions() as s:
+            q = (
+                sa.select(BriefRow)
+                .where(BriefRow.subscriber_id == sub_id)
+                .order_by(BriefRow.brief_date.desc())
+                .limit(limit)
+            )
+            return list((await s.scalars(q)).all())
+
+    async def sent_map(
+        self,
+        sub_ids: Sequence[uuid.UUID],
+        *,
+        excluding_day: date | None = None,
+    ) -> dict[uuid.UUID, set[uuid.UUID]]:
+        out: dict[uuid.UUID, set[uuid.UUID]] = {sid: set() for sid in sub_ids}
+        if not sub_ids:
+            return out
+        async with self.sessions() as s:
+            for i in range(0, len(sub_ids), 500):
+                q = sa.select(SentInsight.subscriber_id, SentInsight.insight_id).where(
+                    SentInsight.subscriber_id.in_(list(sub_ids[i : i + 500]))
+                )
+                if excluding_day is not None:
+                    q = q.where(SentInsight.brief_date != excluding_day)
+                for sid, iid in (await s.execute(q)).all():
+                    out[sid].add(iid)
+        return out
+
+    async def mark_sent(self, sub_id: uuid.UUID, insight_ids: Sequence[uuid.UUID], day: date) -> None:
+        if not insight_ids:
+            return
+        now = utcnow()
+        stmt = self._insert(SentInsight.__table__).values(
+            [{"subscriber_id": sub_id, "insight_id": i, "brief_date": day, "sent_at": now} for i in insight_ids]
+        )
+        stmt = stmt.on_conflict_do_nothing(index_elements=["subscriber_id", "insight_id"])
+        async with self.sessions.begin() as s:
+            await s.execute(stmt)
+
+    # --- feedback -----------------------------------------------------------------------------------------
+    async def add_feedback(self, sub_id: uuid.UUID, insight_id: uuid.UUID, kind: str) -> bool:
+        stmt = (
+            self._insert(Feedback.__table__)
+            .values(
+                id=uuid.uuid4(),
+                subscriber_id=sub_id,
+                insight_id=insight_id,
+                kind=kind,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["subscriber_id", "insight_id", "kind"])
+            .returning(Feedback.__table__.c.id)
+        )
+        async with self.sessions.begin() as s:
+            return (await s.execute(stmt)).first() is not None
+
+    async def feedback(self, sub_id: uuid.UUID) -> list[Feedback]:
+        async with self.sessions() as s:
+            q = sa.select(Feedback).where(Feedback.subscriber_id == sub_id).order_by(Feedback.created_at)
+            return list((await s.scalars(q)).all())
+
+    async def sent(self, sub_id: uuid.UUID) -> list[SentInsight]:
+        async with self.sessions() as s:
+            q = sa.select(SentInsight).where(SentInsight.subscriber_id == sub_id).order_by(SentInsight.brief_date)
+            return list((await s.scalars(q)).all())

@@ -1,0 +1,243 @@
+"""The JSON API under /v1: sign-up and confirmation, the subscriber's own profile, briefs, export and delete,
+and the admin trigger for deliveries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from podbrief.errors import RetryableError
+from podbrief.http import ProblemError, check_api_key
+from podbrief.service import deps_of
+from podbrief_delivery import core
+from podbrief_delivery.deps import Deps
+from podbrief_delivery.models import Subscriber
+from podbrief_delivery.tokens import TokenError, hash_api_key
+from pydantic import BaseModel, Field
+
+router = APIRouter(prefix="/v1")
+
+DepsDep = Annotated[Deps, Depends(deps_of)]
+
+
+class SignupIn(BaseModel):
+    email: str = Field(max_length=320)
+    interests: str = Field(default="", max_length=2000)
+    topics: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=20)
+    followed_shows: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50)
+    timezone: str | None = Field(default=None, max_length=64)
+    delivery_hour: int | None = Field(default=None, ge=0, le=23)
+    quiet_day_policy: Literal["shorter", "note"] | None = None
+
+
+class ProfilePatch(BaseModel):
+    interests: str | None = Field(default=None, max_length=2000)
+    topics: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=20)
+    followed_shows: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=50)
+    timezone: str | None = Field(default=None, max_length=64)
+    delivery_hour: int | None = Field(default=None, ge=0, le=23)
+    quiet_day_policy: Literal["shorter", "note"] | None = None
+    status: Literal["active", "paused"] | None = None
+
+
+class ConfirmIn(BaseModel):
+    token: str = Field(max_length=2048)
+
+
+class RunIn(BaseModel):
+    date: dt.date | None = None
+    force: bool = False
+    subscriber_ids: list[uuid.UUID] | None = Field(default=None, max_length=10_000)
+
+
+async def signup_or_problem(deps: Deps, body: SignupIn) -> None:
+    try:
+        await core.sign_up(
+            deps,
+            body.email,
+            core.SignupProfile(
+                interests=body.interests,
+                topics=body.topics,
+                followed_shows=body.followed_shows,
+                timezone=body.timezone,
+                delivery_hour=body.delivery_hour,
+                quiet_day_policy=body.quiet_day_policy,
+            ),
+        )
+    except core.InvalidInput as exc:
+        raise ProblemError(422, "Invalid sign-up", str(exc)) from exc
+    except RetryableError as exc:
+        raise ProblemError(503, "Email unavailable", "the confirmation email could not be sent; try again") from exc
+
+
+@router.post("/subscribers", status_code=202, tags=["subscribers"], summary="Sign up (double opt-in)")
+async def sign_up(body: SignupIn, deps: DepsDep) -> dict[str, str]:
+    await signup_or_problem(deps, body)
+    # The same answer whether or not the address was known: no enumeration of subscribers.
+    return {"status": "confirmation_sent", "detail": "check your inbox for a confirmation link"}
+
+
+@router.post("/subscribers/confirm", tags=["subscribers"], summary="Confirm with the emailed token")
+async def confirm(body: ConfirmIn, deps: DepsDep) -> dict[str, Any]:
+    try:
+        sub_id, _ = deps.signer.subscriber_of(body.token, "confirm")
+        sub, key = await core.confirm(deps, sub_id)
+    except (TokenError, core.InvalidInput) as exc:
+        raise ProblemError(400, "Invalid confirmation", str(exc)) from exc
+    return {
+        "subscriber_id": str(sub.id),
+        "status": sub.status,
+        "api_key": key,
+        "profile_token": deps.signer.for_subscriber("profile", sub.id, deps.settings.link_ttl_s),
+    }
+
+
+async def current_subscriber(
+    subscriber_id: uuid.UUID,
+    deps: DepsDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_subscriber_token: Annotated[str | None, Header()] = None,
+    t: Annotated[str | None, Query(max_length=2048)] = None,
+) -> Subscriber:
+    """The caller proves who they are with their API key (Authorization: Bearer pbk_...) or a signed profile
+    token (X-Subscriber-Token or ?t=). Any mismatch with the path answers 404, never another's data."""
+    sub: Subscriber | None = None
+    if authorization and authorization.lower().startswith("bearer "):
+        key = authorization.split(" ", 1)[1].strip()
+        sub = await deps.repo.subscriber_by_key(hash_api_key(key))
+    elif x_subscriber_token or t:
+        try:
+            sid, _ = deps.signer.subscriber_of(x_subscriber_token or t or "", "profile")
+        except TokenError as exc:
+            raise ProblemError(401, "Unauthorized", "invalid or expired token") from exc
+        sub = await deps.repo.subscriber(sid)
+    else:
+        raise ProblemError(401, "Unauthorized", "send your API key as 'Authorization: Bearer ...'")
+    if sub is None or sub.id != subscriber_id or sub.status == "unsubscribed":
+        raise ProblemError(404, "Not Found", "no such subscriber")
+    return sub
+
+
+SubDep = Annotated[Subscriber, Depends(current_subscriber)]
+
+
+@router.get("/subscribers/{subscriber_id}", tags=["subscribers"])
+async def get_profile(sub: SubDep) -> dict[str, Any]:
+    return core.public_profile(sub)
+
+
+@router.patch("/subscribers/{subscriber_id}", tags=["subscribers"])
+async def patch_profile(body: ProfilePatch, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
+    try:
+        updated = await core.update_profile(deps, sub, body.model_dump(exclude_unset=True))
+    except core.InvalidInput as exc:
+        raise ProblemError(422, "Invalid profile", str(exc)) from exc
+    return core.public_profile(updated)
+
+
+@router.post("/subscribers/{subscriber_id}/api-key", tags=["subscribers"], summary="Rotate your API key")
+async def rotate_key(sub: SubDep, deps: DepsDep) -> dict[str, str]:
+    return {"api_key": await core.rotate_key(deps, sub.id)}
+
+
+@router.get("/subscribers/{subscriber_id}/export", tags=["subscribers"], summary="All data about you")
+async def export(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
+    return await core.export(deps, sub)
+
+
+@router.delete(
+    "/subscribers/{subscriber_id}",
+    status_code=204,
+    tags=["subscribers"],
+    summary="Delete you and everything about you",
+)
+async def delete(sub: SubDep, deps: DepsDep) -> None:
+    await deps.repo.delete_subscriber(sub.id)
+    await core.refresh_gauge(deps)
+
+
+@router.get("/subscribers/{subscriber_id}/briefs", tags=["briefs"])
+async def list_briefs(sub: SubDep, deps: DepsDep) -> list[dict[str, Any]]:
+    return [
+        {
+            "brief_id": str(b.brief_id),
+            "brief_date": b.brief_date.isoformat(),
+            "items": len(b.body.get("items", [])),
+        }
+        for b in await deps.repo.briefs(sub.id)
+    ]
+
+
+@router.get("/subscribers/{subscriber_id}/briefs/latest", tags=["briefs"])
+async def latest_brief(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
+    rows = await deps.repo.briefs(sub.id, limit=1)
+    if not rows:
+        raise ProblemError(404, "Not Found", "no brief yet")
+    return rows[0].body
+
+
+@router.get("/subscribers/{subscriber_id}/briefs/{day}", tags=["briefs"])
+async def brief_on(day: date, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
+    row = await deps.repo.brief_on(sub.id, day)
+    if row is None:
+        raise ProblemError(404, "Not Found", f"no brief for {day.isoformat()}")
+    return row.body
+
+
+def require_admin(request: Request, deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    key = deps.settings.http.admin_api_key
+    if key is None:
+        raise ProblemError(403, "Forbidden", "admin endpoints are disabled (no admin API key configured)")
+    if not check_api_key(x_api_key, key.get_secret_value()):
+        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
+
+
+@router.post(
+    "/admin/deliveries/run",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    summary="Compose and send the due briefs now",
+)
+async def run_deliveries(
+    deps: DepsDep,
+    body: RunIn | None = None,
+    date_: Annotated[date | None, Query(alias="date")] = None,
+    force: Annotated[bool | None, Query()] = None,
+) -> dict[str, Any]:
+    body = body or RunIn()
+    report = await core.deliver_due(
+        deps,
+        force=force if force is not None else body.force,
+        day=date_ or body.date,
+        only=body.subscriber_ids,
+    )
+    await core.refresh_gauge(deps)
+    return report.as_dict()
+
+
+class BounceIn(BaseModel):
+    email: str = Field(max_length=320)
+    reason: str = Field(default="bounced", max_length=500)
+
+
+@router.post(
+    "/admin/bounces",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    summary="Report an asynchronous bounce (a DSN) to pause that subscriber",
+)
+async def bounce(body: BounceIn, deps: DepsDep) -> dict[str, Any]:
+    try:
+        addr = core.normalise_email(body.email)
+    except core.InvalidInput as exc:
+        raise ProblemError(422, "Invalid email", str(exc)) from exc
+    sub = await deps.repo.subscriber_by_email(addr)
+    if sub is None:
+        raise ProblemError(404, "Not Found", "no such subscriber")
+    if sub.status == "active":
+        await deps.repo.update_subscriber(sub.id, status="paused", paused_reason=f"bounce: {body.reason}")
+        await core.refresh_gauge(deps)
+    return {"subscriber_id": str(sub.id), "status": "paused" if sub.status == "active" else sub.status}

@@ -1,0 +1,85 @@
+"""The dependencies every handler, route and loop of delivery shares, and its metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from podbrief.events import Event
+from podbrief.metrics import LATENCY_BUCKETS
+from podbrief_delivery.adapters import Mailer, Repo
+from podbrief_delivery.render import Links, Renderer
+from podbrief_delivery.settings import DeliverySettings
+from podbrief_delivery.tokens import Signer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+Publish = Callable[[Event], Awaitable[None]]
+
+
+class TextEmbedder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class DeliveryMetrics:
+    composed: Counter
+    sent: Counter
+    failed: Counter
+    ranking_seconds: Histogram
+    send_seconds: Histogram
+    subscribers: Gauge
+    insights: Counter
+    feedback: Counter
+    opens: Counter
+    clicks: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:
+        p = "podbrief_delivery"
+        return cls(
+            composed=Counter(f"{p}_briefs_composed_total", "Briefs composed, by kind.", ["kind"], registry=registry),
+            sent=Counter(f"{p}_briefs_sent_total", "Briefs accepted by the SMTP server.", registry=registry),
+            failed=Counter(
+                f"{p}_briefs_failed_total", "Briefs not delivered, by reason.", ["reason"], registry=registry
+            ),
+            ranking_seconds=Histogram(
+                f"{p}_ranking_seconds",
+                "Ranking time per batch of subscribers.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            send_seconds=Histogram(
+                f"{p}_send_seconds",
+                "SMTP send latency per email.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            subscribers=Gauge(f"{p}_subscribers", "Subscribers by state.", ["state"], registry=registry),
+            insights=Counter(f"{p}_insights_stored_total", "Candidate insights stored or updated.", registry=registry),
+            feedback=Counter(f"{p}_feedback_total", "Feedback clicks, by kind.", ["kind"], registry=registry),
+            opens=Counter(f"{p}_opens_total", "Brief emails opened (tracking on only).", registry=registry),
+            clicks=Counter(
+                f"{p}_clicks_total",
+                "Brief links followed (tracking on only), by kind.",
+                ["kind"],
+                registry=registry,
+            ),
+        )
+
+
+@dataclass
+class Deps:
+    settings: DeliverySettings
+    repo: Repo
+    embedder: TextEmbedder
+    mailer: Mailer
+    publish: Publish
+    signer: Signer
+    links: Links
+    renderer: Renderer
+    metrics: DeliveryMetrics
