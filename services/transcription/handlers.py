@@ -1,0 +1,143 @@
+"""Episode discovered -> transcript stored -> EpisodeTranscribed published."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol
+
+from podbrief.errors import PermanentError, PipelineError
+from podbrief.events import ids
+from podbrief.events.base import Event, new_event
+from podbrief.events.models import (
+    EpisodeDiscovered,
+    EpisodeTranscribed,
+    EpisodeTranscribedPayload,
+    PackedTranscript,
+    Segment,
+    Transcript,
+    Word,
+)
+from podbrief_transcription.adapters.engine import Engine
+from podbrief_transcription.adapters.repo import TranscriptRepo
+from podbrief_transcription.metrics import TranscriptionMetrics
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Event], Awaitable[None]]
+
+
+class Fetcher(Protocol):
+    def fetch(self, url: str) -> AbstractAsyncContextManager[Path]: ...
+
+
+def transcribed_event_id(episode_id: uuid.UUID) -> uuid.UUID:
+    """The same episode always yields the same EpisodeTranscribed id, so consumers can drop redeliveries."""
+    return uuid.uuid5(ids.NAMESPACE, f"episode.transcribed:{episode_id}")
+
+
+def normalise_publisher(
+    t: Transcript, *, duration_s: float | None = None, language: str | None = None
+) -> Transcript:
+    """A publisher transcript in the shape Whisper's output has: ordered, non-empty segments whose end is
+    never before their start, words inside their segment, text rebuilt from the segments."""
+    segments: list[Segment] = []
+    for seg in sorted(t.segments, key=lambda s: (s.start_s, s.end_s)):
+        text = " ".join(seg.text.split())
+        if not text:
+            continue
+        end = max(seg.start_s, seg.end_s)
+        words = tuple(
+            Word(
+                start_s=w.start_s,
+                end_s=max(w.start_s, w.end_s),
+                text=w.text.strip(),
+                probability=w.probability,
+            )
+            for w in sorted(seg.words, key=lambda w: w.start_s)
+            if w.text.strip()
+        )
+        if words:
+            end = max(end, words[-1].end_s)
+        segments.append(Segment(start_s=seg.start_s, end_s=end, text=text, speaker=seg.speaker, words=words))
+    text = " ".join(s.text for s in segments) if segments else " ".join(t.text.split())
+    if not text:
+        raise PermanentError("the publisher transcript has no text", reason="empty_transcript")
+    if not segments:
+        segments = [Segment(start_s=0.0, end_s=float(duration_s or t.duration_s or 0.0), text=text)]
+    last_end = max(s.end_s for s in segments)
+    return Transcript(
+        text=text,
+        language=t.language or language,
+        language_probability=t.language_probability,
+        duration_s=max(t.duration_s, last_end, float(duration_s or 0.0)),
+        segments=tuple(segments),
+        source="publisher",
+        model=t.model,
+        rtf=None,
+    )
+
+
+async def on_episode_discovered(
+    event: EpisodeDiscovered,
+    *,
+    repo: TranscriptRepo,
+    engine: Engine,
+    fetcher: Fetcher,
+    publish: Publish,
+    metrics: TranscriptionMetrics | None = None,
+) -> None:
+    payload = event.payload
+    episode = payload.episode
+    try:
+        transcript = await repo.get(episode.episode_id)
+        if transcript is not None:
+            log.info(
+                "transcript already stored; re-publishing", extra={"episode_id": str(episode.episode_id)}
+            )
+        else:
+            if payload.transcript is not None:
+                transcript = normalise_publisher(
+                    payload.transcript.unpack(), duration_s=payload.duration_s, language=episode.language
+                )
+            elif episode.enclosure_url:
+                async with fetcher.fetch(episode.enclosure_url) as path:
+                    transcript = await engine.transcribe(path)
+            else:
+                raise PermanentError(
+                    "the episode has neither an enclosure nor a transcript", reason="no_enclosure"
+                )
+            # Write before publish: a crash after this line re-publishes the stored transcript on redelivery.
+            transcript = await repo.save(episode.episode_id, transcript)
+            if metrics is not None:
+                metrics.transcripts.labels(transcript.source).inc()
+    except PipelineError as exc:
+        if metrics is not None:
+            metrics.failures.labels(exc.reason).inc()
+        log.warning(
+            "transcription failed",
+            extra={"episode_id": str(episode.episode_id), "reason": exc.reason, "error": str(exc)[:500]},
+        )
+        raise
+    except Exception:
+        if metrics is not None:
+            metrics.failures.labels("unexpected").inc()
+        raise
+    out = new_event(
+        EpisodeTranscribed,
+        EpisodeTranscribedPayload(
+            episode=episode,
+            transcript=PackedTranscript.pack(transcript),
+            source=transcript.source,
+            duration_s=transcript.duration_s,
+            language=transcript.language or episode.language,
+            chapters=payload.chapters,
+        ),
+        key=str(episode.episode_id),
+        correlation_id=event.correlation_id,
+        event_id=transcribed_event_id(episode.episode_id),
+    )
+    await publish(out)
