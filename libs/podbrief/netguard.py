@@ -1,0 +1,412 @@
+"""SSRF guard for every fetch of an untrusted URL (feeds, enclosures, transcripts, chapters).
+
+The check lives in the network backend, below httpx: the hostname is resolved once, every address is checked,
+and the socket connects to the checked address itself, so a DNS answer that changes between check and connect
+(rebinding) cannot slip through. TLS still uses the hostname for SNI and certificate checks, because httpcore
+passes the origin's hostname to `start_tls`. Redirects go through the same transport, so each hop is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpcore
+import httpx
+
+from podbrief.errors import PermanentError, RetryableError
+from podbrief.settings import NetSettings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Ranges `ipaddress` does not flag on every Python version, or that deserve naming: CGNAT (also Alibaba's
+# metadata address 100.100.100.200), AWS's IPv6 metadata endpoint, NAT64 prefixes that can embed any IPv4.
+_EXTRA_BLOCKED: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "192.0.0.0/24",
+        "198.18.0.0/15",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "fd00:ec2::254/128",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+_METADATA_HOSTS = frozenset(
+    {"metadata.google.internal", "metadata", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
+)
+DEFAULT_ACCEPT = "*/*"
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+
+
+class Allowance:
+    """`NetSettings.allowed_networks` parsed: CIDRs (or single addresses) and exact hostnames."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.networks: list[IPNetwork] = []
+        self.hosts: set[str] = set()
+        for raw in entries:
+            entry = raw.strip()
+            if not entry:
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.lower().rstrip("."))
+
+    def host_allowed(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.hosts
+
+    def address_allowed(self, ip: IPAddress) -> bool:
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+
+def blocked_reason(ip: IPAddress) -> str | None:
+    """Why an address must not be fetched from, or None when it is a public unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            return blocked_reason(mapped)
+        if ip.teredo is not None:
+            return blocked_reason(ip.teredo[1])
+    checks = (
+        ("loopback", ip.is_loopback),
+        ("unspecified", ip.is_unspecified),
+        ("link_local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    )
+    for name, hit in checks:
+        if hit:
+            return name
+    for net in _EXTRA_BLOCKED:
+        if ip.version == net.version and ip in net:
+            return "special_purpose"
+    if not ip.is_global:
+        return "not_global"
+    return None
+
+
+def check_address(ip: IPAddress, allow: Allowance, host: str) -> None:
+    if allow.host_allowed(host) or allow.address_allowed(ip):
+        return
+    reason = blocked_reason(ip)
+    if reason is not None:
+        raise PermanentError(f"refusing to fetch from {host} ({ip}): {reason} address", reason="ssrf_blocked")
+
+
+def check_url(url: httpx.URL, allow: Allowance) -> None:
+    """What can be checked before any DNS lookup: the scheme, metadata names and literal addresses."""
+    if url.scheme not in ("http", "https"):
+        raise PermanentError(f"only http and https URLs are fetched, not {url.scheme!r}", reason="bad_scheme")
+    host = url.host
+    if not host:
+        raise PermanentError("URL has no host", reason="invalid_url")
+    if allow.host_allowed(host):
+        return
+    if host.lower().rstrip(".") in _METADATA_HOSTS or host.lower().endswith(".internal"):
+        raise PermanentError(f"refusing to fetch from {host}: metadata host", reason="ssrf_blocked")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    check_address(ip, allow, host)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves once, checks every answer, connects to the checked address."""
+
+    def __init__(self, allow: Allowance, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        from httpcore._backends.auto import AutoBackend
+
+        self.allow = allow
+        self.inner = inner or AutoBackend()
+
+    async def _resolve(self, host: str, port: int, timeout_s: float | None) -> list[IPAddress]:
+        try:
+            return [ipaddress.ip_address(host)]
+        except ValueError:
+            pass
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout_s
+            )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        seen: list[IPAddress] = []
+        for info in infos:
+            # Scope ids ("fe80::1%eth0") are stripped by ip_address; the address itself is what we check.
+            ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if ip not in seen:
+                seen.append(ip)
+        return seen
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port, timeout)
+        if not addresses:
+            raise httpcore.ConnectError(f"no addresses for {host}")
+        # Every answer is checked, not just the one used: a name that mixes public and private answers is
+        # suspicious and refused outright.
+        for ip in addresses:
+            check_address(ip, self.allow, host)
+        last: Exception | None = None
+        for ip in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    str(ip), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise PermanentError("unix sockets are not fetched", reason="ssrf_blocked")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs a few hundred milliseconds; one verified context serves every client.
+    return httpx.create_ssl_context(trust_env=False)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with the guarded backend underneath and a URL check on every request."""
+
+    def __init__(self, net: NetSettings, *, max_connections: int = 100) -> None:
+        ssl_context = _ssl_context()
+        super().__init__(
+            verify=ssl_context,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
+        )
+        self.allow = Allowance(net.allowed_networks)
+        # httpx has no public knob for the network backend, so the pool is rebuilt with the same options.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            http1=True,
+            http2=False,
+            network_backend=GuardedBackend(self.allow),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        check_url(request.url, self.allow)
+        return await super().handle_async_request(request)
+
+
+def make_http_client(net: NetSettings, *, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
+    """An httpx client for untrusted URLs: SSRF-guarded on every hop, our User-Agent, no proxies from the
+    environment (a proxy would resolve names beyond the guard's reach), bounded redirects."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(net),
+        timeout=timeout or httpx.Timeout(net.read_timeout_s, connect=net.connect_timeout_s),
+        headers={"User-Agent": net.user_agent},
+        follow_redirects=True,
+        max_redirects=net.max_redirects,
+        trust_env=False,
+    )
+
+
+@dataclass(frozen=True)
+class Redirect:
+    status: int
+    from_url: str
+    to_url: str
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in PERMANENT_REDIRECTS
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    status: int
+    url: str
+    headers: httpx.Headers
+    body: bytes
+    history: tuple[Redirect, ...] = ()
+    elapsed_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def content_type(self) -> str:
+        value: str = self.headers.get("content-type", "")
+        return value.split(";", 1)[0].strip().lower()
+
+    @property
+    def permanent_url(self) -> str | None:
+        """Where the resource now lives for good: the target of the leading run of permanent redirects."""
+        target: str | None = None
+        for hop in self.history:
+            if not hop.permanent:
+                break
+            target = hop.to_url
+        return target
+
+
+async def fetch_limited(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    max_bytes: int,
+    accept: str = DEFAULT_ACCEPT,
+    headers: Mapping[str, str] | None = None,
+    max_redirects: int | None = None,
+    deadline_s: float | None = None,
+) -> FetchResult:
+    """GET `url`, following redirects by hand (each hop re-checked by the guard, loops detected), reading at
+    most `max_bytes` of decoded body. A 304 is returned, not raised; other non-2xx answers raise.
+
+    Raises PermanentError (ssrf_blocked, too_large, redirect_loop, too_many_redirects, http_4xx, invalid_url)
+    or RetryableError (timeout, http_5xx, http_429, connect)."""
+    limit = client.max_redirects if max_redirects is None else max_redirects
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await _fetch(
+                client, url, max_bytes=max_bytes, accept=accept, headers=headers, limit=limit, started=started
+            )
+    except TimeoutError as exc:
+        raise RetryableError(f"fetching {url} took longer than {deadline_s}s", reason="timeout") from exc
+
+
+async def _fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    max_bytes: int,
+    accept: str,
+    headers: Mapping[str, str] | None,
+    limit: int,
+    started: float,
+) -> FetchResult:
+    history: list[Redirect] = []
+    seen = {url}
+    current = url
+    req_headers = {"Accept": accept, **(headers or {})}
+    while True:
+        try:
+            request = client.build_request("GET", current, headers=req_headers)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+            raise PermanentError(f"invalid URL {current!r}: {exc}", reason="invalid_url") from exc
+        try:
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"timed out fetching {current}", reason="timeout") from exc
+        except httpx.UnsupportedProtocol as exc:
+            raise PermanentError(f"unsupported URL {current!r}", reason="bad_scheme") from exc
+        except httpx.InvalidURL as exc:
+            raise PermanentError(f"invalid URL {current!r}: {exc}", reason="invalid_url") from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(f"cannot fetch {current}: {exc!r}", reason="connect") from exc
+        try:
+            if response.status_code in REDIRECT_CODES and "location" in response.headers:
+                target = str(response.url.join(response.headers["location"]))
+                history.append(Redirect(response.status_code, current, target))
+                if target in seen:
+                    raise PermanentError(f"redirect loop at {target}", reason="redirect_loop")
+                if len(history) > limit:
+                    raise PermanentError(f"more than {limit} redirects from {url}", reason="too_many_redirects")
+                seen.add(target)
+                current = target
+                # A 303 or a cross-origin hop must not carry the conditional headers meant for the first URL.
+                req_headers = {"Accept": accept}
+                continue
+            status = response.status_code
+            if status == 304:
+                return FetchResult(304, current, response.headers, b"", tuple(history), time.monotonic() - started)
+            if status == 429 or status >= 500:
+                raise RetryableError(f"{current} answered {status}", reason="http_429" if status == 429 else "http_5xx")
+            if status >= 400:
+                raise PermanentError(
+                    f"{current} answered {status}",
+                    reason=f"http_{status}" if status in (401, 403, 404, 410) else "http_4xx",
+                )
+            if status >= 300:
+                raise PermanentError(f"{current} answered {status} without a usable Location", reason="bad_redirect")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes and "content-encoding" not in response.headers:
+                raise PermanentError(
+                    f"{current} is {declared} bytes, over the {max_bytes}-byte limit", reason="too_large"
+                )
+            chunks: list[bytes] = []
+            total = 0
+            try:
+                # Decoded bytes are counted, so a gzip bomb hits the cap as surely as a plain large body.
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise PermanentError(f"{current} is over the {max_bytes}-byte limit", reason="too_large")
+                    chunks.append(chunk)
+            except httpx.TimeoutException as exc:
+                raise RetryableError(f"timed out reading {current}", reason="timeout") from exc
+            except httpx.DecodingError as exc:
+                raise PermanentError(f"cannot decode {current}: {exc}", reason="bad_encoding") from exc
+            except httpx.TransportError as exc:
+                raise RetryableError(f"connection lost reading {current}: {exc!r}", reason="connect") from exc
+            return FetchResult(
+                status,
+                current,
+                response.headers,
+                b"".join(chunks),
+                tuple(history),
+                time.monotonic() - started,
+            )
+        finally:
+            await response.aclose()
+
+
+__all__ = [
+    "Allowance",
+    "FetchResult",
+    "GuardedBackend",
+    "GuardedTransport",
+    "Redirect",
+    "blocked_reason",
+    "check_address",
+    "check_url",
+    "fetch_limited",
+    "make_http_client",
+]

@@ -1,0 +1,268 @@
+"""The feed management API under /v1. It is an admin API: every route needs the X-API-Key header."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from podbrief.errors import PermanentError, PipelineError
+from podbrief.http import ProblemError, check_api_key
+from podbrief.service import deps_of
+from podbrief_ingest.adapters import aware
+from podbrief_ingest.app import Deps
+from podbrief_ingest.models import Episode, Feed
+from podbrief_ingest.parser import parse_opml, render_opml
+from pydantic import BaseModel, Field
+
+URL_REASONS = frozenset({"ssrf_blocked", "bad_scheme", "invalid_url"})
+
+
+def _deps(request: Request) -> Deps:
+    deps: Deps = deps_of(request)
+    return deps
+
+
+DepsDep = Annotated[Deps, Depends(_deps)]
+
+
+def require_admin(deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    expected = deps.settings.http.admin_api_key
+    if expected is None:
+        raise ProblemError(403, "Forbidden", "admin API disabled: set INGEST_HTTP__ADMIN_API_KEY")
+    if not check_api_key(x_api_key, expected.get_secret_value()):
+        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
+
+
+router = APIRouter(prefix="/v1", tags=["feeds"], dependencies=[Depends(require_admin)])
+
+
+class FeedIn(BaseModel):
+    url: str = Field(min_length=1, max_length=4096)
+    validate_feed: bool = Field(
+        default=True,
+        alias="validate",
+        description="fetch and parse before registering (and run the first poll)",
+    )
+
+
+class FeedOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    source_url: str
+    title: str | None
+    link: str | None
+    language: str | None
+    podcast_guid: str | None
+    status: str
+    locked: bool
+    update_frequency: str | None
+    moved_from: list[str]
+    poll_interval_s: float
+    next_poll_at: datetime | None
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    last_error_reason: str | None
+    error_count: int
+    polls: int
+    not_modified_count: int
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, f: Feed) -> FeedOut:
+        return cls(
+            id=f.id,
+            url=f.url,
+            source_url=f.source_url,
+            title=f.title,
+            link=f.link,
+            language=f.language,
+            podcast_guid=f.podcast_guid,
+            status=f.status,
+            locked=f.locked,
+            update_frequency=f.update_frequency,
+            moved_from=list(f.moved_from or []),
+            poll_interval_s=f.poll_interval_s,
+            next_poll_at=aware(f.next_poll_at),
+            last_polled_at=aware(f.last_polled_at),
+            last_success_at=aware(f.last_success_at),
+            last_outcome=f.last_outcome,
+            last_error=f.last_error,
+            last_error_reason=f.last_error_reason,
+            error_count=f.error_count,
+            polls=f.polls,
+            not_modified_count=f.not_modified_count,
+            created_at=aware(f.created_at),
+        )
+
+
+class EpisodeOut(BaseModel):
+    id: uuid.UUID
+    feed_id: uuid.UUID
+    guid: str
+    title: str
+    link: str | None
+    published_at: datetime | None
+    enclosure_url: str | None
+    enclosure_type: str | None
+    duration_s: float | None
+    transcripts: list[dict[str, Any]]
+    chapters_url: str | None
+    transcript_source: str | None
+    transcript_error: str | None
+    status: str
+    error: str | None
+    discovered_at: datetime | None
+
+    @classmethod
+    def of(cls, e: Episode) -> EpisodeOut:
+        return cls(
+            id=e.id,
+            feed_id=e.feed_id,
+            guid=e.guid,
+            title=e.title,
+            link=e.link,
+            published_at=aware(e.published_at),
+            enclosure_url=e.enclosure_url,
+            enclosure_type=e.enclosure_type,
+            duration_s=e.duration_s,
+            transcripts=list(e.transcripts or []),
+            chapters_url=e.chapters_url,
+            transcript_source=e.transcript_source,
+            transcript_error=e.transcript_error,
+            status=e.status,
+            error=e.error,
+            discovered_at=aware(e.discovered_at),
+        )
+
+
+class PollOut(BaseModel):
+    feed_id: uuid.UUID
+    outcome: str
+    emitted: int = 0
+    backlog: int = 0
+    rejected: int = 0
+    error: str | None = None
+    reason: str | None = None
+
+
+class FeedCreated(BaseModel):
+    feed: FeedOut
+    created: bool
+    first_poll: PollOut | None = None
+
+
+def fetch_problem(exc: PipelineError, url: str) -> ProblemError:
+    """The problem document for a feed that could not be fetched or parsed."""
+    if isinstance(exc, PermanentError):
+        status = 400 if exc.reason in URL_REASONS else 422
+        title = "URL not allowed" if status == 400 else "Not a usable feed"
+    else:
+        status = 504 if exc.reason == "timeout" else 502
+        title = "Feed unreachable"
+    return ProblemError(status, title, str(exc), reason=exc.reason, url=url)
+
+
+async def _feed(deps: Deps, feed_id: uuid.UUID) -> Feed:
+    feed = await deps.repo.get_feed(feed_id)
+    if feed is None:
+        raise ProblemError(404, "Not Found", f"no feed {feed_id}")
+    return feed
+
+
+@router.post(
+    "/feeds",
+    status_code=201,
+    response_model=FeedCreated,
+    summary="Add a feed (fetched, parsed and polled once unless validate=false)",
+)
+async def add_feed(body: FeedIn, deps: DepsDep, response: Response) -> FeedCreated:
+    try:
+        feed, created, first = await deps.crawler.add_feed(body.url, validate=body.validate_feed)
+    except PipelineError as exc:
+        raise fetch_problem(exc, body.url) from exc
+    if not created:
+        response.status_code = 200
+    return FeedCreated(
+        feed=FeedOut.of(feed),
+        created=created,
+        first_poll=PollOut(**vars(first)) if first is not None else None,
+    )
+
+
+@router.get("/feeds", summary="List feeds")
+async def list_feeds(
+    deps: DepsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    feeds = await deps.repo.list_feeds(limit=limit, offset=offset)
+    return {
+        "items": [FeedOut.of(f).model_dump(mode="json") for f in feeds],
+        "total": await deps.repo.count_feeds(),
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/feeds/{feed_id}", response_model=FeedOut, summary="One feed, with its polling state")
+async def get_feed(feed_id: uuid.UUID, deps: DepsDep) -> FeedOut:
+    return FeedOut.of(await _feed(deps, feed_id))
+
+
+@router.delete("/feeds/{feed_id}", status_code=204, summary="Remove a feed and its episode records")
+async def delete_feed(feed_id: uuid.UUID, deps: DepsDep) -> Response:
+    if not await deps.repo.delete_feed(feed_id):
+        raise ProblemError(404, "Not Found", f"no feed {feed_id}")
+    return Response(status_code=204)
+
+
+@router.get("/feeds/{feed_id}/episodes", summary="A feed's episodes, newest first (cursor pagination)")
+async def list_episodes(
+    feed_id: uuid.UUID,
+    deps: DepsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    await _feed(deps, feed_id)
+    try:
+        rows, nxt = await deps.repo.list_episodes(feed_id, limit=limit, cursor=cursor)
+    except ValueError as exc:
+        raise ProblemError(400, "Bad Request", "invalid cursor") from exc
+    return {"items": [EpisodeOut.of(e).model_dump(mode="json") for e in rows], "next_cursor": nxt}
+
+
+@router.post("/feeds/{feed_id}/poll", response_model=PollOut, summary="Poll this feed now")
+async def poll_feed(feed_id: uuid.UUID, deps: DepsDep) -> PollOut:
+    await _feed(deps, feed_id)
+    result = await deps.crawler.poll_feed(feed_id)
+    if result.outcome == "skipped":
+        raise ProblemError(409, "Conflict", "this feed is being polled right now; try again shortly")
+    return PollOut(**vars(result))
+
+
+@router.post("/opml", summary="Import feeds from an OPML document (request body); they are polled soon")
+async def import_opml(request: Request, deps: DepsDep) -> dict[str, Any]:
+    body = await request.body()
+    try:
+        entries = parse_opml(body)
+    except PipelineError as exc:
+        raise ProblemError(422, "Not a usable OPML document", str(exc), reason=exc.reason) from exc
+    added: list[str] = []
+    existing: list[str] = []
+    invalid: list[dict[str, str]] = []
+    for entry in entries:
+        url = entry["url"]
+        if not url.startswith(("http://", "https://")):
+            invalid.append({"url": url, "error": "only http and https feed URLs are accepted"})
+            continue
+        feed, created, _ = await deps.crawler.add_feed(url, validate=False)
+        (added if created else existing).append(str(feed.id))
+    return {"added": added, "existing": existing, "invalid": invalid}
+
+
+@router.get("/opml", summary="Export every feed as OPML")
+async def export_opml(deps: DepsDep) -> Response:
+    feeds = await deps.repo.list_feeds(limit=1_000_000)
+    return Response(render_opml([(f.url, f.title) for f in feeds]), media_type="text/x-opml")

@@ -1,0 +1,144 @@
+"""Ingest composition root and service spec."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from podbrief.bus import Transport
+from podbrief.netguard import make_http_client
+from podbrief.service import ServiceContext, ServiceSpec
+from podbrief.service import create_app as chassis_create_app
+from podbrief.storage.db import create_engine, migrate
+from podbrief_ingest.adapters import Fetcher, HostLimiter, IngestRepo
+from podbrief_ingest.handlers import Crawler, PollReport
+from podbrief_ingest.metrics import IngestMetrics
+from podbrief_ingest.settings import IngestSettings
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass
+class Deps:
+    settings: IngestSettings
+    engine: AsyncEngine
+    repo: IngestRepo
+    client: httpx.AsyncClient
+    crawler: Crawler
+    metrics: IngestMetrics
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.asynccontextmanager
+async def build_deps(ctx: ServiceContext[IngestSettings]) -> AsyncIterator[Deps]:
+    settings = ctx.settings
+    engine = create_engine(settings.db)
+    client = make_http_client(settings.net)
+    try:
+        if settings.db.migrate_on_start:
+            await migrate(engine, MIGRATIONS, "ingest")
+        repo = IngestRepo(engine)
+        metrics = IngestMetrics.create(ctx.registry)
+        fetcher = Fetcher(
+            client,
+            HostLimiter(settings.max_concurrent_polls, settings.per_host_concurrency),
+            deadline_s=settings.fetch_deadline_s,
+        )
+        crawler = Crawler(
+            repo=repo,
+            fetcher=fetcher,
+            publish=ctx.bus.publish,
+            settings=settings,
+            metrics=metrics,
+            owner=instance_name(),
+        )
+        yield Deps(settings, engine, repo, client, crawler, metrics)
+    finally:
+        await client.aclose()
+        await engine.dispose()
+
+
+async def poll_all_now(deps: Deps) -> PollReport:
+    """Poll every registered feed once, whether due or not, publish what that found (and anything left in the
+    outbox), and return when all of it is done. The embedded runner calls this instead of waiting for the
+    schedule."""
+    return await deps.crawler.poll_all()
+
+
+async def _poll_loop(deps: Deps) -> None:
+    while True:
+        try:
+            await deps.crawler.poll_due()
+        except Exception:
+            # Feed-level failures never get here (they are recorded on the feed); this is the database
+            # being unreachable, which the next tick retries.
+            log.exception("poll tick failed")
+        await asyncio.sleep(deps.settings.poll_tick_s)
+
+
+async def _outbox_loop(deps: Deps) -> None:
+    while True:
+        try:
+            await deps.crawler.dispatch()
+        except Exception:
+            log.exception("outbox sweep failed")
+        await asyncio.sleep(deps.settings.outbox_sweep_s)
+
+
+def _background(deps: Deps) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+    loops: list[Callable[[], Coroutine[Any, Any, None]]] = [lambda: _outbox_loop(deps)]
+    if deps.settings.poll_enabled:
+        loops.append(lambda: _poll_loop(deps))
+    return loops
+
+
+async def _ready(deps: Deps) -> bool:
+    ok: bool = await deps.repo.ping()
+    return ok
+
+
+def _spec() -> ServiceSpec[IngestSettings, Deps]:
+    from podbrief_ingest.api import router
+
+    # The chassis waits drain_timeout_s for background tasks before cancelling them; the poll loops never end
+    # on their own, and cancelling one mid-poll is safe (its transaction rolls back, its lease expires, the
+    # outbox keeps anything committed), so the wait is kept short.
+    return ServiceSpec(
+        drain_timeout_s=2.0,
+        name="ingest",
+        settings_cls=IngestSettings,
+        build_deps=build_deps,
+        routers=[router],
+        background=_background,
+        ready=_ready,
+        title="podbrief ingest",
+        description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
+    )
+
+
+SPEC = _spec()
+
+
+def create_app(
+    settings: IngestSettings | None = None,
+    *,
+    transport: Transport | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    return chassis_create_app(SPEC, settings, transport=transport, on_fatal=on_fatal)

@@ -1,0 +1,63 @@
+"""Ingest metrics, on the app's explicit registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from podbrief.metrics import LATENCY_BUCKETS
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class IngestMetrics:
+    polls: Counter
+    not_modified: Counter
+    parse_failures: Counter
+    episodes: Counter
+    poll_seconds: Histogram
+    transcripts: Counter
+    outbox_pending: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> IngestMetrics:
+        p = "podbrief_ingest"
+        return cls(
+            polls=Counter(
+                f"{p}_feed_polls_total",
+                "Feed polls, by outcome (ok, not_modified, error, blocked).",
+                ["outcome"],
+                registry=registry,
+            ),
+            not_modified=Counter(
+                f"{p}_not_modified_total",
+                "Polls answered 304 Not Modified; divide by feed_polls_total for the 304 ratio.",
+                registry=registry,
+            ),
+            parse_failures=Counter(
+                f"{p}_parse_failures_total",
+                "Feeds that could not be fetched or parsed, by reason.",
+                ["reason"],
+                registry=registry,
+            ),
+            episodes=Counter(
+                f"{p}_episodes_discovered_total",
+                "New episodes, by what happened to them (emitted, backlog, rejected).",
+                ["status"],
+                registry=registry,
+            ),
+            poll_seconds=Histogram(
+                f"{p}_poll_seconds",
+                "Time to poll one feed, fetch to commit.",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            transcripts=Counter(
+                f"{p}_publisher_transcripts_total",
+                "Publisher transcript fetches, by outcome.",
+                ["outcome"],
+                registry=registry,
+            ),
+            outbox_pending=Gauge(
+                f"{p}_outbox_pending_messages", "Events written but not yet published.", registry=registry
+            ),
+        )
