@@ -108,16 +108,19 @@ def create_app(
                     yield
                 finally:
                     state.started = False
+                    # Background loops (polling, scheduling) are cancelled at once: each step of theirs is
+                    # idempotent. The consumer gets time to finish its in-flight handlers; what does not finish
+                    # stays uncommitted and is redelivered.
                     if state.consumer:
                         state.consumer.stop()
-                    # Give in-flight handlers time to finish; what is not finished stays uncommitted.
-                    pending = [t for t in state.tasks if not t.done()]
-                    if pending:
-                        _, still = await asyncio.wait(pending, timeout=spec.drain_timeout_s)
-                        for t in still:
+                    consumer_task = state.tasks[0] if state.consumer and state.tasks else None
+                    for t in state.tasks:
+                        if t is not consumer_task:
                             t.cancel()
-                        if still:
-                            await asyncio.gather(*still, return_exceptions=True)
+                    if consumer_task is not None and not consumer_task.done():
+                        await asyncio.wait([consumer_task], timeout=spec.drain_timeout_s)
+                        consumer_task.cancel()
+                    await asyncio.gather(*state.tasks, return_exceptions=True)
         finally:
             if own_transport:
                 await bus.stop()  # flushes the producer

@@ -116,11 +116,9 @@ async def _ready(deps: Deps) -> bool:
 def _spec() -> ServiceSpec[IngestSettings, Deps]:
     from podbrief_ingest.api import router
 
-    # The chassis waits drain_timeout_s for background tasks before cancelling them; the poll loops never end
-    # on their own, and cancelling one mid-poll is safe (its transaction rolls back, its lease expires, the
-    # outbox keeps anything committed), so the wait is kept short.
+    # The chassis cancels background loops at shutdown; cancelling a poll mid-way is safe (its transaction
+    # rolls back, its lease expires, the outbox keeps anything committed).
     return ServiceSpec(
-        drain_timeout_s=2.0,
         name="ingest",
         settings_cls=IngestSettings,
         build_deps=build_deps,
