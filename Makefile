@@ -11,10 +11,11 @@ LLAMA := .cache/llama/bin/llama-server
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench \
+        bench-ingest bench-transcribe bench-cluster bench-delivery \
         services-up services-down up down llama eval-extraction clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,21 @@ format: $(STAMP) ## apply ruff fixes and formatting
 
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write
+
+bench: bench-ingest bench-transcribe bench-cluster bench-delivery ## every benchmark, each beside its peer
+
+bench-ingest: $(STAMP) ## 10,000 loopback feeds (1% new): crawler vs a sequential httpx+feedparser loop
+	$(PY) -m podbrief_ingest.bench --feeds $(or $(FEEDS_N),10000)
+
+bench-transcribe: $(STAMP) ## the service's engine vs plain faster-whisper (same model), sequential vs batched
+	$(PY) -m podbrief_transcription.bench speed ../shared/data/audio/jfk.flac
+	$(PY) -m podbrief_transcription.bench memory --minutes 30
+
+bench-cluster: $(STAMP) ## embed+upsert+assign throughput; search p50/p99 vs brute-force numpy
+	$(PY) -m podbrief_clustering.bench --sizes $(or $(SIZES),10000 100000)
+
+bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
+	$(PY) -m podbrief_delivery.bench --sizes $(or $(SIZES),1000,10000,100000)
 
 services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start
