@@ -58,7 +58,7 @@ def query(base: str, expr: str) -> dict[str, Any]:
 
 
 @contextmanager
-def prometheus(targets: dict[str, str], workdir: Path, *, interval_s: float = 1.0) -> Iterator[str]:
+def prometheus(targets: dict[str, str], workdir: Path, *, interval_s: int = 1) -> Iterator[str]:
     """Run Prometheus scraping `targets` (service -> host:port, path /metrics/, job "podbrief", label service,
     as in deploy/prometheus/prometheus.yml) with the repo's alert rules; yields its base URL."""
     binary = shutil.which("prometheus")

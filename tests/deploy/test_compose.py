@@ -209,3 +209,19 @@ def test_profiles_split_cpu_and_gpu_and_volumes_are_named(compose: dict[str, Any
     for required in ("kafka", "postgres", "qdrant", "vllm", "prometheus", "grafana", "mailpit",
                      "ingest", "clustering", "delivery"):
         assert required in services
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.cuda"])
+def test_the_build_context_keeps_what_the_dockerfile_copies_and_nothing_local(dockerfile: str) -> None:
+    text = (DOCKERFILES / dockerfile).read_text(encoding="utf-8")
+    ignore = (DOCKERFILES / f"{dockerfile}.dockerignore").read_text(encoding="utf-8").splitlines()
+    rules = [ln.strip() for ln in ignore if ln.strip() and not ln.startswith("#")]
+    assert rules[0] == "*", "exclude everything, then re-include"
+    kept = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    copied = [src for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.MULTILINE)
+              for src in [w for w in line.split() if not w.startswith("--")][:-1]]
+    assert copied
+    for src in copied:
+        assert any(src.rstrip("/") == k or src.startswith(k + "/") for k in kept), f"{src} is not in the context"
+    assert not {".venv", ".cache", ".data", ".env"} & kept
+

@@ -81,6 +81,7 @@ def test_a_real_prometheus_scrapes_the_services_and_accepts_every_query(
             if answer["status"] != "success":
                 errors.append(f"{where}: {answer.get('error')}")
         assert errors == []
+        assert promharness.query(base, "sum(rate(podbrief_ingest_messages_total[5m])")["status"] == "error"
         time.sleep(3)  # a few rule evaluations
         rules = promharness.get(base, "/api/v1/rules")["data"]["groups"]
         evaluated = [r for g in rules for r in g["rules"]]

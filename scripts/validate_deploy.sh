@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Validate the deployment artefacts without Docker or a cluster: installs the tools the checks need (pinned)
+# into <repo>/.cache/bin, then runs tests/deploy.
+#
+#   scripts/validate_deploy.sh             install what is missing, then run the checks
+#   scripts/validate_deploy.sh --install   install only (CI setup step)
+#   scripts/validate_deploy.sh --compose   also build the Docker Compose v2 CLI from the Go module proxy (slow the
+#                                          first time: ~20 minutes of compiling on 2 cores) and run
+#                                          `docker-compose config` on both profiles (tests/deploy's slow test
+#                                          needs it too)
+#
+# Tools: kustomize (Go module proxy), promtool (Debian package `prometheus`; its service is stopped and disabled
+# right after install: only the binary is wanted), Python deps kubernetes-validate and jsonschema (pinned below).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="${ROOT}/.cache/bin"
+PY="${PYTHON:-${ROOT}/.venv/bin/python}"
+KUSTOMIZE_VERSION="v5.7.1"
+COMPOSE_VERSION="v2.40.3"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+
+log() { printf '[validate-deploy] %s\n' "$*" >&2; }
+die() { printf '[validate-deploy] ERROR: %s\n' "$*" >&2; exit 1; }
+
+mode="run"
+compose=0
+for arg in "$@"; do
+  case "${arg}" in
+    --install) mode="install" ;;
+    --compose) compose=1 ;;
+    *) die "unknown argument ${arg}" ;;
+  esac
+done
+
+mkdir -p "${BIN}"
+
+install_kustomize() {
+  if [ -x "${BIN}/kustomize" ] && "${BIN}/kustomize" version 2>/dev/null | grep -q "${KUSTOMIZE_VERSION}"; then
+    return
+  fi
+  command -v go >/dev/null || die "Go is needed to install kustomize (go install)"
+  log "installing kustomize ${KUSTOMIZE_VERSION}"
+  GOBIN="${BIN}" GOFLAGS=-buildvcs=false go install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
+}
+
+install_promtool() {
+  if command -v promtool >/dev/null || [ -x "${BIN}/promtool" ]; then
+    return
+  fi
+  log "installing promtool (Debian package prometheus)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  ${sudo} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Only the binary is wanted; the package may have started the server.
+  ${sudo} service prometheus stop >/dev/null 2>&1 || true
+  ${sudo} update-rc.d prometheus disable >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    ${sudo} systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null || die "promtool still missing after installing prometheus"
+}
+
+install_python_deps() {
+  [ -x "${PY}" ] || die "no Python at ${PY}; run make install first (or set PYTHON)"
+  if ! "${PY}" -c "import kubernetes_validate, jsonschema" 2>/dev/null \
+      || [ "$("${PY}" -c 'import kubernetes_validate; print(kubernetes_validate.__version__)')" != "${KUBERNETES_VALIDATE_VERSION}" ]; then
+    log "installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION}"
+    "${PY}" -m pip install -q "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+  fi
+}
+
+install_compose() {
+  # A stamp, not `docker-compose version`: the build cannot always stamp the version into the binary.
+  if [ -x "${BIN}/docker-compose" ] && [ "$(cat "${BIN}/docker-compose.version" 2>/dev/null)" = "${COMPOSE_VERSION}" ]; then
+    return
+  fi
+  command -v go >/dev/null || die "Go is needed to build docker-compose"
+  log "building docker-compose ${COMPOSE_VERSION} from the Go module proxy (slow the first time)"
+  # `go install module@version` refuses modules whose go.mod has replace/exclude directives, as compose's has:
+  # build inside a writable copy of the module instead.
+  local src
+  src="$(GOFLAGS=-mod=mod go mod download -json "github.com/docker/compose/v2@${COMPOSE_VERSION}" \
+         | "${PY}" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  local work="${ROOT}/.cache/compose-src"
+  rm -rf "${work}" && cp -r "${src}" "${work}" && chmod -R u+w "${work}"
+  (cd "${work}" && go build -trimpath \
+      -ldflags "-X github.com/docker/compose/v2/internal.Version=${COMPOSE_VERSION}" \
+      -o "${BIN}/docker-compose" ./cmd)
+  rm -rf "${work}"
+  echo "${COMPOSE_VERSION}" > "${BIN}/docker-compose.version"
+}
+
+run_compose_config() {
+  local envfile
+  envfile="$(mktemp)"
+  cp "${ROOT}/.env.example" "${envfile}"
+  for profile in cpu gpu; do
+    log "docker-compose config --profile ${profile}"
+    "${BIN}/docker-compose" --project-directory "${ROOT}" -f "${ROOT}/docker-compose.yml" --env-file "${envfile}" \
+      --profile "${profile}" config --quiet
+  done
+  rm -f "${envfile}"
+}
+
+install_kustomize
+install_promtool
+install_python_deps
+if [ "${compose}" -eq 1 ]; then
+  install_compose
+fi
+[ "${mode}" = "install" ] && exit 0
+
+if [ "${compose}" -eq 1 ]; then
+  run_compose_config
+fi
+log "pytest tests/deploy"
+cd "${ROOT}"
+exec "${PY}" -m pytest tests/deploy -q

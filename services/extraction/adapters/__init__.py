@@ -1,0 +1,1 @@
+"""I/O against the outside world: the LLM endpoint and the service's database."""

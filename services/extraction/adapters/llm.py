@@ -1,0 +1,316 @@
+"""An OpenAI-compatible chat-completions client on httpx: vLLM in production, llama.cpp's llama-server on CPU.
+
+Structured output goes through `response_format: {"type": "json_schema", ...}`, which both servers
+enforce with a grammar. Around it: bounded concurrency (so vLLM's continuous batching sees parallel
+requests), timeouts, retries with exponential backoff and jitter on 429/5xx/timeouts, a circuit
+breaker, one repair round for invalid output, and token accounting. Errors map onto podbrief.errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+from podbrief.errors import PermanentError, RetryableError
+from podbrief_extraction.metrics import ExtractionMetrics
+from podbrief_extraction.settings import LLMSettings
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+class InvalidOutputError(PermanentError):
+    """The model's answer was not valid JSON for the schema, even after one repair round."""
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.requests += other.requests
+
+
+@dataclass(frozen=True)
+class Structured(Generic[T]):
+    value: T
+    usage: Usage
+    repaired: bool
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failed requests; while open, calls fail at once. After the
+    cool-down one trial call is let through (half-open): success closes it, failure opens it again."""
+
+    def __init__(self, threshold: int, cooldown_s: float, clock: Clock = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None and self.clock() - self.opened_at < self.cooldown_s
+
+    def before(self) -> None:
+        if self.opened_at is None:
+            return
+        if self.is_open or self._trial:
+            raise RetryableError("LLM endpoint circuit is open after repeated failures", reason="circuit_open")
+        self._trial = True
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial = False
+        if self.failures >= self.threshold:
+            self.opened_at = self.clock()
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+def parse_json(content: str) -> Any:
+    """Tolerant parse: accepts code fences and prose around one JSON object (servers without grammar
+    support, or models that add a preamble)."""
+    text = _FENCE.sub("", content.strip()).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start >= 0 and end > start:
+            return json.loads(text[start : end + 1])
+        raise
+
+
+class LLMClient:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        *,
+        base_url: str | None = None,
+        metrics: ExtractionMetrics | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        url = base_url or settings.base_url
+        if not url:
+            raise ValueError("LLMClient needs a base URL (settings.llm.base_url or the embedded server's)")
+        self.settings = settings
+        self.base_url = url.rstrip("/")
+        self.model = settings.model
+        self.metrics = metrics or ExtractionMetrics.create()
+        self._sleep = sleep
+        self._sem = asyncio.Semaphore(settings.concurrency)
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s, clock)
+        headers = {"Accept": "application/json"}
+        if settings.api_key is not None:
+            headers["Authorization"] = "Bearer " + settings.api_key.get_secret_value()
+        timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def complete_json(
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        model: type[T],
+        *,
+        schema_name: str = "answer",
+        max_tokens: int | None = None,
+    ) -> Structured[T]:
+        """Ask for JSON conforming to `schema`, validated by `model`. Invalid output gets one repair request;
+        if that fails too, InvalidOutputError (permanent for this input)."""
+        usage = Usage()
+        content, u = await self.chat(messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens)
+        usage.add(u)
+        try:
+            return Structured(self._validate(content, model), usage, repaired=False)
+        except (ValueError, ValidationError) as exc:
+            self.metrics.invalid_outputs.labels("first").inc()
+            problem = _describe(exc)
+            log.info("invalid model output; asking for a repair", extra={"error": problem[:300]})
+        repair = [
+            *messages,
+            {"role": "assistant", "content": content[:4000]},
+            {
+                "role": "user",
+                "content": "Your answer was not valid JSON for the required schema ("
+                + problem[:300]
+                + "). Reply again with only the corrected JSON object.",
+            },
+        ]
+        content, u = await self.chat(repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens)
+        usage.add(u)
+        try:
+            return Structured(self._validate(content, model), usage, repaired=True)
+        except (ValueError, ValidationError) as exc:
+            self.metrics.invalid_outputs.labels("repair").inc()
+            err = InvalidOutputError(
+                "model output invalid after one repair: " + _describe(exc)[:300], reason="invalid_output"
+            )
+            err.usage = usage  # type: ignore[attr-defined]
+            raise err from exc
+
+    @staticmethod
+    def _validate(content: str, model: type[T]) -> T:
+        return model.model_validate(parse_json(content))
+
+    async def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "answer",
+        max_tokens: int | None = None,
+    ) -> tuple[str, Usage]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": max_tokens or self.settings.max_tokens,
+            "stream": False,
+        }
+        if self.settings.seed is not None:
+            body["seed"] = self.settings.seed
+        if schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "strict": True, "schema": schema},
+            }
+        data = await self._post_with_retries("/chat/completions", body)
+        try:
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise RetryableError("chat completion without choices", reason="bad_response") from exc
+        raw_usage = data.get("usage") or {}
+        usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0), 1)
+        self.metrics.tokens.labels("in").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels("out").inc(usage.completion_tokens)
+        if choice.get("finish_reason") == "length":
+            log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
+        return str(content), usage
+
+    async def _post_with_retries(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                return await self._post_once(path, body)
+            except RetryableError as exc:
+                if exc.reason == "circuit_open" or attempt >= self.settings.max_retries:
+                    raise
+                delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    delay = min(self.settings.backoff_max_s, max(delay, retry_after))
+                delay *= 0.5 + random.random() / 2
+                attempt += 1
+                log.warning(
+                    "LLM request failed; retrying",
+                    extra={"reason": exc.reason, "attempt": attempt, "delay_s": round(delay, 3)},
+                )
+                await self._sleep(delay)
+
+    async def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            self.breaker.before()
+        except RetryableError:
+            self.metrics.llm_requests.labels("circuit_open").inc()
+            self.metrics.breaker_open.set(1)
+            raise
+        async with self._sem:
+            started = time.perf_counter()
+            status = "ok"
+            try:
+                resp = await self._http.post(path, json=body)
+            except httpx.TimeoutException as exc:
+                status = "timeout"
+                raise RetryableError("LLM request timed out", reason="timeout") from exc
+            except httpx.TransportError as exc:
+                status = "connect"
+                raise RetryableError("LLM endpoint unreachable: " + type(exc).__name__, reason="connect") from exc
+            finally:
+                elapsed = time.perf_counter() - started
+                self.metrics.llm_seconds.labels("ok" if status == "ok" else "error").observe(elapsed)
+                if status != "ok":
+                    self._failed(status)
+        code = resp.status_code
+        if code == 429 or code >= 500:
+            label = "http_429" if code == 429 else "http_5xx"
+            self._failed(label)
+            err = RetryableError(f"LLM endpoint answered {code}: {resp.text[:200]}", reason=label)
+            err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]
+            raise err
+        if code in (401, 403):
+            self._failed("http_4xx")
+            # A wrong key is a deploy problem, not a property of this message: retry later, then DLQ.
+            raise RetryableError(f"LLM endpoint refused credentials ({code})", reason="auth")
+        if code >= 400:
+            self.metrics.llm_requests.labels("http_4xx").inc()
+            self.breaker.success()  # the endpoint works; this request is bad
+            raise PermanentError(f"LLM endpoint rejected the request ({code}): {resp.text[:300]}", reason="http_4xx")
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            self._failed("http_5xx")
+            raise RetryableError("LLM endpoint answered with non-JSON", reason="bad_response") from exc
+        if not isinstance(data, dict):
+            self._failed("http_5xx")
+            raise RetryableError("LLM endpoint answered with unexpected JSON", reason="bad_response")
+        self.metrics.llm_requests.labels("ok").inc()
+        self.breaker.success()
+        self.metrics.breaker_open.set(0)
+        return data
+
+    def _failed(self, label: str) -> None:
+        self.metrics.llm_requests.labels(label).inc()
+        self.breaker.failure()
+        if self.breaker.opened_at is not None:
+            self.metrics.breaker_open.set(1)
+
+    async def healthy(self) -> bool:
+        return not self.breaker.is_open
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if value and value.replace(".", "", 1).isdigit():
+        return float(value)
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,1 @@
+"""Quality evaluation of extraction: a small labelled set and a precision/recall script."""

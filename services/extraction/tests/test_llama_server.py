@@ -1,0 +1,119 @@
+"""EmbeddedLlamaServer process handling, with stand-in executables (the real binary: the slow tests)."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from podbrief.errors import ConfigurationError
+from podbrief_extraction.eval.run import covers
+from podbrief_extraction.llama_server import EmbeddedLlamaServer
+from podbrief_extraction.settings import EmbeddedLlamaSettings, packaged_smollm2
+
+pytestmark = pytest.mark.unit
+
+# Serves /health like llama-server: 503 while "loading", then 200.
+FAKE_SERVER = f"""#!{sys.executable}
+import sys, time, json
+from http.server import BaseHTTPRequestHandler, HTTPServer
+args = sys.argv[1:]
+port = int(args[args.index("--port") + 1])
+assert args[args.index("-t") + 1] == "1" and "--no-webui" in args
+started = time.monotonic()
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        ok = time.monotonic() - started > 0.3
+        body = json.dumps({{"status": "ok" if ok else "loading model"}}).encode()
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+print("fake llama-server listening", flush=True)
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+CRASHING = "#!/bin/sh\necho 'illegal instruction (AMX)'\nexit 132\n"
+
+
+def executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+def settings(tmp_path: Path, binary: Path, **kw: object) -> EmbeddedLlamaSettings:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    return EmbeddedLlamaSettings(binary=binary, gguf=gguf, **kw)  # type: ignore[arg-type]
+
+
+async def test_starts_waits_for_health_and_stops(tmp_path: Path) -> None:
+    server = EmbeddedLlamaServer(settings(tmp_path, executable(tmp_path / "llama-server", FAKE_SERVER)))
+    async with server:
+        assert server.running and server.port > 0
+        assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+        assert server.startup_s is not None and server.startup_s >= 0.3
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{server.port}/health")).status_code == 200
+    assert not server.running
+
+
+def test_blocking_start_for_session_fixtures(tmp_path: Path) -> None:
+    server = EmbeddedLlamaServer(settings(tmp_path, executable(tmp_path / "llama-server", FAKE_SERVER)))
+    server.start_blocking()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{server.port}/health").status_code == 200
+    finally:
+        server.stop()
+    assert not server.running
+
+
+async def test_crash_at_start_reports_the_log_tail(tmp_path: Path) -> None:
+    server = EmbeddedLlamaServer(settings(tmp_path, executable(tmp_path / "llama-server", CRASHING)))
+    with pytest.raises(ConfigurationError, match="illegal instruction"):
+        await server.start()
+    assert not server.running
+
+
+async def test_missing_binary_says_how_to_build_it(tmp_path: Path) -> None:
+    server = EmbeddedLlamaServer(settings(tmp_path, tmp_path / "nope"))
+    with pytest.raises(ConfigurationError, match=r"scripts/build-llama\.sh"):
+        await server.start()
+
+
+async def test_unhealthy_within_deadline_fails(tmp_path: Path) -> None:
+    hangs = executable(tmp_path / "llama-server", "#!/bin/sh\necho loading\nsleep 30\n")
+    server = EmbeddedLlamaServer(settings(tmp_path, hangs, startup_timeout_s=0.5))
+    with pytest.raises(ConfigurationError, match="not healthy"):
+        await server.start()
+    assert not server.running
+
+
+def test_packaged_model_is_located_without_importing_it() -> None:
+    path = packaged_smollm2()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
+
+
+def test_eval_matching_rule() -> None:
+    assert covers(
+        "home battery prices fell by about half between 2020 and 2024.",
+        "home battery prices fell by about half between 2020 and 2024",
+    )
+    assert not covers("Welcome back to the show", "home battery prices fell by about half")
+
+
+def test_fixtures_share_one_server_per_settings(tmp_path: Path) -> None:
+    from podbrief_extraction.testing import acquire_llama, release_llama
+
+    s = settings(tmp_path, executable(tmp_path / "llama-server", FAKE_SERVER))
+    a = acquire_llama(s)
+    b = acquire_llama(s)
+    assert a is b and a.running
+    release_llama(a)
+    assert b.running  # still held by the other fixture
+    release_llama(b)
+    assert not a.running

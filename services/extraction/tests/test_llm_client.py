@@ -1,0 +1,231 @@
+"""The chat-completions client against a fake OpenAI server (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from podbrief.errors import PermanentError, RetryableError
+from podbrief_extraction.adapters.llm import CircuitBreaker, InvalidOutputError, LLMClient, parse_json
+from podbrief_extraction.metrics import ExtractionMetrics
+from podbrief_extraction.settings import LLMSettings
+from podbrief_extraction.testing import FakeOpenAI, completion
+from pydantic import BaseModel, SecretStr
+
+pytestmark = pytest.mark.unit
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "maxLength": 20}},
+    "required": ["answer"],
+}
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client(
+    fake: FakeOpenAI, sleeps: list[float] | None = None, clock: Clock | None = None, **overrides: object
+) -> LLMClient:
+    settings = LLMSettings(base_url="http://llm.test/v1", model="m", **overrides)  # type: ignore[arg-type]
+    recorded = sleeps if sleeps is not None else []
+
+    async def sleep(s: float) -> None:
+        recorded.append(s)
+
+    return LLMClient(
+        settings,
+        metrics=ExtractionMetrics.create(),
+        transport=fake.transport(),
+        sleep=sleep,
+        clock=clock or Clock(),
+    )
+
+
+def sample(llm: LLMClient, name: str, labels: dict[str, str] | None = None) -> float:
+    for metric in (llm.metrics.llm_requests, llm.metrics.tokens, llm.metrics.invalid_outputs):
+        for fam in metric.collect():
+            for s in fam.samples:
+                if s.name == name and s.labels == (labels or {}):
+                    return float(s.value)
+    return 0.0
+
+
+async def test_request_carries_schema_seed_temperature_and_key() -> None:
+    fake = FakeOpenAI(['{"answer": "yes"}'])
+    llm = client(fake, api_key=SecretStr("sk-test"), seed=7)
+    out = await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer, schema_name="ans")
+    assert out.value.answer == "yes" and not out.repaired
+    body = fake.requests[0]
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "ans", "strict": True, "schema": SCHEMA},
+    }
+    assert body["temperature"] == 0.0 and body["seed"] == 7 and body["model"] == "m"
+    assert fake.headers[0]["authorization"] == "Bearer sk-test"
+    assert out.usage.prompt_tokens == 100 and out.usage.completion_tokens == 20
+    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in"}) == 100
+    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "out"}) == 20
+    await llm.aclose()
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_retries_on_5xx_and_429_with_growing_backoff(status: int) -> None:
+    fake = FakeOpenAI([httpx.Response(status, text="busy"), httpx.Response(status, text="busy"), '{"answer": "ok"}'])
+    sleeps: list[float] = []
+    llm = client(fake, sleeps, max_retries=3, backoff_base_s=1.0)
+    out = await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert out.value.answer == "ok"
+    assert len(fake.requests) == 3
+    # Exponential with jitter in [0.5, 1.0] of the nominal delay: 1 s, then 2 s.
+    assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0
+    label = "http_429" if status == 429 else "http_5xx"
+    assert sample(llm, "podbrief_extraction_llm_requests_total", {"status": label}) == 2
+
+
+async def test_retry_after_header_is_honoured() -> None:
+    fake = FakeOpenAI([httpx.Response(429, headers={"Retry-After": "8"}), '{"answer": "ok"}'])
+    sleeps: list[float] = []
+    llm = client(fake, sleeps, backoff_base_s=0.1)
+    await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert 4.0 <= sleeps[0] <= 8.0
+
+
+async def test_retries_exhausted_raise_retryable() -> None:
+    fake = FakeOpenAI(responder=lambda _b: httpx.Response(503, text="down"))
+    llm = client(fake, max_retries=2, breaker_failures=100)
+    with pytest.raises(RetryableError) as info:
+        await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert info.value.reason == "http_5xx"
+    assert len(fake.requests) == 3
+
+
+async def test_timeout_is_retried_then_retryable() -> None:
+    fake = FakeOpenAI([httpx.ReadTimeout("slow"), '{"answer": "ok"}'])
+    llm = client(fake)
+    assert (await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)).value.answer == "ok"
+    fake = FakeOpenAI(responder=lambda _b: httpx.ReadTimeout("slow"))
+    llm = client(fake, max_retries=1, breaker_failures=100)
+    with pytest.raises(RetryableError) as info:
+        await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert info.value.reason == "timeout"
+    assert sample(llm, "podbrief_extraction_llm_requests_total", {"status": "timeout"}) == 2
+
+
+async def test_connection_refused_is_retryable() -> None:
+    fake = FakeOpenAI(responder=lambda _b: httpx.ConnectError("refused"))
+    llm = client(fake, max_retries=0)
+    with pytest.raises(RetryableError) as info:
+        await llm.chat([{"role": "user", "content": "q"}])
+    assert info.value.reason == "connect"
+
+
+async def test_bad_request_is_permanent_and_not_retried() -> None:
+    fake = FakeOpenAI(responder=lambda _b: httpx.Response(400, json={"error": "context length exceeded"}))
+    llm = client(fake)
+    with pytest.raises(PermanentError) as info:
+        await llm.chat([{"role": "user", "content": "q"}])
+    assert info.value.reason == "http_4xx" and not isinstance(info.value, RetryableError)
+    assert len(fake.requests) == 1
+
+
+async def test_invalid_json_gets_one_repair_then_succeeds() -> None:
+    fake = FakeOpenAI(['{"answer": "unterminated', '{"answer": "fixed"}'])
+    llm = client(fake)
+    out = await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert out.value.answer == "fixed" and out.repaired
+    repair = fake.requests[1]["messages"]
+    assert repair[-2] == {"role": "assistant", "content": '{"answer": "unterminated'}
+    assert "not valid JSON" in repair[-1]["content"]
+    assert repair[-1]["role"] == "user"
+    assert out.usage.requests == 2 and out.usage.prompt_tokens == 200
+    assert sample(llm, "podbrief_extraction_invalid_outputs_total", {"stage": "first"}) == 1
+
+
+async def test_schema_violation_is_repaired_like_invalid_json() -> None:
+    fake = FakeOpenAI(['{"wrong": 1}', '{"answer": "ok"}'])
+    llm = client(fake)
+    out = await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert out.value.answer == "ok" and out.repaired
+    assert "answer" in fake.requests[1]["messages"][-1]["content"]  # the validation error is explained
+
+
+async def test_repair_that_fails_raises_invalid_output() -> None:
+    fake = FakeOpenAI(["not json at all", "still not json"])
+    llm = client(fake)
+    with pytest.raises(InvalidOutputError) as info:
+        await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    assert isinstance(info.value, PermanentError) and info.value.reason == "invalid_output"
+    assert len(fake.requests) == 2
+    assert sample(llm, "podbrief_extraction_invalid_outputs_total", {"stage": "repair"}) == 1
+
+
+def test_tolerant_parse_accepts_fences_and_preamble() -> None:
+    assert parse_json('```json\n{"a": 1}\n```') == {"a": 1}
+    assert parse_json('Sure! Here it is: {"a": [1, 2]} Hope that helps.') == {"a": [1, 2]}
+    with pytest.raises(json.JSONDecodeError):
+        parse_json("no braces here")
+
+
+async def test_circuit_opens_after_consecutive_failures_and_half_opens_after_cooldown() -> None:
+    clock = Clock()
+    fake = FakeOpenAI(responder=lambda _b: httpx.Response(500))
+    llm = client(fake, clock=clock, max_retries=0, breaker_failures=3, breaker_cooldown_s=30)
+    for _ in range(3):
+        with pytest.raises(RetryableError):
+            await llm.chat([{"role": "user", "content": "q"}])
+    assert len(fake.requests) == 3
+    with pytest.raises(RetryableError) as info:
+        await llm.chat([{"role": "user", "content": "q"}])
+    assert info.value.reason == "circuit_open"
+    assert len(fake.requests) == 3  # refused without a request
+    assert not await llm.healthy()
+    clock.now += 31
+    fake.responder = lambda _b: completion("hi")
+    content, _ = await llm.chat([{"role": "user", "content": "q"}])
+    assert content == "hi" and not llm.breaker.is_open and await llm.healthy()
+
+
+def test_breaker_half_open_lets_one_trial_through() -> None:
+    clock = Clock()
+    b = CircuitBreaker(1, 10, clock)
+    b.failure()
+    with pytest.raises(RetryableError):
+        b.before()
+    clock.now += 11
+    b.before()  # the trial
+    with pytest.raises(RetryableError):
+        b.before()  # a second caller while the trial is out
+    b.failure()
+    with pytest.raises(RetryableError):
+        b.before()
+
+
+async def test_concurrency_is_bounded_by_the_semaphore() -> None:
+    import asyncio
+
+    in_flight = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json=completion('{"answer": "x"}'))
+
+    settings = LLMSettings(base_url="http://llm.test/v1", concurrency=3)
+    llm = LLMClient(settings, transport=httpx.MockTransport(handler))
+    await asyncio.gather(*(llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer) for _ in range(10)))
+    assert peak == 3
