@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench \
         bench-ingest bench-transcribe bench-cluster bench-delivery \
-        services-up services-down up down llama eval-extraction clean
+        services-up services-down up down llama eval-extraction clean validate-deploy
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,12 @@ bench-cluster: $(STAMP) ## embed+upsert+assign throughput; search p50/p99 vs bru
 
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m podbrief_delivery.bench --sizes $(or $(SIZES),1000,10000,100000)
+
+validate-deploy: $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
+	scripts/validate_deploy.sh --compose
+
+eval-extraction: install ## precision/recall of extraction on the labelled set (EXTRACTION_LLM__BASE_URL for another model)
+	$(PY) -m podbrief_extraction.eval.run --verbose
 
 services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start

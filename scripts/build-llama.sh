@@ -121,6 +121,9 @@ if [ "${LLAMA_REBUILD:-0}" != 1 ] && binary_ok; then
   # `--version` runs no SIMD code, so a cache restored onto an older CPU would
   # only die (SIGILL) at the first inference; say so up front.
   cpu_has avx2 || log "WARNING: this CPU lacks AVX2; the cached binary will crash at inference"
+  if [ ! -x "${USER_CACHE}/llama-server" ]; then
+    mkdir -p "${USER_CACHE}" && cp "${BIN}" "${USER_CACHE}/llama-server" || true
+  fi
   exit 0
 fi
 

@@ -16,9 +16,15 @@ PODBRIEF_TEST_PG=$(scripts/postgres.sh start | tail -n 1)
 export PODBRIEF_TEST_KAFKA PODBRIEF_TEST_PG
 echo "test.sh: Kafka at $PODBRIEF_TEST_KAFKA, PostgreSQL at ${PODBRIEF_TEST_PG%%@*}@…" >&2
 
+# The tools the deployment checks and the browser test use (kustomize, promtool, Chromium).
+scripts/install-test-tools.sh
+
 mkdir -p test-artifacts
+args=("$@")
+# The Compose CLI takes ~20 minutes to build on 2 cores: `make validate-deploy` runs that check, not every test run.
+[[ " $* " == *" -m "* ]] || args=(-m "not compose_cli" "${args[@]}")
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${args[@]}"
 rc=$?
 set -e
 # pytest exits 5 when nothing was collected: for a filtered run that is a wrong filter, not a pass.

@@ -129,7 +129,7 @@ def _settings(data_dir: Path, allow_loopback: bool) -> dict[str, Any]:
         secret_file.chmod(0o600)
     from podbrief_clustering.settings import ClusteringSettings
     from podbrief_delivery.settings import DeliverySettings
-    from podbrief_extraction.settings import ExtractionSettings
+    from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings
     from podbrief_ingest.settings import IngestSettings
     from podbrief_transcription.settings import TranscriptionSettings
 
@@ -138,7 +138,9 @@ def _settings(data_dir: Path, allow_loopback: bool) -> dict[str, Any]:
         "ingest": IngestSettings(**common, db=db("ingest"), net=net, poll_enabled=False),
         "transcription": TranscriptionSettings(**common, db=db("transcription"), net=net,
                                                models_dir=data_dir / "models"),
-        "extraction": ExtractionSettings(**common, db=db("extraction")),
+        # The 135M model keeps at most one or two claims per window: short windows give it more chances.
+        "extraction": ExtractionSettings(**common, db=db("extraction"),
+                                         chunking=ChunkingSettings(window_s=30.0, overlap_s=5.0)),
         "clustering": ClusteringSettings(**common, db=db("clustering"),
                                          qdrant=QdrantSettings(path=data_dir / "qdrant"), recluster_interval_s=0),
         "delivery": DeliverySettings(**common, db=db("delivery"), signing_secret=SecretStr(secret_file.read_text()),
@@ -212,7 +214,8 @@ async def _run(feeds: Sequence[str], data_dir: Path, email: str, interests: str,
                     except Exception as exc:  # one bad feed must not stop the others
                         console.print(f"  [yellow]![/] {url}: {exc}")
                 report = await poll_all_now(ingest)
-            console.print(f"  polled {len(urls)} feed(s): {report}")
+            found = sum(transport.end_offsets(topics.EPISODE_DISCOVERED))
+            console.print(f"  {len(urls)} feed(s), {report.failed} failed; {found} new episode(s) to process")
 
             with Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=console) as progress:
@@ -232,23 +235,32 @@ async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, consol
     mailer = FileMailer(data_dir / "briefs")
     d = dataclasses.replace(deps, mailer=mailer)
     sub = await d.repo.subscriber_by_email(core.normalise_email(email))
-    if sub is None or sub.status != "active":
-        sub = await core.sign_up(d, email, core.SignupProfile(interests=interests))
-        sub, _key = await core.confirm(d, sub.id)
+    if sub is None:
+        sub = await core.add_active_subscriber(d, email, core.SignupProfile(interests=interests))
     else:
-        await core.update_profile(d, sub, {"interests": interests})
+        if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
+            sub, _key = await core.confirm(d, sub.id)
+        sub = await core.update_profile(d, sub, {"interests": interests, "status": "active"})
     report = await core.deliver_due(d, force=True, only=[sub.id])
-    briefs = [(p, m) for p, m in mailer.sent if "List-Unsubscribe" in m]
-    if not briefs:
-        stored = report.as_dict()
-        console.print(f"[yellow]no brief was sent[/] ({stored.get('already_claimed', 0)} already delivered today "
-                      "— see .data/briefs/ for earlier ones)")
-        return 0 if stored.get("already_claimed") else 1
-    path, message = briefs[-1]
-    html_path = path.with_suffix(".html")
-    await asyncio.to_thread(html_path.write_text, _text_part(message, "html"))
+    day = core.local_day(sub, core.utcnow())[0]
+    stored = await core.brief_files(d, sub, day)
+    if stored is None:
+        console.print(f"[red]no brief was composed[/]: {report.as_dict()}")
+        return 1
+    page, eml = stored
+    out = data_dir / "briefs"
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, eml_path = out / f"brief-{day.isoformat()}.html", out / f"brief-{day.isoformat()}.eml"
+    await asyncio.to_thread(html_path.write_text, page)
+    await asyncio.to_thread(eml_path.write_bytes, eml)
+    from email import message_from_bytes
+
+    message = message_from_bytes(eml, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    if report.sent == 0 and report.already_claimed:
+        console.print("[dim]today's brief was already composed in an earlier run; showing it again[/]")
     console.print(Panel(_text_part(message, "plain").strip(), title=str(message["Subject"]), expand=False))
-    console.print(f"brief written to [bold]{html_path}[/] and [bold]{path}[/] "
+    console.print(f"brief written to [bold]{html_path}[/] and [bold]{eml_path}[/] "
                   f"in {time.monotonic() - started:.0f}s")
     return 0
 

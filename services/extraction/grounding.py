@@ -137,6 +137,9 @@ def specificity_problem(text: str, *, min_words: int, quote: str | None = None) 
         return "vague"
     if _PRONOUN_START.match(text.strip()):
         return "no_referent"
+    # A question is not a claim: "What does it cost to build one?" tells the reader nothing.
+    if text.strip().endswith("?"):
+        return "question"
     # A text that shares few content words with its quote is about something else (a small model's invention).
     if quote is not None:
         # A number the quote does not contain is the commonest paraphrase error ("by 2025" for "by 2030").

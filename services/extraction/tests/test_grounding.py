@@ -70,6 +70,7 @@ def test_speaker_comes_from_the_matched_segment() -> None:
         ("The speakers talk about home batteries and prices.", "vague"),
         ("The speaker says batteries are getting cheaper every year.", None),
         ("He says batteries are getting cheaper every year.", "no_referent"),
+        ("And what does it cost to build a small model for a phone?", "question"),
         ("Batteries.", "too_short"),
     ],
 )

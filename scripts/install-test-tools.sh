@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the system tools some tests drive for real: Chromium (the brief page and sign-up in a browser),
+# Prometheus/promtool (rules and live scraping) and kustomize (the k8s overlays). Idempotent and quiet when all
+# are present; needs root (or sudo) for Debian packages.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+if ((${#need[@]})); then
+  sudo=""
+  [[ $(id -u) == 0 ]] || sudo="sudo"
+  echo "install-test-tools: apt-get install ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# kustomize (Go module proxy), promtool (Debian), kubernetes-validate (PyPI), all pinned there.
+"$ROOT/scripts/validate_deploy.sh" --install
