@@ -36,7 +36,11 @@ def feed_with_local_audio(shared: Path, server: LoopbackServer) -> tuple[str, li
         old = entry.enclosures[0]["href"]
         url = server.add(f"/audio/{Path(name).name}", (shared / "data/audio" / name).read_bytes(), mime)
         xml = xml.replace(f'url="{old}"', f'url="{url}"', 1)
-    xml = re.sub(r'url="https?://[^"]+"', lambda m: f'url="{server.base_url}/gone/{abs(hash(m.group(0)))}"', xml)
+    def offline(m: re.Match[str]) -> str:
+        url = m.group(1)
+        return m.group(0) if url.startswith(server.base_url) else f'url="{server.base_url}/gone/{abs(hash(url))}"'
+
+    xml = re.sub(r'url="(https?://[^"]+)"', offline, xml)
     return server.add("/pc20rss.xml", xml, "application/rss+xml"), [e.id for e in newest]
 
 
@@ -125,7 +129,7 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert r.status_code == 202, r.text
     (confirmation,) = smtp_sink.wait_for(1, timeout_s=30)
     body = confirmation.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
-    token = re.search(r"[?&]token=([\w.\-~%]+)", body)
+    token = re.search(r"/confirm\?t=([\w.\-~%]+)", body)
     assert token, body
     r = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
@@ -136,8 +140,13 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
 
     extraction = procs["extraction"].base_url
     topic = "podbrief.episode.transcribed.v1"
-    wait_for(lambda: metric(extraction, "podbrief_extraction_messages_total", topic=topic) >= 2,
-             "extraction of both episodes", 600, procs)
+    def extracted() -> bool:
+        for name in ("transcription", "extraction"):
+            dead = metric(procs[name].base_url, f"podbrief_{name}_dead_lettered_total")
+            assert dead == 0, f"{name} dead-lettered a message:\n{procs[name].tail(5)}"
+        return metric(extraction, "podbrief_extraction_messages_total", topic=topic) >= 2
+
+    wait_for(extracted, "extraction of both episodes", 600, procs)
     statuses = [httpx.get(f"{extraction}/v1/episodes/{e}", timeout=10).json() for e in episodes]
     insights = [httpx.get(f"{extraction}/v1/episodes/{e}/insights", timeout=10).json() for e in episodes]
     counts = [len(i if isinstance(i, list) else i.get("insights", [])) for i in insights]
