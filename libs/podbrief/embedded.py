@@ -12,6 +12,7 @@ import importlib
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from email import policy
 from email.message import EmailMessage
@@ -133,7 +134,7 @@ def _settings(data_dir: Path, allow_loopback: bool) -> dict[str, Any]:
     from podbrief_ingest.settings import IngestSettings
     from podbrief_transcription.settings import TranscriptionSettings
 
-    common = {"bus": bus, "data_dir": data_dir}
+    common: dict[str, Any] = {"bus": bus, "data_dir": data_dir}
     return {
         "ingest": IngestSettings(**common, db=db("ingest"), net=net, poll_enabled=False),
         "transcription": TranscriptionSettings(**common, db=db("transcription"), net=net,
@@ -181,7 +182,6 @@ def _text_part(message: EmailMessage, subtype: str) -> str:
 
 async def _run(feeds: Sequence[str], data_dir: Path, email: str, interests: str, timeout_s: float,
                console: Console) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)
     try:
         server = LoopbackServer(port=DEMO_PORT if not feeds else 0).start()
     except OSError:  # the demo port is taken: any port works, only the demo's episode ids change
@@ -242,7 +242,7 @@ async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, consol
             sub, _key = await core.confirm(d, sub.id)
         sub = await core.update_profile(d, sub, {"interests": interests, "status": "active"})
     report = await core.deliver_due(d, force=True, only=[sub.id])
-    day = core.local_day(sub, core.utcnow())[0]
+    day = core.local_day(sub, datetime.now(UTC))[0]
     stored = await core.brief_files(d, sub, day)
     if stored is None:
         console.print(f"[red]no brief was composed[/]: {report.as_dict()}")

@@ -1,6 +1,7 @@
 """The real Docker Compose v2 CLI on docker-compose.yml: `docker-compose config` resolves interpolation,
 anchors, profiles, depends_on and the secrets required from .env, without an engine. The binary is built from
-github.com/docker/compose/v2 by `scripts/validate_deploy.sh --compose` (slow the first time: `make validate-deploy` runs it, `make test` does not)."""
+github.com/docker/compose/v2 by `scripts/validate_deploy.sh --compose` (slow the first time: `make validate-deploy`
+runs it, `make test` does not)."""
 
 from __future__ import annotations
 
