@@ -49,7 +49,7 @@ test-e2e: install ## the five services as processes on real Kafka and PostgreSQL
 
 lint: $(STAMP) ## ruff + mypy (check only; `make format` rewrites)
 	$(VENV)/bin/ruff check libs services tests conftest.py
-	$(VENV)/bin/ruff format --check libs services tests conftest.py || true
+	$(VENV)/bin/ruff format --check libs services tests conftest.py
 	scripts/typecheck.sh
 
 format: $(STAMP) ## apply ruff fixes and formatting

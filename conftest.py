@@ -45,8 +45,10 @@ def unique() -> str:
 def kafka_bootstrap() -> str:
     value = os.environ.get("PODBRIEF_TEST_KAFKA")
     if not value:
-        pytest.fail("PODBRIEF_TEST_KAFKA is not set: run `make test` (it starts a real broker) "
-                    "or `scripts/kafka.sh start` and export PODBRIEF_TEST_KAFKA=127.0.0.1:9092")
+        pytest.fail(
+            "PODBRIEF_TEST_KAFKA is not set: run `make test` (it starts a real broker) "
+            "or `scripts/kafka.sh start` and export PODBRIEF_TEST_KAFKA=127.0.0.1:9092"
+        )
     return value
 
 
@@ -54,6 +56,8 @@ def kafka_bootstrap() -> str:
 def pg_url() -> str:
     value = os.environ.get("PODBRIEF_TEST_PG")
     if not value:
-        pytest.fail("PODBRIEF_TEST_PG is not set: run `make test` (it starts PostgreSQL) or "
-                    "`scripts/postgres.sh start` and export PODBRIEF_TEST_PG=<the DSN it prints>")
+        pytest.fail(
+            "PODBRIEF_TEST_PG is not set: run `make test` (it starts PostgreSQL) or "
+            "`scripts/postgres.sh start` and export PODBRIEF_TEST_PG=<the DSN it prints>"
+        )
     return value

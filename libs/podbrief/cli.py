@@ -12,8 +12,12 @@ import typer
 
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
 
-app = typer.Typer(name="podbrief", help="Podcast intelligence: feeds in, a daily brief of grounded insights out.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    name="podbrief",
+    help="Podcast intelligence: feeds in, a daily brief of grounded insights out.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 
 def service_module(name: str, module: str) -> object:
@@ -37,20 +41,24 @@ def serve(
 
 @app.command()
 def run(
-    feeds: Annotated[list[str] | None, typer.Option("--feeds", "-f", help="OPML files, feed files or feed URLs; "
-                                                     "default: the bundled demo set")] = None,
+    feeds: Annotated[
+        list[str] | None,
+        typer.Option("--feeds", "-f", help="OPML files, feed files or feed URLs; default: the bundled demo set"),
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="where the databases, vectors and briefs go")] = Path(".data"),
     email: Annotated[str, typer.Option(help="the demo subscriber's address")] = "you@example.com",
     interests: Annotated[str, typer.Option(help="the demo subscriber's interests, in your own words")] = (
-        "artificial intelligence, small language models, energy prices, home batteries, sleep and health"),
+        "artificial intelligence, small language models, energy prices, home batteries, sleep and health"
+    ),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 1800.0,
 ) -> None:
     """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant local mode, CPU models) until
     idle, then write the brief as HTML and .eml under DATA_DIR and print it."""
     from podbrief.embedded import run_embedded
 
-    raise typer.Exit(run_embedded(feeds=feeds or [], data_dir=data_dir, email=email, interests=interests,
-                                  timeout_s=timeout))
+    raise typer.Exit(
+        run_embedded(feeds=feeds or [], data_dir=data_dir, email=email, interests=interests, timeout_s=timeout)
+    )
 
 
 @app.command()

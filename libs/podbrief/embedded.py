@@ -12,8 +12,8 @@ import importlib
 import logging
 import secrets
 import time
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -76,8 +76,7 @@ def _serve_demo(server: LoopbackServer) -> list[str]:
 
     urls = []
     for slug in demo.shows():
-        urls.append(server.add(f"/demo/{slug}.xml", demo.render_feed(server.base_url, slug),
-                               "application/rss+xml"))
+        urls.append(server.add(f"/demo/{slug}.xml", demo.render_feed(server.base_url, slug), "application/rss+xml"))
     for ep in demo.episodes():
         path = demo.audio_path(ep)
         server.add(f"/audio/{path.name}", path.read_bytes(), "audio/ogg")
@@ -137,15 +136,19 @@ def _settings(data_dir: Path, allow_loopback: bool) -> dict[str, Any]:
     common: dict[str, Any] = {"bus": bus, "data_dir": data_dir}
     return {
         "ingest": IngestSettings(**common, db=db("ingest"), net=net, poll_enabled=False),
-        "transcription": TranscriptionSettings(**common, db=db("transcription"), net=net,
-                                               models_dir=data_dir / "models"),
+        "transcription": TranscriptionSettings(
+            **common, db=db("transcription"), net=net, models_dir=data_dir / "models"
+        ),
         # The 135M model keeps at most one or two claims per window: short windows give it more chances.
-        "extraction": ExtractionSettings(**common, db=db("extraction"),
-                                         chunking=ChunkingSettings(window_s=30.0, overlap_s=5.0)),
-        "clustering": ClusteringSettings(**common, db=db("clustering"),
-                                         qdrant=QdrantSettings(path=data_dir / "qdrant"), recluster_interval_s=0),
-        "delivery": DeliverySettings(**common, db=db("delivery"), signing_secret=SecretStr(secret_file.read_text()),
-                                     scheduler_enabled=False),
+        "extraction": ExtractionSettings(
+            **common, db=db("extraction"), chunking=ChunkingSettings(window_s=30.0, overlap_s=5.0)
+        ),
+        "clustering": ClusteringSettings(
+            **common, db=db("clustering"), qdrant=QdrantSettings(path=data_dir / "qdrant"), recluster_interval_s=0
+        ),
+        "delivery": DeliverySettings(
+            **common, db=db("delivery"), signing_secret=SecretStr(secret_file.read_text()), scheduler_enabled=False
+        ),
     }
 
 
@@ -180,8 +183,9 @@ def _text_part(message: EmailMessage, subtype: str) -> str:
     return part.get_content() if part is not None else ""
 
 
-async def _run(feeds: Sequence[str], data_dir: Path, email: str, interests: str, timeout_s: float,
-               console: Console) -> int:
+async def _run(
+    feeds: Sequence[str], data_dir: Path, email: str, interests: str, timeout_s: float, console: Console
+) -> int:
     try:
         server = LoopbackServer(port=DEMO_PORT if not feeds else 0).start()
     except OSError:  # the demo port is taken: any port works, only the demo's episode ids change
@@ -195,8 +199,10 @@ async def _run(feeds: Sequence[str], data_dir: Path, email: str, interests: str,
     settings = _settings(data_dir, allow_loopback=local or not feeds)
     transport = MemoryTransport(partitions=4)
     await transport.start()
-    apps = {name: importlib.import_module(f"podbrief_{name}.app").create_app(cfg, transport=transport)
-            for name, cfg in settings.items()}
+    apps = {
+        name: importlib.import_module(f"podbrief_{name}.app").create_app(cfg, transport=transport)
+        for name, cfg in settings.items()
+    }
     started = time.monotonic()
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -217,8 +223,14 @@ async def _run(feeds: Sequence[str], data_dir: Path, email: str, interests: str,
             found = sum(transport.end_offsets(topics.EPISODE_DISCOVERED))
             console.print(f"  {len(urls)} feed(s), {report.failed} failed; {found} new episode(s) to process")
 
-            with Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=console) as progress:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description:<22}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
                 tasks = {group: progress.add_task(label, total=None) for group, _, label in STAGES}
                 await _wait_idle(transport, progress, tasks, timeout_s)
 
@@ -260,8 +272,7 @@ async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, consol
     if report.sent == 0 and report.already_claimed:
         console.print("[dim]today's brief was already composed in an earlier run; showing it again[/]")
     console.print(Panel(_text_part(message, "plain").strip(), title=str(message["Subject"]), expand=False))
-    console.print(f"brief written to [bold]{html_path}[/] and [bold]{eml_path}[/] "
-                  f"in {time.monotonic() - started:.0f}s")
+    console.print(f"brief written to [bold]{html_path}[/] and [bold]{eml_path}[/] in {time.monotonic() - started:.0f}s")
     return 0
 
 

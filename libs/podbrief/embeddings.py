@@ -55,8 +55,11 @@ class Embedder:
         from tokenizers import Tokenizer
 
         self.settings = settings or EmbeddingSettings()
-        model_path, tok_path = default_paths() if self.settings.model_path is None else (
-            self.settings.model_path, self.settings.tokenizer_path)
+        model_path, tok_path = (
+            default_paths()
+            if self.settings.model_path is None
+            else (self.settings.model_path, self.settings.tokenizer_path)
+        )
         if tok_path is None or not Path(tok_path).is_file():
             raise ConfigurationError(f"embedding tokenizer not found: {tok_path}")
         if not Path(model_path).is_file():
@@ -104,6 +107,7 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = [self._run(texts[i : i + self.settings.batch_size])
-               for i in range(0, len(texts), self.settings.batch_size)]
+        out = [
+            self._run(texts[i : i + self.settings.batch_size]) for i in range(0, len(texts), self.settings.batch_size)
+        ]
         return np.vstack(out)

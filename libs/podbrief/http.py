@@ -14,8 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str | None = None, *, type_: str = "about:blank",
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str | None = None, *, type_: str = "about:blank", **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status}
     if detail:
         body["detail"] = detail
@@ -39,8 +40,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-                 409: "Conflict", 413: "Content Too Large", 429: "Too Many Requests"}.get(exc.status_code, "Error")
+        title = {
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            409: "Conflict",
+            413: "Content Too Large",
+            429: "Too Many Requests",
+        }.get(exc.status_code, "Error")
         resp = problem(exc.status_code, title, str(exc.detail) if exc.detail else None)
         if exc.headers:
             resp.headers.update(exc.headers)
@@ -48,8 +56,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         return problem(422, "Invalid request", f"{len(errors)} field(s) failed validation", errors=errors)
 
 

@@ -30,21 +30,30 @@ class BusMetrics:
         p = f"podbrief_{service}"
         return cls(
             messages=Counter(
-                f"{p}_messages_total", "Messages handled, by topic and outcome.", ["topic", "status"],
+                f"{p}_messages_total",
+                "Messages handled, by topic and outcome.",
+                ["topic", "status"],
                 registry=registry,
             ),
             handler_seconds=Histogram(
-                f"{p}_handler_seconds", "Time spent in a message handler.", ["topic"],
-                buckets=LATENCY_BUCKETS, registry=registry,
+                f"{p}_handler_seconds",
+                "Time spent in a message handler.",
+                ["topic"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
             ),
             retries=Counter(f"{p}_retries_total", "Handler retries.", ["topic"], registry=registry),
             dead_lettered=Counter(
-                f"{p}_dead_lettered_total", "Messages sent to a DLQ, by error class.", ["topic", "error_class"],
+                f"{p}_dead_lettered_total",
+                "Messages sent to a DLQ, by error class.",
+                ["topic", "error_class"],
                 registry=registry,
             ),
             published=Counter(f"{p}_published_total", "Events published.", ["topic"], registry=registry),
             consumer_lag=Gauge(
-                f"{p}_consumer_lag_messages", "Messages not yet consumed, per topic.", ["topic"],
+                f"{p}_consumer_lag_messages",
+                "Messages not yet consumed, per topic.",
+                ["topic"],
                 registry=registry,
             ),
             consumer_up=Gauge(f"{p}_consumer_up", "1 while the consumer task runs.", registry=registry),

@@ -27,8 +27,15 @@ def serve_service(name: str, *, host: str | None = None, port: int | None = None
             server.should_exit = True
 
     app = mod.create_app(settings, on_fatal=on_fatal)
-    config = uvicorn.Config(app, host=host or settings.http.host, port=port if port is not None else settings.http.port,
-                            log_config=None, access_log=False, timeout_graceful_shutdown=30, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host or settings.http.host,
+        port=port if port is not None else settings.http.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     server.run()
     if failed:

@@ -98,8 +98,9 @@ def create_app(
                 subs = list(spec.subscriptions(deps))
                 if subs:
                     state.consumer = bus.consumer(subs, group=spec.consumer_group or spec.name)
-                    state.tasks.append(_watch(asyncio.create_task(state.consumer.run(), name=f"{spec.name}-consumer"),
-                                              state, on_fatal))
+                    state.tasks.append(
+                        _watch(asyncio.create_task(state.consumer.run(), name=f"{spec.name}-consumer"), state, on_fatal)
+                    )
                 for loop in spec.background(deps):
                     state.tasks.append(_watch(asyncio.create_task(loop(), name=f"{spec.name}-loop"), state, on_fatal))
                 state.started = True
@@ -126,8 +127,12 @@ def create_app(
                 await bus.stop()  # flushes the producer
             log.info("service stopped", extra={"service": spec.name})
 
-    app = FastAPI(title=spec.title or f"podbrief {spec.name}", version=__version__, description=spec.description,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title=spec.title or f"podbrief {spec.name}",
+        version=__version__,
+        description=spec.description,
+        lifespan=lifespan,
+    )
     app.state.service = state
     app.state.registry = registry
     install_problem_handlers(app)
@@ -140,8 +145,10 @@ def create_app(
 
     @app.get("/readyz", tags=["ops"], summary="Readiness: the consumer runs, the bus answers, models are warm")
     async def readyz(request: Request) -> JSONResponse:
-        checks: dict[str, bool] = {"started": state.started, "tasks": state.fatal is None and all(
-            not t.done() for t in state.tasks)}
+        checks: dict[str, bool] = {
+            "started": state.started,
+            "tasks": state.fatal is None and all(not t.done() for t in state.tasks),
+        }
         checks["bus"] = bool(state.bus and await state.bus.healthy())
         if spec.ready is not None and state.deps is not None:
             try:
@@ -149,8 +156,9 @@ def create_app(
             except Exception:
                 checks["dependencies"] = False
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
 
     for router in spec.routers:
         app.include_router(router)
@@ -162,8 +170,9 @@ def create_app(
     return app
 
 
-def _watch(task: asyncio.Task[None], state: ServiceState,
-           on_fatal: Callable[[BaseException], None] | None) -> asyncio.Task[None]:
+def _watch(
+    task: asyncio.Task[None], state: ServiceState, on_fatal: Callable[[BaseException], None] | None
+) -> asyncio.Task[None]:
     def done(t: asyncio.Task[None]) -> None:
         if t.cancelled() or not state.started:
             return

@@ -119,8 +119,9 @@ class SmtpSink:
         outer = self
 
         class Handler:
-            async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                                  rcpt_options: Any) -> str:
+            async def handle_RCPT(
+                self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+            ) -> str:
                 if outer.refuse:
                     return outer.refuse
                 envelope.rcpt_tos.append(address)
@@ -187,8 +188,10 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "podbrief.cli", "serve", self.name, "--host", "127.0.0.1", "--port",
-             str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "podbrief.cli", "serve", self.name, "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 

@@ -133,9 +133,7 @@ class VectorIndex:
         model, dim = meta.get(META_MODEL), meta.get(META_DIM)
         if model is None and size == p.dim:
             # A collection made before the metadata existed (or by hand) with the right shape: claim it.
-            log.warning(
-                "collection had no embedding metadata; recording it", extra={"collection": p.collection}
-            )
+            log.warning("collection had no embedding metadata; recording it", extra={"collection": p.collection})
             await self.client.update_collection(p.collection, metadata={META_MODEL: p.model, META_DIM: p.dim})
             return
         if model != p.model or dim != p.dim or size != p.dim:
@@ -203,9 +201,7 @@ class VectorIndex:
                     self.collection, ids=chunk, with_vectors=with_vectors, with_payload=True
                 )
             for r in recs:
-                vec = (
-                    np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
-                )
+                vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
                 out[uuid.UUID(str(r.id))] = (vec, dict(r.payload or {}))
         return out
 
@@ -306,9 +302,7 @@ class ClusterRepo:
         out: dict[uuid.UUID, Member] = {}
         async with self.sessions() as s:
             for start in range(0, len(ids), 500):
-                rows = await s.scalars(
-                    sa.select(MemberRow).where(MemberRow.insight_id.in_(ids[start : start + 500]))
-                )
+                rows = await s.scalars(sa.select(MemberRow).where(MemberRow.insight_id.in_(ids[start : start + 500])))
                 out.update({r.insight_id: _member(r) for r in rows})
         return out
 
@@ -371,9 +365,7 @@ class ClusterRepo:
                         )
                     )
             for insight, cluster in reassigned:
-                await s.execute(
-                    sa.update(MemberRow).where(MemberRow.insight_id == insight).values(cluster_id=cluster)
-                )
+                await s.execute(sa.update(MemberRow).where(MemberRow.insight_id == insight).values(cluster_id=cluster))
             for c in clusters:
                 values = {
                     "centroid": [float(x) for x in c.centroid],
@@ -403,9 +395,7 @@ class ClusterRepo:
                 .group_by(MemberRow.cluster_id)
                 .subquery()
             )
-            rows = await s.execute(
-                sa.select(ClusterRow, growth.c.n).join(growth, growth.c.cluster_id == ClusterRow.id)
-            )
+            rows = await s.execute(sa.select(ClusterRow, growth.c.n).join(growth, growth.c.cluster_id == ClusterRow.id))
             out = [(_cluster(r[0]), int(r[1])) for r in rows]
         out.sort(key=lambda cg: (-trend_score(cg[1], cg[0].show_count), -cg[0].size, str(cg[0].id)))
         return out[:limit]

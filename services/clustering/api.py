@@ -147,9 +147,7 @@ async def search(
     return SearchResponse(query=q, took_ms=round((time.perf_counter() - t0) * 1000, 2), results=results)
 
 
-@router.post(
-    "/admin/recluster", response_model=ReclusterResponse, summary="Re-cluster the window now (admin)"
-)
+@router.post("/admin/recluster", response_model=ReclusterResponse, summary="Re-cluster the window now (admin)")
 async def recluster(
     deps: DepsDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
 ) -> ReclusterResponse:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from podbrief.bus import Subscription, Transport
@@ -46,9 +47,7 @@ async def open_clusterer(
         real: TextEmbedder = await asyncio.to_thread(Embedder, settings.embedding)
         embedder = real
     if embedder.dim != settings.embedding.dim:
-        raise ConfigurationError(
-            f"embedder {embedder.name} is {embedder.dim}-d, settings say {settings.embedding.dim}"
-        )
+        raise ConfigurationError(f"embedder {embedder.name} is {embedder.dim}-d, settings say {settings.embedding.dim}")
     engine = create_engine(settings.db)
     client = make_qdrant_client(settings.qdrant)
     try:
@@ -68,9 +67,7 @@ async def open_clusterer(
             ),
         )
         await index.ensure_collection()
-        yield Clusterer(
-            index=index, repo=ClusterRepo(engine), embedder=embedder, settings=settings, metrics=metrics
-        )
+        yield Clusterer(index=index, repo=ClusterRepo(engine), embedder=embedder, settings=settings, metrics=metrics)
     finally:
         await client.close()
         await engine.dispose()
@@ -93,7 +90,7 @@ async def recluster_loop(clusterer: Clusterer, interval_s: float) -> None:
             log.warning("re-clustering postponed", extra={"error": str(exc), "reason": exc.reason})
 
 
-def _background(deps: Deps) -> Sequence[Callable[[], Awaitable[None]]]:
+def _background(deps: Deps) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
     if deps.settings.recluster_interval_s <= 0:
         return ()
     return (functools.partial(recluster_loop, deps.clusterer, deps.settings.recluster_interval_s),)

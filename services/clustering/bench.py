@@ -76,13 +76,9 @@ async def search_latency(size: int, queries: int, root: Path, base: np.ndarray) 
     from qdrant_client import AsyncQdrantClient, models
 
     rng = np.random.default_rng(size)
-    vecs = base[rng.integers(0, len(base), size)] + rng.normal(0, 0.03, (size, base.shape[1])).astype(
-        np.float32
-    )
+    vecs = base[rng.integers(0, len(base), size)] + rng.normal(0, 0.03, (size, base.shape[1])).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    qs = base[rng.integers(0, len(base), queries)] + rng.normal(0, 0.03, (queries, base.shape[1])).astype(
-        np.float32
-    )
+    qs = base[rng.integers(0, len(base), queries)] + rng.normal(0, 0.03, (queries, base.shape[1])).astype(np.float32)
     qs /= np.linalg.norm(qs, axis=1, keepdims=True)
     client = AsyncQdrantClient(path=str(root / f"qdrant-{size}"))
     await client.create_collection(

@@ -130,15 +130,11 @@ def register(app: typer.Typer) -> None:
         ] = OutputFormat.table,
         store: Annotated[
             Path | None,
-            typer.Option(
-                help="keep the vectors and clusters in this directory (default: a fresh temporary store)"
-            ),
+            typer.Option(help="keep the vectors and clusters in this directory (default: a fresh temporary store)"),
         ] = None,
         recluster: Annotated[
             bool,
-            typer.Option(
-                help="re-cluster everything after the online pass, as the service's periodic job would"
-            ),
+            typer.Option(help="re-cluster everything after the online pass, as the service's periodic job would"),
         ] = True,
     ) -> None:
         """Cluster insights: near-duplicates, topic clusters with labels, as the clustering service does."""
@@ -165,9 +161,7 @@ def register(app: typer.Typer) -> None:
                 settings = ClusteringSettings().model_copy(
                     update={
                         "qdrant": QdrantSettings(path=root / "qdrant"),
-                        "db": DatabaseSettings(
-                            url=SecretStr(f"sqlite+aiosqlite:///{root / 'clustering.db'}")
-                        ),
+                        "db": DatabaseSettings(url=SecretStr(f"sqlite+aiosqlite:///{root / 'clustering.db'}")),
                     }
                 )
             except ValidationError as exc:

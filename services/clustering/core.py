@@ -223,11 +223,7 @@ class Clusterer:
                     best_score, best_id = sim, om.insight_id
             duplicate_of, cluster_id = None, None
             if best_id is not None and best_score >= s.duplicate_threshold:
-                canon = (
-                    out[best_id].member
-                    if best_id in out
-                    else (await self.repo.members([best_id])).get(best_id)
-                )
+                canon = out[best_id].member if best_id in out else (await self.repo.members([best_id])).get(best_id)
                 if canon is not None:
                     duplicate_of = canon.duplicate_of or canon.insight_id
                     cluster_id = canon.cluster_id
@@ -239,9 +235,7 @@ class Clusterer:
             member = Member(
                 iid, cluster_id, it.episode.episode_id, it.episode.show, it.insight.text, duplicate_of, seen
             )
-            clusters[cluster_id] = _grow(
-                clusters.get(cluster_id), cluster_id, vec, it.episode.show, seen, now
-            )
+            clusters[cluster_id] = _grow(clusters.get(cluster_id), cluster_id, vec, it.episode.show, seen, now)
             touched.setdefault(cluster_id, []).append(it.insight.text)
             terms.add([it.insight.text])
             out[iid] = _Assigned(member, False)
@@ -298,9 +292,7 @@ class Clusterer:
         window.sort(key=lambda h: h.payload.get("show") == show)
         return tuple(to_related(h) for h in window[:k])
 
-    async def related(
-        self, insight_id: uuid.UUID, limit: int | None = None
-    ) -> tuple[RelatedInsight, ...] | None:
+    async def related(self, insight_id: uuid.UUID, limit: int | None = None) -> tuple[RelatedInsight, ...] | None:
         found = await self.index.retrieve([insight_id])
         if insight_id not in found or found[insight_id][0] is None:
             return None
@@ -359,9 +351,7 @@ class Clusterer:
         primaries = [m for m in window if m.duplicate_of is None]
         found = await self.index.retrieve([m.insight_id for m in primaries])
         primaries = [m for m in primaries if m.insight_id in found and found[m.insight_id][0] is not None]
-        empty = ReclusterReport(
-            len(primaries), len(old), len(old), len(old), 0, 0, 0, 0.0, s.recluster_algorithm
-        )
+        empty = ReclusterReport(len(primaries), len(old), len(old), len(old), 0, 0, 0, 0.0, s.recluster_algorithm)
         if len(primaries) < max(2, s.min_cluster_size):
             return empty
         matrix = np.stack([found[m.insight_id][0] for m in primaries])  # type: ignore[misc]
@@ -428,7 +418,7 @@ class Clusterer:
                 all_clusters.pop(cid, None)
                 continue
             prev = old.get(cid)
-            c = Cluster(
+            cluster = Cluster(
                 id=cid,
                 centroid=np.mean(np.stack(vs), axis=0).astype(np.float32),
                 size=len(ms),
@@ -439,10 +429,10 @@ class Clusterer:
                 created_at=prev.created_at if prev else now,
                 updated_at=now,
             )
-            all_clusters[cid] = c
-            changed.append(c)
-        for c in changed:
-            c.label = terms.label([m.text for m in members_after[c.id]], len(all_clusters), s.label_terms)
+            all_clusters[cid] = cluster
+            changed.append(cluster)
+        for cluster in changed:
+            cluster.label = terms.label([m.text for m in members_after[cluster.id]], len(all_clusters), s.label_terms)
         by_target: dict[uuid.UUID, list[uuid.UUID]] = {}
         for i, c in moved:
             by_target.setdefault(c, []).append(i)

@@ -21,9 +21,7 @@ class ClusteringMetrics:
     def create(cls, registry: CollectorRegistry) -> ClusteringMetrics:
         p = "podbrief_clustering"
         return cls(
-            insights_embedded=Counter(
-                f"{p}_insights_embedded_total", "Insights embedded.", registry=registry
-            ),
+            insights_embedded=Counter(f"{p}_insights_embedded_total", "Insights embedded.", registry=registry),
             embedding_seconds=Histogram(
                 f"{p}_embedding_seconds",
                 "Time to embed one batch of texts.",

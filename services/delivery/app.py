@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import podbrief.service
 from fastapi import FastAPI
@@ -85,7 +86,7 @@ def _subscriptions(d: Deps) -> list[Subscription[InsightClustered]]:
     ]
 
 
-def _background(d: Deps) -> list[Callable[[], object]]:
+def _background(d: Deps) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     if not d.settings.scheduler_enabled:
         return []
     return [functools.partial(scheduler_loop, d)]
@@ -101,7 +102,7 @@ SPEC: ServiceSpec[DeliverySettings, Deps] = ServiceSpec(
     settings_cls=DeliverySettings,
     build_deps=build_deps,
     subscriptions=_subscriptions,
-    background=_background,  # type: ignore[arg-type]
+    background=_background,
     routers=[api_router, web_router],
     ready=_ready,
     description="Subscribers, personalised ranking, and the daily brief by email, web page and JSON.",

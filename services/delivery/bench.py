@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 from podbrief_delivery.ranking import Candidates, Profile, rank, rank_naive
 from podbrief_delivery.settings import RankingSettings
 
@@ -26,7 +27,8 @@ NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     m = rng.standard_normal((n, DIM)).astype(np.float32)
-    return m / np.linalg.norm(m, axis=1, keepdims=True)
+    norms: npt.NDArray[np.float32] = np.linalg.norm(m, axis=1, keepdims=True)
+    return m / norms
 
 
 def candidates(n: int, rng: np.random.Generator) -> Candidates:

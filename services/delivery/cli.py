@@ -200,6 +200,8 @@ def brief(
         if fmt == "json":
             return json.dumps(b.model_dump(mode="json"), indent=2, ensure_ascii=False)
         links = deps.links.for_brief(b)
+        html: str
+        text: str
         html, text = deps.renderer.email_bodies(b, links)
         return html if fmt == "html" else text
 

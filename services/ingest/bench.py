@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import feedparser
 import httpx
@@ -103,7 +103,8 @@ async def _crawler_run(urls: list[str], per_host: int) -> dict[str, Any]:
                 for u in urls
             ]
             async with deps.engine.begin() as conn:
-                await conn.execute(sa.insert(Feed.__table__), rows)
+                # A declarative model's __table__ is its Table (typed only as FromClause).
+                await conn.execute(sa.insert(cast(sa.Table, Feed.__table__)), rows)
             wall, cpu = time.perf_counter(), time.process_time()
             report = await deps.crawler.poll_all()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

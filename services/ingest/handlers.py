@@ -457,6 +457,8 @@ class Crawler:
         release: Release,
     ) -> PollResult:
         s = self.settings
+        fetched: FetchResult
+        parsed_or_none: ParsedFeed | None
         if prefetched is not None:
             fetched, parsed_or_none = prefetched
         else:

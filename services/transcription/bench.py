@@ -54,9 +54,7 @@ def _one(mode: str, path: Path, threads: int, batch: int) -> dict[str, object]:
     from podbrief_transcription.adapters.engine import Transcriber, engine_config, load_model
     from podbrief_transcription.settings import TranscriptionSettings
 
-    settings = TranscriptionSettings(
-        device="cpu", cpu_threads=threads, batch_size=batch if mode != "raw" else 1
-    )
+    settings = TranscriptionSettings(device="cpu", cpu_threads=threads, batch_size=batch if mode != "raw" else 1)
     cpu0 = time.process_time()
     if mode == "raw":
         from faster_whisper import BatchedInferencePipeline
@@ -104,9 +102,7 @@ def _decode(kind: str, path: Path) -> dict[str, object]:
     else:
         from podbrief_transcription.adapters.audio import iter_windows
 
-        samples = sum(
-            w.shape[-1] for _, w in iter_windows(path, window_s=600.0, cut_search_s=20.0, max_duration_s=1e9)
-        )
+        samples = sum(w.shape[-1] for _, w in iter_windows(path, window_s=600.0, cut_search_s=20.0, max_duration_s=1e9))
     return {
         "decoder": kind,
         "audio_s": round(samples / 16_000),
@@ -184,9 +180,7 @@ def main() -> None:
         sys.stdout.write(_table(rows) + "\n")
     else:
         path = _long_file(args.minutes, args.dir / f"bench-{args.minutes:g}min.wav")
-        rows = [
-            _spawn("_decode", k, str(path)) for k in ("faster_whisper.decode_audio", "windowed iter_windows")
-        ]
+        rows = [_spawn("_decode", k, str(path)) for k in ("faster_whisper.decode_audio", "windowed iter_windows")]
         sys.stdout.write(_table(rows) + "\n")
 
 

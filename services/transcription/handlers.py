@@ -39,9 +39,7 @@ def transcribed_event_id(episode_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(ids.NAMESPACE, f"episode.transcribed:{episode_id}")
 
 
-def normalise_publisher(
-    t: Transcript, *, duration_s: float | None = None, language: str | None = None
-) -> Transcript:
+def normalise_publisher(t: Transcript, *, duration_s: float | None = None, language: str | None = None) -> Transcript:
     """A publisher transcript in the shape Whisper's output has: ordered, non-empty segments whose end is
     never before their start, words inside their segment, text rebuilt from the segments."""
     segments: list[Segment] = []
@@ -95,9 +93,7 @@ async def on_episode_discovered(
     try:
         transcript = await repo.get(episode.episode_id)
         if transcript is not None:
-            log.info(
-                "transcript already stored; re-publishing", extra={"episode_id": str(episode.episode_id)}
-            )
+            log.info("transcript already stored; re-publishing", extra={"episode_id": str(episode.episode_id)})
         else:
             if payload.transcript is not None:
                 transcript = normalise_publisher(
@@ -107,9 +103,7 @@ async def on_episode_discovered(
                 async with fetcher.fetch(episode.enclosure_url) as path:
                     transcript = await engine.transcribe(path)
             else:
-                raise PermanentError(
-                    "the episode has neither an enclosure nor a transcript", reason="no_enclosure"
-                )
+                raise PermanentError("the episode has neither an enclosure nor a transcript", reason="no_enclosure")
             # Write before publish: a crash after this line re-publishes the stored transcript on redelivery.
             transcript = await repo.save(episode.episode_id, transcript)
             if metrics is not None:

@@ -29,9 +29,7 @@ class TranscriptionMetrics:
     def create(cls, registry: CollectorRegistry) -> TranscriptionMetrics:
         p = "podbrief_transcription"
         return cls(
-            audio_seconds=Counter(
-                f"{p}_audio_seconds_total", "Seconds of audio transcribed.", registry=registry
-            ),
+            audio_seconds=Counter(f"{p}_audio_seconds_total", "Seconds of audio transcribed.", registry=registry),
             real_time_factor=Histogram(
                 f"{p}_real_time_factor",
                 "Processing seconds per audio second, per job.",
@@ -41,15 +39,11 @@ class TranscriptionMetrics:
             model_load_seconds=Gauge(
                 f"{p}_model_load_seconds", "Seconds the Whisper model took to load.", registry=registry
             ),
-            failures=Counter(
-                f"{p}_failures_total", "Episodes that failed, by reason.", ["reason"], registry=registry
-            ),
+            failures=Counter(f"{p}_failures_total", "Episodes that failed, by reason.", ["reason"], registry=registry),
             transcripts=Counter(
                 f"{p}_transcripts_total", "Transcripts stored, by source.", ["source"], registry=registry
             ),
-            download_bytes=Counter(
-                f"{p}_download_bytes_total", "Enclosure bytes downloaded.", registry=registry
-            ),
+            download_bytes=Counter(f"{p}_download_bytes_total", "Enclosure bytes downloaded.", registry=registry),
         )
 
     def observe_job(self, audio_s: float, rtf: float | None) -> None:
@@ -76,9 +70,7 @@ class GpuMemoryCollector(Collector):
         used = GaugeMetricFamily(
             "podbrief_transcription_gpu_memory_used_bytes", "GPU memory in use.", labels=["device"]
         )
-        total = GaugeMetricFamily(
-            "podbrief_transcription_gpu_memory_total_bytes", "GPU memory.", labels=["device"]
-        )
+        total = GaugeMetricFamily("podbrief_transcription_gpu_memory_total_bytes", "GPU memory.", labels=["device"])
         for i in range(self.devices):
             handle = ctypes.c_void_p()
             mem = _NvmlMemory()

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from podbrief.events.models import Segment, Transcript, Word
 from podbrief_transcription.settings import TranscriptionSettings
 
 SR = 16_000
-JFK_TEXT = (
-    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for "
-    "your country."
-)
+JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
 
-def real_settings(**overrides: object) -> TranscriptionSettings:
+def real_settings(**overrides: Any) -> TranscriptionSettings:
     """Settings for real-model tests: two CPU threads (the CI machine has two cores), packaged tiny.en, int8.
     Every real-model test builds its settings here so they share one cached model."""
-    base: dict[str, object] = {"device": "cpu", "cpu_threads": 2, "compute_type": "int8"}
+    base: dict[str, Any] = {"device": "cpu", "cpu_threads": 2, "compute_type": "int8"}
     return TranscriptionSettings(**{**base, **overrides})
 
 
@@ -81,9 +79,7 @@ class FakeEngine:
         self.calls.append(path)
         if self.error is not None:
             raise self.error
-        words = tuple(
-            Word(start_s=float(i), end_s=float(i) + 0.5, text=w) for i, w in enumerate(self.text.split())
-        )
+        words = tuple(Word(start_s=float(i), end_s=float(i) + 0.5, text=w) for i, w in enumerate(self.text.split()))
         seg = Segment(start_s=0.0, end_s=float(len(words)), text=self.text, words=words)
         return Transcript(
             text=self.text,

@@ -43,39 +43,107 @@ pytestmark = pytest.mark.contract
 
 FEED = "https://mp3s.nashownotes.com/pc20rss.xml"
 EP = episode_id(FEED, "guid-1")
-REF = EpisodeRef(episode_id=EP, feed_id=feed_id(FEED), feed_url=FEED, show="Podcasting 2.0",
-                 title="Episode 1", link="https://example.org/ep1", enclosure_url="https://example.org/ep1.mp3",
-                 published_at=datetime(2026, 11, 1, tzinfo=UTC))
-TRANSCRIPT = Transcript(
-    text="ask not what your country can do for you", language="en", duration_s=11.0,
-    segments=(Segment(start_s=0.0, end_s=10.5, text="ask not what your country can do for you",
-                      words=(Word(start_s=0.0, end_s=0.4, text="ask"),)),),
+REF = EpisodeRef(
+    episode_id=EP,
+    feed_id=feed_id(FEED),
+    feed_url=FEED,
+    show="Podcasting 2.0",
+    title="Episode 1",
+    link="https://example.org/ep1",
+    enclosure_url="https://example.org/ep1.mp3",
+    published_at=datetime(2026, 11, 1, tzinfo=UTC),
 )
-INSIGHT = Insight(insight_id=insight_id(EP, "ask not", 3.0), text="JFK asked citizens to serve their country.",
-                  quote="ask not what your country can do for you", start_s=3.0, end_s=6.0, topics=("civics",),
-                  importance=0.7, prompt_version="insights-v1")
+TRANSCRIPT = Transcript(
+    text="ask not what your country can do for you",
+    language="en",
+    duration_s=11.0,
+    segments=(
+        Segment(
+            start_s=0.0,
+            end_s=10.5,
+            text="ask not what your country can do for you",
+            words=(Word(start_s=0.0, end_s=0.4, text="ask"),),
+        ),
+    ),
+)
+INSIGHT = Insight(
+    insight_id=insight_id(EP, "ask not", 3.0),
+    text="JFK asked citizens to serve their country.",
+    quote="ask not what your country can do for you",
+    start_s=3.0,
+    end_s=6.0,
+    topics=("civics",),
+    importance=0.7,
+    prompt_version="insights-v1",
+)
 
 
 def examples() -> list[Event]:
     """One example per event, as a producer would build it."""
     return [
-        new_event(EpisodeDiscovered, EpisodeDiscoveredPayload(episode=REF, guid="guid-1",
-                                                              transcript=PackedTranscript.pack(TRANSCRIPT)),
-                  key=str(EP)),
-        new_event(EpisodeTranscribed, EpisodeTranscribedPayload(episode=REF, transcript=PackedTranscript.pack(
-            TRANSCRIPT), source="whisper", duration_s=11.0, language="en"), key=str(EP)),
-        new_event(InsightsExtracted, InsightsExtractedPayload(episode=REF, insights=(INSIGHT,), chunks_total=1,
-                                                              chunks_failed=0, model="smollm2",
-                                                              prompt_version="insights-v1"), key=str(EP)),
-        new_event(InsightClustered, InsightClusteredPayload(
-            episode=REF, insight=INSIGHT, cluster_id=uuid.uuid4(), cluster_label="civics", cluster_size=2,
-            cluster_shows=2, related=(RelatedInsight(insight_id=uuid.uuid4(), text="t", show="Other",
-                                                     episode_title="E", episode_id=uuid.uuid4(), score=0.8),),
-            embedding_model="minilm", vector=(0.1, 0.2)), key=str(EP)),
-        new_event(BriefDelivered, BriefDeliveredPayload(brief_id=uuid.uuid4(), subscriber_id=uuid.uuid4(),
-                                                        brief_date=datetime(2026, 11, 2).date(),
-                                                        insight_ids=(INSIGHT.insight_id,), status="sent"),
-                  key="sub"),
+        new_event(
+            EpisodeDiscovered,
+            EpisodeDiscoveredPayload(episode=REF, guid="guid-1", transcript=PackedTranscript.pack(TRANSCRIPT)),
+            key=str(EP),
+        ),
+        new_event(
+            EpisodeTranscribed,
+            EpisodeTranscribedPayload(
+                episode=REF,
+                transcript=PackedTranscript.pack(TRANSCRIPT),
+                source="whisper",
+                duration_s=11.0,
+                language="en",
+            ),
+            key=str(EP),
+        ),
+        new_event(
+            InsightsExtracted,
+            InsightsExtractedPayload(
+                episode=REF,
+                insights=(INSIGHT,),
+                chunks_total=1,
+                chunks_failed=0,
+                model="smollm2",
+                prompt_version="insights-v1",
+            ),
+            key=str(EP),
+        ),
+        new_event(
+            InsightClustered,
+            InsightClusteredPayload(
+                episode=REF,
+                insight=INSIGHT,
+                cluster_id=uuid.uuid4(),
+                cluster_label="civics",
+                cluster_size=2,
+                cluster_shows=2,
+                related=(
+                    RelatedInsight(
+                        insight_id=uuid.uuid4(),
+                        text="t",
+                        show="Other",
+                        episode_title="E",
+                        episode_id=uuid.uuid4(),
+                        score=0.8,
+                    ),
+                ),
+                embedding_model="minilm",
+                vector=(0.1, 0.2),
+            ),
+            key=str(EP),
+        ),
+        new_event(
+            BriefDelivered,
+            BriefDeliveredPayload(
+                brief_id=uuid.uuid4(),
+                subscriber_id=uuid.uuid4(),
+                brief_date=datetime(2026, 11, 2).date(),
+                insight_ids=(INSIGHT.insight_id,),
+                status="sent",
+            ),
+            key="sub",
+        ),
     ]
 
 
@@ -113,8 +181,9 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     assert decode(json.dumps(data).encode()) == event
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"{}", b'{"event_type": "episode.discovered"}',
-                                 b'{"event_type": "no.such.event"}'])
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"{}", b'{"event_type": "episode.discovered"}', b'{"event_type": "no.such.event"}']
+)
 def test_malformed_messages_are_invalid_events(raw: bytes) -> None:
     with pytest.raises(InvalidEventError):
         decode(raw)
@@ -137,8 +206,11 @@ def test_ids_are_deterministic() -> None:
 
 
 def test_packed_transcript_round_trips_and_is_compressed() -> None:
-    long = Transcript(text="word " * 5000, duration_s=3600,
-                      segments=tuple(Segment(start_s=i, end_s=i + 1, text="word " * 5) for i in range(1000)))
+    long = Transcript(
+        text="word " * 5000,
+        duration_s=3600,
+        segments=tuple(Segment(start_s=i, end_s=i + 1, text="word " * 5) for i in range(1000)),
+    )
     packed = PackedTranscript.pack(long)
     assert packed.unpack() == long
     assert len(packed.data) < len(long.model_dump_json()) / 5

@@ -55,8 +55,13 @@ def rendered(kustomize: Path) -> dict[str, list[dict[str, Any]]]:
     """`kustomize build` of each overlay, as parsed documents."""
     out: dict[str, list[dict[str, Any]]] = {}
     for overlay in OVERLAYS:
-        proc = subprocess.run([str(kustomize), "build", str(ROOT / "k8s" / "overlays" / overlay)],
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [str(kustomize), "build", str(ROOT / "k8s" / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, f"kustomize build k8s/overlays/{overlay} failed:\n{proc.stderr}"
         out[overlay] = [d for d in yaml.safe_load_all(proc.stdout) if d]
     return out
@@ -65,7 +70,11 @@ def rendered(kustomize: Path) -> dict[str, list[dict[str, Any]]]:
 def _scrape(service: str, tmp: Path) -> tuple[str, dict[str, Any] | str]:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "deploy" / "scrape_metrics.py"), service, str(tmp / service)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"service"')]
     if proc.returncode != 0 or not lines:
@@ -118,7 +127,7 @@ def settings_env() -> Callable[[str], str | None]:
     def check(var: str) -> str | None:
         for prefix, cls in classes.items():
             if var.startswith(prefix):
-                path = var[len(prefix):].lower().split("__")
+                path = var[len(prefix) :].lower().split("__")
                 if _settings_field(cls, path):
                     return None
                 return f"{var}: no field {'.'.join(path)} in {cls.__name__}"

@@ -67,21 +67,33 @@ def prometheus(targets: dict[str, str], workdir: Path, *, interval_s: int = 1) -
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "deploy" / "prometheus" / "alerts.yml", workdir / "alerts.yml")
     config = {
-        "global": {"scrape_interval": f"{interval_s}s", "evaluation_interval": f"{interval_s}s",
-                   "scrape_timeout": f"{interval_s}s"},
+        "global": {
+            "scrape_interval": f"{interval_s}s",
+            "evaluation_interval": f"{interval_s}s",
+            "scrape_timeout": f"{interval_s}s",
+        },
         "rule_files": ["alerts.yml"],
-        "scrape_configs": [{
-            "job_name": "podbrief", "metrics_path": "/metrics/",
-            "static_configs": [{"targets": [addr], "labels": {"service": name}} for name, addr in targets.items()],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "podbrief",
+                "metrics_path": "/metrics/",
+                "static_configs": [{"targets": [addr], "labels": {"service": name}} for name, addr in targets.items()],
+            }
+        ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
     log = (workdir / "prometheus.log").open("w")
     proc = subprocess.Popen(
-        [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -36,8 +36,7 @@ def test_env(service: str, tmp: Path) -> dict[str, str]:
         "transcription": {"TRANSCRIPTION_WARMUP": "false", "TRANSCRIPTION_MODELS_DIR": str(tmp / "models")},
         # An unreachable endpoint: the app starts without llama-server; /metrics needs no LLM.
         "extraction": {"EXTRACTION_LLM__BASE_URL": "http://127.0.0.1:9/v1"},
-        "clustering": {"CLUSTERING_QDRANT__PATH": str(tmp / "qdrant"),
-                       "CLUSTERING_RECLUSTER_INTERVAL_S": "0"},
+        "clustering": {"CLUSTERING_QDRANT__PATH": str(tmp / "qdrant"), "CLUSTERING_RECLUSTER_INTERVAL_S": "0"},
         "delivery": {"DELIVERY_SIGNING_SECRET": "deploy-test-signing-secret-0123456789"},
     }
     env.update(extra.get(service, {}))
@@ -83,8 +82,11 @@ def table(rows: dict[str, list[tuple[str, str, str]]]) -> str:
         "|---|---|---|---|",
     ]
     for service, fams in rows.items():
-        lines += [f"| `{name}` | {kind} | {service} | {text.replace('|', '/')} |" for name, kind, text in fams
-                  if name.startswith("podbrief_")]
+        lines += [
+            f"| `{name}` | {kind} | {service} | {text.replace('|', '/')} |"
+            for name, kind, text in fams
+            if name.startswith("podbrief_")
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -112,8 +114,9 @@ def main(argv: list[str]) -> None:
         rows: dict[str, list[tuple[str, str, str]]] = {}
         with tempfile.TemporaryDirectory() as tmp:
             for service in ("ingest", "transcription", "extraction", "clustering", "delivery"):
-                out = subprocess.run([sys.executable, __file__, service, f"{tmp}/{service}"], check=True,
-                                     capture_output=True, text=True).stdout.splitlines()[-1]
+                out = subprocess.run(
+                    [sys.executable, __file__, service, f"{tmp}/{service}"], check=True, capture_output=True, text=True
+                ).stdout.splitlines()[-1]
                 rows[service] = [tuple(f) for f in json.loads(out)["families"]]
         sys.stdout.write(table(rows))
         return

@@ -63,14 +63,16 @@ def pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag != "latest" and bool(re.search(r"\d+\.\d+", tag))
 
 
-def test_compose_file_matches_the_compose_specification(compose: dict[str, Any],
-                                                        validator: jsonschema.protocols.Validator) -> None:
+def test_compose_file_matches_the_compose_specification(
+    compose: dict[str, Any], validator: jsonschema.protocols.Validator
+) -> None:
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
     assert errors == []
 
 
-def test_the_schema_rejects_what_compose_would_reject(compose: dict[str, Any],
-                                                       validator: jsonschema.protocols.Validator) -> None:
+def test_the_schema_rejects_what_compose_would_reject(
+    compose: dict[str, Any], validator: jsonschema.protocols.Validator
+) -> None:
     # Guards against a vendored schema that accepts anything: a typo'd key and a wrong type must both fail.
     typo = copy.deepcopy(compose)
     typo["services"]["ingest"]["enviroment"] = {"A": "b"}
@@ -133,8 +135,9 @@ def readyz_server() -> Iterator[http.server.HTTPServer]:
 
 
 @pytest.mark.parametrize(("status", "code"), [(200, 0), (503, 1)])
-def test_the_container_healthcheck_follows_readyz(readyz_server: http.server.HTTPServer, status: int,
-                                                  code: int) -> None:
+def test_the_container_healthcheck_follows_readyz(
+    readyz_server: http.server.HTTPServer, status: int, code: int
+) -> None:
     _Readyz.status = status
     env = {**os.environ, "SERVICE": "delivery", "DELIVERY_HTTP__PORT": str(readyz_server.server_address[1])}
     proc = subprocess.run([sys.executable, str(HEALTHCHECK)], env=env, timeout=30, check=False)
@@ -169,7 +172,8 @@ def test_env_example_defines_every_variable_the_compose_file_requires() -> None:
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     required = set(REQUIRED_VAR.findall(text))
     example = dict(
-        line.split("=", 1) for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     )
     assert required, "the compose file requires no variables; secrets would be inline"
@@ -197,8 +201,11 @@ def test_profiles_split_cpu_and_gpu_and_volumes_are_named(compose: dict[str, Any
     for profile, names in by_profile.items():
         # Each profile runs exactly one transcription and one extraction, reachable under the plain name.
         for stage in ("transcription", "extraction"):
-            running = [n for n in names if n == stage or stage in services[n].get("networks", {})
-                       .get("default", {}).get("aliases", [])]
+            running = [
+                n
+                for n in names
+                if n == stage or stage in services[n].get("networks", {}).get("default", {}).get("aliases", [])
+            ]
             assert len(running) == 1, f"{profile}: {stage} runs as {running}"
     declared = set(compose["volumes"])
     for name, svc in services.items():
@@ -206,8 +213,18 @@ def test_profiles_split_cpu_and_gpu_and_volumes_are_named(compose: dict[str, Any
             source = vol.split(":", 1)[0]
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name}: volume {source} is not declared"
-    for required in ("kafka", "postgres", "qdrant", "vllm", "prometheus", "grafana", "mailpit",
-                     "ingest", "clustering", "delivery"):
+    for required in (
+        "kafka",
+        "postgres",
+        "qdrant",
+        "vllm",
+        "prometheus",
+        "grafana",
+        "mailpit",
+        "ingest",
+        "clustering",
+        "delivery",
+    ):
         assert required in services
 
 
@@ -218,10 +235,12 @@ def test_the_build_context_keeps_what_the_dockerfile_copies_and_nothing_local(do
     rules = [ln.strip() for ln in ignore if ln.strip() and not ln.startswith("#")]
     assert rules[0] == "*", "exclude everything, then re-include"
     kept = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
-    copied = [src for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.MULTILINE)
-              for src in [w for w in line.split() if not w.startswith("--")][:-1]]
+    copied = [
+        src
+        for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.MULTILINE)
+        for src in [w for w in line.split() if not w.startswith("--")][:-1]
+    ]
     assert copied
     for src in copied:
         assert any(src.rstrip("/") == k or src.startswith(k + "/") for k in kept), f"{src} is not in the context"
     assert not {".venv", ".cache", ".data", ".env"} & kept
-

@@ -22,16 +22,27 @@ def test_docker_compose_v2_accepts_the_file_with_the_example_env(profile: str, t
     assert binary.is_file(), "run scripts/validate_deploy.sh --compose --install to build docker-compose"
     env_file = tmp_path / ".env"
     env_file.write_text((ROOT / ".env.example").read_text(encoding="utf-8"), encoding="utf-8")
-    base = [str(binary), "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
-            "--env-file", str(env_file), "--profile", profile]
-    config = subprocess.run([*base, "config", "--format", "json"], capture_output=True, text=True, timeout=120,
-                            check=False)
+    base = [
+        str(binary),
+        "--project-directory",
+        str(ROOT),
+        "-f",
+        str(ROOT / "docker-compose.yml"),
+        "--env-file",
+        str(env_file),
+        "--profile",
+        profile,
+    ]
+    config = subprocess.run(
+        [*base, "config", "--format", "json"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert config.returncode == 0, config.stderr
     services = set(json.loads(config.stdout)["services"])
     stage = {"cpu": {"transcription", "extraction-cpu"}, "gpu": {"transcription-gpu", "extraction", "vllm"}}
     assert stage[profile] <= services
     assert not (stage["gpu" if profile == "cpu" else "cpu"] - {"vllm"}) & services
-    env_file.write_text("\n".join(ln for ln in env_file.read_text().splitlines()
-                                  if not ln.startswith("POSTGRES_PASSWORD=")))
+    env_file.write_text(
+        "\n".join(ln for ln in env_file.read_text().splitlines() if not ln.startswith("POSTGRES_PASSWORD="))
+    )
     missing = subprocess.run([*base, "config", "--quiet"], capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr

@@ -60,8 +60,11 @@ def _strict(schema: Any) -> Any:
     """CRD schemas leave unknown fields to the API server's pruning; reject them here so a typo fails."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -103,7 +106,8 @@ def test_builtin_resources_validate_against_the_kubernetes_schemas(
 
 @pytest.mark.parametrize("overlay", ["dev", "gpu"])
 def test_custom_resources_validate_against_their_crds(
-    rendered: dict[str, list[dict[str, Any]]], overlay: str,
+    rendered: dict[str, list[dict[str, Any]]],
+    overlay: str,
     crd_validators: dict[tuple[str, str, str], jsonschema.protocols.Validator],
 ) -> None:
     errors: list[str] = []
@@ -117,8 +121,10 @@ def test_custom_resources_validate_against_their_crds(
             errors.append(f"{doc['kind']}: CRD has no version {version}")
             continue
         seen.add(group_kind(doc))
-        errors += [f"{doc['kind']}/{doc['metadata']['name']} {list(e.absolute_path)}: {e.message}"
-                   for e in validator.iter_errors(doc)]
+        errors += [
+            f"{doc['kind']}/{doc['metadata']['name']} {list(e.absolute_path)}: {e.message}"
+            for e in validator.iter_errors(doc)
+        ]
     assert errors == []
     expected = {("monitoring.coreos.com", "ServiceMonitor"), ("monitoring.coreos.com", "PrometheusRule")}
     assert expected <= seen
@@ -195,11 +201,8 @@ def test_services_probe_their_own_endpoints_on_their_own_ports(
 
 
 @pytest.mark.parametrize("overlay", ["dev", "gpu"])
-def test_every_workload_has_a_disruption_budget(
-    rendered: dict[str, list[dict[str, Any]]], overlay: str
-) -> None:
-    budgets = [p["spec"]["selector"]["matchLabels"]
-               for p in of_kind(rendered[overlay], "PodDisruptionBudget")]
+def test_every_workload_has_a_disruption_budget(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+    budgets = [p["spec"]["selector"]["matchLabels"] for p in of_kind(rendered[overlay], "PodDisruptionBudget")]
     for doc in rendered[overlay]:
         if doc["kind"] in ("Deployment", "StatefulSet") and doc["metadata"]["name"] != "mailpit":
             labels = doc["spec"]["template"]["metadata"]["labels"]
@@ -229,9 +232,7 @@ def test_settings_in_configmaps_and_secret_refs_are_fields_the_services_read(
     assert problems == []
 
 
-def test_gpu_overlay_puts_transcription_and_vllm_on_gpu_nodes(
-    rendered: dict[str, list[dict[str, Any]]]
-) -> None:
+def test_gpu_overlay_puts_transcription_and_vllm_on_gpu_nodes(rendered: dict[str, list[dict[str, Any]]]) -> None:
     deployments = by_name(rendered["gpu"], "Deployment")
     for name in ("transcription", "vllm"):
         pod = deployments[name]["spec"]["template"]["spec"]
@@ -239,7 +240,8 @@ def test_gpu_overlay_puts_transcription_and_vllm_on_gpu_nodes(
         assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert deployments["transcription"]["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-        "ghcr.io/podbrief/podbrief-cuda:")
+        "ghcr.io/podbrief/podbrief-cuda:"
+    )
     vllm_args = deployments["vllm"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--enable-prefix-caching" in vllm_args
     assert any(a.startswith("--max-model-len=") for a in vllm_args)
@@ -252,16 +254,14 @@ def test_gpu_overlay_puts_transcription_and_vllm_on_gpu_nodes(
 
 
 def test_autoscaling_follows_consumer_lag_with_keda_or_cpu_with_the_hpa_fallback(
-    rendered: dict[str, list[dict[str, Any]]]
+    rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
-    consumed = {"transcription": event_topics.EPISODE_DISCOVERED,
-                "extraction": event_topics.EPISODE_TRANSCRIBED}
+    consumed = {"transcription": event_topics.EPISODE_DISCOVERED, "extraction": event_topics.EPISODE_TRANSCRIBED}
     scaled = by_name(rendered["gpu"], "ScaledObject")
     assert set(scaled) == set(consumed)
     assert list(of_kind(rendered["gpu"], "HorizontalPodAutoscaler")) == [], "KEDA owns the HPAs in gpu"
     deployments = by_name(rendered["gpu"], "Deployment")
-    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"]
-                  for t in of_kind(rendered["gpu"], "KafkaTopic")}
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(rendered["gpu"], "KafkaTopic")}
     for name, topic in consumed.items():
         spec = scaled[name]["spec"]
         assert spec["scaleTargetRef"]["name"] in deployments
@@ -284,14 +284,14 @@ def test_strimzi_resources_are_consistent(rendered: dict[str, list[dict[str, Any
     (kafka,) = of_kind(docs, "Kafka")
     pools = list(of_kind(docs, "KafkaNodePool"))
     cluster = kafka["metadata"]["name"]
-    assert kafka["metadata"]["annotations"] == {"strimzi.io/node-pools": "enabled",
-                                                "strimzi.io/kraft": "enabled"}
+    assert kafka["metadata"]["annotations"] == {"strimzi.io/node-pools": "enabled", "strimzi.io/kraft": "enabled"}
     assert all(p["metadata"]["labels"]["strimzi.io/cluster"] == cluster for p in pools)
     roles = {r for p in pools for r in p["spec"]["roles"]}
     assert roles == {"controller", "broker"}
     brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
     assert [(ln["name"], ln["port"], ln["type"]) for ln in kafka["spec"]["kafka"]["listeners"]] == [
-        ("plain", 9092, "internal")]
+        ("plain", 9092, "internal")
+    ]
     config = kafka["spec"]["kafka"]["config"]
     assert config["default.replication.factor"] <= brokers and config["min.insync.replicas"] <= brokers
     topics = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic")}
@@ -303,8 +303,12 @@ def test_strimzi_resources_are_consistent(rendered: dict[str, list[dict[str, Any
         assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
     # Kafka caps messages at the broker and per topic; transcripts travel inside events.
     assert config["message.max.bytes"] >= 8 * 1024 * 1024
-    bootstrap = {v for cm in of_kind(docs, "ConfigMap") for k, v in cm.get("data", {}).items()
-                 if k.endswith("_BUS__KAFKA__BOOTSTRAP_SERVERS")}
+    bootstrap = {
+        v
+        for cm in of_kind(docs, "ConfigMap")
+        for k, v in cm.get("data", {}).items()
+        if k.endswith("_BUS__KAFKA__BOOTSTRAP_SERVERS")
+    }
     assert bootstrap == {f"{cluster}-kafka-bootstrap:9092"}
 
 
@@ -315,8 +319,11 @@ def test_monitoring_and_network_policies_cover_the_services(
     docs = rendered[overlay]
     monitors = by_name(docs, "ServiceMonitor")
     selector = monitors["podbrief"]["spec"]["selector"]["matchLabels"]
-    selected = [s["metadata"]["name"] for s in of_kind(docs, "Service")
-                if selector.items() <= s["metadata"].get("labels", {}).items()]
+    selected = [
+        s["metadata"]["name"]
+        for s in of_kind(docs, "Service")
+        if selector.items() <= s["metadata"].get("labels", {}).items()
+    ]
     assert sorted(selected) == sorted(SERVICES)
     assert monitors["podbrief"]["spec"]["endpoints"][0]["path"] == "/metrics/"
     policies = by_name(docs, "NetworkPolicy")
@@ -330,8 +337,9 @@ def test_monitoring_and_network_policies_cover_the_services(
 
 
 def test_prometheusrule_is_generated_from_the_alert_rules() -> None:
-    spec = importlib.util.spec_from_file_location("to_prometheusrule",
-                                                  ROOT / "deploy" / "prometheus" / "to_prometheusrule.py")
+    spec = importlib.util.spec_from_file_location(
+        "to_prometheusrule", ROOT / "deploy" / "prometheus" / "to_prometheusrule.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -31,10 +31,15 @@ GPU_ONLY = {
 # vLLM's own metrics (https://docs.vllm.ai/en/stable/usage/metrics/), served by the pinned vllm/vllm-openai
 # image. Not scrapeable here: vLLM needs a GPU.
 VLLM = {
-    "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-    "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
-    "vllm:time_to_first_token_seconds_bucket", "vllm:e2e_request_latency_seconds_bucket",
-    "vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total",
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:prompt_tokens_total",
+    "vllm:generation_tokens_total",
+    "vllm:time_to_first_token_seconds_bucket",
+    "vllm:e2e_request_latency_seconds_bucket",
+    "vllm:prefix_cache_hits_total",
+    "vllm:prefix_cache_queries_total",
 }
 
 
@@ -54,8 +59,12 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 def panel_exprs() -> list[tuple[str, str, str]]:
     """(dashboard, panel title, PromQL) for every query in every dashboard."""
-    return [(name, panel["title"], target["expr"]) for name, board in dashboards().items()
-            for panel in board["panels"] for target in panel.get("targets", [])]
+    return [
+        (name, panel["title"], target["expr"])
+        for name, board in dashboards().items()
+        for panel in board["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -104,9 +113,15 @@ def test_the_issue_panels_exist() -> None:
 def test_services_export_the_bus_metrics(exported_metrics: dict[str, set[str]]) -> None:
     for service, names in exported_metrics.items():
         p = f"podbrief_{service}"
-        assert {f"{p}_messages_total", f"{p}_handler_seconds_bucket", f"{p}_retries_total",
-                f"{p}_dead_lettered_total", f"{p}_published_total", f"{p}_consumer_lag_messages",
-                f"{p}_consumer_up"} <= names, service
+        assert {
+            f"{p}_messages_total",
+            f"{p}_handler_seconds_bucket",
+            f"{p}_retries_total",
+            f"{p}_dead_lettered_total",
+            f"{p}_published_total",
+            f"{p}_consumer_lag_messages",
+            f"{p}_consumer_up",
+        } <= names, service
         assert all(n.startswith(p + "_") for n in names if n.startswith("podbrief_")), service
 
 
@@ -134,16 +149,27 @@ def test_metrics_table_matches_what_the_services_export(scraped: dict[str, dict[
     rows = {s: [tuple(f) for f in scraped[s]["families"]] for s in SERVICES}
     expected = module.table(rows)
     assert (PROMETHEUS / "METRICS.md").read_text(encoding="utf-8") == expected, (
-        "run: python tests/deploy/scrape_metrics.py --table > deploy/prometheus/METRICS.md")
+        "run: python tests/deploy/scrape_metrics.py --table > deploy/prometheus/METRICS.md"
+    )
 
 
 def test_promtool_accepts_the_alert_rules_and_the_config(promtool: Path) -> None:
-    rules = subprocess.run([str(promtool), "check", "rules", str(PROMETHEUS / "alerts.yml")],
-                           capture_output=True, text=True, timeout=60, check=False)
+    rules = subprocess.run(
+        [str(promtool), "check", "rules", str(PROMETHEUS / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert rules.returncode == 0, rules.stdout + rules.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in rules.stdout
-    config = subprocess.run([str(promtool), "check", "config", str(PROMETHEUS / "prometheus.yml")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    config = subprocess.run(
+        [str(promtool), "check", "config", str(PROMETHEUS / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert config.returncode == 0, config.stdout + config.stderr
 
 
@@ -151,23 +177,45 @@ def test_every_dashboard_query_parses_as_promql(promtool: Path, tmp_path: Path) 
     # promtool parses each expression of a rule file; wrapping the panel queries as recording rules puts
     # Prometheus's own parser on every one of them.
     exprs = panel_exprs()
-    rules = {"groups": [{"name": "dashboards", "rules": [
-        {"record": f"podbrief:dashboard_query_{i}", "expr": expr} for i, (_, _, expr) in enumerate(exprs)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [
+                    {"record": f"podbrief:dashboard_query_{i}", "expr": expr} for i, (_, _, expr) in enumerate(exprs)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump(rules), encoding="utf-8")
-    proc = subprocess.run([str(promtool), "check", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"SUCCESS: {len(exprs)} rules found" in proc.stdout
 
 
 def test_promtool_rejects_a_broken_query(promtool: Path, tmp_path: Path) -> None:
     path = tmp_path / "broken.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [
-        {"record": "podbrief:broken", "expr": "sum(rate(podbrief_ingest_messages_total[5m])"}]}]}),
-        encoding="utf-8")
-    proc = subprocess.run([str(promtool), "check", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "x",
+                        "rules": [
+                            {"record": "podbrief:broken", "expr": "sum(rate(podbrief_ingest_messages_total[5m])"}
+                        ],
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    proc = subprocess.run(
+        [str(promtool), "check", "rules", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode != 0
 
 
@@ -192,6 +240,5 @@ def test_grafana_provisioning_matches_the_compose_mounts() -> None:
     datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     (ds,) = datasource["datasources"]
     assert ds["type"] == "prometheus" and ds["url"] == "http://prometheus:9090"
-    prom_mounts = {v.split(":")[1] for v in compose["services"]["prometheus"]["volumes"]
-                   if v.startswith("./")}
+    prom_mounts = {v.split(":")[1] for v in compose["services"]["prometheus"]["volumes"] if v.startswith("./")}
     assert {"/etc/prometheus/prometheus.yml", "/etc/prometheus/alerts.yml"} <= prom_mounts

@@ -33,12 +33,21 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     try:
         for name in SERVICES:
             port = promharness.free_port()
-            env = {**os.environ, **scrape_metrics.test_env(name, tmp / name),
-                   f"{name.upper()}_HTTP__PORT": str(port), f"{name.upper()}_HTTP__HOST": "127.0.0.1"}
+            env = {
+                **os.environ,
+                **scrape_metrics.test_env(name, tmp / name),
+                f"{name.upper()}_HTTP__PORT": str(port),
+                f"{name.upper()}_HTTP__HOST": "127.0.0.1",
+            }
             (tmp / name).mkdir()
             log = (tmp / f"{name}.log").open("wb")
-            procs[name] = subprocess.Popen([sys.executable, "-m", "podbrief.cli", "serve", name], env=env,
-                                           cwd=tmp / name, stdout=log, stderr=subprocess.STDOUT)
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "podbrief.cli", "serve", name],
+                env=env,
+                cwd=tmp / name,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             targets[name] = f"127.0.0.1:{port}"
         deadline = time.monotonic() + 240
         pending = set(SERVICES)
@@ -72,8 +81,9 @@ def test_a_real_prometheus_scrapes_the_services_and_accepts_every_query(
         up = promharness.wait_for(base, 'count(up{job="podbrief"} == 1) == 5', timeout_s=60)
         assert up, promharness.query(base, 'up{job="podbrief"}')
         # The bus metrics arrive with the `service` label the alert rules group by.
-        consumers = promharness.wait_for(base, 'count by (service) ({__name__=~"podbrief_.+_consumer_up"})',
-                                         timeout_s=30)
+        consumers = promharness.wait_for(
+            base, 'count by (service) ({__name__=~"podbrief_.+_consumer_up"})', timeout_s=30
+        )
         assert {r["metric"]["service"] for r in consumers} == set(SERVICES)
         errors = []
         for where, expr in promharness.dashboard_queries() + promharness.alert_queries():

@@ -30,12 +30,12 @@ def feed_with_local_audio(shared: Path, server: LoopbackServer) -> tuple[str, li
     xml = (shared / "data/feeds/real-world/pc20rss.xml").read_text()
     parsed = feedparser.parse(xml)
     newest = sorted(parsed.entries, key=lambda e: e.published_parsed, reverse=True)[:2]
-    audio = [("jfk.flac", "audio/flac"),
-             ("librivox/sense_and_sensibility_01_austen_64kb-0870.wav", "audio/wav")]
+    audio = [("jfk.flac", "audio/flac"), ("librivox/sense_and_sensibility_01_austen_64kb-0870.wav", "audio/wav")]
     for entry, (name, mime) in zip(newest, audio, strict=True):
         old = entry.enclosures[0]["href"]
         url = server.add(f"/audio/{Path(name).name}", (shared / "data/audio" / name).read_bytes(), mime)
         xml = xml.replace(f'url="{old}"', f'url="{url}"', 1)
+
     def offline(m: re.Match[str]) -> str:
         url = m.group(1)
         return m.group(0) if url.startswith(server.base_url) else f'url="{server.base_url}/gone/{abs(hash(url))}"'
@@ -81,28 +81,39 @@ def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink,
-             unique: str) -> Iterator[tuple[dict[str, ServiceProcess], str]]:
+def pipeline(
+    tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink, unique: str
+) -> Iterator[tuple[dict[str, ServiceProcess], str]]:
     db_url = asyncio.run(create_database(pg_url, f"e2e_{unique}"))
     admin_key = secrets.token_urlsafe(16)
     ports = {name: free_port() for name in SERVICES}
-    common = {"BUS__KIND": "kafka", "BUS__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap, "DB__URL": db_url,
-              "HTTP__ADMIN_API_KEY": admin_key, "LOG_LEVEL": "INFO"}
+    common = {
+        "BUS__KIND": "kafka",
+        "BUS__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DB__URL": db_url,
+        "HTTP__ADMIN_API_KEY": admin_key,
+        "LOG_LEVEL": "INFO",
+    }
     extra = {
         "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "BACKFILL_LIMIT": "2"},
         "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
         "extraction": {},
         "clustering": {"QDRANT__PATH": str(tmp_path / "qdrant")},
-        "delivery": {"SMTP__HOST": "127.0.0.1", "SMTP__PORT": str(smtp_sink.port),
-                     "SIGNING_SECRET": secrets.token_urlsafe(32), "SCHEDULER_ENABLED": "false",
-                     "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['delivery']}"},
+        "delivery": {
+            "SMTP__HOST": "127.0.0.1",
+            "SMTP__PORT": str(smtp_sink.port),
+            "SIGNING_SECRET": secrets.token_urlsafe(32),
+            "SCHEDULER_ENABLED": "false",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['delivery']}",
+        },
     }
     procs: dict[str, ServiceProcess] = {}
     artifacts = Path("test-artifacts/e2e")
     try:
         for name in SERVICES:
-            env = {f"{name.upper()}_{k}": v for k, v in {**common, **extra[name],
-                                                        "DATA_DIR": str(tmp_path / name)}.items()}
+            env = {
+                f"{name.upper()}_{k}": v for k, v in {**common, **extra[name], "DATA_DIR": str(tmp_path / name)}.items()
+            }
             procs[name] = ServiceProcess(name, env, ports[name], artifacts).start()
         for p in procs.values():
             p.wait_ready(timeout_s=300)
@@ -113,8 +124,8 @@ def pipeline(tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpS
 
 
 def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
-        pipeline: tuple[dict[str, ServiceProcess], str], loopback: LoopbackServer, smtp_sink: SmtpSink,
-        shared_dir: Path) -> None:
+    pipeline: tuple[dict[str, ServiceProcess], str], loopback: LoopbackServer, smtp_sink: SmtpSink, shared_dir: Path
+) -> None:
     procs, admin_key = pipeline
     admin = {"X-API-Key": admin_key}
     feed_url, guids = feed_with_local_audio(shared_dir, loopback)
@@ -122,10 +133,14 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
 
     # A subscriber whose interests match the speech signs up and confirms through the emailed link.
     delivery = procs["delivery"].base_url
-    r = httpx.post(delivery + "/v1/subscribers", json={
-        "email": "reader@example.org",
-        "interests": "patriotism, citizenship, public service and what Americans can do for their country"},
-        timeout=30)
+    r = httpx.post(
+        delivery + "/v1/subscribers",
+        json={
+            "email": "reader@example.org",
+            "interests": "patriotism, citizenship, public service and what Americans can do for their country",
+        },
+        timeout=30,
+    )
     assert r.status_code == 202, r.text
     (confirmation,) = smtp_sink.wait_for(1, timeout_s=30)
     body = confirmation.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
@@ -140,6 +155,7 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
 
     extraction = procs["extraction"].base_url
     topic = "podbrief.episode.transcribed.v1"
+
     def extracted() -> bool:
         for name in ("transcription", "extraction"):
             dead = metric(procs[name].base_url, f"podbrief_{name}_dead_lettered_total")
@@ -151,9 +167,15 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     insights = [httpx.get(f"{extraction}/v1/episodes/{e}/insights", timeout=10).json() for e in episodes]
     counts = [len(i if isinstance(i, list) else i.get("insights", [])) for i in insights]
     assert counts[0] >= 1, f"no insight kept from the JFK speech: {statuses[0]} {insights[0]}"
-    wait_for(lambda: metric(delivery, "podbrief_delivery_messages_total",
-                            topic="podbrief.insight.clustered.v1", status="ok") >= sum(counts),
-             "delivery to receive every clustered insight", 300, procs)
+    wait_for(
+        lambda: (
+            metric(delivery, "podbrief_delivery_messages_total", topic="podbrief.insight.clustered.v1", status="ok")
+            >= sum(counts)
+        ),
+        "delivery to receive every clustered insight",
+        300,
+        procs,
+    )
 
     r = httpx.post(delivery + "/v1/admin/deliveries/run", json={"force": True}, headers=admin, timeout=120)
     assert r.status_code == 200, r.text

@@ -17,8 +17,13 @@ from podbrief.settings import BusSettings, KafkaSettings
 
 
 def _settings(bootstrap: str = "127.0.0.1:9092") -> BusSettings:
-    return BusSettings(kafka=KafkaSettings(bootstrap_servers=bootstrap, partitions=3, max_poll_records=20),
-                       max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.05, concurrency=4)
+    return BusSettings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, partitions=3, max_poll_records=20),
+        max_attempts=3,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        concurrency=4,
+    )
 
 
 @pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
@@ -42,9 +47,18 @@ def topic(unique: str) -> str:
 
 
 def event(key: str, n: int) -> BriefDelivered:
-    return new_event(BriefDelivered, BriefDeliveredPayload(
-        brief_id=uuid.uuid4(), subscriber_id=uuid.uuid4(), brief_date=datetime.now(UTC).date(),
-        insight_ids=(), status="sent", detail=str(n)), key=key)
+    return new_event(
+        BriefDelivered,
+        BriefDeliveredPayload(
+            brief_id=uuid.uuid4(),
+            subscriber_id=uuid.uuid4(),
+            brief_date=datetime.now(UTC).date(),
+            insight_ids=(),
+            status="sent",
+            detail=str(n),
+        ),
+        key=key,
+    )
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -120,7 +134,8 @@ async def test_per_key_order_holds_under_concurrency(bus: Bus, topic: str, uniqu
 
 
 async def test_crash_before_commit_redelivers_without_loss_or_duplicate_effects(
-        bus: Bus, topic: str, unique: str) -> None:
+    bus: Bus, topic: str, unique: str
+) -> None:
     effects: dict[uuid.UUID, int] = {}  # an idempotent store: the side effect is keyed by event id
     calls = 0
     block = asyncio.Event()
@@ -171,8 +186,7 @@ async def test_crash_before_commit_redelivers_without_loss_or_duplicate_effects(
     assert again == []
 
 
-async def test_permanent_failure_goes_to_dlq_and_the_partition_keeps_flowing(
-        bus: Bus, topic: str, unique: str) -> None:
+async def test_permanent_failure_goes_to_dlq_and_the_partition_keeps_flowing(bus: Bus, topic: str, unique: str) -> None:
     ok: list[int] = []
 
     async def handler(e: BriefDelivered) -> None:

@@ -4,5 +4,13 @@ from podbrief.bus.base import ConsumerTransport, Record, Transport
 from podbrief.bus.core import Bus, Consumer, Subscription, make_transport
 from podbrief.bus.memory import MemoryTransport
 
-__all__ = ["Bus", "Consumer", "ConsumerTransport", "MemoryTransport", "Record", "Subscription", "Transport",
-           "make_transport"]
+__all__ = [
+    "Bus",
+    "Consumer",
+    "ConsumerTransport",
+    "MemoryTransport",
+    "Record",
+    "Subscription",
+    "Transport",
+    "make_transport",
+]

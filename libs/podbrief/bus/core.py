@@ -147,8 +147,12 @@ class Consumer:
         except InvalidEventError as exc:
             await self._dead_letter(record, exc, attempts=0)
             return
-        with plog.bind(event_id=str(event.event_id), correlation_id=str(event.correlation_id),
-                       event_type=event.event_type, key=event.key):
+        with plog.bind(
+            event_id=str(event.event_id),
+            correlation_id=str(event.correlation_id),
+            event_type=event.event_type,
+            key=event.key,
+        ):
             attempt = 0
             while True:
                 attempt += 1
@@ -162,14 +166,24 @@ class Consumer:
                     if metrics:
                         metrics.handler_seconds.labels(record.topic).observe(elapsed)
                     if not is_retryable(exc) or attempt >= self.settings.max_attempts:
-                        log.error("handler failed; dead-lettering", exc_info=exc,
-                                  extra={"topic": record.topic, "attempts": attempt, "error_class": classify(exc)})
+                        log.error(
+                            "handler failed; dead-lettering",
+                            exc_info=exc,
+                            extra={"topic": record.topic, "attempts": attempt, "error_class": classify(exc)},
+                        )
                         await self._dead_letter(record, exc, attempts=attempt)
                         return
                     delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
                     delay *= 0.5 + random.random() / 2  # jitter, so replicas do not retry in lockstep
-                    log.warning("handler failed; retrying", extra={"topic": record.topic, "attempt": attempt,
-                                "delay_s": round(delay, 3), "error": str(exc)[:500]})
+                    log.warning(
+                        "handler failed; retrying",
+                        extra={
+                            "topic": record.topic,
+                            "attempt": attempt,
+                            "delay_s": round(delay, 3),
+                            "error": str(exc)[:500],
+                        },
+                    )
                     if metrics:
                         metrics.retries.labels(record.topic).inc()
                     try:

@@ -67,8 +67,9 @@ class KafkaTransport(Transport):
             await self._admin.start()
         except KafkaError as exc:
             await self.stop()
-            raise RetryableError(f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}",
-                                 reason="kafka_unreachable") from exc
+            raise RetryableError(
+                f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}", reason="kafka_unreachable"
+            ) from exc
 
     async def stop(self) -> None:
         if self._producer is not None:

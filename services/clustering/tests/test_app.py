@@ -32,9 +32,7 @@ def _wait_for(transport: MemoryTransport, count: int, deadline_s: float = 120.0)
         if len(records) >= count:
             return [decode(r.value, InsightClustered) for r in records]  # type: ignore[misc]
         time.sleep(0.1)
-    raise AssertionError(
-        f"expected {count} InsightClustered events, saw {len(transport.records(INSIGHT_CLUSTERED))}"
-    )
+    raise AssertionError(f"expected {count} InsightClustered events, saw {len(transport.records(INSIGHT_CLUSTERED))}")
 
 
 async def test_insights_are_clustered_over_the_bus(tmp_path: Path, labelled: list[dict[str, Any]]) -> None:

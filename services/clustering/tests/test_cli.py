@@ -35,9 +35,7 @@ def test_jsonl_output_one_object_per_line_in_order(
     tmp_path: Path, cli: typer.Typer, labelled: list[dict[str, Any]]
 ) -> None:
     rows = [r for r in labelled if r["topic"] in {"coffee", "space"}]
-    src = _write(
-        tmp_path / "in.jsonl", [{"text": r["text"], "show": r["show"], "topic": r["topic"]} for r in rows]
-    )
+    src = _write(tmp_path / "in.jsonl", [{"text": r["text"], "show": r["show"], "topic": r["topic"]} for r in rows])
     result = CliRunner().invoke(cli, ["cluster", str(src), "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     out = [json.loads(line) for line in result.stdout.splitlines()]

@@ -40,9 +40,7 @@ async def _counts(clusterer: Any) -> tuple[int, int, int]:
     return await clusterer.index.count(), int(members or 0), int(clusters or 0)
 
 
-async def test_redelivery_is_an_upsert_with_the_same_clusters(
-    tmp_path: Path, hash_embedder: HashEmbedder
-) -> None:
+async def test_redelivery_is_an_upsert_with_the_same_clusters(tmp_path: Path, hash_embedder: HashEmbedder) -> None:
     settings = make_settings(tmp_path)
     first_batch = _batch("Volts", "Batteries", ROWS[:2])
     second_batch = _batch("Odd Lots", "Rates", ROWS[2:])

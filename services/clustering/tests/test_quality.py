@@ -44,9 +44,7 @@ async def _run(
 
 def _ari(run: dict[str, Any]) -> float:
     ids = list(run["by_id"])
-    return float(
-        adjusted_rand_score([run["by_id"][i]["topic"] for i in ids], [str(run["cluster_of"][i]) for i in ids])
-    )
+    return float(adjusted_rand_score([run["by_id"][i]["topic"] for i in ids], [str(run["cluster_of"][i]) for i in ids]))
 
 
 async def test_online_assignment_reaches_ari(
@@ -58,18 +56,14 @@ async def test_online_assignment_reaches_ari(
     assert ari >= 0.7
 
 
-async def test_reclustering_reaches_ari(
-    tmp_path: Path, labelled: list[dict[str, Any]], real_embedder: Any
-) -> None:
+async def test_reclustering_reaches_ari(tmp_path: Path, labelled: list[dict[str, Any]], real_embedder: Any) -> None:
     run = await _run(labelled, make_settings(tmp_path), real_embedder, recluster=True)
     ari = _ari(run)
     print(f"reclustered ARI={ari:.3f} clusters={len(set(run['cluster_of'].values()))}")  # noqa: T201
     assert ari >= 0.7
 
 
-async def test_related_precision_at_3(
-    tmp_path: Path, labelled: list[dict[str, Any]], real_embedder: Any
-) -> None:
+async def test_related_precision_at_3(tmp_path: Path, labelled: list[dict[str, Any]], real_embedder: Any) -> None:
     run = await _run(labelled, make_settings(tmp_path), real_embedder, related=True)
     precisions = []
     for iid, related in run["related"].items():
@@ -87,9 +81,7 @@ async def test_related_precision_at_3(
     assert p3 >= 0.8
 
 
-def test_duplicate_threshold_is_tuned_on_the_labelled_set(
-    labelled: list[dict[str, Any]], real_embedder: Any
-) -> None:
+def test_duplicate_threshold_is_tuned_on_the_labelled_set(labelled: list[dict[str, Any]], real_embedder: Any) -> None:
     """Score every pair (same claim or not) and check the shipped default reaches the best F0.5 on the grid:
     precision weighs double, because a false merge hides a distinct insight from the brief."""
     vecs = real_embedder.embed([r["text"] for r in labelled])

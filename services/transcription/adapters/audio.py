@@ -164,9 +164,7 @@ def iter_windows(
                 stats.samples += n
                 stats.peak = max(stats.peak, float(np.abs(chunk).max()))
                 if stats.samples > limit:
-                    raise PermanentError(
-                        f"the audio runs past the {max_duration_s:.0f}s limit", reason="too_long"
-                    )
+                    raise PermanentError(f"the audio runs past the {max_duration_s:.0f}s limit", reason="too_long")
                 pending.append(chunk)
                 pending_n += n
                 if pending_n >= window:
@@ -242,7 +240,5 @@ def check_complete(stats: DecodeStats) -> None:
 
 def load_all(path: Path, *, max_duration_s: float = 24 * 3600.0) -> Audio:
     """The whole file as one mono array (for short clips: tests and warm-up)."""
-    parts = [
-        w for _, w in iter_windows(path, window_s=7200.0, cut_search_s=1.0, max_duration_s=max_duration_s)
-    ]
+    parts = [w for _, w in iter_windows(path, window_s=7200.0, cut_search_s=1.0, max_duration_s=max_duration_s)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

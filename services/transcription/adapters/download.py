@@ -49,9 +49,7 @@ class EnclosureFetcher:
     def _type_ok(self, content_type: str) -> bool:
         if not content_type or not self.allowed:
             return True  # servers that send no type at all are common for audio; PyAV decides
-        return any(
-            content_type == t or (t.endswith("/") and content_type.startswith(t)) for t in self.allowed
-        )
+        return any(content_type == t or (t.endswith("/") and content_type.startswith(t)) for t in self.allowed)
 
     @contextlib.asynccontextmanager
     async def fetch(self, url: str) -> AsyncIterator[Path]:
@@ -78,18 +76,14 @@ class EnclosureFetcher:
             async with self.client.stream("GET", url, headers={"Accept": ACCEPT}) as response:
                 status = response.status_code
                 if status == 429 or status >= 500:
-                    raise RetryableError(
-                        f"{url} answered {status}", reason="http_429" if status == 429 else "http_5xx"
-                    )
+                    raise RetryableError(f"{url} answered {status}", reason="http_429" if status == 429 else "http_5xx")
                 if status >= 400:
                     raise PermanentError(
                         f"{url} answered {status}",
                         reason=f"http_{status}" if status in (401, 403, 404, 410) else "http_4xx",
                     )
                 if status >= 300:
-                    raise PermanentError(
-                        f"{url} answered {status} without a usable redirect", reason="bad_redirect"
-                    )
+                    raise PermanentError(f"{url} answered {status} without a usable redirect", reason="bad_redirect")
                 ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 if not self._type_ok(ctype):
                     raise PermanentError(f"{url} is {ctype!r}, not audio or video", reason="bad_content_type")
@@ -102,9 +96,7 @@ class EnclosureFetcher:
                 async for chunk in response.aiter_bytes():
                     total += len(chunk)
                     if total > self.max_bytes:
-                        raise PermanentError(
-                            f"{url} is over the {self.max_bytes}-byte limit", reason="too_large"
-                        )
+                        raise PermanentError(f"{url} is over the {self.max_bytes}-byte limit", reason="too_large")
                     out.write(chunk)
                 if self.on_bytes is not None:
                     self.on_bytes(total)

@@ -288,6 +288,4 @@ def _segment(seg: Any, offset: float, speaker: str | None) -> Segment | None:
         we = max(ws, float(w.end) + offset)
         prob = None if w.probability is None else min(1.0, max(0.0, float(w.probability)))
         words.append(Word(start_s=round(ws, 3), end_s=round(we, 3), text=token, probability=prob))
-    return Segment(
-        start_s=round(start, 3), end_s=round(end, 3), text=text, speaker=speaker, words=tuple(words)
-    )
+    return Segment(start_s=round(start, 3), end_s=round(end, 3), text=text, speaker=speaker, words=tuple(words))

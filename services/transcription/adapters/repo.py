@@ -21,9 +21,7 @@ class TranscriptRepo:
     async def get(self, episode_id: uuid.UUID) -> Transcript | None:
         try:
             async with self._sessions() as session:
-                row = await session.scalar(
-                    select(TranscriptRow).where(TranscriptRow.episode_id == episode_id)
-                )
+                row = await session.scalar(select(TranscriptRow).where(TranscriptRow.episode_id == episode_id))
         except OperationalError as exc:
             raise RetryableError(f"database unavailable: {exc}", reason="database") from exc
         return None if row is None else Transcript.model_validate(row.transcript)

@@ -24,9 +24,7 @@ from pydantic import SecretStr
 pytestmark = pytest.mark.slow
 
 
-def wait_for(
-    transport: MemoryTransport, topic: str, count: int = 1, timeout_s: float = 120.0
-) -> list[Record]:
+def wait_for(transport: MemoryTransport, topic: str, count: int = 1, timeout_s: float = 120.0) -> list[Record]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         records = transport.records(topic)

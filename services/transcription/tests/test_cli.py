@@ -48,9 +48,7 @@ def test_vtt_and_srt_from_a_url(cli: typer.Typer, audio_dir: Path, loopback: Loo
     assert srt.exit_code == 0 and srt.stdout.startswith("1\n00:00:00,000 --> ")
 
 
-def test_bad_input_exits_non_zero_with_a_reason(
-    cli: typer.Typer, tmp_path: Path, loopback: LoopbackServer
-) -> None:
+def test_bad_input_exits_non_zero_with_a_reason(cli: typer.Typer, tmp_path: Path, loopback: LoopbackServer) -> None:
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"not audio" * 100)
     result = CliRunner().invoke(cli, ["transcribe", str(bad), *COMMON])

@@ -42,9 +42,7 @@ async def test_streams_to_a_temp_file_and_removes_it(tmp_path: Path) -> None:
     seen: list[int] = []
     f = fetcher(
         httpx.MockTransport(
-            lambda r: httpx.Response(
-                200, headers={"content-type": "audio/mpeg"}, content=b"ID3" + b"a" * 5000
-            )
+            lambda r: httpx.Response(200, headers={"content-type": "audio/mpeg"}, content=b"ID3" + b"a" * 5000)
         ),
         tmp=tmp_path,
     )
@@ -92,9 +90,7 @@ async def test_declared_size_over_the_limit() -> None:
 async def test_streamed_size_over_the_limit_without_content_length() -> None:
     f = fetcher(
         httpx.MockTransport(
-            lambda r: httpx.Response(
-                200, headers={"content-type": "audio/mpeg"}, content=stream_of(100, 1000)
-            )
+            lambda r: httpx.Response(200, headers={"content-type": "audio/mpeg"}, content=stream_of(100, 1000))
         ),
         max_bytes=10_000,
     )
@@ -107,9 +103,7 @@ async def test_streamed_size_over_the_limit_without_content_length() -> None:
 async def test_html_is_not_an_enclosure() -> None:
     f = fetcher(
         httpx.MockTransport(
-            lambda r: httpx.Response(
-                200, headers={"content-type": "text/html; charset=utf-8"}, content=b"<html>"
-            )
+            lambda r: httpx.Response(200, headers={"content-type": "text/html; charset=utf-8"}, content=b"<html>")
         )
     )
     with pytest.raises(PermanentError) as exc:

@@ -78,9 +78,7 @@ async def test_transcribes_stores_and_publishes(
     async def publish(e: Event) -> None:
         published.append(e)
 
-    await on_episode_discovered(
-        event, repo=repo, engine=engine, fetcher=fetcher, publish=publish, metrics=metrics
-    )
+    await on_episode_discovered(event, repo=repo, engine=engine, fetcher=fetcher, publish=publish, metrics=metrics)
 
     episode_id = event.payload.episode.episode_id
     assert fetcher.urls == ["http://cdn.example.com/ep1.mp3"]

@@ -16,9 +16,7 @@ from podbrief_transcription.testing import JFK_TEXT, SR, make_video, real_settin
 
 pytestmark = pytest.mark.slow
 
-STEREO_LEFT = (
-    "He began a confused complaint against the wizard, who had vanished behind the curtain on the left."
-)
+STEREO_LEFT = "He began a confused complaint against the wizard, who had vanished behind the curtain on the left."
 STEREO_RIGHT = "The horizon seems extremely distant."
 
 
