@@ -294,8 +294,10 @@ async def test_two_replicas_and_restarts_emit_each_episode_once(
         reports = await asyncio.gather(
             a.crawler.poll_all(), b.crawler.poll_all(), a.crawler.poll_all(), b.crawler.poll_all()
         )
-        # The second call on each replica joins the first's polls, so count one report per replica.
-        assert reports[0].episodes_emitted + reports[1].episodes_emitted == 56 + 9
+        # Which call polls which feed is a race (a second call on a replica may join the first's polls or claim a
+        # feed first), so the reports only show that both feeds were polled; exactly-once is checked on the bus.
+        assert sum(r.ok for r in reports) >= 2
+        assert sum(r.failed for r in reports) == 0
     events = discovered(transport)
     assert len(events) == 65 and len({e.payload.episode.episode_id for e in events}) == 65
     assert len({e.event_id for e in events}) == 65
