@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,10 +19,26 @@ import pytest
 from podbrief.events.ids import episode_id
 from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
+import promharness  # noqa: E402
+
 pytestmark = pytest.mark.e2e
 
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
 JFK_WORDS = {"country", "americans", "ask"}
+# Metrics that cannot have samples in this run: no GPU, no vLLM, and (by design) no failures.
+NO_DATA_HERE = (
+    "gpu_memory",
+    "vllm:",
+    "dead_lettered",
+    "failed",
+    "failures",
+    "bounce",
+    "invalid_output",
+    "circuit",
+    "retries",
+    "dropped",
+)
 
 
 def feed_with_local_audio(shared: Path, server: LoopbackServer) -> tuple[str, list[str]]:
@@ -83,7 +100,7 @@ def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]
 @pytest.fixture
 def pipeline(
     tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink, unique: str
-) -> Iterator[tuple[dict[str, ServiceProcess], str]]:
+) -> Iterator[tuple[dict[str, ServiceProcess], str, str]]:
     db_url = asyncio.run(create_database(pg_url, f"e2e_{unique}"))
     admin_key = secrets.token_urlsafe(16)
     ports = {name: free_port() for name in SERVICES}
@@ -117,16 +134,22 @@ def pipeline(
             procs[name] = ServiceProcess(name, env, ports[name], artifacts).start()
         for p in procs.values():
             p.wait_ready(timeout_s=300)
-        yield procs, admin_key
+        # A real Prometheus scrapes the five services for the whole run, as in production.
+        targets = {name: f"127.0.0.1:{ports[name]}" for name in SERVICES}
+        with promharness.prometheus(targets, tmp_path / "prometheus") as prom:
+            yield procs, admin_key, prom
     finally:
         for p in procs.values():
             p.stop()
 
 
 def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
-    pipeline: tuple[dict[str, ServiceProcess], str], loopback: LoopbackServer, smtp_sink: SmtpSink, shared_dir: Path
+    pipeline: tuple[dict[str, ServiceProcess], str, str],
+    loopback: LoopbackServer,
+    smtp_sink: SmtpSink,
+    shared_dir: Path,
 ) -> None:
-    procs, admin_key = pipeline
+    procs, admin_key, prom = pipeline
     admin = {"X-API-Key": admin_key}
     feed_url, guids = feed_with_local_audio(shared_dir, loopback)
     episodes = [episode_id(feed_url, g) for g in guids]
@@ -196,3 +219,20 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert re.search(r"#t=\d+", html), "no timestamp link in the brief"
     assert re.search(r"\b0:\d\d\b|\b00:\d\d\b", text), "no timestamp shown in the brief"
     assert uuid.UUID(str(episodes[0]))
+
+    # The reader likes the pick: the thumbs-up link in the email works and is counted.
+    thumbs_up = re.search(r'href="([^"]*/feedback\?t=[^"]+)"', html)
+    assert thumbs_up, "no feedback link in the brief"
+    r = httpx.get(thumbs_up.group(1).replace("&amp;", "&"), timeout=30)
+    assert r.status_code == 200, r.text
+
+    # Every dashboard panel shows data after this run, except those whose metrics only exist where this machine
+    # has nothing to measure.
+    time.sleep(3)  # one more scrape after the send
+    empty = []
+    for where, expr in promharness.dashboard_queries():
+        answer = promharness.query(prom, expr)
+        assert answer["status"] == "success", (where, expr, answer)
+        if not answer["data"]["result"] and not any(marker in expr for marker in NO_DATA_HERE):
+            empty.append(f"{where}: {expr}")
+    assert not empty, "dashboard panels without data after the run:\n" + "\n".join(empty)
