@@ -20,7 +20,7 @@ from podbrief.events.ids import episode_id
 from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
-import promharness  # noqa: E402
+import promharness
 
 pytestmark = pytest.mark.e2e
 
