@@ -587,7 +587,9 @@ async def deliver_due(
     sem = asyncio.Semaphore(8)
     for i in range(0, len(due), size):
         claimed: list[tuple[Subscriber, date, uuid.UUID]] = []
+        scheduled: dict[uuid.UUID, datetime] = {}
         for sub, d, at in due[i : i + size]:
+            scheduled[sub.id] = at
             token = await deps.repo.claim(sub.id, d, brief_id(sub.id, d), at)
             if token is None:
                 report.already_claimed += 1
@@ -610,11 +612,11 @@ async def deliver_due(
         report.ranking_seconds += time.perf_counter() - t0
         briefs.update(stored)
 
-        async def one(sub: Subscriber, brief: Brief, d: date, token: uuid.UUID) -> DeliveryOutcome:
+        async def one(sub: Subscriber, brief: Brief, d: date, token: uuid.UUID, at: datetime | None) -> DeliveryOutcome:
             async with sem:
-                return await _send_one(deps, sub, brief, d, token)
+                return await _send_one(deps, sub, brief, d, token, at)
 
-        outcomes = await asyncio.gather(*(one(s, briefs[s.id], d, t) for s, d, t in claimed))
+        outcomes = await asyncio.gather(*(one(s, briefs[s.id], d, t, scheduled.get(s.id)) for s, d, t in claimed))
         for o in outcomes:
             report.outcomes.append(o)
             setattr(report, o.status, getattr(report, o.status) + 1)
@@ -632,7 +634,9 @@ async def deliver_due(
     return report
 
 
-async def _send_one(deps: Deps, sub: Subscriber, brief: Brief, day: date, token: uuid.UUID) -> DeliveryOutcome:
+async def _send_one(
+    deps: Deps, sub: Subscriber, brief: Brief, day: date, token: uuid.UUID, scheduled_at: datetime | None = None
+) -> DeliveryOutcome:
     await deps.repo.save_brief(brief.brief_id, sub.id, day, brief.model_dump(mode="json"))
     outcome = DeliveryOutcome(str(sub.id), str(brief.brief_id), day.isoformat(), "sent", len(brief.items), brief.kind)
     links = deps.links.for_brief(brief)
@@ -669,6 +673,13 @@ async def _send_one(deps: Deps, sub: Subscriber, brief: Brief, day: date, token:
     await deps.repo.finish(sub.id, day, token, status="sent", attempts=attempts, message_id=mid)
     await deps.repo.mark_sent(sub.id, brief.insight_ids, day)
     deps.metrics.sent.inc()
+    sent_at = utcnow()
+    if scheduled_at is not None:
+        deps.metrics.send_delay.observe(max(0.0, (sent_at - aware(scheduled_at)).total_seconds()))
+    for row in (await deps.repo.insights(brief.insight_ids)).values():
+        published = aware(row.published_at)
+        if published is not None:
+            deps.metrics.insight_age.observe(max(0.0, (sent_at - published).total_seconds()))
     await _publish(deps, brief, "sent", mid, None)
     return outcome
 

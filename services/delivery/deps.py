@@ -32,6 +32,8 @@ class DeliveryMetrics:
     failed: Counter
     ranking_seconds: Histogram
     send_seconds: Histogram
+    send_delay: Histogram
+    insight_age: Histogram
     subscribers: Gauge
     insights: Counter
     feedback: Counter
@@ -57,6 +59,18 @@ class DeliveryMetrics:
                 f"{p}_send_seconds",
                 "SMTP send latency per email.",
                 buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            send_delay=Histogram(
+                f"{p}_send_delay_seconds",
+                "How late a scheduled brief was handed to SMTP, against the subscriber's local delivery hour.",
+                buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+                registry=registry,
+            ),
+            insight_age=Histogram(
+                f"{p}_insight_age_seconds",
+                "End-to-end latency: from an episode's publication to a brief carrying its insight.",
+                buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 604800, 2592000),
                 registry=registry,
             ),
             subscribers=Gauge(f"{p}_subscribers", "Subscribers by state.", ["state"], registry=registry),
