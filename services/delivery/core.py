@@ -520,6 +520,20 @@ def local_day(sub: Subscriber, now: datetime) -> tuple[date, datetime, bool]:
     return day, at, local.hour >= sub.delivery_hour or now >= at
 
 
+def missed_days(sub: Subscriber, today: date, days: int, now: datetime) -> list[tuple[Subscriber, date, datetime]]:
+    """Earlier local days whose delivery time passed while the subscriber was active: candidates for a late
+    brief if the ledger has nothing for them (a service that was down must not skip a day in silence)."""
+    since = aware(sub.confirmed_at) or aware(sub.created_at)
+    tz = ZoneInfo(sub.timezone)
+    out = []
+    for k in range(1, days + 1):
+        d = today - timedelta(days=k)
+        at = datetime(d.year, d.month, d.day, sub.delivery_hour, tzinfo=tz).astimezone(UTC)
+        if since is not None and since <= at < now:
+            out.append((sub, d, at))
+    return out
+
+
 async def due_subscribers(
     deps: Deps,
     now: datetime,
@@ -544,6 +558,8 @@ async def due_subscribers(
             d = day
         if force or come:
             due.append((sub, d, at))
+        if day is None and not force:
+            due.extend(missed_days(sub, d, deps.settings.catch_up_days, now))
     done = await deps.repo.ledger_keys({d for _, d, _ in due})
     return len(subs), [(s, d, at) for s, d, at in due if (s.id, d) not in done]
 

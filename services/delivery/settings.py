@@ -96,6 +96,9 @@ class DeliverySettings(ServiceSettings):
 
     scheduler_enabled: bool = True
     scheduler_interval_s: float = Field(default=60.0, gt=0, le=3600)
+    # After an outage, the briefs of this many missed local days are still sent (late, and visibly so in the
+    # send-lateness metric) rather than skipped in silence. 0 turns catch-up off.
+    catch_up_days: int = Field(default=1, ge=0, le=7)
     default_delivery_hour: int = Field(default=7, ge=0, le=23)
     default_timezone: str = "UTC"
     confirmation_ttl_s: int = Field(default=3 * 24 * 3600, ge=60)

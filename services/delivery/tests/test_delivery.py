@@ -4,7 +4,8 @@ double send across replicas, retries, bounces), quiet days, feedback, handler id
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -294,3 +295,39 @@ async def test_scheduler_sends_only_when_the_local_hour_has_come(
     assert (await core.deliver_due(deps, now=at + timedelta(hours=1))).due == 0
     nxt = await core.deliver_due(deps, now=NOW)
     assert [o.subscriber_id for o in nxt.outcomes] == [str(ny.id)]
+
+
+async def test_a_day_missed_during_an_outage_is_sent_late_not_skipped(
+    deps: Deps, embedder: Embedder, smtp_sink: SmtpSink
+) -> None:
+    await seed(deps, embedder)
+    sub = await subscriber(deps, "late@example.com", "batteries", timezone="UTC", delivery_hour=7)
+    # Confirmed before the 27th's delivery hour; the service then stayed down until noon on the 29th.
+    await deps.repo.update_subscriber(sub.id, confirmed_at=NOW - timedelta(days=3))
+    report = await core.deliver_due(deps, now=NOW)
+    assert sorted(o.brief_date for o in report.outcomes) == ["2026-11-28", "2026-11-29"]
+    assert report.sent == 2
+    # Caught up once: nothing is due again, and the day before the catch-up window is not resurrected.
+    assert (await core.deliver_due(deps, now=NOW + timedelta(hours=1))).due == 0
+
+
+def test_missed_days_start_after_confirmation() -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    fresh = Subscriber(
+        id=uuid.uuid4(),
+        email="new@example.com",
+        status="active",
+        timezone="Europe/Berlin",
+        delivery_hour=7,
+        quiet_day_policy="shorter",
+        created_at=now,
+        updated_at=now,
+        confirmed_at=datetime(2026, 11, 29, 9, tzinfo=UTC),
+    )
+    assert core.missed_days(fresh, date(2026, 11, 29), 3, now) == []
+    old = fresh
+    old.confirmed_at = datetime(2026, 11, 1, tzinfo=UTC)
+    assert [d for _, d, _ in core.missed_days(old, date(2026, 11, 29), 2, now)] == [
+        date(2026, 11, 28),
+        date(2026, 11, 27),
+    ]
