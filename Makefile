@@ -64,8 +64,8 @@ bench: bench-ingest bench-transcribe bench-cluster bench-delivery ## every bench
 bench-ingest: $(STAMP) ## 10,000 loopback feeds (1% new): crawler vs a sequential httpx+feedparser loop
 	$(PY) -m podbrief_ingest.bench --feeds $(or $(FEEDS_N),10000)
 
-bench-transcribe: $(STAMP) ## the service's engine vs plain faster-whisper (same model), sequential vs batched
-	$(PY) -m podbrief_transcription.bench speed ../shared/data/audio/jfk.flac
+bench-transcribe: $(STAMP) ## plain faster-whisper vs the service end to end (event in, event out), and batched
+	$(PY) -m podbrief_transcription.bench report
 	$(PY) -m podbrief_transcription.bench memory --minutes 30
 
 bench-cluster: $(STAMP) ## embed+upsert+assign throughput; search p50/p99 vs brute-force numpy
