@@ -238,8 +238,19 @@ def _report(threads: int, batch: int, out_dir: Path) -> str:
     )
     text = header + _table(rows) + "\n" + gpu
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps({"transcription": rows}, indent=2) + "\n")
-    (out_dir / "RESULTS.md").write_text("# Benchmark results (last run on this machine)\n\n" + text)
+    # Other stages keep their sections: replace only this one in RESULTS.md and this key in results.json.
+    results = out_dir / "results.json"
+    data = json.loads(results.read_text()) if results.exists() else {}
+    data["transcription"] = rows
+    results.write_text(json.dumps(data, indent=2) + "\n")
+    md = out_dir / "RESULTS.md"
+    old = md.read_text() if md.exists() else "# Benchmark results (last run on this machine)\n\n"
+    start = old.find("## Transcription")
+    if start < 0:
+        md.write_text(old.rstrip("\n") + "\n\n" + text)
+    else:
+        nxt = old.find("\n## ", start + 1)
+        md.write_text(old[:start] + text + ("" if nxt < 0 else "\n" + old[nxt + 1 :]))
     return text
 
 
