@@ -61,6 +61,7 @@ class ServiceState:
         self.deps: Any = None
         self.bus: Bus | None = None
         self.consumer: Consumer | None = None
+        self.consumer_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.fatal: BaseException | None = None
         self.started = False
@@ -98,9 +99,10 @@ def create_app(
                 subs = list(spec.subscriptions(deps))
                 if subs:
                     state.consumer = bus.consumer(subs, group=spec.consumer_group or spec.name)
-                    state.tasks.append(
-                        _watch(asyncio.create_task(state.consumer.run(), name=f"{spec.name}-consumer"), state, on_fatal)
+                    state.consumer_task = _watch(
+                        asyncio.create_task(state.consumer.run(), name=f"{spec.name}-consumer"), state, on_fatal
                     )
+                    state.tasks.append(state.consumer_task)
                 for loop in spec.background(deps):
                     state.tasks.append(_watch(asyncio.create_task(loop(), name=f"{spec.name}-loop"), state, on_fatal))
                 state.started = True
@@ -114,7 +116,7 @@ def create_app(
                     # stays uncommitted and is redelivered.
                     if state.consumer:
                         state.consumer.stop()
-                    consumer_task = state.tasks[0] if state.consumer and state.tasks else None
+                    consumer_task = state.consumer_task
                     for t in state.tasks:
                         if t is not consumer_task:
                             t.cancel()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import subprocess
 import sys
@@ -44,14 +43,9 @@ def _rss_mb() -> float:
 
 
 def _wer(reference: str, hypothesis: str) -> float:
-    ref = re.sub(r"[^\w\s]", " ", reference.lower()).split()
-    hyp = re.sub(r"[^\w\s]", " ", hypothesis.lower()).split()
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / max(1, len(ref))
+    from podbrief_transcription.testing import wer
+
+    return wer(reference, hypothesis)
 
 
 def _one(mode: str, path: Path, threads: int, batch: int) -> dict[str, object]:

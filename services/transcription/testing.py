@@ -3,6 +3,7 @@ the package (like `podbrief.testing`) so tests and benchmarks share them."""
 
 from __future__ import annotations
 
+import re
 import wave
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,19 @@ class FakeEngine:
             model="fake",
             rtf=0.1,
         )
+
+
+def words_of(text: str) -> list[str]:
+    """Lowercased words without punctuation: the normalisation WER is computed after."""
+    return re.sub(r"[^\w\s]", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate (word-level Levenshtein distance over the reference length)."""
+    ref, hyp = words_of(reference), words_of(hypothesis)
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / max(1, len(ref))

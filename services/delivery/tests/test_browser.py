@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import uvicorn
 from podbrief.embeddings import Embedder
-from podbrief.testing import SmtpSink
+from podbrief.testing import SmtpSink, free_port
 from podbrief_delivery import core
 from podbrief_delivery.app import create_app, make_deps
 from podbrief_delivery.handlers import on_insight_clustered
@@ -48,12 +47,6 @@ def chromium() -> str:
     if exe is None:
         pytest.fail("chromium is not installed: apt-get install -y chromium")
     return exe
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,26 +11,12 @@ from podbrief.errors import PermanentError
 from podbrief.events.models import Transcript
 from podbrief_transcription.adapters.audio import load_all
 from podbrief_transcription.adapters.engine import Transcriber
-from podbrief_transcription.testing import JFK_TEXT, SR, make_video, real_settings, tone
+from podbrief_transcription.testing import JFK_TEXT, SR, make_video, real_settings, tone, wer, words_of
 
 pytestmark = pytest.mark.slow
 
 STEREO_LEFT = "He began a confused complaint against the wizard, who had vanished behind the curtain on the left."
 STEREO_RIGHT = "The horizon seems extremely distant."
-
-
-def words_of(text: str) -> list[str]:
-    return re.sub(r"[^\w\s]", " ", text.lower()).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = words_of(reference), words_of(hypothesis)
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / max(1, len(ref))
 
 
 def check_timestamps(t: Transcript) -> None:
