@@ -15,6 +15,9 @@ class KafkaSettings(BaseModel):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "podbrief"
+    # Prefixes every topic and consumer group, so several deployments (staging, a test run) share one cluster
+    # without seeing each other's messages. Empty in a cluster of its own.
+    namespace: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

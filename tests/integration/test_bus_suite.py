@@ -252,3 +252,41 @@ async def test_exhausted_retries_and_poison_messages_are_dead_lettered(bus: Bus,
     exhausted = next(r for r in dlq if r.header("x-error-class") == "retryable")
     assert exhausted.header("x-attempts") == "3"
     assert exhausted.header("x-error-type") == "TimeoutError"
+
+
+@pytest.mark.integration
+async def test_kafka_namespace_isolates_two_deployments_on_one_cluster(kafka_bootstrap: str, unique: str) -> None:
+    """Two deployments with different namespaces publish to the same logical topic; each consumer sees only its
+    own messages, and the broker holds them under prefixed names."""
+    topic = f"podbrief.test.{unique}.v1"
+    buses = []
+    for ns in ("blue.", "green."):
+        s = _settings(kafka_bootstrap)
+        s = s.model_copy(update={"kafka": s.kafka.model_copy(update={"namespace": f"{ns}{unique}."})})
+        b = Bus(KafkaTransport(s.kafka), s)
+        await b.start()
+        buses.append(b)
+    try:
+        for n, b in enumerate(buses):
+            await b.transport.ensure_topics([topic])
+            await b.publish(event(f"k{n}", n), topic=topic)
+        for n, b in enumerate(buses):
+            records = await read_all(b, topic, 1, timeout=20)
+            assert [r.topic for r in records] == [topic]
+            assert [r.key for r in records] == [f"k{n}".encode()]
+            # Nothing else arrives: the other deployment's message lives under its own prefix.
+            consumer = b.transport.consumer([topic], f"late-{unique}")
+            await consumer.start()
+            try:
+                seen: list[Record] = []
+                for _ in range(6):
+                    seen.extend(await consumer.poll(0.5, 100))
+                assert [r.key for r in seen] == [f"k{n}".encode()]
+            finally:
+                await consumer.stop()
+        admin_topics = await buses[0].transport._admin.list_topics()  # type: ignore[attr-defined]
+        assert {f"blue.{unique}.{topic}", f"green.{unique}.{topic}"} <= set(admin_topics)
+        assert topic not in admin_topics
+    finally:
+        for b in buses:
+            await b.stop()

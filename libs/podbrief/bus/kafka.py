@@ -50,6 +50,7 @@ class KafkaTransport(Transport):
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._known_topics: set[str] = set()
+        self._ns = settings.namespace
 
     async def start(self) -> None:
         common = _common(self.settings)
@@ -87,7 +88,7 @@ class KafkaTransport(Transport):
         if self._producer is None:
             raise RuntimeError("Kafka transport is not started")
         try:
-            await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+            await self._producer.send_and_wait(self._ns + topic, value, key=key, headers=list(headers))
         except (KafkaConnectionError, KafkaTimeoutError) as exc:
             raise RetryableError(f"publish to {topic} failed: {exc}", reason="kafka_publish") from exc
 
@@ -96,7 +97,11 @@ class KafkaTransport(Transport):
         if not missing or self._admin is None:
             return
         new = [
-            NewTopic(t, num_partitions=self.settings.partitions, replication_factor=self.settings.replication_factor)
+            NewTopic(
+                self._ns + t,
+                num_partitions=self.settings.partitions,
+                replication_factor=self.settings.replication_factor,
+            )
             for t in missing
         ]
         try:
@@ -133,13 +138,14 @@ class KafkaConsumer(ConsumerTransport):
         self.settings = settings
         self.topics = topics
         self.group = group
+        self._ns = settings.namespace
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            *self.topics,
+            *(self._ns + t for t in self.topics),
             **_common(self.settings),
-            group_id=self.group,
+            group_id=self._ns + self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.max_poll_records,
@@ -165,13 +171,17 @@ class KafkaConsumer(ConsumerTransport):
         out: list[Record] = []
         for tp, msgs in batches.items():
             for m in msgs:
-                out.append(Record(tp.topic, tp.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ())))
+                out.append(
+                    Record(
+                        tp.topic[len(self._ns) :], tp.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ())
+                    )
+                )
         return out
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         assert self._consumer is not None, "consumer not started"
         owned = self._consumer.assignment()
-        to_commit = {TopicPartition(t, p): off for (t, p), off in offsets.items() if TopicPartition(t, p) in owned}
+        to_commit = {tp: off for (t, p), off in offsets.items() if (tp := TopicPartition(self._ns + t, p)) in owned}
         if not to_commit:
             return
         try:
@@ -192,5 +202,6 @@ class KafkaConsumer(ConsumerTransport):
                 pos = await self._consumer.position(tp)
             except (KafkaError, IllegalStateError):
                 continue
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - pos)
+            topic = tp.topic[len(self._ns) :]
+            lag[topic] = lag.get(topic, 0) + max(0, high - pos)
         return lag
