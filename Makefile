@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 LLAMA := .cache/llama/bin/llama-server
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench \
+.PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery \
         services-up services-down up down llama eval-extraction clean validate-deploy
 
@@ -43,6 +43,9 @@ test-unit: install ## unit + contract tests only (no external services)
 
 test-integration: install ## bus suite and storage on real Kafka and PostgreSQL
 	scripts/test.sh -m integration $(PYTEST_ARGS)
+
+test-faults: install ## fault injection: kill services, Kafka, PostgreSQL, LLM and SMTP mid-run; prints the table
+	scripts/test.sh -m faults -s $(PYTEST_ARGS)
 
 test-e2e: install ## the five services as processes on real Kafka and PostgreSQL, real audio
 	scripts/test.sh -m e2e $(PYTEST_ARGS)

@@ -11,15 +11,17 @@
 #   restart  stop + start keeping data
 #   kill     SIGKILL now, keeping data (crash simulation for fault tests)
 #   status   exit 0 if running, 3 if not
-# Env: PODBRIEF_KAFKA_PORT (9092), PODBRIEF_KAFKA_CONTROLLER_PORT (9093),
+# Env: PODBRIEF_KAFKA_PORT (9092), PODBRIEF_KAFKA_CONTROLLER_PORT (9093), PODBRIEF_KAFKA_DIR (.cache/kafka),
 #      KAFKA_KEEP_DATA (0), KAFKA_READY_TIMEOUT (90 s), KAFKA_STOP_TIMEOUT (30 s),
 #      KAFKA_HEAP (512m), PYTHON (.venv/bin/python, else python3; needs aiokafka)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CONF=$ROOT/deploy/local/kafka
-CACHE=$ROOT/.cache/kafka
-LIB=$CACHE/lib
+# The jars are shared; PODBRIEF_KAFKA_DIR gives a second broker (e.g. the fault suite's, which it kills and
+# restarts) its own data, pid file, log and lock.
+LIB=$ROOT/.cache/kafka/lib
+CACHE=${PODBRIEF_KAFKA_DIR:-$ROOT/.cache/kafka}
 DATA=$CACHE/data
 PIDFILE=$CACHE/kafka.pid
 LOG=$CACHE/kafka.log
@@ -201,7 +203,7 @@ do_kill() {
   log "killed (pid $pid); data kept in $DATA"
 }
 
-mkdir -p "$CACHE"
+mkdir -p "$CACHE" "$(dirname "$LIB")"
 # Serialise concurrent invocations (parallel CI steps, test fixtures) so two
 # starts can't race on the pid file, data dir or jar download.
 exec 9>"$CACHE/.lock"
