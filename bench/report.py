@@ -1,0 +1,234 @@
+"""One writer for bench/results.json and bench/RESULTS.md. Each benchmark replaces only its own section, so
+stages run separately (or on another day) keep the others' figures, each stamped with its date and machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+DEFAULT_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure of podbrief beside its peer measured in the same run. `ratio` is podbrief / peer; `better`
+    says which way is good, so a reader need not guess whether 0.8 is a win."""
+
+    stage: str
+    metric: str
+    unit: str
+    podbrief: float | None
+    peer_name: str
+    peer: float | None
+    better: Literal["lower", "higher"]
+    note: str = ""
+    ratio: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.podbrief is not None and self.peer not in (None, 0):
+            object.__setattr__(self, "ratio", round(self.podbrief / self.peer, 3))  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class Floor:
+    """How close a stage comes to what this hardware allows at best: `floor` is the estimated lower bound on
+    `metric`, `measured` what podbrief did; `efficiency` = floor / measured (1.0 would be at the limit)."""
+
+    stage: str
+    metric: str
+    unit: str
+    measured: float
+    floor: float
+    basis: str
+    efficiency: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "efficiency", round(self.floor / self.measured, 3) if self.measured else 0.0)
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": model,
+        "cores": usable,
+        "memory_gb": mem_gb,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "gpu": None,
+    }
+
+
+def load(out_dir: Path = DEFAULT_DIR) -> dict[str, Any]:
+    path = out_dir / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"schema_version": SCHEMA_VERSION, "sections": {}}
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        # An older layout: its figures cannot be trusted to mean the same thing; start over.
+        return {"schema_version": SCHEMA_VERSION, "sections": {}}
+    return data
+
+
+def update_section(
+    key: str,
+    *,
+    title: str,
+    command: str,
+    comparisons: list[Comparison] = (),  # type: ignore[assignment]
+    floors: list[Floor] = (),  # type: ignore[assignment]
+    details: dict[str, list[dict[str, Any]]] | None = None,
+    notes: str = "",
+    extra: dict[str, Any] | None = None,
+    order: int = 50,
+    out_dir: Path = DEFAULT_DIR,
+) -> dict[str, Any]:
+    """Replace section `key` in results.json and re-render RESULTS.md from it. `details` are extra tables
+    (name -> rows of dicts, columns taken from the first row); `order` places the section in the report."""
+    data = load(out_dir)
+    section = {
+        "title": title,
+        "command": command,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "order": order,
+        "comparisons": [asdict(c) for c in comparisons],
+        "floors": [asdict(f) for f in floors],
+        "details": details or {},
+        "notes": notes.strip(),
+        "extra": extra or {},
+    }
+    data["sections"][key] = section
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(out_dir / "results.json")
+    (out_dir / "RESULTS.md").write_text(render(data))
+    return section
+
+
+def validate(data: dict[str, Any]) -> list[str]:
+    """Problems with a results.json document (empty when well formed); the CI smoke test asserts on this."""
+    problems: list[str] = []
+    if data.get("schema_version") != SCHEMA_VERSION:
+        problems.append("schema_version missing or unknown")
+    sections = data.get("sections")
+    if not isinstance(sections, dict) or not sections:
+        return [*problems, "no sections"]
+    for key, s in sections.items():
+        for name in ("title", "command", "date", "machine", "comparisons", "floors", "details"):
+            if name not in s:
+                problems.append(f"{key}: missing {name}")
+        for c in s.get("comparisons", []):
+            for name in ("stage", "metric", "unit", "podbrief", "peer_name", "peer", "ratio", "better"):
+                if name not in c:
+                    problems.append(f"{key}: comparison without {name}")
+            if c.get("better") not in ("lower", "higher"):
+                problems.append(f"{key}: comparison {c.get('metric')!r} has no direction")
+        for f in s.get("floors", []):
+            if not f.get("basis"):
+                problems.append(f"{key}: floor {f.get('metric')!r} without its basis")
+    return problems
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    out += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return out
+
+
+def render(data: dict[str, Any]) -> str:
+    sections = sorted(data["sections"].items(), key=lambda kv: (kv[1].get("order", 50), kv[0]))
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (each `make bench-<stage>` replaces its own section). Every figure is beside its",
+        "peer measured in the same run on the same machine; the ratio is podbrief / peer, and *better* says",
+        "which direction wins. Machine-readable copy: `bench/results.json`. Capacity model: `bench/CAPACITY.md`.",
+        "",
+    ]
+    if sections:
+        lines += ["## Overview", ""]
+        rows = [
+            [c["stage"], c["metric"], c["podbrief"], c["peer_name"], c["peer"], c["ratio"], c["better"], c["unit"]]
+            for _, s in sections
+            for c in s["comparisons"]
+        ]
+        if rows:
+            lines += _table(["stage", "metric", "podbrief", "peer", "peer figure", "ratio", "better", "unit"], rows)
+            lines.append("")
+        floors = [
+            [f["stage"], f["metric"], f["measured"], f["floor"], f["efficiency"], f["unit"], f["basis"]]
+            for _, s in sections
+            for f in s["floors"]
+        ]
+        if floors:
+            lines += ["### Against the hardware's floor", ""]
+            lines += _table(["stage", "metric", "measured", "floor", "floor/measured", "unit", "basis"], floors)
+            lines.append("")
+    for _key, s in sections:
+        m = s["machine"]
+        lines += [
+            f"## {s['title']}",
+            "",
+            f"`{s['command']}` — {s['date']} on {m.get('cpu')} ({m.get('cores')} cores, {m.get('memory_gb')} GB)",
+            "",
+        ]
+        if s["comparisons"]:
+            lines += _table(
+                ["metric", "podbrief", "peer", "peer figure", "ratio", "better", "unit", "note"],
+                [
+                    [c[k] for k in ("metric", "podbrief", "peer_name", "peer", "ratio", "better", "unit", "note")]
+                    for c in s["comparisons"]
+                ],
+            )
+            lines.append("")
+        for name, rows in s["details"].items():
+            if not rows:
+                continue
+            columns = list(rows[0])
+            lines += [f"**{name}**", ""]
+            lines += _table(columns, [[r.get(col) for col in columns] for r in rows])
+            lines.append("")
+        if s["notes"]:
+            lines += [s["notes"], ""]
+    return "\n".join(lines).rstrip() + "\n"
