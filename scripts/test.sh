@@ -14,7 +14,7 @@ trap cleanup EXIT
 PODBRIEF_TEST_KAFKA=$(scripts/kafka.sh start | tail -n 1)
 PODBRIEF_TEST_PG=$(scripts/postgres.sh start | tail -n 1)
 export PODBRIEF_TEST_KAFKA PODBRIEF_TEST_PG
-echo "test.sh: Kafka at $PODBRIEF_TEST_KAFKA, PostgreSQL at ${PODBRIEF_TEST_PG%%@*}@…" >&2
+echo "test.sh: Kafka at $PODBRIEF_TEST_KAFKA, PostgreSQL at …@${PODBRIEF_TEST_PG#*@}" >&2
 
 # The tools the deployment checks and the browser test use (kustomize, promtool, Chromium).
 scripts/install-test-tools.sh

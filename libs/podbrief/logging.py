@@ -37,7 +37,9 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str | None = None, redact: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.service = service
-        self.redact = tuple(s for s in redact if s)
+        # Masking runs on the serialised line, where a quote or backslash in a secret appears escaped.
+        escaped = (json.dumps(s, ensure_ascii=False)[1:-1] for s in redact if s)
+        self.redact = tuple(dict.fromkeys([*(s for s in redact if s), *escaped]))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

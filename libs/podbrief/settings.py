@@ -3,11 +3,61 @@ nests these as plain models, so `INGEST_KAFKA__BOOTSTRAP_SERVERS` and `.env` fil
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+# A directory of secret files named like the variables they stand for (DELIVERY_SMTP__PASSWORD), as Docker and
+# Kubernetes mount them. Unset means none is read.
+SECRETS_DIR_ENV = "PODBRIEF_SECRETS_DIR"
+FILE_SUFFIX = "_FILE"
+
+
+def _read_secret(path: Path, variable: str) -> str:
+    try:
+        # Editors and `echo > file` add a final newline that is never part of the secret.
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        # The path is not secret; the file's content never appears in an error.
+        raise ValueError(f"{variable}: cannot read secret file {path}: {exc.strerror}") from None
+
+
+class SecretFilesSource(EnvSettingsSource):
+    """Values read from files: `<VARIABLE>_FILE=/run/secrets/x` and, when PODBRIEF_SECRETS_DIR is set, every
+    file in that directory named after a variable. Nested names (`DELIVERY_SMTP__PASSWORD`) work as in the
+    environment. A variable set both directly and as `_FILE` is refused rather than silently picking one."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        values: dict[str, str] = {}
+        # Only this service's variables: another program's *_FILE variable is none of its business.
+        prefix = (self.env_prefix or "").upper()
+        directory = os.environ.get(SECRETS_DIR_ENV)
+        if directory:
+            root = Path(directory)
+            if root.is_dir():
+                for entry in sorted(root.iterdir()):
+                    # Kubernetes mounts keys as symlinks into a ..data dir; the dot-entries are its plumbing.
+                    if entry.name.upper().startswith(prefix) and not entry.name.startswith(".") and entry.is_file():
+                        values[entry.name] = _read_secret(entry, entry.name)
+        for key, path in os.environ.items():
+            if not key.upper().startswith(prefix) or not key.upper().endswith(FILE_SUFFIX) or not path:
+                continue
+            variable = key[: -len(FILE_SUFFIX)]
+            if variable in os.environ:
+                raise ValueError(f"both {variable} and {key} are set; set one")
+            values[variable] = _read_secret(Path(path), key)
+        return parse_env_vars(values, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
 class KafkaSettings(BaseModel):
@@ -110,12 +160,40 @@ class HttpSettings(BaseModel):
 class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set `model_config` with their own `env_prefix`."""
 
-    model_config = SettingsConfigDict(env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error must not echo a DSN or a key back into the logs.
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     log_level: str = "INFO"
     data_dir: Path = Path(".data")
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()
+    # What a SIGTERM grants in-flight work, twice over: open HTTP requests get this long, then the consumer's
+    # in-flight handlers get this long (what does not finish stays uncommitted and is redelivered). A process
+    # exits within about 2x this plus the producer flush; set the pod's terminationGracePeriodSeconds above it.
+    shutdown_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets come from the environment or from files, never from code: the environment wins, then secret
+        files (`<VARIABLE>_FILE`, PODBRIEF_SECRETS_DIR), then `.env`."""
+        config = settings_cls.model_config
+        files = SecretFilesSource(
+            settings_cls,
+            case_sensitive=config.get("case_sensitive"),
+            env_prefix=config.get("env_prefix"),
+            env_nested_delimiter=config.get("env_nested_delimiter"),
+            env_ignore_empty=config.get("env_ignore_empty"),
+        )
+        return init_settings, env_settings, files, dotenv_settings, file_secret_settings
 
     @field_validator("log_level")
     @classmethod
@@ -141,5 +219,7 @@ class ServiceSettings(BaseSettings):
             if "://" in s and "@" in s:
                 creds = s.split("://", 1)[1].split("@", 1)[0]
                 if ":" in creds:
-                    found.append(creds.split(":", 1)[1])
-        return tuple(s for s in found if len(s) >= 4)
+                    password = creds.split(":", 1)[1]
+                    # As written in the URL (percent-encoded) and as the driver sees it (decoded).
+                    found += [password, unquote(password)]
+        return tuple(dict.fromkeys(s for s in found if len(s) >= 4))

@@ -1,0 +1,245 @@
+"""The backup procedure of deploy/BACKUP.md, run for real with scripts/backup.sh: a PostgreSQL database written by
+the services goes through pg_dump -Fc, is dropped, recreated and pg_restored row for row, and a service starts on
+it; a Qdrant local-mode directory is snapshotted (refused while the writer has it open), destroyed, restored, and
+gives back the same points and the same search results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+from podbrief.bus import MemoryTransport
+from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings, QdrantSettings
+from podbrief.storage.db import alembic_config, create_engine, migrate
+from podbrief.storage.vectors import make_qdrant_client
+from podbrief.testing import LoopbackServer
+from podbrief_clustering.adapters import IndexParams, VectorIndex
+from podbrief_ingest.app import create_app
+from podbrief_ingest.settings import IngestSettings
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dbtools import (
+    REPO,
+    SERVICES,
+    all_rows,
+    create_database,
+    drop_database,
+    insert_one_row_per_table,
+    metadata,
+    migrations_dir,
+)
+
+pytestmark = pytest.mark.integration
+
+BACKUP = REPO / "scripts" / "backup.sh"
+ADMIN = "backup-test-admin-key"
+
+
+def backup(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(BACKUP), *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def feed_xml(loopback: LoopbackServer, episodes: int) -> str:
+    items = []
+    for n in range(episodes):
+        when = format_datetime(datetime(2026, 11, 1, 6, tzinfo=UTC) + timedelta(days=n))
+        audio = loopback.add(f"/audio/ep{n}.mp3", b"ID3" + bytes(64), "audio/mpeg")
+        items.append(
+            f"<item><title>Épisode {n}: Grüße</title><guid>ep-{n}</guid><pubDate>{when}</pubDate>"
+            f'<enclosure url="{audio}" length="67" type="audio/mpeg"/></item>'
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Backup Show</title>'
+        f"<link>https://example.org/</link>{''.join(items)}</channel></rss>"
+    )
+
+
+def ingest_settings(db_url: str, tmp_path: Path) -> IngestSettings:
+    return IngestSettings(
+        db=DatabaseSettings(url=SecretStr(db_url)),
+        net=NetSettings(allowed_networks=("127.0.0.0/8",)),
+        bus=BusSettings(kind="memory"),
+        http=HttpSettings(admin_api_key=SecretStr(ADMIN)),
+        poll_enabled=False,
+        backfill_limit=3,
+        data_dir=tmp_path,
+    )
+
+
+async def test_postgres_dump_drop_restore_row_for_row_and_the_service_starts_on_it(
+    pg_url: str, unique: str, tmp_path: Path, loopback: LoopbackServer
+) -> None:
+    name = f"backup_{unique}"
+    db_url = await create_database(pg_url, name)
+    dump = tmp_path / "podbrief.dump"
+    try:
+        # Ingest writes its feed, episodes and outbox through its own API; the other four services share the
+        # database with one full row in each of their tables.
+        feed = loopback.add("/feed.xml", feed_xml(loopback, 12), "application/rss+xml")
+        settings = ingest_settings(db_url, tmp_path)
+        transport = MemoryTransport()
+        await transport.start()
+        app = create_app(settings, transport=transport)
+        async with app.router.lifespan_context(app):
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+            r = await client.post("/v1/feeds", json={"url": feed}, headers={"X-API-Key": ADMIN})
+            assert r.status_code == 201, r.text
+            feed_id = r.json()["feed"]["id"]
+            before_api = (await client.get(f"/v1/feeds/{feed_id}/episodes", params={"limit": 50})).json()
+        engine = create_engine(DatabaseSettings(url=SecretStr(db_url)))
+        try:
+            for service in SERVICES[1:]:
+                await migrate(engine, migrations_dir(service), service)
+                await insert_one_row_per_table(engine, metadata(service))
+            before = await all_rows(engine)
+        finally:
+            await engine.dispose()
+        assert len(before["ingest_episodes"]) == 12 and len(before["ingest_outbox"]) == 3
+        assert {f"alembic_version_{s}" for s in SERVICES} <= set(before)
+
+        done = backup("pg-dump", db_url, str(dump))
+        assert done.returncode == 0, done.stderr
+        # The DSN's password is handed to pg_dump through the environment, never printed.
+        assert "podbrief@" not in done.stderr and ":podbrief" not in done.stderr
+        assert dump.stat().st_size > 0 and (tmp_path / "podbrief.dump.sha256").exists()
+
+        await drop_database(pg_url, name)
+        await create_database(pg_url, name)
+        done = backup("pg-restore", db_url, str(dump))
+        assert done.returncode == 0, done.stderr
+
+        engine = create_engine(DatabaseSettings(url=SecretStr(db_url)))
+        try:
+            assert await all_rows(engine) == before
+            async with engine.connect() as conn:
+                for service in SERVICES:
+                    head = ScriptDirectory.from_config(alembic_config(migrations_dir(service), service)).get_heads()
+                    version = (await conn.execute(sa.text(f"SELECT version_num FROM alembic_version_{service}"))).all()
+                    assert [v for (v,) in version] == head, service
+        finally:
+            await engine.dispose()
+
+        # The service starts on the restored database (its migrations find nothing to do) and serves the data.
+        app = create_app(settings, transport=transport)
+        async with app.router.lifespan_context(app):
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+            assert (await client.get("/readyz")).status_code == 200
+            after_api = (await client.get(f"/v1/feeds/{feed_id}/episodes", params={"limit": 50})).json()
+            assert after_api == before_api
+            r = await client.post("/v1/feeds", json={"url": feed}, headers={"X-API-Key": ADMIN})
+            assert r.status_code == 200 and not r.json()["created"]
+    finally:
+        await drop_database(pg_url, name)
+
+
+async def test_a_restore_into_a_database_that_is_not_empty_changes_nothing(
+    pg_url: str, unique: str, tmp_path: Path
+) -> None:
+    """--single-transaction --exit-on-error: a failed restore leaves the target as it was, not half written."""
+    source, target = f"bk_src_{unique}", f"bk_dst_{unique}"
+    src_url, dst_url = await create_database(pg_url, source), await create_database(pg_url, target)
+    try:
+        for url in (src_url, dst_url):
+            engine = create_engine(DatabaseSettings(url=SecretStr(url)))
+            try:
+                await migrate(engine, migrations_dir("delivery"), "delivery")
+                await insert_one_row_per_table(engine, metadata("delivery"))
+            finally:
+                await engine.dispose()
+        engine = create_engine(DatabaseSettings(url=SecretStr(dst_url)))
+        try:
+            untouched = await all_rows(engine)
+            assert backup("pg-dump", src_url, str(tmp_path / "d.dump")).returncode == 0
+            failed = backup("pg-restore", dst_url, str(tmp_path / "d.dump"))
+            assert failed.returncode != 0 and "already exists" in failed.stderr
+            assert await all_rows(engine) == untouched
+            # A dump that does not match its checksum is refused before anything is touched.
+            data = bytearray((tmp_path / "d.dump").read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            (tmp_path / "d.dump").write_bytes(bytes(data))
+            corrupt = backup("pg-restore", dst_url, str(tmp_path / "d.dump"))
+            assert corrupt.returncode != 0 and "checksum mismatch" in corrupt.stderr
+        finally:
+            await engine.dispose()
+    finally:
+        await drop_database(pg_url, source)
+        await drop_database(pg_url, target)
+
+
+async def test_qdrant_local_mode_snapshot_and_restore(tmp_path: Path) -> None:
+    path = tmp_path / "qdrant"
+    snapshot = tmp_path / "qdrant.tar.gz"
+    params = IndexParams(collection="insights", model="test-model", dim=32)
+    rng = np.random.default_rng(7)
+    points = [
+        (
+            uuid.uuid4(),
+            rng.standard_normal(32).astype(np.float32),
+            {"show": f"show {n % 5}", "episode_id": str(uuid.uuid4()), "published_ts": 1_764_000_000.0 + n},
+        )
+        for n in range(300)
+    ]
+    queries = [rng.standard_normal(32).astype(np.float32) for _ in range(5)]
+
+    async def open_index() -> VectorIndex:
+        index = VectorIndex(make_qdrant_client(QdrantSettings(path=path)), params)
+        await index.ensure_collection()
+        return index
+
+    async def state(index: VectorIndex) -> tuple[int, dict[uuid.UUID, tuple[list[float], dict[str, object]]], list]:
+        stored = await index.retrieve([p[0] for p in points])
+        as_lists = {k: ([float(x) for x in v], pl) for k, (v, pl) in stored.items() if v is not None}
+        hits = [[(h.id, round(h.score, 6)) for h in await index.search(q, limit=10)] for q in queries]
+        hits += [[(h.id, round(h.score, 6)) for h in await index.search(queries[0], limit=10, show="show 3")]]
+        return await index.count(), as_lists, hits
+
+    index = await open_index()
+    try:
+        await index.upsert(points)
+    finally:
+        await index.client.close()
+    # The state to compare is what a fresh process reads: local mode hands back cosine vectors normalised while
+    # the writing client is open, and as stored (raw) after a reopen, with or without a backup in between.
+    index = await open_index()
+    try:
+        before = await state(index)
+        assert before[0] == 300 and len(before[1]) == 300
+        # While the writer has the directory open, the snapshot is refused rather than copying a moving target.
+        busy = backup("qdrant-local-snapshot", str(path), str(snapshot))
+        assert busy.returncode != 0 and "in use" in busy.stderr
+        assert not [n for n in os.listdir(tmp_path) if n.startswith("qdrant.tar.gz")], "no partial snapshot left"
+    finally:
+        await index.client.close()
+
+    done = backup("qdrant-local-snapshot", str(path), str(snapshot))
+    assert done.returncode == 0, done.stderr
+
+    # Lose the data: another write after the snapshot, then the directory itself.
+    index = await open_index()
+    try:
+        await index.upsert([(uuid.uuid4(), rng.standard_normal(32).astype(np.float32), {"show": "after"})])
+        assert await index.count() == 301
+    finally:
+        await index.client.close()
+    done = backup("qdrant-local-restore", str(snapshot), str(path))
+    assert done.returncode == 0, done.stderr
+    assert any(n.startswith("qdrant.old-") for n in os.listdir(tmp_path)), "the replaced directory is kept"
+
+    index = await open_index()
+    try:
+        assert await state(index) == before
+    finally:
+        await index.client.close()
