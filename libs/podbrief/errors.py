@@ -1,6 +1,8 @@
 """The pipeline's error tree: adapters map third-party failures onto it, the consumer runner acts on it.
 
 - RetryableError: worth trying again (a timeout, a 5xx, a lock); retried with backoff, then dead-lettered.
+- UnavailableError: a dependency is down for every message (an open circuit breaker); retried with capped
+  backoff until it is back, never dead-lettered, since the message is not at fault.
 - PermanentError: trying again cannot help (a corrupt file, a 404); dead-lettered at once.
 - InvalidEventError: the message itself is malformed; dead-lettered at once.
 """
@@ -23,6 +25,13 @@ class PipelineError(Exception):
 class RetryableError(PipelineError):
     retryable = True
     kind = "retryable"
+
+
+class UnavailableError(RetryableError):
+    """Raised without trying the message at all, because its dependency is known to be down. Counting these as
+    attempts would dead-letter every message that arrives during an outage longer than the bus's backoff."""
+
+    kind = "unavailable"
 
 
 class PermanentError(PipelineError):

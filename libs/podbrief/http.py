@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,22 +27,112 @@ def problem(
 
 
 class ProblemError(HTTPException):
-    """Raise from a route to answer with a problem document."""
+    """Raise from a route to answer with a problem document (`headers`: extra response headers, such as
+    Retry-After on a 429)."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(status_code=status, detail=detail)
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(status_code=status, detail=detail, headers=dict(headers) if headers else None)
         self.title = title
         self.extra = extra
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: how every service answers an error. Members beyond these (`errors` on a 422,
+    `reason` and `url` on a refused feed) are extensions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str | None = None
+
+
+_PROBLEM_TEXT = {
+    400: "Bad request",
+    401: "Missing or invalid credentials",
+    403: "Not allowed (or admin endpoints are disabled)",
+    404: "Not found",
+    409: "Conflict",
+    413: "Request body too large",
+    422: "Invalid request",
+    429: "Too many requests (see Retry-After)",
+    502: "An upstream server failed",
+    503: "Not ready, or a dependency is unavailable",
+    504: "An upstream server timed out",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route or router: each status answers a problem document."""
+    return {s: {"model": Problem, "description": _PROBLEM_TEXT.get(s, "Error")} for s in statuses}
+
+
+def _problem_openapi(schema: dict[str, Any]) -> None:
+    """Make the document say what the services answer: errors are application/problem+json Problem documents
+    (FastAPI documents its own 422 shape and puts `model=` responses under application/json), and every
+    operation may answer 413 (the body limit runs before routing)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            responses.setdefault("413", {"description": _PROBLEM_TEXT[413]})
+            if "requestBody" in operation:
+                # FastAPI answers 400 to a body it cannot decode at all (bytes that are not UTF-8 JSON).
+                responses.setdefault("400", {"description": _PROBLEM_TEXT[400]})
+            for code, response in responses.items():
+                if not code.isdigit() or int(code) < 400:
+                    continue
+                content = response.get("content")
+                # A route that documents an error body of its own (readyz's 503) keeps it.
+                if content is None or code == "422" or content.get("application/json", {}).get("schema") == ref:
+                    response["content"] = {PROBLEM_JSON: {"schema": ref}}
+                if code == "422":
+                    response["description"] = _PROBLEM_TEXT[422]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in components and unused not in str(schema.get("paths")):
+            del components[unused]
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    generate = app.openapi
+    done: set[int] = set()
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        # FastAPI caches the document and rebuilds it when routes change; each build is rewritten once.
+        if id(schema) not in done:
+            _problem_openapi(schema)
+            done.add(id(schema))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status_code, exc.title, exc.detail, **exc.extra)
+        resp = problem(exc.status_code, exc.title, exc.detail, **exc.extra)
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {
+            400: "Bad Request",
             401: "Unauthorized",
             403: "Forbidden",
             404: "Not Found",

@@ -123,6 +123,11 @@ def check_url(url: httpx.URL, allow: Allowance) -> None:
         return
     if host.lower().rstrip(".") in _METADATA_HOSTS or host.lower().endswith(".internal"):
         raise PermanentError(f"refusing to fetch from {host}: metadata host", reason="ssrf_blocked")
+    lowered = host.lower().rstrip(".")
+    if lowered == "localhost" or lowered.endswith(".localhost"):
+        # RFC 6761: these names are loopback wherever they are resolved; refuse them before any lookup.
+        check_address(ipaddress.ip_address("127.0.0.1"), allow, host)
+        return
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 
 import uvicorn
 
@@ -33,10 +34,14 @@ def serve_service(name: str, *, host: str | None = None, port: int | None = None
         port=port if port is not None else settings.http.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # Once it has shut down, uvicorn re-raises the signal that stopped it under the handler found at start.
+    # With the default one a drained SIGTERM would end the process as "killed by signal 15"; ignored here,
+    # a clean shutdown exits 0 and only a failure exits non-zero.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     server.run()
     if failed:
         log.error("exiting after a fatal error", extra={"service": name})

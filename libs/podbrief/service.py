@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from podbrief import __version__
 from podbrief.bus import Bus, Consumer, Subscription, Transport, make_transport
-from podbrief.http import BodySizeLimit, install_problem_handlers
+from podbrief.http import BodySizeLimit, install_problem_handlers, install_problem_openapi
 from podbrief.metrics import BusMetrics, new_registry
 from podbrief.settings import ServiceSettings
 
@@ -49,7 +49,8 @@ class ServiceSpec(Generic[S, D]):
     routers: Sequence[APIRouter] = ()
     ready: Callable[[D], Awaitable[bool]] | None = None
     consumer_group: str | None = None
-    drain_timeout_s: float = 30.0
+    # None: the service's `shutdown_timeout_s` setting.
+    drain_timeout_s: float | None = None
     extra_setup: Callable[[FastAPI], None] | None = None
     title: str | None = None
     description: str = ""
@@ -121,7 +122,13 @@ def create_app(
                         if t is not consumer_task:
                             t.cancel()
                     if consumer_task is not None and not consumer_task.done():
-                        await asyncio.wait([consumer_task], timeout=spec.drain_timeout_s)
+                        drain_s = spec.drain_timeout_s if spec.drain_timeout_s is not None else cfg.shutdown_timeout_s
+                        done, _ = await asyncio.wait([consumer_task], timeout=drain_s)
+                        if not done:
+                            log.warning(
+                                "in-flight messages did not finish in time; leaving them uncommitted",
+                                extra={"service": spec.name, "drain_timeout_s": drain_s},
+                            )
                         consumer_task.cancel()
                     await asyncio.gather(*state.tasks, return_exceptions=True)
         finally:
@@ -138,14 +145,27 @@ def create_app(
     app.state.service = state
     app.state.registry = registry
     install_problem_handlers(app)
+    install_problem_openapi(app)
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness: fails when a core task has died")
+    status_body = {"application/json": {"schema": {"type": "object"}}}
+
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness: fails when a core task has died",
+        responses={503: {"description": "a core task has died", "content": status_body}},
+    )
     async def healthz() -> JSONResponse:
         if state.fatal is not None:
             return JSONResponse({"status": "dead", "error": repr(state.fatal)}, status_code=503)
         return JSONResponse({"status": "ok", "service": spec.name})
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: the consumer runs, the bus answers, models are warm")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Readiness: the consumer runs, the bus answers, models are warm",
+        responses={503: {"description": "not ready (the body says which check failed)", "content": status_body}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, bool] = {
             "started": state.started,

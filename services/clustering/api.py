@@ -9,12 +9,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from podbrief.events import RelatedInsight
-from podbrief.http import ProblemError, check_api_key
+from podbrief.http import ProblemError, check_api_key, problems
 from podbrief_clustering.adapters import trend_score
 from podbrief_clustering.deps import DepsDep
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
 router = APIRouter(prefix="/v1", tags=["clustering"])
+
+
+def _iso_only(value: object) -> object:
+    # Pydantic also reads a number ("1.7e9") as a Unix timestamp; the API documents ISO 8601 and keeps to it.
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ValueError(
+                "since must be an ISO 8601 date-time with a time zone, such as 2026-01-01T00:00:00Z"
+            ) from exc
+    return value
+
+
+Since = Annotated[AwareDatetime | None, BeforeValidator(_iso_only), Query(description="ISO 8601, with a zone")]
 
 
 class RelatedResponse(BaseModel):
@@ -75,6 +90,7 @@ class ReclusterResponse(BaseModel):
     "/insights/{insight_id}/related",
     response_model=RelatedResponse,
     summary="Nearest insights from other episodes, other shows first",
+    responses=problems(404),
 )
 async def related(
     insight_id: uuid.UUID, deps: DepsDep, limit: Annotated[int | None, Query(ge=1, le=20)] = None
@@ -91,7 +107,7 @@ async def related(
     summary="Trending clusters: growth since `since`, weighted by show diversity",
 )
 async def clusters(
-    deps: DepsDep, since: AwareDatetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
+    deps: DepsDep, since: Since = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> ClustersResponse:
     start = since or datetime.now(UTC) - timedelta(days=7)
 
@@ -120,7 +136,7 @@ async def search(
     deps: DepsDep,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     show: Annotated[str | None, Query(max_length=1000)] = None,
-    since: AwareDatetime | None = None,
+    since: Since = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> SearchResponse:
     t0 = time.perf_counter()
@@ -147,7 +163,12 @@ async def search(
     return SearchResponse(query=q, took_ms=round((time.perf_counter() - t0) * 1000, 2), results=results)
 
 
-@router.post("/admin/recluster", response_model=ReclusterResponse, summary="Re-cluster the window now (admin)")
+@router.post(
+    "/admin/recluster",
+    response_model=ReclusterResponse,
+    summary="Re-cluster the window now (admin)",
+    responses=problems(403),
+)
 async def recluster(
     deps: DepsDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
 ) -> ReclusterResponse:

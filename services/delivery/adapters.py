@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol, overload
 
@@ -163,26 +163,38 @@ class Repo:
             return bool(getattr(res, "rowcount", 0))
 
     # --- ledger: the claim is the unique-key insert -------------------------------------------------------
-    async def ledger_keys(self, dates: Iterable[date]) -> set[tuple[uuid.UUID, date]]:
+    async def ledger_keys(
+        self, dates: Iterable[date], stale_before: datetime | None = None
+    ) -> set[tuple[uuid.UUID, date]]:
         dates = list(set(dates))
         if not dates:
             return set()
         async with self.sessions() as s:
             rows = (
                 await s.execute(
-                    sa.select(LedgerRow.subscriber_id, LedgerRow.brief_date, LedgerRow.status).where(
-                        LedgerRow.brief_date.in_(dates)
-                    )
+                    sa.select(
+                        LedgerRow.subscriber_id, LedgerRow.brief_date, LedgerRow.status, LedgerRow.claimed_at
+                    ).where(LedgerRow.brief_date.in_(dates))
                 )
             ).all()
-            # A temporary failure stays due: the next run reclaims it.
-            return {(sid, d) for sid, d, st in rows if st != "retry"}
+            # A temporary failure stays due: the next run reclaims it. So does a claim whose sender died.
+            return {
+                (sid, d)
+                for sid, d, st, at in rows
+                if st != "retry" and not (st == "claimed" and stale_before is not None and aware(at) < stale_before)
+            }
 
     async def claim(
-        self, sub_id: uuid.UUID, day: date, brief_id: uuid.UUID, scheduled_for: datetime | None
+        self,
+        sub_id: uuid.UUID,
+        day: date,
+        brief_id: uuid.UUID,
+        scheduled_for: datetime | None,
+        lease_s: float | None = None,
     ) -> uuid.UUID | None:
         """Insert the ledger row for (subscriber, day); only the replica whose insert lands may send. A row
-        left in `retry` is taken over with a conditional update, which is just as exclusive."""
+        left in `retry`, or `claimed` more than `lease_s` ago (its sender died), is taken over with a
+        conditional update, which is just as exclusive."""
         token = uuid.uuid4()
         now = utcnow()
         stmt = (
@@ -205,13 +217,13 @@ class Repo:
             got = (await s.execute(stmt)).first()
             if got is not None:
                 return token
+            takeover = LedgerRow.status == "retry"
+            if lease_s is not None:
+                stale = sa.and_(LedgerRow.status == "claimed", LedgerRow.claimed_at < now - timedelta(seconds=lease_s))
+                takeover = sa.or_(takeover, stale)
             res = await s.execute(
                 sa.update(LedgerRow)
-                .where(
-                    LedgerRow.subscriber_id == sub_id,
-                    LedgerRow.brief_date == day,
-                    LedgerRow.status == "retry",
-                )
+                .where(LedgerRow.subscriber_id == sub_id, LedgerRow.brief_date == day, takeover)
                 .values(status="claimed", claim_token=token, claimed_at=now)
             )
             return token if getattr(res, "rowcount", 0) == 1 else None

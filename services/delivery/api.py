@@ -10,11 +10,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from podbrief.errors import RetryableError
-from podbrief.http import ProblemError, check_api_key
+from podbrief.http import ProblemError, check_api_key, problems
 from podbrief.service import deps_of
 from podbrief_delivery import core
 from podbrief_delivery.deps import Deps
 from podbrief_delivery.models import Subscriber
+from podbrief_delivery.ratelimit import retry_after
 from podbrief_delivery.tokens import TokenError, hash_api_key
 from pydantic import BaseModel, Field
 
@@ -24,7 +25,8 @@ DepsDep = Annotated[Deps, Depends(deps_of)]
 
 
 class SignupIn(BaseModel):
-    email: str = Field(max_length=320)
+    # Checked by core.normalise_email (email-validator), which answers a readable 422; the format documents it.
+    email: str = Field(max_length=320, json_schema_extra={"format": "email"})
     interests: str = Field(default="", max_length=2000)
     topics: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=20)
     followed_shows: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50)
@@ -73,15 +75,40 @@ async def signup_or_problem(deps: Deps, body: SignupIn) -> None:
         raise ProblemError(503, "Email unavailable", "the confirmation email could not be sent; try again") from exc
 
 
-@router.post("/subscribers", status_code=202, tags=["subscribers"], summary="Sign up (double opt-in)")
-async def sign_up(body: SignupIn, deps: DepsDep) -> dict[str, str]:
+def refuse_if_limited(deps: Deps, endpoint: str, wait_s: float | None) -> None:
+    if wait_s is None:
+        return
+    deps.metrics.rate_limited.labels(endpoint).inc()
+    raise ProblemError(
+        429,
+        "Too Many Requests",
+        f"too many {endpoint} requests; try again in {retry_after(wait_s)} seconds",
+        headers={"Retry-After": retry_after(wait_s)},
+    )
+
+
+@router.post(
+    "/subscribers",
+    status_code=202,
+    tags=["subscribers"],
+    summary="Sign up (double opt-in)",
+    responses=problems(422, 429, 503),
+)
+async def sign_up(body: SignupIn, deps: DepsDep, request: Request) -> dict[str, str]:
+    refuse_if_limited(deps, "signup", deps.limits.signup(deps.limits.client(request), body.email))
     await signup_or_problem(deps, body)
     # The same answer whether or not the address was known: no enumeration of subscribers.
     return {"status": "confirmation_sent", "detail": "check your inbox for a confirmation link"}
 
 
-@router.post("/subscribers/confirm", tags=["subscribers"], summary="Confirm with the emailed token")
-async def confirm(body: ConfirmIn, deps: DepsDep) -> dict[str, Any]:
+@router.post(
+    "/subscribers/confirm",
+    tags=["subscribers"],
+    summary="Confirm with the emailed token",
+    responses=problems(400, 429),
+)
+async def confirm(body: ConfirmIn, deps: DepsDep, request: Request) -> dict[str, Any]:
+    refuse_if_limited(deps, "confirm", deps.limits.confirm(deps.limits.client(request)))
     try:
         sub_id, _ = deps.signer.subscriber_of(body.token, "confirm")
         sub, key = await core.confirm(deps, sub_id)
@@ -122,14 +149,16 @@ async def current_subscriber(
 
 
 SubDep = Annotated[Subscriber, Depends(current_subscriber)]
+# Another subscriber's id answers 404 like an unknown one (see current_subscriber).
+SUB_PROBLEMS = problems(401, 404, 422)
 
 
-@router.get("/subscribers/{subscriber_id}", tags=["subscribers"])
+@router.get("/subscribers/{subscriber_id}", tags=["subscribers"], responses=SUB_PROBLEMS)
 async def get_profile(sub: SubDep) -> dict[str, Any]:
     return core.public_profile(sub)
 
 
-@router.patch("/subscribers/{subscriber_id}", tags=["subscribers"])
+@router.patch("/subscribers/{subscriber_id}", tags=["subscribers"], responses=SUB_PROBLEMS)
 async def patch_profile(body: ProfilePatch, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     try:
         updated = await core.update_profile(deps, sub, body.model_dump(exclude_unset=True))
@@ -138,12 +167,16 @@ async def patch_profile(body: ProfilePatch, sub: SubDep, deps: DepsDep) -> dict[
     return core.public_profile(updated)
 
 
-@router.post("/subscribers/{subscriber_id}/api-key", tags=["subscribers"], summary="Rotate your API key")
+@router.post(
+    "/subscribers/{subscriber_id}/api-key", tags=["subscribers"], summary="Rotate your API key", responses=SUB_PROBLEMS
+)
 async def rotate_key(sub: SubDep, deps: DepsDep) -> dict[str, str]:
     return {"api_key": await core.rotate_key(deps, sub.id)}
 
 
-@router.get("/subscribers/{subscriber_id}/export", tags=["subscribers"], summary="All data about you")
+@router.get(
+    "/subscribers/{subscriber_id}/export", tags=["subscribers"], summary="All data about you", responses=SUB_PROBLEMS
+)
 async def export(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     return await core.export(deps, sub)
 
@@ -153,13 +186,14 @@ async def export(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     status_code=204,
     tags=["subscribers"],
     summary="Delete you and everything about you",
+    responses=SUB_PROBLEMS,
 )
 async def delete(sub: SubDep, deps: DepsDep) -> None:
     await deps.repo.delete_subscriber(sub.id)
     await core.refresh_gauge(deps)
 
 
-@router.get("/subscribers/{subscriber_id}/briefs", tags=["briefs"])
+@router.get("/subscribers/{subscriber_id}/briefs", tags=["briefs"], responses=SUB_PROBLEMS)
 async def list_briefs(sub: SubDep, deps: DepsDep) -> list[dict[str, Any]]:
     return [
         {
@@ -171,7 +205,7 @@ async def list_briefs(sub: SubDep, deps: DepsDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/subscribers/{subscriber_id}/briefs/latest", tags=["briefs"])
+@router.get("/subscribers/{subscriber_id}/briefs/latest", tags=["briefs"], responses=SUB_PROBLEMS)
 async def latest_brief(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     rows = await deps.repo.briefs(sub.id, limit=1)
     if not rows:
@@ -179,7 +213,7 @@ async def latest_brief(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     return rows[0].body
 
 
-@router.get("/subscribers/{subscriber_id}/briefs/{day}", tags=["briefs"])
+@router.get("/subscribers/{subscriber_id}/briefs/{day}", tags=["briefs"], responses=SUB_PROBLEMS)
 async def brief_on(day: date, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     row = await deps.repo.brief_on(sub.id, day)
     if row is None:
@@ -200,6 +234,7 @@ def require_admin(request: Request, deps: DepsDep, x_api_key: Annotated[str | No
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     summary="Compose and send the due briefs now",
+    responses=problems(401, 403),
 )
 async def run_deliveries(
     deps: DepsDep,
@@ -219,7 +254,7 @@ async def run_deliveries(
 
 
 class BounceIn(BaseModel):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, json_schema_extra={"format": "email"})
     reason: str = Field(default="bounced", max_length=500)
 
 
@@ -228,6 +263,7 @@ class BounceIn(BaseModel):
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     summary="Report an asynchronous bounce (a DSN) to pause that subscriber",
+    responses=problems(401, 403, 404, 422),
 )
 async def bounce(body: BounceIn, deps: DepsDep) -> dict[str, Any]:
     try:

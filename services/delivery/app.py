@@ -23,6 +23,7 @@ from podbrief_delivery.api import router as api_router
 from podbrief_delivery.core import DeliveryReport, deliver_due, scheduler_loop
 from podbrief_delivery.deps import DeliveryMetrics, Deps, Publish, TextEmbedder
 from podbrief_delivery.handlers import on_insight_clustered
+from podbrief_delivery.ratelimit import SignupLimits
 from podbrief_delivery.render import Links, Renderer
 from podbrief_delivery.settings import DeliverySettings
 from podbrief_delivery.tokens import Signer
@@ -65,6 +66,7 @@ async def make_deps(
             links=Links(settings.public_base_url, signer, settings.link_ttl_s, tracking=settings.tracking),
             renderer=Renderer(),
             metrics=DeliveryMetrics.create(registry or new_registry()),
+            limits=SignupLimits(settings.rate_limits),
         )
     finally:
         await engine.dispose()

@@ -560,7 +560,8 @@ async def due_subscribers(
             due.append((sub, d, at))
         if day is None and not force:
             due.extend(missed_days(sub, d, deps.settings.catch_up_days, now))
-    done = await deps.repo.ledger_keys({d for _, d, _ in due})
+    stale_before = utcnow() - timedelta(seconds=deps.settings.claim_lease_s)
+    done = await deps.repo.ledger_keys({d for _, d, _ in due}, stale_before)
     return len(subs), [(s, d, at) for s, d, at in due if (s.id, d) not in done]
 
 
@@ -606,7 +607,7 @@ async def deliver_due(
         scheduled: dict[uuid.UUID, datetime] = {}
         for sub, d, at in due[i : i + size]:
             scheduled[sub.id] = at
-            token = await deps.repo.claim(sub.id, d, brief_id(sub.id, d), at)
+            token = await deps.repo.claim(sub.id, d, brief_id(sub.id, d), at, deps.settings.claim_lease_s)
             if token is None:
                 report.already_claimed += 1
             else:

@@ -10,6 +10,7 @@ import numpy as np
 from podbrief.events import Event
 from podbrief.metrics import LATENCY_BUCKETS
 from podbrief_delivery.adapters import Mailer, Repo
+from podbrief_delivery.ratelimit import SignupLimits
 from podbrief_delivery.render import Links, Renderer
 from podbrief_delivery.settings import DeliverySettings
 from podbrief_delivery.tokens import Signer
@@ -39,6 +40,7 @@ class DeliveryMetrics:
     feedback: Counter
     opens: Counter
     clicks: Counter
+    rate_limited: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:
@@ -83,6 +85,12 @@ class DeliveryMetrics:
                 ["kind"],
                 registry=registry,
             ),
+            rate_limited=Counter(
+                f"{p}_rate_limited_total",
+                "Sign-up and confirmation requests refused by the rate limit, by endpoint.",
+                ["endpoint"],
+                registry=registry,
+            ),
         )
 
 
@@ -97,3 +105,4 @@ class Deps:
     links: Links
     renderer: Renderer
     metrics: DeliveryMetrics
+    limits: SignupLimits

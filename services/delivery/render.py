@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import css_inline
 import jinja2
-from podbrief_delivery.brief import Brief
+from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.tokens import Signer
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -47,6 +47,10 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+        # Links from feeds were already filtered when the brief was built; the templates filter again, so a
+        # stored brief from an older version (or a bug upstream) still cannot emit a javascript: or data: link.
+        for env in (self.html, self.text):
+            env.filters["http_url"] = safe_http_url
         self._inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False)
 
     def page(self, name: str, **ctx: Any) -> str:

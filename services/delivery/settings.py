@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -71,6 +72,33 @@ class FeedbackSettings(BaseModel):
     more_like_this: float = Field(default=0.5, ge=0)
 
 
+class RateLimitSettings(BaseModel):
+    """Sign-up and confirmation limits, per delivery replica (see ratelimit.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    window_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    # Sign-ups (API and form) per client address and per email address in the window.
+    signup_per_ip: int = Field(default=20, ge=1, le=1_000_000)
+    signup_per_email: int = Field(default=5, ge=1, le=1_000_000)
+    # Confirmation attempts per client address in the window.
+    confirm_per_ip: int = Field(default=60, ge=1, le=1_000_000)
+    # X-Forwarded-For is believed only when the peer is one of these proxies (CIDRs or addresses). Empty: the
+    # socket peer is the client, and a client cannot dodge the limit by sending the header itself.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies entry {entry!r} is not an address or CIDR") from exc
+        return tuple(e.strip() for e in value)
+
+
 class DeliverySettings(ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="DELIVERY_", env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True
@@ -82,6 +110,7 @@ class DeliverySettings(ServiceSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     ranking: RankingSettings = RankingSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     # Links in emails point here (the web pages, confirm, unsubscribe, feedback).
     public_base_url: str = "http://127.0.0.1:8005"
@@ -96,6 +125,11 @@ class DeliverySettings(ServiceSettings):
 
     scheduler_enabled: bool = True
     scheduler_interval_s: float = Field(default=60.0, gt=0, le=3600)
+    # A ledger claim whose sender died (a crash or SIGKILL between claim and outcome) is taken over by a later
+    # run after this long, so the day's brief is not lost. Longer than any one send (smtp timeout x attempts);
+    # a sender that died after the SMTP server accepted the message makes the takeover a duplicate, which is
+    # rarer and visible, where the alternative is a brief silently never sent.
+    claim_lease_s: float = Field(default=900.0, ge=1, le=86400)
     # After an outage, the briefs of this many missed local days are still sent (late, and visibly so in the
     # send-lateness metric) rather than skipped in silence. 0 turns catch-up off.
     catch_up_days: int = Field(default=1, ge=0, le=7)

@@ -13,6 +13,7 @@ from podbrief.service import deps_of
 from podbrief_delivery import core
 from podbrief_delivery.brief import Brief
 from podbrief_delivery.deps import Deps
+from podbrief_delivery.ratelimit import retry_after
 from podbrief_delivery.tokens import TokenError
 
 router = APIRouter(include_in_schema=False)
@@ -75,6 +76,18 @@ def signup_page(
     )
 
 
+def _limited(deps: Deps, endpoint: str, wait_s: float) -> HTMLResponse:
+    deps.metrics.rate_limited.labels(endpoint).inc()
+    page = message(
+        deps,
+        "Too many requests",
+        f"Please wait {retry_after(wait_s)} seconds and try again.",
+        status=429,
+    )
+    page.headers["Retry-After"] = retry_after(wait_s)
+    return page
+
+
 @router.get("/")
 @router.get("/signup")
 async def signup_form(deps: DepsDep) -> HTMLResponse:
@@ -92,6 +105,9 @@ async def signup_submit(request: Request, deps: DepsDep) -> HTMLResponse:
     except ValueError:
         hour = -1
     values["delivery_hour"] = hour
+    wait = deps.limits.signup(deps.limits.client(request), values["email"])
+    if wait is not None:
+        return _limited(deps, "signup", wait)
     try:
         await core.sign_up(
             deps,
@@ -134,6 +150,9 @@ async def confirm_page(deps: DepsDep, t: Token = None) -> HTMLResponse:
 
 @router.post("/confirm")
 async def confirm_submit(request: Request, deps: DepsDep) -> HTMLResponse:
+    wait = deps.limits.confirm(deps.limits.client(request))
+    if wait is not None:
+        return _limited(deps, "confirm", wait)
     form = await request.form()
     try:
         sub_id, _ = deps.signer.subscriber_of(str(form.get("t", "")), "confirm")

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from podbrief.http import ProblemError
+from podbrief.http import ProblemError, problems
 from podbrief.service import deps_of
 from podbrief_extraction.deps import Deps
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["extraction"])
 DepsDep = Annotated[Deps, Depends(deps_of)]
 
 
-@router.get("/episodes/{episode_id}", summary="An episode's extraction status and counters")
+@router.get("/episodes/{episode_id}", summary="An episode's extraction status and counters", responses=problems(404))
 async def get_episode(episode_id: uuid.UUID, deps: DepsDep) -> dict[str, Any]:
     status = await deps.repo.get(episode_id)
     if status is None:
@@ -24,7 +24,11 @@ async def get_episode(episode_id: uuid.UUID, deps: DepsDep) -> dict[str, Any]:
     return status.as_json()
 
 
-@router.get("/episodes/{episode_id}/insights", summary="The insights kept for an episode, in time order")
+@router.get(
+    "/episodes/{episode_id}/insights",
+    summary="The insights kept for an episode, in time order",
+    responses=problems(404),
+)
 async def get_insights(episode_id: uuid.UUID, deps: DepsDep) -> dict[str, Any]:
     status = await deps.repo.get(episode_id)
     if status is None:

@@ -168,3 +168,60 @@ class FakeOpenAI:
     @staticmethod
     def user_prompt(body: dict[str, Any]) -> str:
         return str(next((m["content"] for m in body["messages"] if m["role"] == "user"), ""))
+
+
+class LoopbackOpenAI:
+    """A real OpenAI-compatible HTTP server on loopback (for services run as processes): every chat completion
+    answers `content` after `delay_s`, so a test can hold the extraction service mid-request."""
+
+    def __init__(self, content: str, *, delay_s: float = 0.0) -> None:
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.content = content
+        self.delay_s = delay_s
+        self.completions = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not self.path.endswith("/chat/completions"):
+                    self._send(404, {"error": "not found"})
+                    return
+                outer.completions += 1
+                time.sleep(outer.delay_s)
+                self._send(200, completion(outer.content))
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-openai", daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

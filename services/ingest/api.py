@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from podbrief.errors import PermanentError, PipelineError
-from podbrief.http import ProblemError, check_api_key
+from podbrief.http import ProblemError, check_api_key, problems
+from podbrief.netguard import Allowance, check_url
 from podbrief.service import deps_of
 from podbrief_ingest.adapters import aware
 from podbrief_ingest.app import Deps
@@ -35,7 +37,7 @@ def require_admin(deps: DepsDep, x_api_key: Annotated[str | None, Header()] = No
         raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
 
 
-router = APIRouter(prefix="/v1", tags=["feeds"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/v1", tags=["feeds"], dependencies=[Depends(require_admin)], responses=problems(401, 403))
 
 
 class FeedIn(BaseModel):
@@ -166,6 +168,14 @@ def fetch_problem(exc: PipelineError, url: str) -> ProblemError:
     return ProblemError(status, title, str(exc), reason=exc.reason, url=url)
 
 
+def check_feed_url(url: str, deps: Deps) -> None:
+    """Scheme, host and literal address as the SSRF guard sees them (no DNS lookup here)."""
+    try:
+        check_url(httpx.URL(url), Allowance(deps.settings.net.allowed_networks))
+    except httpx.InvalidURL as exc:
+        raise PermanentError(f"invalid URL {url!r}: {exc}", reason="invalid_url") from exc
+
+
 async def _feed(deps: Deps, feed_id: uuid.UUID) -> Feed:
     feed = await deps.repo.get_feed(feed_id)
     if feed is None:
@@ -178,9 +188,16 @@ async def _feed(deps: Deps, feed_id: uuid.UUID) -> Feed:
     status_code=201,
     response_model=FeedCreated,
     summary="Add a feed (fetched, parsed and polled once unless validate=false)",
+    responses={
+        200: {"model": FeedCreated, "description": "the feed was already registered"},
+        **problems(400, 422, 502, 504),
+    },
 )
 async def add_feed(body: FeedIn, deps: DepsDep, response: Response) -> FeedCreated:
     try:
+        # With validate=false nothing is fetched now; the URL is still held to what the guard would fetch, so a
+        # javascript: or metadata URL is refused here rather than registered and failing every poll.
+        check_feed_url(body.url.strip(), deps)
         feed, created, first = await deps.crawler.add_feed(body.url, validate=body.validate_feed)
     except PipelineError as exc:
         raise fetch_problem(exc, body.url) from exc
@@ -206,19 +223,27 @@ async def list_feeds(
     }
 
 
-@router.get("/feeds/{feed_id}", response_model=FeedOut, summary="One feed, with its polling state")
+@router.get(
+    "/feeds/{feed_id}", response_model=FeedOut, summary="One feed, with its polling state", responses=problems(404)
+)
 async def get_feed(feed_id: uuid.UUID, deps: DepsDep) -> FeedOut:
     return FeedOut.of(await _feed(deps, feed_id))
 
 
-@router.delete("/feeds/{feed_id}", status_code=204, summary="Remove a feed and its episode records")
+@router.delete(
+    "/feeds/{feed_id}", status_code=204, summary="Remove a feed and its episode records", responses=problems(404)
+)
 async def delete_feed(feed_id: uuid.UUID, deps: DepsDep) -> Response:
     if not await deps.repo.delete_feed(feed_id):
         raise ProblemError(404, "Not Found", f"no feed {feed_id}")
     return Response(status_code=204)
 
 
-@router.get("/feeds/{feed_id}/episodes", summary="A feed's episodes, newest first (cursor pagination)")
+@router.get(
+    "/feeds/{feed_id}/episodes",
+    summary="A feed's episodes, newest first (cursor pagination)",
+    responses=problems(400, 404),
+)
 async def list_episodes(
     feed_id: uuid.UUID,
     deps: DepsDep,
@@ -233,7 +258,9 @@ async def list_episodes(
     return {"items": [EpisodeOut.of(e).model_dump(mode="json") for e in rows], "next_cursor": nxt}
 
 
-@router.post("/feeds/{feed_id}/poll", response_model=PollOut, summary="Poll this feed now")
+@router.post(
+    "/feeds/{feed_id}/poll", response_model=PollOut, summary="Poll this feed now", responses=problems(404, 409)
+)
 async def poll_feed(feed_id: uuid.UUID, deps: DepsDep) -> PollOut:
     await _feed(deps, feed_id)
     result = await deps.crawler.poll_feed(feed_id)
@@ -242,7 +269,14 @@ async def poll_feed(feed_id: uuid.UUID, deps: DepsDep) -> PollOut:
     return PollOut(**vars(result))
 
 
-@router.post("/opml", summary="Import feeds from an OPML document (request body); they are polled soon")
+@router.post(
+    "/opml",
+    summary="Import feeds from an OPML document (request body); they are polled soon",
+    responses=problems(422),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"text/x-opml": {"schema": {"type": "string"}}}},
+    },
+)
 async def import_opml(request: Request, deps: DepsDep) -> dict[str, Any]:
     body = await request.body()
     try:
@@ -254,8 +288,10 @@ async def import_opml(request: Request, deps: DepsDep) -> dict[str, Any]:
     invalid: list[dict[str, str]] = []
     for entry in entries:
         url = entry["url"]
-        if not url.startswith(("http://", "https://")):
-            invalid.append({"url": url, "error": "only http and https feed URLs are accepted"})
+        try:
+            check_feed_url(url, deps)
+        except PermanentError as exc:
+            invalid.append({"url": url, "error": str(exc)})
             continue
         feed, created, _ = await deps.crawler.add_feed(url, validate=False)
         (added if created else existing).append(str(feed.id))

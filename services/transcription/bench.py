@@ -4,8 +4,10 @@
     python -m podbrief_transcription.bench memory --minutes 60  # peak RSS of decoding a long episode
     python -m podbrief_transcription.bench report                # raw vs the service end to end (event in,
                                                                  # event out) on jfk.flac and a 5-minute
-                                                                 # two-voice espeak-ng episode; writes
-                                                                 # bench/RESULTS.md and bench/results.json
+                                                                 # two-voice espeak-ng episode; writes the
+                                                                 # "transcription" section of bench/
+                                                                 # results.json + RESULTS.md (--out-dir,
+                                                                 # --smoke: jfk.flac only)
 
 Each measurement runs in its own process so peak RSS (ru_maxrss) belongs to that run alone. Results are
 printed as a Markdown table on stdout."""
@@ -60,6 +62,8 @@ def _one(mode: str, path: Path, threads: int, batch: int) -> dict[str, object]:
         model, _ = load_model(engine_config(settings))
         for _ in model.transcribe(np.zeros(16_000, dtype=np.float32), beam_size=1, vad_filter=False)[0]:
             pass  # the same warm-up the service does
+        # CPU from here, as the service's figure starts after its model load and warm-up too.
+        cpu0 = time.process_time()
         started = time.perf_counter()
         runner = BatchedInferencePipeline(model) if batch > 1 else model
         kwargs = {"batch_size": batch} if batch > 1 else {}
@@ -70,16 +74,20 @@ def _one(mode: str, path: Path, threads: int, batch: int) -> dict[str, object]:
             word_timestamps=settings.word_timestamps,
             **kwargs,
         )
+        segments = list(segments)
         text = " ".join(s.text.strip() for s in segments)
+        tokens = sum(len(s.tokens) for s in segments)
         elapsed, duration = time.perf_counter() - started, info.duration
     else:
         engine = Transcriber(settings)
         engine.start_sync()
+        cpu0 = time.process_time()
         started = time.perf_counter()
         t = engine.transcribe_sync(path)
         elapsed, duration, text = time.perf_counter() - started, t.duration_s, t.text
+        tokens = None
     ref = _reference(path)
-    return {
+    row: dict[str, object] = {
         "mode": mode,
         "file": path.name,
         "audio_s": round(duration, 1),
@@ -89,6 +97,9 @@ def _one(mode: str, path: Path, threads: int, batch: int) -> dict[str, object]:
         "wer": None if ref is None else round(_wer(ref, text), 4),
         "peak_rss_mb": round(_rss_mb()),
     }
+    if tokens is not None:
+        row["tokens"] = tokens
+    return row
 
 
 def _event(path: Path, threads: int, batch: int) -> dict[str, object]:
@@ -194,58 +205,132 @@ def _two_voice_episode(dest: Path) -> Path:
     return write_wav(dest, np.concatenate(parts))
 
 
-def _report(threads: int, batch: int, out_dir: Path) -> str:
-    import platform
-    from datetime import UTC, datetime
+# Whisper tiny.en (the packaged model): layers, width and vocabulary, from its config.
+WHISPER_TINY = {"layers": 4, "d": 384, "ffn": 1536, "mels": 80, "frames": 1500, "vocab": 51864}
 
-    files = [SHARED_AUDIO / "jfk.flac", _two_voice_episode(Path("/tmp/podbrief-two-voice-episode.wav"))]
+
+def whisper_flops(audio_s: float, tokens: int, beams: int, dims: dict[str, int] = WHISPER_TINY) -> dict[str, float]:
+    """Arithmetic of transcribing `audio_s` seconds into `tokens` output tokens with `beams` beams (2 FLOPs per
+    multiply-add): the encoder once per 30-s window (two convolutions, then 1,500 positions through each layer),
+    the cross-attention keys and values once per window, and per generated token per beam each decoder layer
+    (self-attention projections, cross-attention query/output, MLP, attention over the 1,500 encoder frames)
+    plus the vocabulary projection. Self-attention over the few tokens generated so far is negligible."""
+    _repo_on_path()
+    from bench.floors import transformer_layer_flops
+
+    d, layers, frames = dims["d"], dims["layers"], dims["frames"]
+    windows = audio_s / 30.0
+    conv = 2 * frames * dims["mels"] * 3 * d * 2 + frames * d * 3 * d * 2
+    encoder = windows * (conv + layers * transformer_layer_flops(d, dims["ffn"], frames))
+    cross_kv = windows * layers * 2 * frames * d * d * 2
+    per_token = layers * ((4 + 2) * d * d * 2 + 2 * d * dims["ffn"] * 2 + 2 * frames * d * 2) + d * dims["vocab"] * 2
+    decoder = tokens * beams * per_token
+    return {"encoder": encoder, "cross_kv": cross_kv, "decoder": decoder, "total": encoder + cross_kv + decoder}
+
+
+def _report(threads: int, batch: int, out_dir: Path, smoke: bool, memory_minutes: float, command: str) -> str:
+    _repo_on_path()
+    from podbrief_transcription.settings import TranscriptionSettings
+
+    from bench.floors import fp32_gemm_gflops, int8_gemm_gops
+    from bench.report import Comparison, Floor, update_section
+
+    files = [SHARED_AUDIO / "jfk.flac"]
+    if not smoke:
+        files.append(_two_voice_episode(Path("/tmp/podbrief-two-voice-episode.wav")))
     rows: list[dict[str, object]] = []
+    comparisons = []
+    peer = "plain faster-whisper"
     for f in files:
         t = str(threads)
         raw = _spawn("_one", "raw", str(f), "--threads", t)
         svc = _spawn("_event", str(f), "--threads", t)
-        batched = _spawn("_one", "raw", str(f), "--threads", t, "--batch", str(batch))
-        batched["mode"] = f"raw batched({batch})"
         svc["service/raw"] = round(float(svc["wall_s"]) / max(float(raw["wall_s"]), 1e-9), 3)  # type: ignore[arg-type]
-        batched["service/raw"] = ""
         raw["service/raw"] = ""
-        rows += [raw, svc, batched]
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
+        rows += [raw, svc]
+        if not smoke:
+            batched = _spawn("_one", "raw", str(f), "--threads", t, "--batch", str(batch))
+            batched["mode"] = f"raw batched({batch})"
+            batched["service/raw"] = ""
+            rows.append(batched)
+        for metric, key, unit in (
+            ("wall time", "wall_s", "s"),
+            ("CPU time", "cpu_s", "CPU s"),
+            ("peak RSS", "peak_rss_mb", "MB"),
+        ):
+            comparisons.append(
+                Comparison(
+                    "transcription",
+                    f"{metric}, {f.name} ({raw['audio_s']} s)",
+                    unit,
+                    float(svc[key]),  # type: ignore[arg-type]
+                    peer,
+                    float(raw[key]),  # type: ignore[arg-type]
+                    "lower",
+                    note="service: event in, event out (download, decode, VAD, transcribe, store, publish)"
+                    if key == "wall_s"
+                    else "",
+                )
+            )
+    details: dict[str, list[dict[str, object]]] = {
+        "runs (each in its own process)": [{k: v for k, v in r.items() if k != "tokens"} for r in rows]
+    }
+    if memory_minutes > 0:
+        path = _long_file(memory_minutes, Path("/tmp") / f"bench-{memory_minutes:g}min.wav")
+        details[f"audio decoding memory, {memory_minutes:g}-minute file"] = [
+            _spawn("_decode", k, str(path)) for k in ("faster_whisper.decode_audio", "windowed iter_windows")
+        ]
+    # The floor: the model's arithmetic on the longest file at this CPU's int8 GEMM rate on one core.
+    settings = TranscriptionSettings()
+    raw_long = [r for r in rows if r["mode"] == "raw"][-1]
+    svc_long = [r for r in rows if str(r["mode"]).startswith("service")][-1]
+    audio_s = float(raw_long["audio_s"])  # type: ignore[arg-type]
+    tokens = int(raw_long["tokens"])  # type: ignore[call-overload]
+    flops = whisper_flops(audio_s, tokens, settings.beam_size)
+    int8 = int8_gemm_gops(threads=1)
+    rate, rate_name = (int8, "int8 GEMM (onnxruntime MatMulInteger, 1 thread)")
+    if rate is None:
+        rate, rate_name = fp32_gemm_gflops(), "fp32 GEMM (numpy BLAS)"
+    per_min = 60.0 / audio_s
+    floor = flops["total"] * per_min / (rate * 1e9)
+    measured = float(svc_long["cpu_s"]) * per_min  # type: ignore[arg-type]
+    basis = (
+        f"Whisper tiny.en on {svc_long['file']}: encoder {flops['encoder'] / audio_s / 1e9:.2f} + cross-attn K/V "
+        f"{flops['cross_kv'] / audio_s / 1e9:.2f} + decoder {flops['decoder'] / audio_s / 1e9:.2f} GFLOP per audio "
+        f"second ({tokens} tokens = {tokens / audio_s:.1f}/s, x{settings.beam_size} beams) = "
+        f"{flops['total'] * per_min / 1e9:.1f} GFLOP per audio minute, at this CPU's measured {rate:.0f} GOP/s "
+        f"{rate_name}; ignores VAD, feature extraction, beam bookkeeping and word alignment"
     )
-    import os
+    floors = [Floor("transcription", "CPU per audio minute", "CPU s", measured, floor, basis)]
+    m = rows[0]
+    notes = (
+        f"Model: packaged Whisper tiny.en, int8, beam {settings.beam_size}, VAD on, word timestamps; each row in its "
+        "own process (peak RSS is that process's). The peer is plain faster-whisper with the same model and "
+        "settings; the batched row is faster-whisper's BatchedInferencePipeline (a detail, not the service's CPU "
+        "default: it raises tiny.en's WER on long audio). GPU not measured here: on paper, faster-whisper's batched "
+        "pipeline runs large-v2 at about 46x real time on one RTX 3070 Ti; reproduce with "
+        "`TRANSCRIPTION_DEVICE=cuda python -m podbrief_transcription.bench report --batch 16`."
+    )
+    update_section(
+        "transcription",
+        title="Transcription: faster-whisper in the service",
+        command=command,
+        comparisons=comparisons,
+        floors=floors,
+        details=details,
+        notes=notes,
+        extra={"flops": flops, "gemm_gops": rate, "gemm": rate_name, "first_file": m["file"]},
+        order=20,
+        out_dir=out_dir,
+    )
+    return _table(details["runs (each in its own process)"]) + "\n"
 
-    header = (
-        f"## Transcription (`make bench-transcribe`)\n\nMachine: {cpu}, {os.cpu_count()} cores; "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model: packaged Whisper tiny.en, int8, beam 5, VAD on, "
-        f"word timestamps; each row in its own process (peak RSS is that process's).\n\n"
-    )
-    gpu = (
-        "\nNot measured here (no GPU): on paper, faster-whisper's batched pipeline runs large-v2 at about 46x "
-        "real time on one RTX 3070 Ti, and an A100/H100-class card should give ~100x with large-v3-turbo; "
-        "reproduce with `TRANSCRIPTION_DEVICE=cuda python -m podbrief_transcription.bench report --batch 16`.\n"
-    )
-    text = header + _table(rows) + "\n" + gpu
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Other stages keep their sections: replace only this one in RESULTS.md and this key in results.json.
-    results = out_dir / "results.json"
-    data = json.loads(results.read_text()) if results.exists() else {}
-    data["transcription"] = rows
-    results.write_text(json.dumps(data, indent=2) + "\n")
-    md = out_dir / "RESULTS.md"
-    old = md.read_text() if md.exists() else "# Benchmark results (last run on this machine)\n\n"
-    start = old.find("## Transcription")
-    if start < 0:
-        md.write_text(old.rstrip("\n") + "\n\n" + text)
-    else:
-        nxt = old.find("\n## ", start + 1)
-        md.write_text(old[:start] + text + ("" if nxt < 0 else "\n" + old[nxt + 1 :]))
-    return text
+
+def _repo_on_path() -> None:
+    """bench/ (the report writer) lives at the repository root, which is on sys.path only when run from there."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def _decode(kind: str, path: Path) -> dict[str, object]:
@@ -269,10 +354,11 @@ def _decode(kind: str, path: Path) -> dict[str, object]:
 def _spawn(*args: str) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, "-m", "podbrief_transcription.bench", *args],
-        check=True,
         capture_output=True,
         text=True,
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -319,7 +405,9 @@ def main() -> None:
     rep = sub.add_parser("report")
     rep.add_argument("--threads", type=int, default=0)
     rep.add_argument("--batch", type=int, default=8)
-    rep.add_argument("--out", type=Path, default=Path("bench"))
+    rep.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[2] / "bench")
+    rep.add_argument("--smoke", action="store_true", help="jfk.flac only, no batched run, no memory run")
+    rep.add_argument("--memory-minutes", type=float, default=None, help="decode-memory file (default 30; 0 skips)")
     dec = sub.add_parser("_decode")
     dec.add_argument("kind")
     dec.add_argument("file", type=Path)
@@ -329,7 +417,9 @@ def main() -> None:
     elif args.cmd == "_event":
         sys.stdout.write(json.dumps(_event(args.file, args.threads, args.batch)) + "\n")
     elif args.cmd == "report":
-        sys.stdout.write(_report(args.threads, args.batch, args.out))
+        minutes = args.memory_minutes if args.memory_minutes is not None else (0.0 if args.smoke else 30.0)
+        command = "python -m podbrief_transcription.bench " + " ".join(sys.argv[1:])
+        sys.stdout.write(_report(args.threads, args.batch, args.out_dir, args.smoke, minutes, command))
     elif args.cmd == "tile":
         sys.stdout.write(str(_long_file(args.minutes, args.dest)) + "\n")
     elif args.cmd == "_decode":

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from podbrief import logging as plog
 from podbrief.bus.base import ConsumerTransport, Record, TopicPartition, Transport
-from podbrief.errors import InvalidEventError, PermanentError, classify, is_retryable
+from podbrief.errors import InvalidEventError, PermanentError, UnavailableError, classify, is_retryable
 from podbrief.events.base import Event
 from podbrief.events.codec import decode, encode
 from podbrief.events.topics import dlq_topic, topic_for
@@ -24,6 +24,7 @@ from podbrief.settings import BusSettings
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+LAG_REFRESH_S = 5.0
 Handler = Callable[[E], Awaitable[None]]
 
 
@@ -92,20 +93,34 @@ class Consumer:
         self._transport = self.bus.transport.consumer(self.topics, self.group)
         await self._transport.start()
         metrics = self.bus.metrics
+        reporter: asyncio.Task[None] | None = None
         if metrics:
             metrics.consumer_up.set(1)
+            reporter = asyncio.create_task(self._report_lag(metrics), name=f"{self.group}-lag")
         try:
             while not self._stopping.is_set():
                 records = await self._transport.poll(0.5, self.bus.settings.kafka.max_poll_records)
                 if records:
                     await self._handle_batch(records)
-                if metrics:
-                    for topic, lag in (await self._transport.lag()).items():
-                        metrics.consumer_lag.labels(topic).set(lag)
         finally:
+            if reporter is not None:
+                reporter.cancel()
+                await asyncio.gather(reporter, return_exceptions=True)
             if metrics:
                 metrics.consumer_up.set(0)
             await self._transport.stop()
+
+    async def _report_lag(self, metrics: BusMetrics) -> None:
+        # On a timer, not after each batch: a batch of slow handlers (transcription) can take many minutes, and
+        # the lag is what shows a backlog building up behind it.
+        assert self._transport is not None
+        while True:
+            try:
+                for topic, lag in (await self._transport.lag()).items():
+                    metrics.consumer_lag.labels(topic).set(lag)
+            except Exception:
+                log.debug("consumer lag not available", exc_info=True)
+            await asyncio.sleep(LAG_REFRESH_S)
 
     async def _handle_batch(self, records: list[Record]) -> None:
         assert self._transport is not None
@@ -116,9 +131,11 @@ class Consumer:
 
         async def run_lane(lane: list[Record]) -> None:
             for r in lane:
-                if self._stopping.is_set():
-                    return  # left uncommitted: redelivered to whoever owns the partition next
                 async with self._sem:
+                    # Checked once a slot is free: every lane of the batch waits on the semaphore, so a check
+                    # before it would let the whole batch, not just the in-flight handlers, run after a stop.
+                    if self._stopping.is_set():
+                        return  # left uncommitted: redelivered to whoever owns the partition next
                     await self._handle_record(r)
                 done[(r.topic, r.partition)].add(r.offset)
 
@@ -154,6 +171,7 @@ class Consumer:
             key=event.key,
         ):
             attempt = 0
+            counted = 0  # attempts that count towards dead-lettering: not those refused by a down dependency
             while True:
                 attempt += 1
                 started = time.perf_counter()
@@ -165,7 +183,9 @@ class Consumer:
                     elapsed = time.perf_counter() - started
                     if metrics:
                         metrics.handler_seconds.labels(record.topic).observe(elapsed)
-                    if not is_retryable(exc) or attempt >= self.settings.max_attempts:
+                    if not isinstance(exc, UnavailableError):
+                        counted += 1
+                    if not is_retryable(exc) or counted >= self.settings.max_attempts:
                         log.error(
                             "handler failed; dead-lettering",
                             exc_info=exc,
@@ -173,7 +193,8 @@ class Consumer:
                         )
                         await self._dead_letter(record, exc, attempts=attempt)
                         return
-                    delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1))
+                    # The exponent is capped: an outage may run to thousands of attempts.
+                    delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** min(attempt - 1, 30))
                     delay *= 0.5 + random.random() / 2  # jitter, so replicas do not retry in lockstep
                     log.warning(
                         "handler failed; retrying",

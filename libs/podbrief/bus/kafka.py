@@ -191,17 +191,24 @@ class KafkaConsumer(ConsumerTransport):
             log.warning("commit rejected after rebalance; messages will be redelivered", extra={"error": str(exc)})
 
     async def lag(self) -> dict[str, int]:
+        # End offset minus committed offset, as Kafka's own tools count it (and as the memory twin does). The
+        # highwater of fetch responses is not used: aiokafka does not fetch a partition again while records
+        # it prefetched are still waiting, so behind a slow handler it goes stale and hides the backlog.
         if self._consumer is None:
             return {}
+        owned = list(self._consumer.assignment())
+        if not owned:
+            return {}
+        try:
+            end = await self._consumer.end_offsets(owned)
+        except (KafkaError, IllegalStateError):
+            return {}
         lag: dict[str, int] = {}
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is None:
-                continue
+        for tp in owned:
             try:
-                pos = await self._consumer.position(tp)
+                committed = await self._consumer.committed(tp)
             except (KafkaError, IllegalStateError):
                 continue
             topic = tp.topic[len(self._ns) :]
-            lag[topic] = lag.get(topic, 0) + max(0, high - pos)
+            lag[topic] = lag.get(topic, 0) + max(0, end.get(tp, 0) - (committed or 0))
         return lag

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
-from podbrief.errors import PermanentError, RetryableError
+from podbrief.errors import PermanentError, RetryableError, UnavailableError
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import LLMSettings
 from pydantic import BaseModel, ValidationError
@@ -73,7 +73,7 @@ class CircuitBreaker:
         if self.opened_at is None:
             return
         if self.is_open or self._trial:
-            raise RetryableError("LLM endpoint circuit is open after repeated failures", reason="circuit_open")
+            raise UnavailableError("LLM endpoint circuit is open after repeated failures", reason="circuit_open")
         self._trial = True
 
     def success(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from podbrief.errors import ConfigurationError, PermanentError
+from podbrief.errors import ConfigurationError, PermanentError, RetryableError
 from podbrief.events.models import Segment, Transcript, Word
 from podbrief_transcription.adapters import model_source
 from podbrief_transcription.adapters.audio import SAMPLE_RATE, Audio, DecodeStats, iter_windows
@@ -183,9 +183,19 @@ class Transcriber:
 
     async def transcribe(self, path: Path, progress: Progress | None = None) -> Transcript:
         async with self._slots:
-            return await asyncio.to_thread(self.transcribe_sync, path, progress)
+            abandoned = threading.Event()
+            try:
+                return await asyncio.to_thread(self.transcribe_sync, path, progress, abandoned)
+            except asyncio.CancelledError:
+                # A thread cannot be cancelled, and the interpreter waits for it at exit: without this, a
+                # SIGTERM during an hour-long episode would keep the process alive until the episode was done.
+                abandoned.set()
+                raise
 
-    def transcribe_sync(self, path: Path, progress: Progress | None = None) -> Transcript:
+    def transcribe_sync(
+        self, path: Path, progress: Progress | None = None, abandoned: threading.Event | None = None
+    ) -> Transcript:
+        """`abandoned`, once set, stops the job at its next segment (its caller was cancelled)."""
         if self._model is None:
             self.start_sync()
         s = self.settings
@@ -208,6 +218,8 @@ class Transcriber:
             for speaker, pcm in channels:
                 raw, info = self._run(pcm, language)
                 for seg in raw:
+                    if abandoned is not None and abandoned.is_set():
+                        raise TranscriptionAbandonedError("the transcription was abandoned", reason="abandoned")
                     converted = _segment(seg, offset, speaker)
                     if converted is not None:
                         segments.append(converted)
@@ -271,6 +283,10 @@ class Transcriber:
             return batched
         sequential: tuple[Iterable[Any], Any] = self._model.transcribe(pcm, vad_filter=s.vad, **kwargs)
         return sequential
+
+
+class TranscriptionAbandonedError(RetryableError):
+    """Raised inside the worker thread of a job whose caller was cancelled; nobody awaits it."""
 
 
 def _segment(seg: Any, offset: float, speaker: str | None) -> Segment | None:

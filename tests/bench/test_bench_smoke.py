@@ -1,0 +1,107 @@
+"""`make bench-smoke`: the whole benchmark harness at tiny sizes, into a temporary directory. Benchmarks are not
+tests, so nothing here asserts on speed: only that every stage ran, beside its peer, and that results.json and
+RESULTS.md (and CAPACITY.md) are well formed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bench import report
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGE_SECTIONS = ["ingest", "transcription", "extraction", "clustering", "delivery"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out_dir = tmp_path_factory.mktemp("bench-smoke")
+    logs = ROOT / "test-artifacts" / "bench" / "smoke"
+    # PODBRIEF_TEST_KAFKA / PODBRIEF_TEST_PG pass through: the end-to-end bench uses the shared broker and
+    # database when they are set (its own namespace and database), and starts its own otherwise.
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out-dir", str(out_dir), "--log-dir", str(logs)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    return proc, out_dir
+
+
+def _logs(out: subprocess.CompletedProcess[str]) -> str:
+    logs = ROOT / "test-artifacts" / "bench" / "smoke"
+    tails = [
+        f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-25:]) for p in logs.glob("*.log")
+    ]
+    return out.stdout[-4000:] + out.stderr[-2000:] + "\n".join(tails)
+
+
+def test_every_stage_runs_and_the_run_succeeds(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, _ = smoke_run
+    assert proc.returncode == 0, _logs(proc)
+    for stage in [*STAGE_SECTIONS, "e2e", "capacity"]:
+        assert re.search(rf"{stage}\s.*ok", proc.stdout), f"{stage} missing from the stage summary\n{proc.stdout}"
+
+
+def test_results_json_is_well_formed(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, out_dir = smoke_run
+    data = json.loads((out_dir / "results.json").read_text())
+    assert report.validate(data) == []
+    assert sorted(data["sections"]) == sorted([*STAGE_SECTIONS, "e2e"]), _logs(proc)
+    now = datetime.now(UTC)
+    for key, section in data["sections"].items():
+        assert section["machine"]["cpu"] and section["machine"]["cores"] >= 1, key
+        assert now - timedelta(hours=2) < datetime.fromisoformat(section["date"]) <= now, key
+        assert section["comparisons"], f"{key} has no comparison with its peer"
+        for c in section["comparisons"]:
+            # Both figures measured in this run, and the ratio between them.
+            assert isinstance(c["podbrief"], int | float) and c["podbrief"] >= 0, (key, c)
+            assert isinstance(c["peer"], int | float) and c["peer"] > 0, (key, c)
+            assert c["ratio"] == pytest.approx(c["podbrief"] / c["peer"], rel=0.01, abs=0.001), (key, c)
+            assert c["peer_name"], (key, c)
+    for key in STAGE_SECTIONS:
+        floors = data["sections"][key]["floors"]
+        assert floors, f"{key} has no floor"
+        for f in floors:
+            assert f["measured"] > 0 and f["floor"] > 0 and len(f["basis"]) > 30, (key, f)
+            assert f["efficiency"] == pytest.approx(f["floor"] / f["measured"], rel=0.01, abs=0.001), (key, f)
+        # How the stage ran, recorded by the runner: its own process's peak RSS.
+        assert data["sections"][key]["extra"]["run"]["peak_rss_mb"] > 10, key
+
+
+def test_results_md_has_a_table_per_section_with_machine_and_date(
+    smoke_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out_dir = smoke_run
+    data = json.loads((out_dir / "results.json").read_text())
+    md = (out_dir / "RESULTS.md").read_text()
+    assert md == report.render(data)
+    assert "## Overview" in md and "### Against the hardware's floor" in md
+    for key, section in data["sections"].items():
+        start = md.index(f"## {section['title']}\n")
+        nxt = md.find("\n## ", start + 1)
+        body = md[start : nxt if nxt > 0 else len(md)]
+        stamp = body.splitlines()[2]
+        assert section["date"] in stamp and section["machine"]["cpu"] in stamp, (key, stamp)
+        assert f"({section['machine']['cores']} cores" in stamp, (key, stamp)
+        assert "| metric | podbrief | peer | peer figure | ratio | better | unit | note |" in body, key
+        rows = [line for line in body.splitlines() if line.startswith("| ") and "|---" not in line]
+        assert len(rows) >= 1 + len(section["comparisons"]), key
+
+
+def test_capacity_model_rendered_from_these_results(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    _, out_dir = smoke_run
+    text = (out_dir / "CAPACITY.md").read_text()
+    assert text.startswith("#") and "results.json" in text
