@@ -11,7 +11,7 @@ LLAMA := .cache/llama/bin/llama-server
 PYTEST_ARGS ?=
 
 .PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
-        bench-ingest bench-transcribe bench-cluster bench-delivery \
+        bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
         services-up services-down up down llama eval-extraction clean validate-deploy
 
 help: ## list the targets
@@ -62,20 +62,32 @@ format: $(STAMP) ## apply ruff fixes and formatting
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write
 
-bench: bench-ingest bench-transcribe bench-cluster bench-delivery ## every benchmark, each beside its peer
+bench: $(STAMP) $(LLAMA) ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
+	$(PY) -m bench.run $(if $(ONLY),--only $(ONLY))
+
+bench-smoke: $(STAMP) $(LLAMA) ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
+	$(PY) -m bench.run --smoke --out-dir test-artifacts/bench/smoke
 
 bench-ingest: $(STAMP) ## 10,000 loopback feeds (1% new): crawler vs a sequential httpx+feedparser loop
-	$(PY) -m podbrief_ingest.bench --feeds $(or $(FEEDS_N),10000)
+	$(PY) -m bench.run --only ingest $(if $(FEEDS_N),-- --feeds $(FEEDS_N))
 
-bench-transcribe: $(STAMP) ## plain faster-whisper vs the service end to end (event in, event out), and batched
-	$(PY) -m podbrief_transcription.bench report
-	$(PY) -m podbrief_transcription.bench memory --minutes 30
+bench-transcribe: $(STAMP) ## the service end to end vs plain faster-whisper (same model/settings), batched, decode memory
+	$(PY) -m bench.run --only transcription
 
-bench-cluster: $(STAMP) ## embed+upsert+assign throughput; search p50/p99 vs brute-force numpy
-	$(PY) -m podbrief_clustering.bench --sizes $(or $(SIZES),10000 100000)
+bench-extract: $(STAMP) $(LLAMA) ## llama-server, 4 slots: the service's concurrent client vs sequential calls
+	$(PY) -m bench.run --only extraction
+
+bench-cluster: $(STAMP) ## embed+assign throughput; search p50/p99 in Qdrant local vs brute-force numpy
+	$(PY) -m bench.run --only clustering $(if $(SIZES),-- --sizes $(SIZES))
 
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
-	$(PY) -m podbrief_delivery.bench --sizes $(or $(SIZES),1000,10000,100000)
+	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
+
+bench-e2e: $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five services on real Kafka + PostgreSQL (~20 min)
+	$(PY) -m bench.run --only e2e,capacity
+
+capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
+	$(PY) -m bench.capacity
 
 validate-deploy: $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
 	scripts/validate_deploy.sh --compose

@@ -93,8 +93,8 @@ class PrivatePostgres:
         self.env = {"PODBRIEF_PG_PORT": str(free_port()), "PODBRIEF_PG_DIR": str(root)}
         self.url = ""
 
-    def start(self) -> str:
-        self.url = _script("postgres.sh", "start", self.env)
+    def start(self, keep_data: bool = False) -> str:
+        self.url = _script("postgres.sh", "start", {**self.env, "PG_KEEP_DATA": "1" if keep_data else "0"})
         return self.url
 
     def restart(self) -> None:

@@ -308,6 +308,27 @@ def test_postgres_restarted_mid_run(infra: Infra, baseline: Expected, results: l
         smtp.stop()
 
 
+def test_postgres_down_for_a_while_mid_run(
+    infra: Infra, baseline: Expected, results: list[Row], tmp_path: Path
+) -> None:
+    smtp = new_smtp()
+    try:
+        with faultkit.pipeline(infra, tmp_path, smtp, "postgres-down-15s") as p:
+            p.subscribe(*READER)
+            p.add_feed()
+            mid_run(p)
+            p.supervise = True
+            t_fault = time.monotonic()
+            infra.pg.stop()
+            # Longer than the bus's whole retry budget (4 attempts, 0.5-2 s backoff): an outage, not a blip.
+            time.sleep(15.0)
+            infra.pg.start(keep_data=True)
+            down_s = time.monotonic() - t_fault
+            finish(p, baseline, t_fault=t_fault, readers=[READER[0]], results=results, note=f"down {down_s:.0f} s")
+    finally:
+        smtp.stop()
+
+
 # ---------------------------------------------------------------- the LLM endpoint misbehaves for a while
 
 
