@@ -51,13 +51,13 @@ test-e2e: install ## the five services as processes on real Kafka and PostgreSQL
 	scripts/test.sh -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff + mypy (check only; `make format` rewrites)
-	$(VENV)/bin/ruff check libs services tests conftest.py
-	$(VENV)/bin/ruff format --check libs services tests conftest.py
+	$(VENV)/bin/ruff check libs services tests bench conftest.py
+	$(VENV)/bin/ruff format --check libs services tests bench conftest.py
 	scripts/typecheck.sh
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix libs services tests conftest.py
-	$(VENV)/bin/ruff format libs services tests conftest.py
+	$(VENV)/bin/ruff check --fix libs services tests bench conftest.py
+	$(VENV)/bin/ruff format libs services tests bench conftest.py
 
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write
