@@ -2,7 +2,8 @@
 
 - RetryableError: worth trying again (a timeout, a 5xx, a lock); retried with backoff, then dead-lettered.
 - UnavailableError: a dependency is down for every message (an open circuit breaker); retried with capped
-  backoff until it is back, never dead-lettered, since the message is not at fault.
+  backoff until it is back, never dead-lettered, since the message is not at fault. So is a raw
+  ConnectionError (the database refusing connections): see `is_unavailable`.
 - PermanentError: trying again cannot help (a corrupt file, a 404); dead-lettered at once.
 - InvalidEventError: the message itself is malformed; dead-lettered at once.
 """
@@ -55,6 +56,13 @@ def classify(exc: BaseException) -> str:
     # Unknown failures are treated as retryable: a bug shows up in the DLQ after bounded retries
     # rather than silently dropping the message.
     return "retryable"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A dependency is down, not this message at fault: an UnavailableError, or a connection refused or reset
+    reaching the consumer unmapped (the database pool's connect while PostgreSQL restarts). Adapters map the
+    failures of per-message fetches (a dead podcast host) onto RetryableError/PermanentError, never this."""
+    return isinstance(exc, UnavailableError | ConnectionError)
 
 
 def is_retryable(exc: BaseException) -> bool:

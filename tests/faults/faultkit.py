@@ -400,8 +400,7 @@ def read_state(dsn: str) -> State | None:
     """None while the database cannot be reached (it is being restarted)."""
     try:
         return asyncio.run(_read_state(dsn))
-    except (TimeoutError, OSError) as exc:
-        del exc
+    except (TimeoutError, OSError):
         return None
     except Exception as exc:  # asyncpg's connection errors have no common base with OSError
         if type(exc).__module__.startswith("asyncpg"):

@@ -75,6 +75,13 @@ async def test_an_outage_longer_than_max_attempts_is_waited_out_not_dead_lettere
     assert not consumer_dead_lettered(metrics, "podbrief.test.unavailable.v1")
 
 
+async def test_a_database_refusing_connections_is_waited_out_not_dead_lettered() -> None:
+    refused = [ConnectionRefusedError(111, "Connect call failed") for _ in range(6)]
+    calls, done, metrics = await _run(refused)
+    assert len(done) == 1 and calls == 7
+    assert not consumer_dead_lettered(metrics, "podbrief.test.unavailable.v1")
+
+
 async def test_message_failures_still_dead_letter_after_max_attempts() -> None:
     failures: list[Exception] = [RetryableError("503", reason="http_5xx") for _ in range(3)]
     calls, done, metrics = await _run([UnavailableError("circuit open"), *failures])

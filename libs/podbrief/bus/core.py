@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from podbrief import logging as plog
 from podbrief.bus.base import ConsumerTransport, Record, TopicPartition, Transport
-from podbrief.errors import InvalidEventError, PermanentError, UnavailableError, classify, is_retryable
+from podbrief.errors import InvalidEventError, PermanentError, classify, is_retryable, is_unavailable
 from podbrief.events.base import Event
 from podbrief.events.codec import decode, encode
 from podbrief.events.topics import dlq_topic, topic_for
@@ -183,7 +183,7 @@ class Consumer:
                     elapsed = time.perf_counter() - started
                     if metrics:
                         metrics.handler_seconds.labels(record.topic).observe(elapsed)
-                    if not isinstance(exc, UnavailableError):
+                    if not is_unavailable(exc):
                         counted += 1
                     if not is_retryable(exc) or counted >= self.settings.max_attempts:
                         log.error(
