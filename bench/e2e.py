@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import httpx
 import numpy as np
+from podbrief.testing import scrape_metric
 
 from bench import report
 from bench.e2e_audio import MIME, Episode, build
@@ -257,15 +258,7 @@ class Observer(threading.Thread):
 # --- delivery ------------------------------------------------------------------------------------------------
 
 
-def metric(base_url: str, name: str, **labels: str) -> float:
-    text = httpx.get(base_url + "/metrics/", timeout=10).text
-    total = 0.0
-    for line in text.splitlines():
-        if not (line.startswith(name + "{") or line.startswith(name + " ")):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+metric = scrape_metric
 
 
 @dataclass

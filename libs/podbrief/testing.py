@@ -266,7 +266,7 @@ async def _partitions(bootstrap: str, topic: str) -> list[Any]:
 
 
 async def _topic_records(bootstrap: str, topic: str, timeout_s: float) -> list[Any]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     tps = await _partitions(bootstrap, topic)
     if not tps:
@@ -275,15 +275,25 @@ async def _topic_records(bootstrap: str, topic: str, timeout_s: float) -> list[A
     await consumer.start()
     try:
         consumer.assign(tps)
+        begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            # An explicit offset, not seek_to_beginning(): its lazy reset races the fetcher, which can then move
+            # the position past records it never hands out.
+            consumer.seek(tp, begin[tp])
+        # Progress is counted from the records returned, not from position(): the fetcher may move a position
+        # past records it prefetched but has not handed out yet, which would end the read early and empty.
+        following = {tp: begin[tp] for tp in tps}
         out: list[Any] = []
         deadline = time.monotonic() + timeout_s
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+        while any(following[tp] < end[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(m for m in msgs if m.offset < end[TopicPartition(m.topic, m.partition)])
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                for m in msgs:
+                    if m.offset < end[tp]:
+                        out.append(m)
+                    following[tp] = max(following[tp], m.offset + 1)
         return out
     finally:
         await consumer.stop()
@@ -369,3 +379,16 @@ def create_database(pg_url: str, name: str) -> str:
 
     asyncio.run(create())
     return pg_url.rsplit("/", 1)[0] + "/" + name
+
+
+def scrape_metric(base_url: str, name: str, *, timeout_s: float = 10.0, **labels: str) -> float:
+    """The sum of a metric's samples on a service's /metrics whose labels include `labels`."""
+    import httpx
+
+    total = 0.0
+    for line in httpx.get(base_url + "/metrics/", timeout=timeout_s).text.splitlines():
+        if not (line.startswith(name + "{") or line.startswith(name + " ")):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

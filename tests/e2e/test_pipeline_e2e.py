@@ -4,7 +4,6 @@ real SMTP server, carrying an insight drawn from that speech with its quote and 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import sys
@@ -17,7 +16,7 @@ import feedparser
 import httpx
 import pytest
 from podbrief.events.ids import episode_id
-from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
+from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
 import promharness
@@ -61,29 +60,6 @@ def feed_with_local_audio(shared: Path, server: LoopbackServer) -> tuple[str, li
     return server.add("/pc20rss.xml", xml, "application/rss+xml"), [e.id for e in newest]
 
 
-async def create_database(pg_url: str, name: str) -> str:
-    import asyncpg
-
-    dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg_url.rsplit("/", 1)[0] + "/" + name
-
-
-def metric(base_url: str, name: str, **labels: str) -> float:
-    text = httpx.get(base_url + "/metrics/", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -101,7 +77,7 @@ def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]
 def pipeline(
     tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink, unique: str
 ) -> Iterator[tuple[dict[str, ServiceProcess], str, str]]:
-    db_url = asyncio.run(create_database(pg_url, f"e2e_{unique}"))
+    db_url = create_database(pg_url, f"e2e_{unique}")
     admin_key = secrets.token_urlsafe(16)
     ports = {name: free_port() for name in SERVICES}
     common = {
@@ -181,9 +157,9 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
 
     def extracted() -> bool:
         for name in ("transcription", "extraction"):
-            dead = metric(procs[name].base_url, f"podbrief_{name}_dead_lettered_total")
+            dead = scrape_metric(procs[name].base_url, f"podbrief_{name}_dead_lettered_total")
             assert dead == 0, f"{name} dead-lettered a message:\n{procs[name].tail(5)}"
-        return metric(extraction, "podbrief_extraction_messages_total", topic=topic) >= 2
+        return scrape_metric(extraction, "podbrief_extraction_messages_total", topic=topic) >= 2
 
     wait_for(extracted, "extraction of both episodes", 600, procs)
     statuses = [httpx.get(f"{extraction}/v1/episodes/{e}", timeout=10).json() for e in episodes]
@@ -192,7 +168,9 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert counts[0] >= 1, f"no insight kept from the JFK speech: {statuses[0]} {insights[0]}"
     wait_for(
         lambda: (
-            metric(delivery, "podbrief_delivery_messages_total", topic="podbrief.insight.clustered.v1", status="ok")
+            scrape_metric(
+                delivery, "podbrief_delivery_messages_total", topic="podbrief.insight.clustered.v1", status="ok"
+            )
             >= sum(counts)
         ),
         "delivery to receive every clustered insight",

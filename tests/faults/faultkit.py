@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from podbrief.events.topics import EPISODE_DISCOVERED, EPISODE_TRANSCRIBED, INSIGHT_CLUSTERED, INSIGHTS_EXTRACTED
-from podbrief.testing import ServiceProcess, SmtpSink, free_port
+from podbrief.testing import ServiceProcess, SmtpSink, free_port, scrape_metric
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "faults"
@@ -408,15 +408,7 @@ def read_state(dsn: str) -> State | None:
         raise
 
 
-def metric(base_url: str, name: str, **labels: str) -> float:
-    text = httpx.get(base_url + "/metrics/", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+metric = scrape_metric
 
 
 class Pipeline:

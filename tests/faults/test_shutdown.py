@@ -58,6 +58,7 @@ from podbrief.testing import (
     free_port,
     group_offsets,
     publish_events,
+    scrape_metric,
     topic_records,
 )
 from podbrief_extraction.testing import LoopbackOpenAI
@@ -186,12 +187,7 @@ def wait_until(cond: Callable[[], bool], what: str, timeout_s: float, proc: Serv
 
 
 def metric(proc: ServiceProcess, name: str) -> float:
-    text = httpx.get(proc.base_url + "/metrics/", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
+    return scrape_metric(proc.base_url, name)
 
 
 def record(scenario: str, **figures: Any) -> None:
