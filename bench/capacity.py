@@ -639,29 +639,15 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
 
 
 def _payload_bytes() -> float:
-    """JSON size of one Qdrant point's payload with the fields of clustering's point_payload()."""
+    """JSON size of one Qdrant point's payload, built by clustering's own point_payload()."""
+    from podbrief_clustering.adapters import Member
+    from podbrief_clustering.core import Item, point_payload
+
     rng = random.Random(11)
-    ins = _insight(rng)
-    payload = {
-        "insight_id": str(ins.insight_id),
-        "text": ins.text,
-        "quote": ins.quote,
-        "start_s": ins.start_s,
-        "end_s": ins.end_s,
-        "speaker": ins.speaker,
-        "kind": str(ins.kind),
-        "importance": ins.importance,
-        "show": "A Typical Weekly Show About Markets",
-        "episode_id": str(uuid.uuid4()),
-        "episode_title": "Episode 214: What the rate decision means for the housing market this year",
-        "feed_id": str(uuid.uuid4()),
-        "link": "https://example-podcast-host.com/shows/a-typical-show/episodes/214",
-        "language": "en",
-        "published_ts": 1_795_000_000.0,
-        "cluster_id": str(uuid.uuid4()),
-        "duplicate_of": None,
-    }
-    return float(len(json.dumps(payload, separators=(",", ":"))))
+    ref, ins = _ref(rng), _insight(rng)
+    member = Member(ins.insight_id, uuid.uuid4(), ref.episode_id, ref.show, ins.text, None, datetime.now(UTC))
+    payload = point_payload(Item(ref, ins), member)
+    return float(len(json.dumps(payload, separators=(",", ":"), default=str)))
 
 
 # --- the model --------------------------------------------------------------------------------------------------
