@@ -59,6 +59,10 @@ INGEST_PEAK_MB = 400
 # How much more either process may hold with 1,000 episodes queued than with 100. Whisper's heap still
 # settles by 10-20 MB over its first dozen jobs; holding the backlog itself would add what it weighs on the wire.
 GROWTH_MB = 50
+# Transcription's own heap keeps settling over its first jobs (CTranslate2 and PyAV buffers sized by the longest
+# audio seen so far): +4 to +57 MB between the two samples in runs on 2 busy cores. What this guards against is a
+# cost per queued message; 900 more queued episodes would add hundreds of MB if each held even a buffer.
+TRANSCRIPTION_GROWTH_MB = 100
 WARM_JOBS = 3
 
 
@@ -259,6 +263,7 @@ def test_a_flood_of_1000_discovered_episodes_queues_in_kafka_not_in_memory(
         "transcription_peak_mb": TRANSCRIPTION_PEAK_MB,
         "ingest_peak_mb": INGEST_PEAK_MB,
         "growth_100_to_1000_mb": GROWTH_MB,
+        "transcription_growth_100_to_1000_mb": TRANSCRIPTION_GROWTH_MB,
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     figures["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -273,7 +278,7 @@ def test_a_flood_of_1000_discovered_episodes_queues_in_kafka_not_in_memory(
     t, i = figures["transcription"], figures["ingest"]
     assert t["peak_mb"] < TRANSCRIPTION_PEAK_MB, figures
     assert i["peak_mb"] < INGEST_PEAK_MB, figures
-    assert t["after_1000_max_mb"] - t["after_100_max_mb"] < GROWTH_MB, figures
+    assert t["after_1000_max_mb"] - t["after_100_max_mb"] < TRANSCRIPTION_GROWTH_MB, figures
     assert i["after_1000_max_mb"] - i["after_100_max_mb"] < GROWTH_MB, figures
 
 
