@@ -72,34 +72,29 @@ def _script(name: str, verb: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(REPO / "scripts" / name), verb], capture_output=True, text=True, cwd=REPO, check=False)
 
 
+def _ensure(script: str, what: str, running_address: str, infra: Infra) -> str:
+    """The address of the local server `script` manages, starting it (and noting that) if it is not running."""
+    if _script(script, "status").returncode == 0:
+        return running_address
+    log(f"starting {what} (scripts/{script} start)")
+    out = _script(script, "start")
+    if out.returncode != 0:
+        raise RuntimeError(f"scripts/{script} start failed:\n{out.stderr[-2000:]}")
+    infra.started.append(script)
+    return out.stdout.strip().splitlines()[-1]
+
+
 @contextmanager
 def infrastructure() -> Iterator[Infra]:
     """PODBRIEF_TEST_KAFKA / PODBRIEF_TEST_PG when set; else the local ones, started here only if they are not
     running (and then stopped at the end: never one this run did not start)."""
-    kafka = os.environ.get("PODBRIEF_TEST_KAFKA", "")
-    pg = os.environ.get("PODBRIEF_TEST_PG", "")
-    infra = Infra(kafka, pg)
+    infra = Infra(os.environ.get("PODBRIEF_TEST_KAFKA", ""), os.environ.get("PODBRIEF_TEST_PG", ""))
     try:
-        if not kafka:
-            if _script("kafka.sh", "status").returncode != 0:
-                log("starting Kafka (scripts/kafka.sh start)")
-                out = _script("kafka.sh", "start")
-                if out.returncode != 0:
-                    raise RuntimeError(f"scripts/kafka.sh start failed:\n{out.stderr[-2000:]}")
-                infra.started.append("kafka.sh")
-                infra.kafka = out.stdout.strip().splitlines()[-1]
-            else:
-                infra.kafka = "127.0.0.1:" + os.environ.get("PODBRIEF_KAFKA_PORT", "9092")
-        if not pg:
-            if _script("postgres.sh", "status").returncode != 0:
-                log("starting PostgreSQL (scripts/postgres.sh start)")
-                out = _script("postgres.sh", "start")
-                if out.returncode != 0:
-                    raise RuntimeError(f"scripts/postgres.sh start failed:\n{out.stderr[-2000:]}")
-                infra.started.append("postgres.sh")
-                infra.pg_url = out.stdout.strip().splitlines()[-1]
-            else:
-                infra.pg_url = DEFAULT_PG
+        if not infra.kafka:
+            local = "127.0.0.1:" + os.environ.get("PODBRIEF_KAFKA_PORT", "9092")
+            infra.kafka = _ensure("kafka.sh", "Kafka", local, infra)
+        if not infra.pg_url:
+            infra.pg_url = _ensure("postgres.sh", "PostgreSQL", DEFAULT_PG, infra)
         yield infra
     finally:
         for name in reversed(infra.started):
