@@ -14,10 +14,12 @@ from podbrief.netguard import Allowance, check_url
 from podbrief_ingest.adapters import aware
 from podbrief_ingest.deps import Deps, DepsDep
 from podbrief_ingest.models import Episode, Feed
-from podbrief_ingest.parser import parse_opml, render_opml
+from podbrief_ingest.opml import parse_opml, render_opml
 from pydantic import BaseModel, Field
 
 URL_REASONS = frozenset({"ssrf_blocked", "bad_scheme", "invalid_url"})
+# Far beyond any registry, and well inside the 64-bit integers SQLite and PostgreSQL take for OFFSET.
+MAX_OFFSET = 1_000_000_000
 
 
 def require_admin(deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
@@ -203,7 +205,9 @@ async def add_feed(body: FeedIn, deps: DepsDep, response: Response) -> FeedCreat
 
 @router.get("/feeds", summary="List feeds")
 async def list_feeds(
-    deps: DepsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+    deps: DepsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     feeds = await deps.repo.list_feeds(limit=limit, offset=offset)
     return {

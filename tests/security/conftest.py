@@ -82,7 +82,7 @@ def ingest_app(tmp: Path, admin_key: str | None, max_body: int, **over: Any) -> 
     settings = IngestSettings(
         _env_file=None,  # type: ignore[call-arg]
         db=_db(tmp, "ingest"),
-        net=NetSettings(connect_timeout_s=2, read_timeout_s=2),
+        net=over.pop("net", NetSettings(connect_timeout_s=2, read_timeout_s=2)),
         poll_enabled=False,
         bus=BUS,
         http=_http(admin_key, max_body, 8001),

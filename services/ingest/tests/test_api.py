@@ -150,7 +150,7 @@ def test_opml_import_then_poll_all_now(
 ) -> None:
     a = loopback.add("/a.xml", rss([item(n) for n in range(1, 6)], title="Show A"), "application/rss+xml")
     b = loopback.add("/b.xml", rss([item(n) for n in range(1, 3)], title="Show B & Co"), "application/rss+xml")
-    broken = loopback.add("/broken.xml", "<rss><channel>", "application/rss+xml")
+    broken = loopback.add("/broken.xml", "no markup here, just text", "application/rss+xml")
     opml = (
         f'<?xml version="1.0"?><opml version="2.0"><head><title>mine</title></head><body>'
         f'<outline text="group"><outline type="rss" text="A" xmlUrl="{a}"/>'
