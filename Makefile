@@ -8,12 +8,14 @@ PY := $(VENV)/bin/python
 # Re-install only when the dependency lists change.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml | sha1sum | cut -c1-12)
 LLAMA := .cache/llama/bin/llama-server
+# The end-to-end benchmark renders its episodes with espeak-ng (a Debian package).
+ESPEAK := /usr/bin/espeak-ng
 PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
 .PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
-        bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
+        bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
         services-up services-down up down llama eval-extraction clean validate-deploy
 
 help: ## list the targets
@@ -33,6 +35,9 @@ $(STAMP): pyproject.toml testing/pyproject.toml
 
 $(LLAMA):
 	scripts/build-llama.sh
+
+$(ESPEAK):
+	scripts/install-test-tools.sh --apt-only
 
 install: $(STAMP) $(LLAMA) ## create .venv, install pinned deps and models, build llama-server (first time only)
 
@@ -66,10 +71,10 @@ format: $(STAMP) ## apply ruff fixes and formatting
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write
 
-bench: $(STAMP) $(LLAMA) ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
+bench: $(STAMP) $(LLAMA) $(ESPEAK) ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
 	$(PY) -m bench.run $(if $(ONLY),--only $(ONLY))
 
-bench-smoke: $(STAMP) $(LLAMA) ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
+bench-smoke: $(STAMP) $(LLAMA) $(ESPEAK) ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
 	$(PY) -m bench.run --smoke --out-dir test-artifacts/bench/smoke
 
 bench-ingest: $(STAMP) ## 10,000 loopback feeds (1% new): crawler vs a sequential httpx+feedparser loop
@@ -87,8 +92,12 @@ bench-cluster: $(STAMP) ## embed+assign throughput; search p50/p99 in Qdrant loc
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five services on real Kafka + PostgreSQL (~20 min)
+bench-e2e: $(STAMP) $(LLAMA) $(ESPEAK) ## 5-min episodes alone (podbrief run; five services on Kafka) and a stream: p50, p95/p50, stages
 	$(PY) -m bench.run --only e2e,capacity
+
+bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI-compatible URL> [LLM_MODEL=...]; x real time and tokens/s beside the capacity model
+	@test -n "$(WHISPER_MODEL)" -a -n "$(LLM_URL)" || { echo "usage: make bench-gpu WHISPER_MODEL=/path/to/ct2-whisper LLM_URL=http://host:8000/v1 [LLM_MODEL=name] [ARGS='--batch-size 16 --concurrency 32']" >&2; exit 2; }
+	$(PY) -m bench.gpu --whisper-model "$(WHISPER_MODEL)" --llm-url "$(LLM_URL)" $(if $(LLM_MODEL),--llm-model "$(LLM_MODEL)") $(ARGS)
 
 capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
 	$(PY) -m bench.capacity

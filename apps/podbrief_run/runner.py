@@ -38,6 +38,7 @@ from rich.progress import (
 )
 
 from podbrief_run.localhost import LocalHost
+from podbrief_run.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -183,19 +184,19 @@ def _pending(transport: MemoryTransport) -> dict[str, tuple[int, int]]:
 
 
 async def _wait_idle(transport: MemoryTransport, progress: Progress, tasks: dict[str, Any], timeout_s: float) -> None:
+    """Until every stage has committed everything on its topic. That is exact, with no quiet period to wait out:
+    a handler publishes before it returns and its offset is committed after, so while anything is in flight some
+    stage's committed offset is behind its topic's end."""
     deadline = time.monotonic() + timeout_s
-    quiet = 0
     while True:
         state = _pending(transport)
         for group, (done, total) in state.items():
             progress.update(tasks[group], completed=done, total=max(total, 1) if total else None)
-        busy = any(done < total for done, total in state.values())
-        quiet = 0 if busy else quiet + 1
-        if quiet >= 4:  # idle for two seconds: nothing in flight anywhere
+        if all(done >= total for done, total in state.values()):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"pipeline still busy after {timeout_s:.0f}s: {state}")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
 
 
 def _text_part(message: EmailMessage, subtype: str) -> str:
@@ -216,6 +217,7 @@ async def _run(
         console.print(f"[red]error:[/] {exc}")
         server.stop()
         return 2
+    timeline = Timeline()
     settings = _settings(data_dir, allow_loopback=local or not feeds)
     transport = MemoryTransport(partitions=4)
     await transport.start()
@@ -226,6 +228,7 @@ async def _run(
             with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):
                 for name, app in apps.items():
                     await stack.enter_async_context(app.router.lifespan_context(app))
+                    timeline.mark(f"ready:{name}")
                     console.print(f"  [green]✓[/] {name}")
             ingest = apps["ingest"].state.deps
             from podbrief_ingest.app import poll_all_now
@@ -236,7 +239,9 @@ async def _run(
                         await ingest.crawler.add_feed(url)
                     except Exception as exc:  # one bad feed must not stop the others
                         console.print(f"  [yellow]![/] {url}: {exc}")
+                timeline.mark("poll")
                 report = await poll_all_now(ingest)
+                timeline.mark("polled")
             found = sum(transport.end_offsets(topics.EPISODE_DISCOVERED))
             console.print(f"  {len(urls)} feed(s), {report.failed} failed; {found} new episode(s) to process")
 
@@ -250,8 +255,12 @@ async def _run(
             ) as progress:
                 tasks = {group: progress.add_task(label, total=None) for group, _, label in STAGES}
                 await _wait_idle(transport, progress, tasks, timeout_s)
+            timeline.mark("idle")
 
-            return await _deliver(apps["delivery"].state.deps, data_dir, email, interests, console, started)
+            code = await _deliver(apps["delivery"].state.deps, data_dir, email, interests, console, started)
+            timeline.mark("brief")
+            timeline.write(data_dir, transport)
+            return code
     finally:
         await transport.stop()
         server.stop()
