@@ -27,9 +27,9 @@ from podbrief.bus import MemoryTransport
 from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings, QdrantSettings
 from podbrief.storage.db import alembic_config, create_engine, migrate
 from podbrief.storage.vectors import CollectionSpec, Filter, Match, Point, VectorIndex, make_vector_index
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.app import create_app
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).parent))
