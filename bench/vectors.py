@@ -6,11 +6,12 @@ the labelled insights when those are absent), each stored many times with small 
 renormalised, with the payload clustering stores (show among 300, episode, publication time, text). Queries
 are held-out sentences, so a query is a new insight looking for its neighbours, as in the service.
 
-Each side runs in its own child process, one after the other, so each RSS is its own and neither slows the
-other. Qdrant Edge: fill (the first tenth in episode-sized batches of 16, the rest in batches of 1,000), the
-HNSW graph built the way the service builds it (in a child process), then searches with no filter, a show
-filter (about 0.3% of points) and a time-window filter (the newest quarter), then again with fresh points
-outside the graph (searched exactly, as between two starts of the service). numpy: a preallocated float32
+Each step runs in its own child process, one after the other, so each RSS is its own and nothing slows
+anything else. Qdrant Edge: fill (the first tenth in episode-sized batches of 16, the rest in batches of 1,000)
+and the HNSW graph built the way the service builds it (in a child process); then a fresh process opens the
+store as the service does at start and searches with no filter, a show filter (about 0.3% of points) and a
+time-window filter (the newest quarter), its RSS being the store's footprint in the service; then again with
+fresh points outside the graph (searched exactly, as between two starts of the service). numpy: a preallocated float32
 matrix, `X @ q` and argpartition; filters by per-show row lists built once, or a slice of the rows (points
 arrive in publication order).
 Recall@10 is against numpy's exact answer."""
@@ -22,11 +23,11 @@ import asyncio
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -137,120 +138,127 @@ def disk_bytes(path: Path) -> int:
 
 
 def _rss_mb() -> dict[str, float]:
+    """Resident memory now (file-backed pages of the store's mmaps included). Not the peak: Linux carries a
+    process's peak across exec, so a child's ru_maxrss would start at its parent's."""
     import psutil
 
-    return {
-        "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    return {"rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
 
 # -- the two sides, each in its own process -------------------------------------------------------------------
 
 
-async def _edge_side(data: Path, root: Path, tail: int) -> dict[str, Any]:
+def _edge_spec(root: Path, dim: int) -> Any:
+    """The service's own collection spec (settings defaults), the graph built only when asked."""
     from dataclasses import replace
 
     from podbrief.settings import QdrantSettings
-    from podbrief.storage.vectors import Filter, Match, Point, Range
-    from podbrief.storage.vectors.edge import EdgeIndex
     from podbrief_clustering.app import collection_spec
     from podbrief_clustering.settings import ClusteringSettings
 
+    settings = ClusteringSettings(_env_file=None, qdrant=QdrantSettings(path=root))  # type: ignore[call-arg]
+    return replace(collection_spec(settings, model="bench", dim=dim), build_index_min_points=0)
+
+
+async def _edge_fill(data: Path, root: Path) -> dict[str, Any]:
+    """Fill the store through the service's `EdgeIndex`, then build the HNSW graph as the service does."""
+    from podbrief.storage.vectors import Point
+    from podbrief.storage.vectors.edge import EdgeIndex
+
     d = _load(data)
     n = len(d["points"])
-    settings = ClusteringSettings(_env_file=None, qdrant=QdrantSettings(path=root))  # type: ignore[call-arg]
-    spec = replace(collection_spec(settings, model="bench", dim=d["points"].shape[1]), build_index_min_points=0)
-    rss_before = _rss_mb()["rss_mb"]
+    spec = _edge_spec(root, d["points"].shape[1])
     index = EdgeIndex(root, spec)
     await index.open()
     payloads = [_payload(i, d) for i in range(n)]
     small = n // 10
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for start in range(0, small, 16):
-        await index.upsert(
-            [Point(uuid.UUID(int=i + 1), d["points"][i], payloads[i]) for i in range(start, min(small, start + 16))]
-        )
+        batch = range(start, min(small, start + 16))
+        await index.upsert([Point(uuid.UUID(int=i + 1), d["points"][i], payloads[i]) for i in batch])
     small_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     for start in range(small, n, 1000):
-        await index.upsert(
-            [Point(uuid.UUID(int=i + 1), d["points"][i], payloads[i]) for i in range(start, min(n, start + 1000))]
-        )
+        batch = range(start, min(n, start + 1000))
+        await index.upsert([Point(uuid.UUID(int=i + 1), d["points"][i], payloads[i]) for i in batch])
     bulk_s = time.perf_counter() - t1
-    fill_s = time.perf_counter() - t0
+    fill_s, fill_cpu = time.perf_counter() - t0, time.process_time() - c0
     await index.close()
     t0 = time.perf_counter()
     await index.open(build_index=True)
     build_s = time.perf_counter() - t0
     info = await index.info()
-
-    shows, since = _filters(d, len(d["queries"]))
-
-    async def run_queries() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        cases = {
-            "none": [None] * len(d["queries"]),
-            "show": [Filter(must=(Match("show", s),)) for s in shows],
-            "since": [Filter(must=(Range("published_ts", gte=since),))] * len(d["queries"]),
-        }
-        for name, flts in cases.items():
-            times, ids = [], []
-            for q, flt in zip(d["queries"], flts, strict=True):
-                t = time.perf_counter()
-                hits = await index.search(q, limit=10, filter=flt)
-                times.append(time.perf_counter() - t)
-                ids.append([h.id.int - 1 for h in hits])
-            out[name] = {**_pcts(times), "ids": ids}
-        return out
-
-    for q in d["queries"][:10]:  # warm the page cache and the allocator, as a running service is
-        await index.search(q, limit=10)
-    searched = await run_queries()
-    rss = _rss_mb()
-    tail_result: dict[str, Any] = {}
-    if tail:
-        rng = np.random.default_rng(5)
-        fresh = d["points"][rng.integers(0, n, tail)] + rng.normal(0, NOISE, (tail, d["points"].shape[1]))
-        fresh = (fresh / np.linalg.norm(fresh, axis=1, keepdims=True)).astype(np.float32)
-        for start in range(0, tail, 1000):
-            await index.upsert(
-                [
-                    Point(uuid.UUID(int=n + i + 1), fresh[i], payloads[i % n])
-                    for i in range(start, min(tail, start + 1000))
-                ]
-            )
-        times = []
-        for q in d["queries"]:
-            t = time.perf_counter()
-            await index.search(q, limit=10)
-            times.append(time.perf_counter() - t)
-        tail_info = await index.info()
-        tail_result = {"fresh_points": tail, "unindexed": tail_info.unindexed, **_pcts(times)}
     await index.close()
     return {
         "points": info.points,
         "indexed": info.indexed,
         "segments": info.segments,
         "insert_per_s": round(n / fill_s, 1),
+        "insert_per_cpu_s": round(n / fill_cpu, 1),
         "insert_per_s_batches_of_16": round(small / small_s, 1) if small else None,
         "insert_per_s_batches_of_1000": round((n - small) / bulk_s, 1),
         "build_index_s": round(build_s, 1),
-        "search": searched,
-        "with_fresh_points": tail_result,
-        "rss_mb": rss["rss_mb"],
-        "rss_before_open_mb": rss_before,
-        "peak_rss_mb": rss["peak_rss_mb"],
         "disk_mb": round(disk_bytes(root) / 2**20, 1),
+        "spec": asdict(spec),
         "search_ef": spec.search_ef,
         "hnsw": {"m": spec.hnsw_m, "ef_construct": spec.hnsw_ef_construct},
     }
 
 
+async def _edge_serve(data: Path, root: Path, spec_json: str, tail: int) -> dict[str, Any]:
+    """A fresh process opens the built store, as the service does at start, and searches; its RSS, less what it
+    held before opening the store, is the store's footprint. Then `tail` fresh points arrive and are searched
+    exactly beside the graph. It imports only the store (the spec comes from the fill step)."""
+    from podbrief.storage.vectors import CollectionSpec, Filter, Match, Point, Range
+    from podbrief.storage.vectors.edge import EdgeIndex
+
+    with np.load(data) as npz:
+        queries = npz["queries"]
+        n, dim = npz["points"].shape
+        shows, since = _filters({"published_ts": npz["published_ts"]}, len(queries))
+        rng = np.random.default_rng(5)
+        fresh = npz["points"][rng.integers(0, n, tail)] if tail else np.empty((0, dim), np.float32)
+    before = _rss_mb()["rss_mb"]
+    index = EdgeIndex(root, CollectionSpec(**json.loads(spec_json)))
+    await index.open(build_index=False)
+    cases: dict[str, list[Filter | None]] = {
+        "none": [None] * len(queries),
+        "show": [Filter(must=(Match("show", s),)) for s in shows],
+        "since": [Filter(must=(Range("published_ts", gte=since),))] * len(queries),
+    }
+
+    async def timed(flts: list[Filter | None]) -> dict[str, Any]:
+        times, ids = [], []
+        for q, flt in zip(queries, flts, strict=True):
+            t = time.perf_counter()
+            hits = await index.search(q, limit=10, filter=flt)
+            times.append(time.perf_counter() - t)
+            ids.append([h.id.int - 1 for h in hits])
+        return {**_pcts(times), "ids": ids}
+
+    for q in queries[:10]:  # warm the page cache, as a running service is
+        await index.search(q, limit=10)
+    searched = {name: await timed(flts) for name, flts in cases.items()}
+    rss = _rss_mb()
+    with_fresh: dict[str, Any] = {}
+    if tail:
+        fresh = fresh + rng.normal(0, NOISE, fresh.shape).astype(np.float32)
+        fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+        payload = {"show": "show 0", "published_ts": T0, "text": "a fresh insight"}
+        for start in range(0, tail, 1000):
+            batch = range(start, min(tail, start + 1000))
+            await index.upsert([Point(uuid.UUID(int=n + i + 1), fresh[i], payload) for i in batch])
+        info = await index.info()
+        with_fresh = {"fresh_points": tail, "unindexed": info.unindexed, **await timed(cases["none"])}
+        with_fresh.pop("ids")
+    await index.close()
+    return {"search": searched, "with_fresh_points": with_fresh, "rss_mb": rss["rss_mb"], "rss_before_open_mb": before}
+
+
 def _numpy_side(data: Path) -> dict[str, Any]:
+    before = _rss_mb()["rss_mb"]
     d = _load(data)
     n, dim = d["points"].shape
-    rss_before = _rss_mb()["rss_mb"]
     # "Insert": rows copied into a preallocated matrix and the payload kept beside it, in batches of 1,000.
     payloads: list[dict[str, Any]] = []
     x = np.empty((n, dim), np.float32)
@@ -261,6 +269,7 @@ def _numpy_side(data: Path) -> dict[str, Any]:
         x[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
         payloads.extend(_payload(i, d) for i in range(start, stop))
     fill_s = time.perf_counter() - t0
+    del d["points"]  # the input; the store is `x` and `payloads`
     show_col = np.array([int(s) for s in d["show"]])
     rows_of_show = {f"show {s}": np.flatnonzero(show_col == s) for s in range(SHOWS)}
     ts = d["published_ts"]
@@ -272,7 +281,7 @@ def _numpy_side(data: Path) -> dict[str, Any]:
             return []
         part = np.argpartition(-scores, k - 1)[:k]
         best = part[np.argsort(-scores[part], kind="stable")]
-        return (rows[best] if rows is not None else best).tolist()
+        return [int(i) for i in (rows[best] if rows is not None else best)]
 
     out: dict[str, Any] = {}
     for name in ("none", "show", "since"):
@@ -291,20 +300,17 @@ def _numpy_side(data: Path) -> dict[str, Any]:
             times.append(time.perf_counter() - t)
             ids.append(found)
         out[name] = {**_pcts(times), "ids": ids}
-    rss = _rss_mb()
     return {
         "insert_per_s": round(n / fill_s, 1),
         "search": out,
-        "rss_mb": rss["rss_mb"],
-        "rss_before_mb": rss_before,
-        "peak_rss_mb": rss["peak_rss_mb"],
+        "rss_mb": _rss_mb()["rss_mb"],
+        "rss_before_mb": before,
         "payloads": len(payloads),
     }
 
 
 def _run_child(side: str, out: Path, **args: Any) -> dict[str, Any]:
-    """One side in a fresh process. Linux carries a process's peak RSS across exec, so the parent stays small
-    (the embedder loads in the "data" child) and each side's peak is its own."""
+    """One step in a fresh process, so each RSS is that step's own."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "bench.vectors", side, "--out", str(out)]
@@ -329,13 +335,18 @@ def measure(size: int, queries: int, root: Path, *, tail: int | None = None) -> 
     data = root / f"data-{size}.npz"
     corpus = _run_child("data", root / f"data-{size}.json", data=data, size=size, queries=queries)
     load_before = os.getloadavg()
-    edge = _run_child(
-        "edge",
-        root / f"edge-{size}.json",
+    store = root / f"edge-{size}"
+    filled = _run_child("edge-fill", root / f"edge-fill-{size}.json", data=data, store=store)
+    fresh = size // 5 if tail is None else tail
+    served = _run_child(
+        "edge-serve",
+        root / f"edge-serve-{size}.json",
         data=data,
-        store=root / f"edge-{size}",
-        tail=size // 5 if tail is None else tail,
+        store=store,
+        tail=fresh,
+        spec=json.dumps(filled.pop("spec")),
     )
+    edge = {**filled, **served}
     peer = _run_child("numpy", root / f"numpy-{size}.json", data=data)
     load_after = os.getloadavg()
     out: dict[str, Any] = {"stored": size, "queries": queries, "corpus": corpus}
@@ -356,18 +367,21 @@ def measure(size: int, queries: int, root: Path, *, tail: int | None = None) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="one side of bench.vectors (run by measure())")
-    parser.add_argument("side", choices=["data", "edge", "numpy"])
+    parser.add_argument("side", choices=["data", "edge-fill", "edge-serve", "numpy"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--store", type=Path)
     parser.add_argument("--size", type=int, default=0)
     parser.add_argument("--queries", type=int, default=0)
     parser.add_argument("--tail", type=int, default=0)
+    parser.add_argument("--spec", default="{}", help="the collection spec as JSON (edge-serve)")
     args = parser.parse_args()
     if args.side == "data":
         result = make_data(args.data, args.size, args.queries)
-    elif args.side == "edge":
-        result = asyncio.run(_edge_side(args.data, args.store, args.tail))
+    elif args.side == "edge-fill":
+        result = asyncio.run(_edge_fill(args.data, args.store))
+    elif args.side == "edge-serve":
+        result = asyncio.run(_edge_serve(args.data, args.store, args.spec, args.tail))
     else:
         result = _numpy_side(args.data)
     args.out.write_text(json.dumps(result))

@@ -23,6 +23,7 @@ from defusedxml import ElementTree
 from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
+from podbrief.errors import ConfigurationError
 from podbrief.events import topics
 from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
 from pydantic import SecretStr
@@ -307,3 +308,8 @@ def run_embedded(*, feeds: Sequence[str], data_dir: Path, email: str, interests:
     except TimeoutError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
+    except ConfigurationError as exc:
+        # Settings or stores that cannot work (an embedding model the vector store was not built with, a store
+        # in use by another process or still in an old format): say what and how, without a traceback.
+        console.print(f"[red]error:[/] {exc}")
+        return 2

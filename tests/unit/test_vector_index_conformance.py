@@ -254,7 +254,7 @@ async def test_bad_requests_are_refused_with_what_was_wrong(open_index: Factory)
         with pytest.raises((PermanentError, ValueError)):
             await index.search(np.ones(DIM + 3, np.float32), limit=3)
         # Filters name indexed keys only: on a server anything else scans every point.
-        with pytest.raises(ValueError, match="filter on 'text'.*indexes only episode_id, published_ts, show"):
+        with pytest.raises(ValueError, match=r"filter on 'text'.*indexes only episode_id, published_ts, show"):
             await index.search(np.ones(DIM, np.float32), limit=3, filter=Filter(must=(Match("text", "x"),)))
         assert await index.count() == 5
     finally:

@@ -103,13 +103,18 @@ class Filter:
     def __bool__(self) -> bool:
         return bool(self.must or self.must_not)
 
-    def check(self, spec: CollectionSpec) -> None:
+    def for_store(self, spec: CollectionSpec) -> tuple[tuple[Condition, ...], tuple[Condition, ...]] | None:
+        """The conditions a store must evaluate, checked against `spec`; None when nothing is left (an empty
+        HasId excludes nothing)."""
         for c in (*self.must, *self.must_not):
             if isinstance(c, Match | Range) and c.key not in spec.payload_indexes:
                 raise ValueError(
                     f"filter on {c.key!r}: collection {spec.name!r} indexes only "
                     f"{', '.join(sorted(spec.payload_indexes)) or 'no payload keys'}"
                 )
+        must = tuple(c for c in self.must if not (isinstance(c, HasId) and not c.ids))
+        must_not = tuple(c for c in self.must_not if not (isinstance(c, HasId) and not c.ids))
+        return (must, must_not) if must or must_not else None
 
 
 @dataclass(frozen=True)

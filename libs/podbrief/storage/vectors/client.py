@@ -25,7 +25,6 @@ from podbrief.storage.vectors.base import (
     CollectionSpec,
     Condition,
     Filter,
-    HasId,
     Hit,
     IndexInfo,
     Match,
@@ -77,14 +76,11 @@ def _condition(c: Condition) -> models.Condition:
 
 
 def to_filter(flt: Filter | None, spec: CollectionSpec) -> models.Filter | None:
-    if not flt:
+    parts = flt.for_store(spec) if flt else None
+    if parts is None:
         return None
-    flt.check(spec)
-    must = [_condition(c) for c in flt.must if not (isinstance(c, HasId) and not c.ids)]
-    must_not = [_condition(c) for c in flt.must_not if not (isinstance(c, HasId) and not c.ids)]
-    if not (must or must_not):
-        return None
-    return models.Filter(must=must or None, must_not=must_not or None)
+    must, must_not = ([_condition(c) for c in cs] or None for cs in parts)
+    return models.Filter(must=must, must_not=must_not)
 
 
 class QdrantClientIndex:
