@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.parser import parse_feed
+from podbrief_testing import LoopbackServer
 
 pytestmark = pytest.mark.unit
 

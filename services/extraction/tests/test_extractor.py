@@ -13,7 +13,7 @@ from podbrief.events import Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.extractor import Extractor, answer_schema
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
-from podbrief_extraction.testing import FakeOpenAI
+from podbrief_testing.llm import FakeOpenAI
 
 pytestmark = pytest.mark.unit
 

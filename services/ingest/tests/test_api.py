@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from podbrief.bus import MemoryTransport
 from podbrief.events.topics import EPISODE_DISCOVERED
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.app import create_app, poll_all_now
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 
 from .conftest import API_KEY, discovered, item, rss, serve_pc20
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.cli import register
+from podbrief_testing import LoopbackServer
 from typer.testing import CliRunner
 
 from .conftest import item, rss, serve_pc20

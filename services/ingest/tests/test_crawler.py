@@ -13,10 +13,10 @@ from podbrief.bus import MemoryTransport
 from podbrief.errors import PermanentError
 from podbrief.events.ids import episode_id
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer, Route
 from podbrief_ingest.adapters import NewEpisode, utcnow
 from podbrief_ingest.handlers import discovered_event_id
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer, Route
 
 from .conftest import discovered, item, replica, rss, serve_pc20
 

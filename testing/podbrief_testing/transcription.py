@@ -1,5 +1,5 @@
-"""Test helpers for the transcription service: synthetic audio, video containers and a fake engine. Kept in
-the package (like `podbrief.testing`) so tests and benchmarks share them."""
+"""Transcription's test support: synthetic audio, video containers, a fake engine, settings for real-model
+tests and the word error rate that tests and benchmarks share."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +20,8 @@ app = typer.Typer(
 )
 
 
-def service_module(name: str, module: str) -> object:
+def service_module(name: str, module: str) -> Any:
+    """`podbrief_<name>.<module>` of a known service."""
     if name not in SERVICES:
         raise typer.BadParameter(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
     return importlib.import_module(f"podbrief_{name}.{module}")
@@ -35,7 +36,7 @@ def serve(
     """Run one service: its HTTP API, its consumer and its background loops, until SIGTERM."""
     from podbrief.server import serve_service
 
-    code = serve_service(service, host=host, port=port)
+    code = serve_service(service_module(service, "app").SPEC, host=host, port=port)
     raise typer.Exit(code)
 
 
@@ -54,7 +55,7 @@ def run(
 ) -> None:
     """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant local mode, CPU models) until
     idle, then write the brief as HTML and .eml under DATA_DIR and print it."""
-    from podbrief.embedded import run_embedded
+    from podbrief_run.runner import run_embedded
 
     raise typer.Exit(
         run_embedded(feeds=feeds or [], data_dir=data_dir, email=email, interests=interests, timeout_s=timeout)

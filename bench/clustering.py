@@ -1,4 +1,4 @@
-"""Clustering benchmark (`python -m podbrief_clustering.bench`): insights per second through the service's
+"""Clustering benchmark (`python -m bench.clustering`): insights per second through the service's
 code path (embed + upsert + assign), then search p50/p99 in Qdrant local mode at the given sizes next to a
 brute-force numpy baseline over the same vectors and queries.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-DATA = Path(__file__).parent / "tests" / "data" / "labelled_insights.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "services" / "clustering" / "tests" / "data" / "labelled_insights.jsonl"
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -150,9 +150,6 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _publish(args: argparse.Namespace, results: list[dict[str, Any]], command: str) -> None:
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
     from bench.floors import int8_gemm_gops, memory_read_gbps, transformer_layer_flops
     from bench.report import Comparison, Floor, update_section
 
@@ -244,14 +241,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="stored points (10000 100000)")
     parser.add_argument("--queries", type=int, default=None, help="search queries per size (200)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, not the speed")
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[2] / "bench")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args()
     args.insights = args.insights or (8 if args.smoke else 256)
     args.sizes = args.sizes or ([300] if args.smoke else [10_000, 100_000])
     args.queries = args.queries or (10 if args.smoke else 200)
     results = asyncio.run(main_async(args))
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
-    _publish(args, results, "python -m podbrief_clustering.bench " + " ".join(sys.argv[1:]))
+    _publish(args, results, "python -m bench.clustering " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Ingest benchmark (`make bench-ingest`, i.e. `python -m podbrief_ingest.bench`).
+"""Ingest benchmark (`make bench-ingest`, i.e. `python -m bench.ingest`).
 
 A loopback server with N feeds, most answering 304 Not Modified and a share (`--changed-ratio`) serving
 new items. Reports feeds per second and CPU seconds per 1,000 polls for the crawler (SQLite, in-memory bus)
@@ -28,14 +28,14 @@ from podbrief.events.ids import feed_id
 from podbrief.metrics import new_registry
 from podbrief.service import ServiceContext
 from podbrief.settings import BusSettings, DatabaseSettings, NetSettings
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.app import build_deps
 from podbrief_ingest.models import Feed
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 from pydantic import SecretStr
 
-# The repository's bench/ folder: results.json and RESULTS.md.
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "bench"
+from bench.floors import loopback_gbps
+from bench.report import DEFAULT_DIR, Comparison, Floor, update_section
 
 
 def _feed(n: int, items: int, version: int) -> bytes:
@@ -135,8 +135,6 @@ def _baseline(urls: list[str]) -> dict[str, Any]:
 def _floor(body: bytes, feeds: int, changed: int, per_k: float) -> tuple[float, str]:
     """CPU seconds per 1,000 polls that no crawler can beat here: every changed feed parsed once by feedparser
     (measured alone, best of 5) plus every byte of every exchange moved over loopback (measured bandwidth)."""
-    from bench.floors import loopback_gbps
-
     parse_s = min(_timed(lambda: feedparser.parse(body)) for _ in range(5))
     gbps = loopback_gbps(32)
     exchanged = changed * (len(body) + HEADER_BYTES) + (feeds - changed) * HEADER_BYTES
@@ -160,9 +158,6 @@ def _timed(fn: Any) -> float:
 
 
 def _publish(args: argparse.Namespace, result: dict[str, Any], floor: tuple[float, str], command: str) -> None:
-    _repo_on_path()
-    from bench.report import Comparison, Floor, update_section
-
     c, b = result["crawler"], result["baseline_sequential_httpx_feedparser"]
     peer = "sequential httpx + feedparser loop"
     report = c["report"]
@@ -212,13 +207,6 @@ def _publish(args: argparse.Namespace, result: dict[str, Any], floor: tuple[floa
     )
 
 
-def _repo_on_path() -> None:
-    """bench/ (the report writer) lives at the repository root, which is on sys.path only when run from there."""
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--feeds", type=int, default=None, help="feeds to poll (default 10,000; 200 with --smoke)")
@@ -231,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         help="per-host concurrency (every bench feed shares the one loopback host)",
     )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, not the speed")
-    ap.add_argument("--out-dir", type=Path, default=DEFAULT_OUT, help="where results.json and RESULTS.md go")
+    ap.add_argument("--out-dir", type=Path, default=DEFAULT_DIR, help="where results.json and RESULTS.md go")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = ap.parse_args(argv)
     if args.feeds is None:
@@ -260,13 +248,12 @@ def main(argv: list[str] | None = None) -> int:
             **baseline,
         },
     }
-    _repo_on_path()
     floor = _floor(_feed(0, args.items, 2), args.feeds, changed, per_k)
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     sys.stdout.write(text + "\n")
     if args.json:
         args.json.write_text(text)
-    command = "python -m podbrief_ingest.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
     _publish(args, result, floor, command.strip())
     c, b = result["crawler"], result["baseline_sequential_httpx_feedparser"]
     sys.stderr.write(

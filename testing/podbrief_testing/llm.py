@@ -1,7 +1,8 @@
-"""Test support shared with the root conftest and the end-to-end tests: one embedded llama-server per session.
+"""Extraction's test support: fake OpenAI-compatible servers (in-process through httpx.MockTransport, or on
+loopback for services run as processes), and one embedded llama-server per session for real-model tests.
 
     # conftest.py
-    from podbrief_extraction.testing import llama_server  # noqa: F401  (the session fixture)
+    from podbrief_testing.llm import llama_server  # noqa: F401  (the session fixture)
 
     def test_something(llama_server):  # an EmbeddedLlamaServer, already healthy
         settings = ExtractionSettings(llm=LLMSettings(base_url=llama_server.base_url))

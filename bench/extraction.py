@@ -1,4 +1,4 @@
-"""Extraction benchmark (`python -m podbrief_extraction.bench`): one OpenAI-compatible server (the embedded
+"""Extraction benchmark (`python -m bench.extraction`): one OpenAI-compatible server (the embedded
 llama-server with the packaged SmolLM2-135M, started here with `--parallel` slots and continuous batching, or
 `--base-url`), fed the same transcript chunks twice:
 
@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from podbrief import demo
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.adapters.llm import LLMClient, Usage
+from podbrief_extraction.eval.run import DATASET
 from podbrief_extraction.extractor import Extractor, answer_schema, quote_choices
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.settings import ExtractionSettings
+from podbrief_run import demo
 
-DATASET = Path(__file__).parent / "eval" / "dataset.json"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = uuid.UUID("5b0d7a52-3f7e-4c0e-9a39-7f3c2f1d6b10")
 # Demo scripts carry no timings: speech at about 2.5 words a second.
 WORDS_PER_S = 2.5
@@ -287,8 +287,6 @@ async def _server(args: argparse.Namespace, settings: ExtractionSettings) -> Asy
 
 
 def _publish(args: argparse.Namespace, out: dict[str, Any], command: str) -> None:
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from bench.report import Comparison, Floor, update_section
 
     seq, conc, rates = out["sequential"], out["concurrent"], out["rates"]
@@ -387,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         args.concurrency = min(args.concurrency, 2)
     args.gen_tokens = args.gen_tokens or (16 if args.smoke else 256)
     out = asyncio.run(run(args))
-    _publish(args, out, "python -m podbrief_extraction.bench " + " ".join(argv if argv is not None else sys.argv[1:]))
+    _publish(args, out, "python -m bench.extraction " + " ".join(argv if argv is not None else sys.argv[1:]))
     for name, r in (("sequential", out["sequential"]), ("podbrief", out["concurrent"])):
         sys.stdout.write(json.dumps(_row(name, r)) + "\n")
     sys.stdout.write(json.dumps({k: round(v, 2) for k, v in out["rates"].items()}) + "\n")

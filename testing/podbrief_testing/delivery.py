@@ -1,4 +1,4 @@
-"""Builders shared by delivery's tests."""
+"""Delivery's test support: settings for tests, and InsightClustered events (one, or a small day of them)."""
 
 from __future__ import annotations
 

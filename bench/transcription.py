@@ -1,8 +1,8 @@
 """Transcription benchmark: plain faster-whisper against the service's engine, same audio, same settings.
 
-    python -m podbrief_transcription.bench speed [FILE ...]   # RTF, WER: raw, service, batched
-    python -m podbrief_transcription.bench memory --minutes 60  # peak RSS of decoding a long episode
-    python -m podbrief_transcription.bench report                # raw vs the service end to end (event in,
+    python -m bench.transcription speed [FILE ...]   # RTF, WER: raw, service, batched
+    python -m bench.transcription memory --minutes 60  # peak RSS of decoding a long episode
+    python -m bench.transcription report                # raw vs the service end to end (event in,
                                                                  # event out) on jfk.flac and a 5-minute
                                                                  # two-voice espeak-ng episode; writes the
                                                                  # "transcription" section of bench/
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
 # ../shared/data/audio from the repository root.
-SHARED_AUDIO = Path(__file__).resolve().parents[3] / "shared" / "data" / "audio"
+SHARED_AUDIO = REPO.parent / "shared" / "data" / "audio"
 REFERENCES = {
     "jfk.flac": "And so my fellow Americans, ask not what your country can do for you, ask what you can do "
     "for your country.",
@@ -45,7 +46,7 @@ def _rss_mb() -> float:
 
 
 def _wer(reference: str, hypothesis: str) -> float:
-    from podbrief_transcription.testing import wer
+    from podbrief_testing.transcription import wer
 
     return wer(reference, hypothesis)
 
@@ -113,7 +114,7 @@ def _event(path: Path, threads: int, batch: int) -> dict[str, object]:
     from podbrief.events import EpisodeDiscovered, EpisodeDiscoveredPayload, EpisodeRef, decode, encode, new_event
     from podbrief.events.topics import EPISODE_DISCOVERED, EPISODE_TRANSCRIBED
     from podbrief.settings import BusSettings, DatabaseSettings, NetSettings
-    from podbrief.testing import LoopbackServer
+    from podbrief_testing import LoopbackServer
     from podbrief_transcription.app import create_app
     from podbrief_transcription.settings import TranscriptionSettings
     from pydantic import SecretStr
@@ -193,9 +194,9 @@ def _reference(path: Path) -> str | None:
 def _two_voice_episode(dest: Path) -> Path:
     """A ~5-minute two-voice episode: the bundled demo episodes (espeak-ng, a host and a guest voice each)
     back to back with a second of silence between them; the script text is written beside it as the reference."""
-    from podbrief import demo
+    from podbrief_run import demo
+    from podbrief_testing.transcription import write_wav
     from podbrief_transcription.adapters.audio import load_all
-    from podbrief_transcription.testing import write_wav
 
     parts, texts = [], []
     for ep in demo.episodes():
@@ -215,7 +216,6 @@ def whisper_flops(audio_s: float, tokens: int, beams: int, dims: dict[str, int] 
     the cross-attention keys and values once per window, and per generated token per beam each decoder layer
     (self-attention projections, cross-attention query/output, MLP, attention over the 1,500 encoder frames)
     plus the vocabulary projection. Self-attention over the few tokens generated so far is negligible."""
-    _repo_on_path()
     from bench.floors import transformer_layer_flops
 
     d, layers, frames = dims["d"], dims["layers"], dims["frames"]
@@ -229,7 +229,6 @@ def whisper_flops(audio_s: float, tokens: int, beams: int, dims: dict[str, int] 
 
 
 def _report(threads: int, batch: int, out_dir: Path, smoke: bool, memory_minutes: float, command: str) -> str:
-    _repo_on_path()
     from podbrief_transcription.settings import TranscriptionSettings
 
     from bench.floors import fp32_gemm_gflops, int8_gemm_gops
@@ -309,7 +308,7 @@ def _report(threads: int, batch: int, out_dir: Path, smoke: bool, memory_minutes
         "settings; the batched row is faster-whisper's BatchedInferencePipeline (a detail, not the service's CPU "
         "default: it raises tiny.en's WER on long audio). GPU not measured here: on paper, faster-whisper's batched "
         "pipeline runs large-v2 at about 46x real time on one RTX 3070 Ti; reproduce with "
-        "`TRANSCRIPTION_DEVICE=cuda python -m podbrief_transcription.bench report --batch 16`."
+        "`TRANSCRIPTION_DEVICE=cuda python -m bench.transcription report --batch 16`."
     )
     update_section(
         "transcription",
@@ -324,13 +323,6 @@ def _report(threads: int, batch: int, out_dir: Path, smoke: bool, memory_minutes
         out_dir=out_dir,
     )
     return _table(details["runs (each in its own process)"]) + "\n"
-
-
-def _repo_on_path() -> None:
-    """bench/ (the report writer) lives at the repository root, which is on sys.path only when run from there."""
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
 
 
 def _decode(kind: str, path: Path) -> dict[str, object]:
@@ -353,7 +345,8 @@ def _decode(kind: str, path: Path) -> dict[str, object]:
 
 def _spawn(*args: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, "-m", "podbrief_transcription.bench", *args],
+        [sys.executable, "-m", "bench.transcription", *args],
+        cwd=REPO,
         capture_output=True,
         text=True,
     )
@@ -371,8 +364,8 @@ def _table(rows: list[dict[str, object]]) -> str:
 
 def _long_file(minutes: float, dest: Path) -> Path:
     """JFK's 11 s tiled with pauses to `minutes`, as a 16 kHz mono WAV."""
+    from podbrief_testing.transcription import write_wav
     from podbrief_transcription.adapters.audio import load_all
-    from podbrief_transcription.testing import write_wav
 
     speech = load_all(SHARED_AUDIO / "jfk.flac")
     unit = np.concatenate([speech, np.zeros(16_000, dtype=np.float32)])
@@ -381,7 +374,7 @@ def _long_file(minutes: float, dest: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="podbrief_transcription.bench")
+    parser = argparse.ArgumentParser(prog="bench.transcription")
     sub = parser.add_subparsers(dest="cmd", required=True)
     speed = sub.add_parser("speed")
     speed.add_argument("files", nargs="*", type=Path)
@@ -405,7 +398,7 @@ def main() -> None:
     rep = sub.add_parser("report")
     rep.add_argument("--threads", type=int, default=0)
     rep.add_argument("--batch", type=int, default=8)
-    rep.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[2] / "bench")
+    rep.add_argument("--out-dir", type=Path, default=REPO / "bench")
     rep.add_argument("--smoke", action="store_true", help="jfk.flac only, no batched run, no memory run")
     rep.add_argument("--memory-minutes", type=float, default=None, help="decode-memory file (default 30; 0 skips)")
     dec = sub.add_parser("_decode")
@@ -418,7 +411,7 @@ def main() -> None:
         sys.stdout.write(json.dumps(_event(args.file, args.threads, args.batch)) + "\n")
     elif args.cmd == "report":
         minutes = args.memory_minutes if args.memory_minutes is not None else (0.0 if args.smoke else 30.0)
-        command = "python -m podbrief_transcription.bench " + " ".join(sys.argv[1:])
+        command = "python -m bench.transcription " + " ".join(sys.argv[1:])
         sys.stdout.write(_report(args.threads, args.batch, args.out_dir, args.smoke, minutes, command))
     elif args.cmd == "tile":
         sys.stdout.write(str(_long_file(args.minutes, args.dest)) + "\n")

@@ -2,7 +2,7 @@
 insights (384-d), vectorised in batches, beside the naive per-subscriber Python loop (timed on a sample and
 scaled, since the full loop would take hours). Each size runs in its own process so peak RSS is its own.
 
-    python -m podbrief_delivery.bench [--sizes 1000,10000,100000] [--candidates 5000] [--naive-sample 20]
+    python -m bench.delivery [--sizes 1000,10000,100000] [--candidates 5000] [--naive-sample 20]
 
 Writes the "delivery" section of bench/results.json and RESULTS.md (`--out-dir`; `--smoke`: tiny sizes).
 """
@@ -101,9 +101,6 @@ def one(n_subs: int, n_cands: int, batch: int, naive_sample: int) -> dict[str, f
 
 
 def _publish(args: argparse.Namespace, rows: list[dict[str, float]], command: str) -> None:
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
     from bench.floors import fp32_gemm_gflops
     from bench.report import Comparison, Floor, update_section
 
@@ -162,7 +159,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--naive-sample", type=int, default=None, help="subscribers the naive loop runs (default 20)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness, not the speed")
-    ap.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parents[2] / "bench")
+    ap.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.sizes = args.sizes or ("200,1000" if args.smoke else "1000,10000,100000")
@@ -177,7 +174,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "podbrief_delivery.bench",
+                "bench.delivery",
                 "--one",
                 str(n),
                 "--candidates",
@@ -187,6 +184,7 @@ def main() -> None:
                 "--naive-sample",
                 str(args.naive_sample),
             ],
+            cwd=Path(__file__).resolve().parents[1],
             capture_output=True,
             text=True,
             check=True,
@@ -202,7 +200,7 @@ def main() -> None:
         )
         sys.stdout.flush()
     sys.stdout.write(json.dumps(rows) + "\n")
-    _publish(args, rows, "python -m podbrief_delivery.bench " + " ".join(sys.argv[1:]))
+    _publish(args, rows, "python -m bench.delivery " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

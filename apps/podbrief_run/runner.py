@@ -1,6 +1,7 @@
 """`podbrief run`: the whole pipeline in one process. The five services run with their real code on one
 in-process bus, with SQLite, Qdrant local mode and CPU models; feeds and audio that live on this machine are
-served from loopback. It runs until the pipeline is idle, then composes the brief and writes it as HTML and .eml.
+served from loopback (`localhost.LocalHost`). It runs until the pipeline is idle, then composes the brief and
+writes it as HTML and .eml.
 """
 
 from __future__ import annotations
@@ -8,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from defusedxml import ElementTree
+from fastapi import FastAPI
+from podbrief import logging as plog
+from podbrief.bus import MemoryTransport
+from podbrief.events import topics
+from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
 from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
@@ -32,11 +37,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from podbrief import logging as plog
-from podbrief.bus import MemoryTransport
-from podbrief.events import topics
-from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
-from podbrief.testing import LoopbackServer
+from podbrief_run.localhost import LocalHost
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,16 @@ class FileMailer:
         return f"<{path.name}>"
 
 
-def _serve_demo(server: LoopbackServer) -> list[str]:
-    from podbrief import demo
+def _serve_demo(server: LocalHost) -> list[str]:
+    from podbrief_run import demo
 
     urls = []
     for slug in demo.shows():
-        urls.append(server.add(f"/demo/{slug}.xml", demo.render_feed(server.base_url, slug), "application/rss+xml"))
+        feed = demo.render_feed(server.base_url, slug)
+        urls.append(server.add_bytes(f"/demo/{slug}.xml", feed, "application/rss+xml"))
     for ep in demo.episodes():
         path = demo.audio_path(ep)
-        server.add(f"/audio/{path.name}", path.read_bytes(), "audio/ogg")
+        server.add_file(f"/audio/{path.name}", path, demo.AUDIO_MIME_TYPE)
     return urls
 
 
@@ -94,7 +96,7 @@ def _opml_urls(path: Path) -> list[str]:
     return [u for u in urls if u]
 
 
-def resolve_feeds(inputs: Sequence[str], server: LoopbackServer) -> tuple[list[str], bool]:
+def resolve_feeds(inputs: Sequence[str], server: LocalHost) -> tuple[list[str], bool]:
     """Feed URLs for the inputs (URLs, OPML files, feed files), and whether anything is served from loopback."""
     if not inputs:
         return _serve_demo(server), True
@@ -111,7 +113,7 @@ def resolve_feeds(inputs: Sequence[str], server: LoopbackServer) -> tuple[list[s
         if path.suffix.lower() == ".opml" or b"<opml" in head:
             urls.extend(_opml_urls(path))
         else:
-            urls.append(server.add(f"/files/{len(urls)}-{path.name}", path.read_bytes(), "application/rss+xml"))
+            urls.append(server.add_file(f"/files/{len(urls)}-{path.name}", path, "application/rss+xml"))
             local = True
     return urls, local
 
@@ -152,6 +154,24 @@ def _settings(data_dir: Path, allow_loopback: bool) -> dict[str, Any]:
     }
 
 
+def _create_app(name: str, settings: Any, transport: MemoryTransport) -> FastAPI:
+    """The service's own app (chassis, consumer, loops), on the shared in-process bus."""
+    from podbrief_clustering.app import create_app as clustering
+    from podbrief_delivery.app import create_app as delivery
+    from podbrief_extraction.app import create_app as extraction
+    from podbrief_ingest.app import create_app as ingest
+    from podbrief_transcription.app import create_app as transcription
+
+    factories: dict[str, Callable[..., FastAPI]] = {
+        "ingest": ingest,
+        "transcription": transcription,
+        "extraction": extraction,
+        "clustering": clustering,
+        "delivery": delivery,
+    }
+    return factories[name](settings, transport=transport)
+
+
 def _pending(transport: MemoryTransport) -> dict[str, tuple[int, int]]:
     """(handled, total) per stage, from the bus itself: what each consumer group has committed."""
     out = {}
@@ -187,9 +207,9 @@ async def _run(
     feeds: Sequence[str], data_dir: Path, email: str, interests: str, timeout_s: float, console: Console
 ) -> int:
     try:
-        server = LoopbackServer(port=DEMO_PORT if not feeds else 0).start()
+        server = LocalHost(port=DEMO_PORT if not feeds else 0).start()
     except OSError:  # the demo port is taken: any port works, only the demo's episode ids change
-        server = LoopbackServer().start()
+        server = LocalHost().start()
     try:
         urls, local = resolve_feeds(feeds, server)
     except FeedInputError as exc:
@@ -199,10 +219,7 @@ async def _run(
     settings = _settings(data_dir, allow_loopback=local or not feeds)
     transport = MemoryTransport(partitions=4)
     await transport.start()
-    apps = {
-        name: importlib.import_module(f"podbrief_{name}.app").create_app(cfg, transport=transport)
-        for name, cfg in settings.items()
-    }
+    apps = {name: _create_app(name, cfg, transport) for name, cfg in settings.items()}
     started = time.monotonic()
     try:
         async with contextlib.AsyncExitStack() as stack:
