@@ -45,7 +45,9 @@ class GuardedResolver(AbstractResolver):
         self.allow = allow
         self.inner = aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         answers = await self.inner.resolve(host, port, family)
         for answer in answers:
             # Scope ids ("fe80::1%eth0") are not part of the address checked.
@@ -75,9 +77,7 @@ class GuardedClient:
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=net.connect_timeout_s, sock_read=net.read_timeout_s
-            ),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=net.connect_timeout_s, sock_read=net.read_timeout_s),
             headers={"User-Agent": net.user_agent},
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,

@@ -455,6 +455,6 @@ __all__ = [
     "check_url",
     "fetch_limited",
     "literal_address",
-    "ssl_context",
     "make_http_client",
+    "ssl_context",
 ]
