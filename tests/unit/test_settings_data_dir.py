@@ -4,30 +4,19 @@ volume there, and everything else in the image is read-only. A location set on i
 
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
 
 import pytest
-from podbrief.settings import ServiceSettings, under_data_dir
+from podbrief.settings import under_data_dir
+from podbrief_testing.settings import SERVICES, clean_service_env, settings_cls
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit
 
-SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
-
-
-def settings_cls(service: str) -> type[ServiceSettings]:
-    cls: type[ServiceSettings] = importlib.import_module(f"podbrief_{service}.app").SPEC.settings_cls
-    return cls
-
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith(tuple(f"{s.upper()}_" for s in SERVICES)) or key == "PODBRIEF_SECRETS_DIR":
-            monkeypatch.delenv(key)
+    clean_service_env(monkeypatch, tmp_path)
     monkeypatch.setenv("DELIVERY_ALLOW_INSECURE_DEV_SECRET", "true")
 
 
