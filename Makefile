@@ -58,8 +58,8 @@ test-unit: install ## unit + contract tests only (no external services)
 test-integration: deps-test install ## bus suite and storage on real Kafka and PostgreSQL
 	scripts/test.sh -m integration $(PYTEST_ARGS)
 
-test-faults: deps-test install ## fault injection: kill services, Kafka, PostgreSQL, LLM and SMTP mid-run; prints the table
-	scripts/test.sh -m faults -s $(PYTEST_ARGS)
+test-faults: deps-test install ## fault injection: kill services, Kafka, PostgreSQL, LLM and SMTP mid-run; writes README's table
+	PODBRIEF_PUBLISH=1 scripts/test.sh -m faults -s $(PYTEST_ARGS)
 
 test-e2e: deps-test install ## the five services as processes on real Kafka and PostgreSQL, real audio
 	scripts/test.sh -m e2e $(PYTEST_ARGS)
