@@ -25,12 +25,14 @@ import publish
 
 SESSION_STARTED = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 # Whether the fault table is complete: every scenario selected, none filtered out by -k or -m.
-_run: dict[str, Any] = {"deselected": False, "selected": 0}
+_run: dict[str, Any] = {"deselected": False, "selected": 0, "shutdown_deselected": False}
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if any(item.path.name == "test_faults.py" for item in items):
         _run["deselected"] = True
+    if any(item.path.name == "test_shutdown.py" for item in items):
+        _run["shutdown_deselected"] = True
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -41,7 +43,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """`make test-faults` (PODBRIEF_PUBLISH=1) writes the README's fault table and back-pressure figures from what
     this run recorded, when the run passed (and, for the table, ran every scenario)."""
     if publish.requested() and exitstatus == 0:
-        publish.from_artifacts(faultkit.ARTIFACTS, since=SESSION_STARTED)
+        publish.from_artifacts(faultkit.ARTIFACTS, since=SESSION_STARTED, shutdown=not _run["shutdown_deselected"])
 
 
 # Short real speech, so Whisper tiny.en and the LLM keep each scenario to seconds.

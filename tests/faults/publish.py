@@ -76,11 +76,28 @@ def backpressure_body(data: dict[str, Any]) -> str:
     return text
 
 
+def shutdown_body(data: dict[str, Any]) -> str:
+    """One row per shutdown scenario: the drain timeout, the bound the test asserts, and the measured exit."""
+    dates = sorted(v["recorded_at"] for v in data.values())
+    lines = [
+        f"Recorded {dates[0]} → {dates[-1]}:",
+        "",
+        "| scenario | drain timeout s | exit bound s | exit code | seconds to exit | what was in flight |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, v in sorted(data.items(), key=lambda kv: (kv[1]["service"], kv[0])):
+        lines.append(
+            f"| {name} | {v['shutdown_timeout_s']:g} | {v['bound_s']:g} | {v['exit_code']} "
+            f"| {v['seconds_to_exit']:.1f} | {v['in_flight']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write(name: str, body: str) -> None:
     write_section(README, name, body, source=SOURCE)
 
 
-def from_artifacts(artifacts: Path, *, since: str = "") -> list[str]:
+def from_artifacts(artifacts: Path, *, since: str = "", shutdown: bool = True) -> list[str]:
     """Writes what `artifacts` holds that is fit to publish (recorded at or after `since`); returns the names of
     the sections written and says why any was not."""
     written: list[str] = []
@@ -103,6 +120,14 @@ def from_artifacts(artifacts: Path, *, since: str = "") -> list[str]:
         written.append("backpressure")
     else:
         print(f"publish: {path} lacks one of the two back-pressure runs since {since or 'ever'}")  # noqa: T201
+    path = artifacts / "shutdown.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    fresh = {k: v for k, v in data.items() if v.get("recorded_at", "") >= since and "bound_s" in v}
+    if shutdown and fresh:
+        write("shutdown", shutdown_body(fresh))
+        written.append("shutdown")
+    else:
+        print(f"publish: no shutdown scenario to publish from {path} since {since or 'ever'}")  # noqa: T201
     return written
 
 
