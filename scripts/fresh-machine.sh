@@ -9,7 +9,10 @@
 #   --dir DIR       where the roots live (default /var/tmp/podbrief-fresh): DIR/base is the pristine
 #                   debootstrap (made once, kept), DIR/root a copy of it made anew for each run
 #   --ref REF       branch or commit to clone (default: the current branch); --repo PATH (default: this repo)
-#   --keep          leave DIR/root (and its mounts) after the run, to look around
+#   --keep          leave DIR/root (and its mounts) after the run, to look around or to --reuse it
+#   --reuse         run in the DIR/root an earlier --keep run left (what that run installed stays; the clone is
+#                   made anew): to run `make deps-test` (apt only) first, outside a machine-wide lock, and the
+#                   heavy `make test` under it
 #   targets         default: test. The run's output goes to DIR/run-<date>.log as well.
 # Env: PODBRIEF_KAFKA_PORT, PODBRIEF_KAFKA_CONTROLLER_PORT, PODBRIEF_PG_PORT are passed through (the chroot shares
 # this machine's network); MIRROR (default: the first Debian mirror in /etc/apt/sources.list*).
@@ -20,6 +23,7 @@ dir=/var/tmp/podbrief-fresh
 repo=$ROOT
 ref=$(git -C "$ROOT" rev-parse --abbrev-ref HEAD)
 keep=0
+reuse=0
 targets=()
 while (($#)); do
   case $1 in
@@ -27,7 +31,8 @@ while (($#)); do
     --ref) ref=$2; shift 2 ;;
     --repo) repo=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --reuse) reuse=1; shift ;;
+    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -57,29 +62,46 @@ fi
 # ---- a fresh copy of it, mounts, the clone ------------------------------------------------------------------
 mounts=()
 cleanup() {
-  local m
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
-  if ((!keep)); then rm -rf --one-file-system "$run"; fi
+  ((keep)) && return
+  # Never delete through a mount (the shared data is bound in there): only when nothing is mounted below.
+  if grep -q " $run/" /proc/mounts; then
+    log "mounts remain under $run; not removing it"
+  else
+    rm -rf --one-file-system "$run"
+  fi
 }
 trap cleanup EXIT
-bind() { mkdir -p "$2" && mount "${@:3}" --bind "$1" "$2" && mounts+=("$2"); }
+mounted() { mountpoint -q "$1"; }
+bind() { mkdir -p "$2"; mounted "$2" || mount "${@:3}" --bind "$1" "$2"; mounts+=("$2"); }
+fs() { mkdir -p "$3"; mounted "$3" || mount -t "$1" "${@:4}" "$2" "$3"; mounts+=("$3"); }
 
-if mountpoint -q "$run/proc" 2>/dev/null; then die "$run is still mounted from an earlier --keep run; umount -R it first"; fi
-rm -rf --one-file-system "$run"
-log "copying the base into $run"
-cp -a "$base" "$run"
-cp /etc/resolv.conf "$run/etc/resolv.conf"
-# As in any chroot or container image: packages installed in there must not start their services (PostgreSQL's
-# and Prometheus's would take ports on this machine); the tests start their own.
-printf '#!/bin/sh\nexit 101\n' >"$run/usr/sbin/policy-rc.d" && chmod +x "$run/usr/sbin/policy-rc.d"
-mount -t proc proc "$run/proc" && mounts+=("$run/proc")
-mount -t sysfs sys "$run/sys" && mounts+=("$run/sys")
+if ((reuse)) && [[ -f $run/.podbrief-base ]]; then
+  log "reusing $run (what an earlier run installed there stays)"
+else
+  ((reuse)) && log "nothing to reuse in $run: starting from the base"
+  if grep -q " $run/" /proc/mounts; then die "something is still mounted under $run; umount -R it first"; fi
+  rm -rf --one-file-system "$run"
+  log "copying the base into $run"
+  cp -a "$base" "$run"
+  cp /etc/resolv.conf "$run/etc/resolv.conf"
+  # As in any chroot or container image: packages installed in there must not start their services (PostgreSQL's
+  # and Prometheus's would take ports on this machine); the tests start their own.
+  printf '#!/bin/sh\nexit 101\n' >"$run/usr/sbin/policy-rc.d" && chmod +x "$run/usr/sbin/policy-rc.d"
+fi
+fs proc proc "$run/proc"
+fs sysfs sys "$run/sys"
 bind /dev "$run/dev"
 bind /dev/pts "$run/dev/pts"
-mount -t tmpfs -o mode=1777 shm "$run/dev/shm" && mounts+=("$run/dev/shm")
-bind "$(cd "$ROOT/../shared" && pwd)" "$run/work/shared" -o ro
-mount -o remount,ro,bind "$run/work/shared"
+fs tmpfs shm "$run/dev/shm" -o mode=1777
+if ! mounted "$run/work/shared"; then
+  bind "$(cd "$ROOT/../shared" && pwd)" "$run/work/shared" -o ro
+  mount -o remount,ro,bind "$run/work/shared"
+else
+  mounts+=("$run/work/shared")
+fi
 
+rm -rf "$run/work/podbrief"
 log "cloning $repo ($ref) into $run/work/podbrief"
 git clone -q --no-local --branch "$ref" "$repo" "$run/work/podbrief" 2>/dev/null ||
   { git clone -q --no-local "$repo" "$run/work/podbrief" && git -C "$run/work/podbrief" checkout -q "$ref"; }
