@@ -15,7 +15,7 @@
 #                   heavy `make test` under it
 #   targets         default: test. The run's output goes to DIR/run-<date>.log as well.
 # Env: PODBRIEF_KAFKA_PORT, PODBRIEF_KAFKA_CONTROLLER_PORT, PODBRIEF_PG_PORT are passed through (the chroot shares
-# this machine's network); MIRROR (default: the first Debian mirror in /etc/apt/sources.list*).
+# this machine's network); MIRROR (default: http://deb.debian.org/debian).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -44,8 +44,7 @@ die() { printf '[fresh-machine] ERROR: %s\n' "$*" >&2; exit 1; }
 command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
 [[ -d $ROOT/../shared ]] || die "no shared test data at $ROOT/../shared"
 
-mirror=${MIRROR:-$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -n 1)}
-mirror=${mirror:-http://deb.debian.org/debian}
+mirror=${MIRROR:-http://deb.debian.org/debian}
 base=$dir/base
 run=$dir/root
 mkdir -p "$dir"
