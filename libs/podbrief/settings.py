@@ -94,6 +94,10 @@ class BusSettings(BaseModel):
     backoff_max_s: float = Field(default=15.0, ge=0.0, le=600.0)
     # Messages handled at once per consumer; messages that share a key are always handled in order.
     concurrency: int = Field(default=4, ge=1, le=256)
+    # Messages fetched and not yet finished per consumer (running, or queued behind an earlier one of their
+    # key): the back-pressure bound. The consumer fetches again as soon as one finishes; the backlog beyond it
+    # waits in the broker.
+    max_in_flight: int = Field(default=50, ge=1, le=10_000)
 
 
 class DatabaseSettings(BaseModel):
