@@ -53,7 +53,7 @@ from podbrief_testing import free_port
 from pydantic import SecretStr
 
 from bench.feedhost import feed_document, feed_url, host_address
-from bench.report import DEFAULT_DIR, Comparison, Floor, update_section
+from bench.report import DEFAULT_DIR, MEASURED, Comparison, Floor, update_section
 
 PEER = "sequential httpx + feedparser loop"
 
@@ -310,8 +310,20 @@ def _publish(args: argparse.Namespace, results: dict[str, dict[str, Any]], comma
     fs, ss = Scenario(**_fields(fast["scenario"])), Scenario(**_fields(slow["scenario"]))
     extrapolated = ss.peer_sample < ss.feeds
 
-    def compare(r: dict[str, Any], field: str, metric: str, unit: str, better: str, note: str = "") -> Comparison:
-        return Comparison("ingest", metric, unit, r["crawler"][field], PEER, r["peer"][field], better, note=note)  # type: ignore[arg-type]
+    def compare(
+        r: dict[str, Any], field: str, metric: str, unit: str, better: str, note: str = "", basis: str = MEASURED
+    ) -> Comparison:
+        return Comparison(
+            "ingest",
+            metric,
+            unit,
+            r["crawler"][field],
+            PEER,
+            r["peer"][field],
+            better,
+            note=note,
+            peer_basis=basis,  # type: ignore[arg-type]
+        )
 
     sampled = f"peer measured on {ss.peer_sample} of the {ss.feeds:,} feeds" if extrapolated else ""
     comparisons = [
@@ -332,6 +344,7 @@ def _publish(args: argparse.Namespace, results: dict[str, dict[str, Any]], comma
             "s",
             "lower",
             "peer extrapolated from its rate on the sample" if extrapolated else "",
+            f"extrapolated from its rate on {ss.peer_sample:,} of the {ss.feeds:,} feeds" if extrapolated else MEASURED,
         ),
         compare(slow, "cpu_s_per_1000_polls", f"CPU per 1,000 polls ({ss.label})", "CPU s", "lower", sampled),
     ]
