@@ -94,11 +94,11 @@ def edge_errors(op: str) -> Iterator[None]:
             raise  # TypeError and friends: a bug on our side, not the store's
         text = str(exc)
         if text.startswith(_PERMANENT):
-            raise PermanentError(f"qdrant edge {op}: {text}", reason="vectors_bad_request") from exc
+            raise PermanentError(f"qdrant edge {op}: {text}", reason="qdrant_edge_refused") from exc
         if any(s in text for s in _UNAVAILABLE):
             # Not this message's fault, and true for every message until an operator acts.
-            raise UnavailableError(f"qdrant edge {op}: {text}", reason="vectors_resources") from exc
-        raise RetryableError(f"qdrant edge {op}: {text}", reason="vectors_error") from exc
+            raise UnavailableError(f"qdrant edge {op}: {text}", reason="qdrant_edge_resources") from exc
+        raise RetryableError(f"qdrant edge {op}: {text}", reason="qdrant_edge_failed") from exc
 
 
 def is_local_mode_store(path: Path) -> bool:
