@@ -259,6 +259,20 @@ def _publish(args: argparse.Namespace, results: list[dict[str, Any]], command: s
             "insert >= 5,000 points/s. Load average (1 min) before and after each size is in the store table: "
             "the machine is shared. No peer runs the throughput part (it is the service's own path)."
         ),
+        headline=[
+            (
+                f"vector search in Qdrant Edge (embedded), {largest['stored']:,} points, top-10",
+                "p99 {} / {} / {} ms (no filter / show / time window) vs brute-force numpy {} / {} / {} ms; "
+                "recall@10 {}; insert {:,.0f} points/s; RSS {:,.0f} MB vs numpy's {:,.0f} MB".format(
+                    *(largest[f"search_{k}"]["edge_p99_ms"] for k in filters),
+                    *(largest[f"search_{k}"]["numpy_p99_ms"] for k in filters),
+                    min(largest[f"search_{k}"]["recall_at_10"] for k in filters),
+                    largest["edge"]["insert_per_s"],
+                    largest["edge"]["rss_mb"],
+                    largest["numpy"]["rss_mb"],
+                ),
+            )
+        ],
         extra={"memory_read_gbps": gbps, "int8_gemm_gops": gops, "mean_tokens": mean_tokens},
         order=40,
         out_dir=args.out_dir,

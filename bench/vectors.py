@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -61,13 +62,19 @@ def sentences(limit: int, seed: int = 0) -> list[str]:
 
 
 def make_data(path: Path, size: int, queries: int, *, seed: int = 0) -> dict[str, Any]:
-    """Write points, payload columns and queries to `path` (.npz) for the two sides to read."""
-    from podbrief.embeddings import Embedder
-
+    """Write points, payload columns and queries to `path` (.npz) for the two sides to read. The sentences'
+    embeddings are kept beside `path`'s directory, so a second size reuses them."""
     texts = sentences(min(size, BASE_SENTENCES) + queries, seed)
     base_n = max(len(texts) - queries, 1)
+    cache = path.parent.parent / f"embeddings-{hashlib.sha1(chr(0).join(texts).encode()).hexdigest()[:16]}.npy"
     t0 = time.perf_counter()
-    vecs = Embedder().embed(texts)
+    if cache.exists():
+        vecs = np.load(cache)
+    else:
+        from podbrief.embeddings import Embedder
+
+        vecs = Embedder().embed(texts)
+        np.save(cache, vecs)
     embed_s = time.perf_counter() - t0
     base, held_out = vecs[:base_n], vecs[base_n:]
     rng = np.random.default_rng(seed)

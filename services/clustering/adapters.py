@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 __all__ = ["PAYLOAD_INDEXES", "Cluster", "ClusterRepo", "Hit", "InsightIndex", "Member", "trend_score"]
 
-# Payload fields with an index, and their types; `published_ts` is epoch seconds so ranges work everywhere.
+# The payload fields queries filter on, and their types (`published_ts` is epoch seconds, so ranges work
+# everywhere): the search API's show and time window, and related insights leaving out the asking episode. Only
+# these are indexed, and only these may appear in a filter: every index costs each insert (on Qdrant Edge about
+# a fifth of it, with the binding's per-value conversion), and the other fields are only ever read back.
 PAYLOAD_INDEXES: dict[str, PayloadType] = {
     "published_ts": "float",
     "show": "keyword",
     "episode_id": "keyword",
-    "cluster_id": "keyword",
-    "language": "keyword",
 }
 
 

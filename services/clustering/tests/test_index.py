@@ -97,7 +97,7 @@ async def test_collection_creation_is_idempotent(tmp_path: Path, hash_embedder: 
         assert isinstance(store, EdgeIndex)
         await store.open()  # already open: a no-op
         schema = store.shard.info().payload_schema
-        assert set(schema) == {"published_ts", "show", "episode_id", "cluster_id", "language"}
+        assert set(schema) == {"published_ts", "show", "episode_id"}
         assert await clusterer.index.count() == 1
     async with open_clusterer(settings, embedder=hash_embedder) as clusterer:
         assert await clusterer.index.count() == 1

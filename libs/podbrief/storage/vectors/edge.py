@@ -292,8 +292,10 @@ class EdgeIndex:
         if DOC_KEY in payload:
             raise ValueError(f"payload key {DOC_KEY!r} is reserved by the embedded store")
         indexed = self._spec.payload_indexes
-        out = {k: v for k, v in payload.items() if k in indexed}
-        rest = {k: v for k, v in payload.items() if k not in indexed}
+        out: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
+        for k, v in payload.items():
+            (out if k in indexed else rest)[k] = v
         if rest:
             out[DOC_KEY] = orjson.dumps(rest).decode()
         return out
