@@ -131,7 +131,7 @@ def build_index(path: PathOption = None) -> None:
         return
     assert settings.qdrant.path is not None
     spec = _stored_spec(settings)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
 
     async def build() -> tuple[int, int, int]:
         index = EdgeIndex(settings.qdrant.path, spec)  # type: ignore[arg-type]
@@ -187,7 +187,7 @@ def migrate(
     if src is None:
         _fail("no source directory: give one, or set CLUSTERING_QDRANT__PATH")
     assert src is not None
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
 
     def spec_for(name: str, model: str | None, dim: int) -> CollectionSpec:
         if model is None:
