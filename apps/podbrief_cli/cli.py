@@ -76,6 +76,23 @@ def schemas(write: Annotated[bool, typer.Option("--write", help="rewrite the com
         typer.echo(render(event_schema(model)))
 
 
+@app.command()
+def reasons(
+    markdown: Annotated[bool, typer.Option("--markdown", help="the README's table (Markdown)")] = False,
+) -> None:
+    """The reason codes that logs, metrics, dead letters, status APIs and `podbrief run` report."""
+    from podbrief import reasons as vocabulary
+
+    if markdown:
+        typer.echo(vocabulary.markdown_table())
+        return
+    for group, title in vocabulary.GROUP_TITLES.items():
+        typer.echo(f"{title}:")
+        for info in vocabulary.REASONS.values():
+            if info.group == group:
+                typer.echo(f"  {info.code:<28} {info.meaning}")
+
+
 def _register_service_commands() -> None:
     for name in SERVICES:
         try:

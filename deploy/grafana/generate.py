@@ -155,8 +155,8 @@ def pipeline() -> dict[str, object]:
                 "Dead-lettered messages per second",
                 [
                     (
-                        f"sum by (topic, error_class) (rate(podbrief_{s}_dead_lettered_total[5m]))",
-                        f"{s} {{{{topic}}}} {{{{error_class}}}}",
+                        f"sum by (topic, reason) (rate(podbrief_{s}_dead_lettered_total[5m]))",
+                        f"{s} {{{{topic}}}} {{{{reason}}}}",
                     )
                     for s in SERVICES
                 ],

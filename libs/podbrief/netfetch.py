@@ -35,6 +35,7 @@ from podbrief.netguard import (
     check_url,
     ssl_context,
 )
+from podbrief.reasons import http_status
 from podbrief.settings import NetSettings
 
 
@@ -148,6 +149,8 @@ class GuardedClient:
                 raise PermanentError(f"invalid URL {current!r}: {exc}", reason="invalid_url") from exc
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise RetryableError(f"timed out fetching {current}", reason="timeout") from exc
+            except aiohttp.ClientConnectorDNSError as exc:
+                raise RetryableError(f"cannot resolve the host of {current}: {exc.os_error}", reason="dns") from exc
             except aiohttp.ClientError as exc:
                 raise RetryableError(f"cannot fetch {current}: {exc!r}", reason="connect") from exc
             async with response:
@@ -175,11 +178,9 @@ class GuardedClient:
 
 def _raise_for_status(status: int, url: str) -> None:
     if status == 429 or status >= 500:
-        raise RetryableError(f"{url} answered {status}", reason="http_429" if status == 429 else "http_5xx")
+        raise RetryableError(f"{url} answered {status}", reason=http_status(status))
     if status >= 400:
-        raise PermanentError(
-            f"{url} answered {status}", reason=f"http_{status}" if status in (401, 403, 404, 410) else "http_4xx"
-        )
+        raise PermanentError(f"{url} answered {status}", reason=http_status(status))
     if status >= 300:
         raise PermanentError(f"{url} answered {status} without a usable Location", reason="bad_redirect")
 

@@ -23,6 +23,7 @@ import httpcore
 import httpx
 
 from podbrief.errors import PermanentError, RetryableError
+from podbrief.reasons import http_status
 from podbrief.settings import NetSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -180,9 +181,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout_s
             )
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+            raise RetryableError(f"resolving {host} timed out", reason="dns") from exc
         except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            # Its own reason: "the name does not resolve" is the commonest way a moved or dead host fails.
+            raise RetryableError(f"cannot resolve {host}: {exc}", reason="dns") from exc
         seen: list[IPAddress] = []
         for info in infos:
             # Scope ids ("fe80::1%eth0") are stripped by ip_address; the address itself is what we check.
@@ -400,11 +402,11 @@ async def _fetch(
                     304, current, _lower(response.headers), b"", tuple(history), time.monotonic() - started
                 )
             if status == 429 or status >= 500:
-                raise RetryableError(f"{current} answered {status}", reason="http_429" if status == 429 else "http_5xx")
+                raise RetryableError(f"{current} answered {status}", reason=http_status(status))
             if status >= 400:
                 raise PermanentError(
                     f"{current} answered {status}",
-                    reason=f"http_{status}" if status in (401, 403, 404, 410) else "http_4xx",
+                    reason=http_status(status),
                 )
             if status >= 300:
                 raise PermanentError(f"{current} answered {status} without a usable Location", reason="bad_redirect")

@@ -374,7 +374,7 @@ class Crawler:
             # its traceback, and the feed backs off like any failing one.
             log.exception("feed poll crashed", extra={"feed_id": str(feed.id)})
             result = await self._failed(
-                feed, now, PermanentError(f"internal error: {exc!r}", reason="internal"), release
+                feed, now, PermanentError(f"internal error: {exc!r}", reason="unexpected"), release
             )
         self.metrics.polls.labels(result.outcome).inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - started)

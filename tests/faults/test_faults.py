@@ -112,7 +112,9 @@ def finish(
         now = p.state()
         got = 0 if now is None else effects(now, episodes)
         total = expected.messages if expected else 3 * len(episodes)
-        results.append(Row(p.scenario, total, got, 0, 0, total - got, 0, "-", None, "FAILED: never caught up"))
+        failed = Row(p.scenario, total, got, 0, 0, total - got, 0, "-", None, "FAILED: never caught up")
+        failed.restarts = dict(p.crashes)
+        results.append(failed)
         raise
     recovery = recovery_s if recovery_s is not None else None if t_fault is None else round(t_done - t_fault, 1)
 
@@ -144,8 +146,7 @@ def finish(
         recovery_s=recovery,
         note=note,
     )
-    if p.crashes:
-        row.note += "; exited and restarted by the supervisor: " + ", ".join(f"{k} x{v}" for k, v in p.crashes.items())
+    row.restarts = dict(p.crashes)
     results.append(row)
     print(f"\n[{p.scenario}] {row}  runs: {first} / {second}")  # noqa: T201
 
