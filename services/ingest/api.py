@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from podbrief.clock import aware
 from podbrief.errors import PermanentError, PipelineError
 from podbrief.http import ProblemError, check_api_key, problems
 from podbrief.netguard import Allowance, check_url
-from podbrief_ingest.adapters import aware
 from podbrief_ingest.deps import Deps, DepsDep
 from podbrief_ingest.models import Episode, Feed
 from podbrief_ingest.opml import parse_opml, render_opml

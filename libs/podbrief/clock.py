@@ -1,0 +1,24 @@
+"""Time as the pipeline keeps it: timezone-aware UTC everywhere, and the repair for SQLite, which hands back
+naive datetimes even from timezone-aware columns (everything stored is UTC)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import overload
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
+@overload
+def aware(value: datetime | None) -> datetime | None: ...
+def aware(value: datetime | None) -> datetime | None:
+    """`value` with its time zone: a naive datetime read back from the database is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
