@@ -4,7 +4,9 @@ naive datetimes even from timezone-aware columns (everything stored is UTC)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import overload
+from typing import Annotated, overload
+
+from pydantic import AfterValidator
 
 
 def utcnow() -> datetime:
@@ -22,3 +24,7 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+# A datetime read from the database into a response model (`from_attributes`): made aware on the way.
+StoredDatetime = Annotated[datetime, AfterValidator(aware)]
