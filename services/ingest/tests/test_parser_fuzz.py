@@ -1,6 +1,6 @@
 """Real feeds, damaged at random (seeded, so a failure reproduces): the parser either reads them, with every
 field bounded and every one-line field on one line, or refuses them with a known reason. Nothing else escapes
-(no crash takes a poll down as an "internal" error)."""
+(no crash takes a poll down as an "unexpected" error)."""
 
 from __future__ import annotations
 
