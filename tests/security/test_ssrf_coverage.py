@@ -97,7 +97,7 @@ def internet(monkeypatch: pytest.MonkeyPatch, loopback: LoopbackServer) -> Itera
 
     async def start_connection(addr_infos: list[Any], **kwargs: Any) -> Any:
         routed = []
-        for family, type_, proto, canon, sockaddr in addr_infos:
+        for _family, type_, proto, canon, sockaddr in addr_infos:
             net.connects.append(str(sockaddr[0]))
             if sockaddr[0] == PUBLIC:
                 routed.append((socket.AF_INET, type_, proto, canon, ("127.0.0.1", loopback.port)))

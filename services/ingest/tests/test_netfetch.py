@@ -271,12 +271,3 @@ async def test_a_host_that_does_not_resolve_fails_with_reason_dns() -> None:
         with pytest.raises(RetryableError) as err:
             await client.get("http://podbrief-no-such-host.invalid/feed.xml", max_bytes=1000)
     assert err.value.reason == "dns"
-
-
-async def test_a_host_that_does_not_resolve_fails_with_reason_dns() -> None:
-    # RFC 2606 reserves .invalid: no resolver answers it, with or without a network.
-    async with guarded(NetSettings()) as client:
-        with pytest.raises(RetryableError) as err:
-            await client.get("http://podbrief-no-such-host.invalid/feed.xml", max_bytes=100)
-    assert err.value.reason == "dns"
-    assert "podbrief-no-such-host.invalid" in str(err.value)
