@@ -75,7 +75,7 @@ class IngestMetrics:
                 f"{p}_feeds_recovered_total",
                 "Feed documents that were not well-formed and were read after a repair, by repair (encoding, "
                 "undeclared_prefix, entities, control_chars, stray_markup, leading_junk, xml_recover).",
-                ["reason"],
+                ["repair"],
                 registry=registry,
             ),
         )
