@@ -23,6 +23,7 @@ import httpcore
 import httpx
 
 from podbrief.errors import PermanentError, RetryableError
+from podbrief.reasons import http_status
 from podbrief.settings import NetSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -115,8 +116,13 @@ def check_address(ip: IPAddress, allow: Allowance, host: str) -> None:
         raise PermanentError(f"refusing to fetch from {host} ({ip}): {reason} address", reason="ssrf_blocked")
 
 
-def check_url(url: httpx.URL, allow: Allowance) -> None:
+def check_url(url: httpx.URL | str, allow: Allowance) -> None:
     """What can be checked before any DNS lookup: the scheme, metadata names and literal addresses."""
+    if isinstance(url, str):
+        try:
+            url = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise PermanentError(f"invalid URL {url!r}: {exc}", reason="invalid_url") from exc
     if url.scheme not in ("http", "https"):
         raise PermanentError(f"only http and https URLs are fetched, not {url.scheme!r}", reason="bad_scheme")
     host = url.host
@@ -175,9 +181,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout_s
             )
         except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+            raise RetryableError(f"resolving {host} timed out", reason="dns") from exc
         except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            # Its own reason: "the name does not resolve" is the commonest way a moved or dead host fails.
+            raise RetryableError(f"cannot resolve {host}: {exc}", reason="dns") from exc
         seen: list[IPAddress] = []
         for info in infos:
             # Scope ids ("fe80::1%eth0") are stripped by ip_address; the address itself is what we check.
@@ -225,7 +232,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle costs a few hundred milliseconds; one verified context serves every client.
     return httpx.create_ssl_context(trust_env=False)
 
@@ -234,16 +241,16 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with the guarded backend underneath and a URL check on every request."""
 
     def __init__(self, net: NetSettings, *, max_connections: int = 100) -> None:
-        ssl_context = _ssl_context()
+        context = ssl_context()
         super().__init__(
-            verify=ssl_context,
+            verify=context,
             trust_env=False,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
         )
         self.allow = Allowance(net.allowed_networks)
         # httpx has no public knob for the network backend, so the pool is rebuilt with the same options.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
+            ssl_context=context,
             max_connections=max_connections,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
@@ -285,7 +292,7 @@ class Redirect:
 class FetchResult:
     status: int
     url: str
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # lower-case names
     body: bytes
     history: tuple[Redirect, ...] = ()
     elapsed_s: float = 0.0
@@ -391,13 +398,15 @@ async def _fetch(
                 continue
             status = response.status_code
             if status == 304:
-                return FetchResult(304, current, response.headers, b"", tuple(history), time.monotonic() - started)
+                return FetchResult(
+                    304, current, _lower(response.headers), b"", tuple(history), time.monotonic() - started
+                )
             if status == 429 or status >= 500:
-                raise RetryableError(f"{current} answered {status}", reason="http_429" if status == 429 else "http_5xx")
+                raise RetryableError(f"{current} answered {status}", reason=http_status(status))
             if status >= 400:
                 raise PermanentError(
                     f"{current} answered {status}",
-                    reason=f"http_{status}" if status in (401, 403, 404, 410) else "http_4xx",
+                    reason=http_status(status),
                 )
             if status >= 300:
                 raise PermanentError(f"{current} answered {status} without a usable Location", reason="bad_redirect")
@@ -424,13 +433,17 @@ async def _fetch(
             return FetchResult(
                 status,
                 current,
-                response.headers,
+                _lower(response.headers),
                 b"".join(chunks),
                 tuple(history),
                 time.monotonic() - started,
             )
         finally:
             await response.aclose()
+
+
+def _lower(headers: httpx.Headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 __all__ = [
@@ -445,4 +458,5 @@ __all__ = [
     "fetch_limited",
     "literal_address",
     "make_http_client",
+    "ssl_context",
 ]

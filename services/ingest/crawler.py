@@ -228,7 +228,7 @@ class Crawler:
             # A bug must not stop the crawl of every other feed; it is recorded on the feed and logged with
             # its traceback, and the feed backs off like any failing one.
             log.exception("feed poll crashed", extra={"feed_id": str(feed.id)})
-            failure = PermanentError(f"internal error: {exc!r}", reason="internal")
+            failure = PermanentError(f"internal error: {exc!r}", reason="unexpected")
             result = await self._record(feed, self._failed(feed, now, failure), release)
         self.metrics.polls.labels(result.outcome).inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - started)

@@ -288,3 +288,12 @@ async def test_any_private_answer_refuses_the_name() -> None:
     with pytest.raises(PermanentError) as err:
         await backend.connect_tcp("rebind.example", 80, timeout=1)
     assert err.value.reason == "ssrf_blocked" and inner.hosts == []
+
+
+async def test_a_host_that_does_not_resolve_fails_with_reason_dns() -> None:
+    # RFC 2606 reserves .invalid: no resolver answers it, with or without a network.
+    async with make_http_client(NetSettings()) as client:
+        with pytest.raises(RetryableError) as err:
+            await fetch_limited(client, "http://podbrief-no-such-host.invalid/feed.xml", max_bytes=100)
+    assert err.value.reason == "dns"
+    assert "podbrief-no-such-host.invalid" in str(err.value)
