@@ -53,7 +53,7 @@ def run(
     ),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 1800.0,
 ) -> None:
-    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant local mode, CPU models) until
+    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) until
     idle, then write the brief as HTML and .eml under DATA_DIR and print it."""
     from podbrief_run.runner import run_embedded
 

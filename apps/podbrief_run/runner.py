@@ -1,7 +1,7 @@
 """`podbrief run`: the whole pipeline in one process. The five services run with their real code on one
-in-process bus, with SQLite, Qdrant local mode and CPU models; feeds and audio that live on this machine are
-served from loopback (`localhost.LocalHost`). It runs until the pipeline is idle, then composes the brief and
-writes it as HTML and .eml.
+in-process bus, with SQLite, Qdrant Edge (the embedded vector store) and CPU models; feeds and audio that live
+on this machine are served from loopback (`localhost.LocalHost`). It runs until the pipeline is idle, then
+composes the brief and writes it as HTML and .eml.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from defusedxml import ElementTree
 from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
+from podbrief.errors import ConfigurationError
 from podbrief.events import topics
 from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
 from pydantic import SecretStr
@@ -327,3 +328,8 @@ def run_embedded(*, feeds: Sequence[str], data_dir: Path, email: str, interests:
     except TimeoutError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
+    except ConfigurationError as exc:
+        # Settings or stores that cannot work (an embedding model the vector store was not built with, a store
+        # in use by another process or still in an old format): say what and how, without a traceback.
+        console.print(f"[red]error:[/] {exc}")
+        return 2
