@@ -402,6 +402,18 @@ def write_section(cfg: Config, r: dict[str, Any] | None, emb: list[EmbeddedRun],
         details=details,
         notes=notes(cfg, r, extra),
         extra=extra,
+        headline=[
+            (
+                f"end to end, {extra['episodes']} episodes ({extra['audio_minutes']:.0f} audio min) through the five "
+                "services on real Kafka + PostgreSQL",
+                f"{extra['episodes_per_hour']} episodes/hour; feed update → insight in a composed brief "
+                f"p50 {lat['p50']} s, p95 {lat['p95']} s",
+            ),
+            (
+                "CPU s per audio minute (" + " / ".join(SERVICES) + ")",
+                " / ".join(str(cpu[n]) for n in SERVICES) + " (extraction includes its llama-server)",
+            ),
+        ],
         order=ORDER,
         out_dir=cfg.out_dir,
     )

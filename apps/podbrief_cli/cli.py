@@ -53,7 +53,7 @@ def run(
     ),
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 1800.0,
 ) -> None:
-    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant local mode, CPU models) until
+    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) until
     idle, then write the brief as HTML and .eml under DATA_DIR and print it."""
     from podbrief_run.runner import run_embedded
 
@@ -74,6 +74,23 @@ def schemas(write: Annotated[bool, typer.Option("--write", help="rewrite the com
         return
     for model in ALL_EVENTS:
         typer.echo(render(event_schema(model)))
+
+
+@app.command()
+def reasons(
+    markdown: Annotated[bool, typer.Option("--markdown", help="the README's table (Markdown)")] = False,
+) -> None:
+    """The reason codes that logs, metrics, dead letters, status APIs and `podbrief run` report."""
+    from podbrief import reasons as vocabulary
+
+    if markdown:
+        typer.echo(vocabulary.markdown_table())
+        return
+    for group, title in vocabulary.GROUP_TITLES.items():
+        typer.echo(f"{title}:")
+        for info in vocabulary.REASONS.values():
+            if info.group == group:
+                typer.echo(f"  {info.code:<28} {info.meaning}")
 
 
 def _register_service_commands() -> None:

@@ -1,14 +1,13 @@
 """`podbrief run`: the whole pipeline in one process. The five services run with their real code on one
-in-process bus, with SQLite, Qdrant local mode and CPU models; feeds and audio that live on this machine are
-served from loopback (`localhost.LocalHost`). It runs until the pipeline is idle, then composes the brief and
-writes it as HTML and .eml.
+in-process bus, with SQLite, Qdrant Edge (the embedded vector store) and CPU models; feeds and audio that live
+on this machine are served from loopback (`localhost.LocalHost`). It runs until the pipeline is idle, then
+composes the brief and writes it as HTML and .eml.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import time
@@ -23,6 +22,7 @@ from defusedxml import ElementTree
 from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
+from podbrief.errors import ConfigurationError
 from podbrief.events import topics
 from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
 from pydantic import SecretStr
@@ -268,20 +268,41 @@ async def _run(
 
 async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, console: Console, started: float) -> int:
     """Sign the demo subscriber up (or update them), compose and "send" today's brief into .eml and .html."""
-    from podbrief_delivery import core
+    from podbrief_delivery import subscribers
+    from podbrief_delivery.composing import brief_files
+    from podbrief_delivery.schedule import local_day
+    from podbrief_delivery.sending import deliver_due
 
     mailer = FileMailer(data_dir / "briefs")
-    d = dataclasses.replace(deps, mailer=mailer)
-    sub = await d.repo.subscriber_by_email(core.normalise_email(email))
+    repo, metrics, embedder, settings = deps.repo, deps.metrics, deps.embedder, deps.settings
+    sub = await repo.subscriber_by_email(subscribers.normalise_email(email))
     if sub is None:
-        sub = await core.add_active_subscriber(d, email, core.SignupProfile(interests=interests))
+        profile = subscribers.SignupProfile(interests=interests)
+        sub = await subscribers.add_active_subscriber(
+            email, profile, repo=repo, embedder=embedder, settings=settings, metrics=metrics
+        )
     else:
         if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
-            sub, _key = await core.confirm(d, sub.id)
-        sub = await core.update_profile(d, sub, {"interests": interests, "status": "active"})
-    report = await core.deliver_due(d, force=True, only=[sub.id])
-    day = core.local_day(sub, datetime.now(UTC))[0]
-    stored = await core.brief_files(d, sub, day)
+            sub, _key = await subscribers.confirm(sub.id, repo=repo, metrics=metrics)
+        changes = {"interests": interests, "status": "active"}
+        sub = await subscribers.update_profile(sub, changes, repo=repo, embedder=embedder, metrics=metrics)
+    # Delivery's own sending, with the brief "sent" into .eml files instead of by SMTP.
+    report = await deliver_due(
+        repo=repo,
+        embedder=embedder,
+        mailer=mailer,
+        renderer=deps.renderer,
+        links=deps.links,
+        publish=deps.publish,
+        settings=settings,
+        metrics=metrics,
+        force=True,
+        only=[sub.id],
+    )
+    day = local_day(sub, datetime.now(UTC))[0]
+    stored = await brief_files(
+        sub, day, repo=repo, links=deps.links, renderer=deps.renderer, sender=settings.smtp.from_address
+    )
     if stored is None:
         console.print(f"[red]no brief was composed[/]: {report.as_dict()}")
         return 1
@@ -316,3 +337,8 @@ def run_embedded(*, feeds: Sequence[str], data_dir: Path, email: str, interests:
     except TimeoutError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
+    except ConfigurationError as exc:
+        # Settings or stores that cannot work (an embedding model the vector store was not built with, a store
+        # in use by another process or still in an old format): say what and how, without a traceback.
+        console.print(f"[red]error:[/] {exc}")
+        return 2

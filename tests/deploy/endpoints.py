@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from podbrief_testing.settings import settings_cls
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
@@ -212,7 +213,7 @@ def _only_env(env: Mapping[str, str]) -> Iterator[None]:
 def bound_address(service: str, env: Mapping[str, str]) -> tuple[str, int]:
     """The (host, port) the service binds in a container with this environment: its settings class, read the way
     `podbrief serve` reads it."""
-    cls = importlib.import_module(f"podbrief_{service}.app").SPEC.settings_cls
+    cls = settings_cls(service)
     with _only_env({k: _stand_in(k, v) for k, v in own(env, service).items()}):
         settings = cls()
     return str(settings.http.host), int(settings.http.port)
