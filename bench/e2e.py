@@ -402,21 +402,39 @@ def write_section(cfg: Config, r: dict[str, Any] | None, emb: list[EmbeddedRun],
         details=details,
         notes=notes(cfg, r, extra),
         extra=extra,
-        headline=[
-            (
-                f"end to end, {extra['episodes']} episodes ({extra['audio_minutes']:.0f} audio min) through the five "
-                "services on real Kafka + PostgreSQL",
-                f"{extra['episodes_per_hour']} episodes/hour; feed update → insight in a composed brief "
-                f"p50 {lat['p50']} s, p95 {lat['p95']} s",
-            ),
-            (
-                "CPU s per audio minute (" + " / ".join(SERVICES) + ")",
-                " / ".join(str(cpu[n]) for n in SERVICES) + " (extraction includes its llama-server)",
-            ),
-        ],
+        headline=headline(extra),
         order=ORDER,
         out_dir=cfg.out_dir,
     )
+
+
+def headline(extra: dict[str, Any]) -> list[tuple[str, str]]:
+    """The README's summary rows (bench/publish.py)."""
+    rows = [
+        (
+            "one 5-minute episode alone, feed update → insight in a composed brief, p50",
+            f"embedded `podbrief run` {extra['embedded']['latency_s']['p50']} s (cold start included); five "
+            f"services on Kafka {_get(extra, 'alone', 'latency_s', 'p50')} s; extraction: {extra['extraction_model']}",
+        )
+    ]
+    if _get(extra, "stream", "episodes"):
+        lat, st = extra["latency_s"], extra["stream"]
+        rows.append(
+            (
+                f"a stream of {st['episodes']} episodes, one every {st['interval_s']:g} s, through the five services",
+                f"feed update → brief p50 {lat['p50']} s, p95 {lat['p95']} s (p95/p50 {st['p95_over_p50']}); "
+                f"{extra['episodes_per_hour']} episodes/hour",
+            )
+        )
+    if extra.get("cpu_s_per_audio_min"):
+        cpu = extra["cpu_s_per_audio_min"]
+        rows.append(
+            (
+                "CPU s per audio minute (" + " / ".join(SERVICES) + ")",
+                " / ".join(str(cpu[n]) for n in SERVICES) + " (extraction includes its llama-server)",
+            )
+        )
+    return rows
 
 
 def notes(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) -> str:
