@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from podbrief.terminal import safe
 
 if TYPE_CHECKING:
     from podbrief_clustering.core import Outcome
@@ -152,7 +153,7 @@ def register(app: typer.Typer) -> None:
         try:
             lines = read_lines(file)
         except BadInput as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(safe(f"error: {exc}"), err=True)
             raise typer.Exit(2) from None
         with tempfile.TemporaryDirectory(prefix="podbrief-cluster-") as tmp:
             root = store or Path(tmp)
@@ -165,7 +166,7 @@ def register(app: typer.Typer) -> None:
                     }
                 )
             except ValidationError as exc:
-                typer.echo(f"error: invalid CLUSTERING_* settings: {exc}", err=True)
+                typer.echo(safe(f"error: invalid CLUSTERING_* settings: {exc}"), err=True)
                 raise typer.Exit(2) from None
             with Progress(
                 TextColumn("clustering"),
@@ -187,7 +188,7 @@ def register(app: typer.Typer) -> None:
                         )
                     )
                 except ConfigurationError as exc:
-                    typer.echo(f"error: {exc}", err=True)
+                    typer.echo(safe(f"error: {exc}"), err=True)
                     raise typer.Exit(2) from None
                 except RuntimeError as exc:
                     if "already accessed by another instance" in str(exc):

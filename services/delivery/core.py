@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -207,6 +207,16 @@ async def brief_files(deps: Deps, sub: Subscriber, day: date) -> tuple[str, byte
     return page, bytes(msg)
 
 
+async def reopen_day(deps: Deps, sub: Subscriber, day: date) -> bool:
+    """Discard the brief of `day` (stored brief, ledger entry, what it marked as sent), so the next delivery run
+    composes the day again from the candidates it then has. True if there was one. For an operator's deliberate
+    re-composition (`podbrief run --force`); the scheduler never does this."""
+    reopened = await deps.repo.reopen_day(sub.id, day)
+    if reopened:
+        log.info("brief day reopened", extra={"subscriber_id": str(sub.id), "day": day.isoformat()})
+    return reopened
+
+
 async def confirm(deps: Deps, sub_id: uuid.UUID) -> tuple[Subscriber, str | None]:
     """Activate a pending subscriber and issue their API key (shown once). Confirming twice is harmless."""
     sub = await deps.repo.subscriber(sub_id)
@@ -364,9 +374,10 @@ class Pool:
     cands: Candidates
 
 
-async def load_pool(deps: Deps, now: datetime) -> Pool:
+async def load_pool(deps: Deps, now: datetime, feed_ids: Collection[uuid.UUID] | None = None) -> Pool:
+    """The candidates of the ranking window (of those feeds only, when given)."""
     since = now - timedelta(days=deps.settings.ranking.max_age_days)
-    rows = await deps.repo.candidates(since)
+    rows = await deps.repo.candidates(since, feed_ids)
     dim = getattr(deps.embedder, "dim", None)
     usable = [r for r in rows if r.vector and (dim is None or len(r.vector) == 4 * dim)]
     if usable:
@@ -588,9 +599,11 @@ async def deliver_due(
     force: bool = False,
     day: date | None = None,
     only: Sequence[uuid.UUID] | None = None,
+    feed_ids: Collection[uuid.UUID] | None = None,
 ) -> DeliveryReport:
     """Compose and send every brief that is due now. Safe to run on many replicas at once: a brief is
-    sent only by the replica whose ledger insert for (subscriber, date) succeeded."""
+    sent only by the replica whose ledger insert for (subscriber, date) succeeded. `feed_ids` limits the
+    candidates to those feeds' insights (the embedded runner composes from the feeds it was given)."""
     now = now or utcnow()
     report = DeliveryReport(started_at=now.isoformat())
     considered, due = await due_subscribers(deps, now, force=force, day=day, only=only)
@@ -598,7 +611,7 @@ async def deliver_due(
     if not due:
         report.finished_at = utcnow().isoformat()
         return report
-    pool = await load_pool(deps, now)
+    pool = await load_pool(deps, now, feed_ids)
     report.candidates = len(pool.cands)
     size = deps.settings.batch_size
     sem = asyncio.Semaphore(8)

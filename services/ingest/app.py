@@ -24,6 +24,7 @@ from podbrief_ingest.deps import Deps
 from podbrief_ingest.handlers import Crawler, PollReport
 from podbrief_ingest.metrics import IngestMetrics
 from podbrief_ingest.settings import IngestSettings
+from podbrief_ingest.status import stage_status
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ SPEC: ServiceSpec[IngestSettings, Deps] = ServiceSpec(
     routers=[router],
     background=_background,
     ready=_ready,
+    status=lambda d: stage_status(d.repo.engine),
     title="podbrief ingest",
     description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
 )
