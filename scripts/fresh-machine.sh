@@ -120,5 +120,10 @@ chroot "$run" /usr/bin/env -i "${env_vars[@]}" bash -c \
   _ "${targets[@]}" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
+# What the run recorded (the fault suite's tables, bench smoke, logs) outlives the root.
+if [[ -d $run/work/podbrief/test-artifacts ]]; then
+  cp -a "$run/work/podbrief/test-artifacts" "${out%.log}-artifacts"
+  log "test artifacts: ${out%.log}-artifacts"
+fi
 log "make ${targets[*]} exited $rc after $(($(date +%s) - started)) s (commit $commit; log: $out)"
 exit "$rc"

@@ -63,9 +63,9 @@ def run(
     ),
     timeout: Annotated[float, typer.Option(help="stop waiting for the pipeline after this many seconds")] = 1800.0,
 ) -> None:
-    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant local mode, CPU models) on the given
-    feeds until idle, compose today's brief from them, write it as HTML and .eml under DATA_DIR, and print what
-    happened to every feed and episode. Exits 1 when nothing could be processed and no brief came of the feeds."""
+    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) on the given feeds
+    until idle, compose today's brief from them, write it as HTML and .eml under DATA_DIR, and print what happened
+    to every feed and episode. Exits 1 when nothing could be processed and no brief came of the feeds."""
     from podbrief_run.runner import run_embedded
 
     options = RunOptions(

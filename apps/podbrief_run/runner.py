@@ -1,8 +1,9 @@
 """`podbrief run`: the whole pipeline in one process. The five services run with their real code on one
-in-process bus, with SQLite, Qdrant local mode and CPU models; feeds and audio that live on this machine are
-served from loopback (`localhost.LocalHost`). It polls the feeds it is given (only those, unless --all-feeds),
-runs until the pipeline is idle, composes today's brief from those feeds' insights, writes it as HTML and .eml,
-and ends with what happened to every feed and every episode, and why (`outcomes`, `report`).
+in-process bus, with SQLite, Qdrant Edge (the embedded vector store) and CPU models; feeds and audio that live
+on this machine are served from loopback (`localhost.LocalHost`). It polls the feeds it is given (only those,
+unless --all-feeds), runs until the pipeline is idle, composes today's brief from those feeds' insights, writes
+it as HTML and .eml, and ends with what happened to every feed and every episode, and why (`outcomes`,
+`report`).
 
 Everything stays in the data directory between runs (`layout.DataDir`), the bus included
 (podbrief.bus.memory_store): what a run left unfinished resumes in the next, dead letters wait for
@@ -18,23 +19,24 @@ import hashlib
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from defusedxml import ElementTree
 from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
 from podbrief.bus.memory_store import MemoryStore, StoreBusyError
-from podbrief.errors import PipelineError
+from podbrief.errors import ConfigurationError, PipelineError
 from podbrief.events import ids
 from podbrief.events.topics import dlq_topic
 from podbrief.settings import BusSettings, NetSettings
-from podbrief.terminal import plain
+from podbrief.terminal import error_text
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import (
@@ -56,12 +58,20 @@ from podbrief_run.outcomes import (
     BusMark,
     EpisodeOutcome,
     FeedOutcome,
+    FeedState,
     RunReport,
     brief_sources,
     rejected_episodes,
     trace_episodes,
 )
 from podbrief_run.report import print_report
+
+if TYPE_CHECKING:
+    from podbrief_delivery.deps import Deps as DeliveryDeps
+    from podbrief_extraction.deps import Deps as ExtractionDeps
+    from podbrief_ingest.adapters.repo import IngestRepo
+    from podbrief_ingest.crawler import PollResult
+    from podbrief_ingest.deps import Deps as IngestDeps
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +207,7 @@ def _create_app(name: str, settings: Any, transport: MemoryTransport) -> FastAPI
     return factories[name](settings, transport=transport)
 
 
-async def _poll(ingest: Any, feeds: Sequence[FeedInput], all_feeds: bool) -> list[FeedOutcome]:
+async def _poll(ingest: IngestDeps, feeds: Sequence[FeedInput], all_feeds: bool) -> list[FeedOutcome]:
     """Add (and so first-poll) or poll each given feed; with `all_feeds`, every stored one too."""
     crawler, repo = ingest.crawler, ingest.repo
     out: list[FeedOutcome] = []
@@ -217,23 +227,28 @@ async def _poll(ingest: Any, feeds: Sequence[FeedInput], all_feeds: bool) -> lis
         given = {ids.feed_id(f.url) for f in feeds}
         rest = [i for i in await repo.all_feed_ids() if i not in given]
         for result in await crawler.poll_many(rest):
-            row = await repo.get_feed(result.feed_id)
-            url = row.url if row is not None else str(result.feed_id)
+            stored = await repo.get_feed(result.feed_id)
+            url = stored.url if stored is not None else str(result.feed_id)
             outcome = await _feed_outcome(repo, url, url, result)
             outcome.stored = True
             out.append(outcome)
     return out
 
 
-async def _feed_outcome(repo: Any, label: str, url: str, result: Any) -> FeedOutcome:
+async def _feed_outcome(repo: IngestRepo, label: str, url: str, result: PollResult) -> FeedOutcome:
     row = await repo.get_feed(result.feed_id)
-    states = {"ok": "polled", "not_modified": "not_modified", "blocked": "blocked", "skipped": "skipped"}
+    states: dict[str, FeedState] = {
+        "ok": "polled",
+        "not_modified": "not_modified",
+        "blocked": "blocked",
+        "skipped": "skipped",
+    }
     state = states.get(result.outcome, "failed")
     reason = result.reason if state == "failed" else ("blocked" if state == "blocked" else None)
     return FeedOutcome(
         label,
         url,
-        state,  # type: ignore[arg-type]
+        state,
         title=row.title if row is not None else None,
         reason=reason,
         message=result.error,
@@ -286,37 +301,61 @@ def _text_part(message: EmailMessage, subtype: str) -> str:
     return part.get_content() if part is not None else ""
 
 
-async def _brief(deps: Any, layout: DataDir, options: RunOptions, feed_ids: set[Any] | None) -> BriefOutcome:
+async def _brief(
+    deps: DeliveryDeps, layout: DataDir, options: RunOptions, feed_ids: set[uuid.UUID] | None
+) -> BriefOutcome:
     """Today's brief for the run's subscriber, from the run's feeds: composed now, or the one an earlier run
     composed today (composed again with --force)."""
-    from podbrief_delivery import core
+    from podbrief_delivery import subscribers
     from podbrief_delivery.brief import Brief
+    from podbrief_delivery.composing import brief_files
+    from podbrief_delivery.schedule import local_day
+    from podbrief_delivery.sending import deliver_due, reopen_day
 
-    d = dataclasses.replace(deps, mailer=FileMailer(layout.briefs))
-    sub = await d.repo.subscriber_by_email(core.normalise_email(options.email))
+    repo, metrics, embedder, settings = deps.repo, deps.metrics, deps.embedder, deps.settings
+    sub = await repo.subscriber_by_email(subscribers.normalise_email(options.email))
     if sub is None:
-        sub = await core.add_active_subscriber(d, options.email, core.SignupProfile(interests=options.interests))
+        profile = subscribers.SignupProfile(interests=options.interests)
+        sub = await subscribers.add_active_subscriber(
+            options.email, profile, repo=repo, embedder=embedder, settings=settings, metrics=metrics
+        )
     else:
         if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
-            sub, _key = await core.confirm(d, sub.id)
-        sub = await core.update_profile(d, sub, {"interests": options.interests, "status": "active"})
-    day = core.local_day(sub, datetime.now(UTC))[0]
-    existing = await d.repo.brief_on(sub.id, day)
-    state = "composed"
+            sub, _key = await subscribers.confirm(sub.id, repo=repo, metrics=metrics)
+        changes = {"interests": options.interests, "status": "active"}
+        sub = await subscribers.update_profile(sub, changes, repo=repo, embedder=embedder, metrics=metrics)
+    day = local_day(sub, datetime.now(UTC))[0]
+    existing = await repo.brief_on(sub.id, day)
+    state: Literal["composed", "earlier"] = "composed"
     composed_at = None
     candidates = None
     if existing is not None and not options.force:
         state, composed_at = "earlier", existing.created_at
     else:
         if existing is not None:
-            await core.reopen_day(d, sub, day)
-        report = await core.deliver_due(d, force=True, only=[sub.id], feed_ids=feed_ids)
+            await reopen_day(sub, day, repo=repo)
+        # Delivery's own sending, with the brief "sent" into .eml files instead of by SMTP.
+        report = await deliver_due(
+            repo=repo,
+            embedder=embedder,
+            mailer=FileMailer(layout.briefs),
+            renderer=deps.renderer,
+            links=deps.links,
+            publish=deps.publish,
+            settings=settings,
+            metrics=metrics,
+            force=True,
+            only=[sub.id],
+            feed_ids=feed_ids,
+        )
         if report.failed or report.retry:
             detail = "; ".join(o.detail or o.status for o in report.outcomes)
             return BriefOutcome("none", detail=f"delivery failed: {detail}")
         candidates = report.candidates
-    stored = await core.brief_files(d, sub, day)
-    row = await d.repo.brief_on(sub.id, day)
+    stored = await brief_files(
+        sub, day, repo=repo, links=deps.links, renderer=deps.renderer, sender=settings.smtp.from_address
+    )
+    row = await repo.brief_on(sub.id, day)
     if stored is None or row is None:
         return BriefOutcome("none", detail=f"the delivery service composed nothing for {sub.email} on {day}")
     page, eml = stored
@@ -331,7 +370,7 @@ async def _brief(deps: Any, layout: DataDir, options: RunOptions, feed_ids: set[
     assert isinstance(message, EmailMessage)
     brief = Brief.model_validate(row.body)
     return BriefOutcome(
-        state,  # type: ignore[arg-type]
+        state,
         kind=brief.kind,
         composed_at=composed_at if composed_at is None or composed_at.tzinfo else composed_at.replace(tzinfo=UTC),
         subject=str(message["Subject"]),
@@ -354,13 +393,13 @@ async def _run(options: RunOptions, layout: DataDir, console: Console) -> int:
         try:
             feeds, local = resolve_feeds(options.feeds, server)
         except FeedInputError as exc:
-            console.print(Text("error: ", style="red").append_text(plain(exc)))
+            console.print(error_text(exc))
             return 2
         transport = MemoryTransport(partitions=4, store=MemoryStore(layout.bus))
         try:
             await transport.start()
         except StoreBusyError as exc:
-            console.print(Text("error: ", style="red").append_text(plain(exc)))
+            console.print(error_text(exc))
             return 2
         try:
             return await _pipeline(options, layout, feeds, local, transport, console)
@@ -385,7 +424,7 @@ async def _pipeline(
             for name, app in apps.items():
                 await stack.enter_async_context(app.router.lifespan_context(app))
                 console.print(f"  [green]✓[/] {name}")
-        ingest = apps["ingest"].state.deps
+        ingest: IngestDeps = apps["ingest"].state.deps
         stored = await ingest.repo.all_feed_ids()
         given = {ids.feed_id(f.url) for f in feeds}
         others = [i for i in stored if i not in given]
@@ -401,7 +440,7 @@ async def _pipeline(
         started_at = datetime.now(UTC)
         with console.status(f"polling {len(feeds)} feed(s)…"):
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
-            await ingest.crawler.dispatch()  # anything an earlier run stored and did not publish
+            await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
         new = sum(f.new for f in feed_outcomes)
         failed = sum(1 for f in feed_outcomes if f.state == "failed")
         pending = _progress(transport, mark)["transcription"][1] - new
@@ -447,13 +486,13 @@ async def _episodes(
     started_at: datetime,
 ) -> list[EpisodeOutcome]:
     episodes = trace_episodes(transport, mark)
-    extraction = apps["extraction"].state.deps
+    extraction: ExtractionDeps = apps["extraction"].state.deps
     for e in episodes:
         if e.insights is not None:
             status = await extraction.repo.get(e.episode_id)
             if status is not None:
                 e.dropped = dict(status.dropped)
-    ingest = apps["ingest"].state.deps
+    ingest: IngestDeps = apps["ingest"].state.deps
     titles = {f.feed_id: f.title or "" for f in feeds}
     for f in feeds:
         if f.rejected and f.feed_id is not None:
@@ -481,7 +520,7 @@ def run_embedded(options: RunOptions, console: Console | None = None) -> int:
         try:
             MemoryStore(layout.bus).check_free()
         except StoreBusyError as exc:
-            console.print(Text("error: ", style="red").append_text(plain(exc)))
+            console.print(error_text(exc))
             return 2
         removed = layout.wipe()
         what = ", ".join(p.name for p in removed) or "nothing to remove"
@@ -496,4 +535,10 @@ def run_embedded(options: RunOptions, console: Console | None = None) -> int:
     handler = logging.FileHandler(layout.log)
     handler.setFormatter(logging.getLogger().handlers[0].formatter)
     logging.getLogger().handlers[:] = [handler]
-    return asyncio.run(_run(options, layout, console))
+    try:
+        return asyncio.run(_run(options, layout, console))
+    except ConfigurationError as exc:
+        # Settings or stores that cannot work (an embedding model the vector store was not built with, a store
+        # in use by another process or still in an old format): say what and how, without a traceback.
+        console.print(error_text(exc))
+        return 2

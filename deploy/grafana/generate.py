@@ -210,6 +210,32 @@ def pipeline() -> dict[str, object]:
                 unit="s",
                 width=12,
             ),
+            Panel(
+                "Vector search time p99, by operation",
+                [
+                    (
+                        "histogram_quantile(0.99, sum by (le, op) "
+                        "(rate(podbrief_clustering_search_seconds_bucket[15m])))",
+                        "{{op}}",
+                    )
+                ],
+                unit="s",
+                width=12,
+                description="Clustering's searches in the vector store: the duplicate check, related insights and "
+                "the search API.",
+            ),
+            Panel(
+                "Vector store points",
+                [
+                    ("sum(podbrief_clustering_vector_points)", "stored"),
+                    ("sum(podbrief_clustering_vector_unindexed_points)", "outside the HNSW graph (searched exactly)"),
+                ],
+                unit="short",
+                width=12,
+                description="In the embedded store (Qdrant Edge) the graph is built when clustering starts with "
+                "CLUSTERING_BUILD_INDEX_MIN_POINTS or more points outside it, or by `podbrief vectors build-index` "
+                "with clustering stopped; a Qdrant server builds it in the background.",
+            ),
         ],
     )
 

@@ -122,6 +122,10 @@ async def cluster_lines(
 
 
 def register(app: typer.Typer) -> None:
+    from podbrief_clustering.vectors_cli import vectors
+
+    app.add_typer(vectors, name="vectors")
+
     @app.command("cluster")
     def cluster(
         file: Annotated[Path, typer.Argument(help='JSON lines: {"text": ..., "show": ...} per insight')],
@@ -190,11 +194,6 @@ def register(app: typer.Typer) -> None:
                 except ConfigurationError as exc:
                     typer.echo(safe(f"error: {exc}"), err=True)
                     raise typer.Exit(2) from None
-                except RuntimeError as exc:
-                    if "already accessed by another instance" in str(exc):
-                        typer.echo(f"error: the store {root} is in use by another process", err=True)
-                        raise typer.Exit(2) from None
-                    raise
         line_of = {o.insight_id: ln.number for o, ln in zip(outcomes, lines, strict=True)}
         if format is OutputFormat.jsonl:
             for o, ln in zip(outcomes, lines, strict=True):

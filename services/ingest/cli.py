@@ -154,7 +154,7 @@ async def _local() -> AsyncIterator[Any]:
     settings = _settings()
     ctx = ServiceContext("ingest", settings, Bus(MemoryTransport(), settings.bus), new_registry())
     async with build_deps(ctx) as deps:
-        deps.crawler.publish = None
+        deps.outbox.publish = None
         yield deps
 
 

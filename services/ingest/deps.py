@@ -8,9 +8,10 @@ from typing import Annotated
 import httpx
 from fastapi import Depends
 from podbrief.service import deps_of
-from podbrief_ingest.adapters import IngestRepo
-from podbrief_ingest.handlers import Crawler
+from podbrief_ingest.adapters.repo import IngestRepo
+from podbrief_ingest.crawler import Crawler
 from podbrief_ingest.metrics import IngestMetrics
+from podbrief_ingest.outbox import Outbox
 from podbrief_ingest.settings import IngestSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +23,7 @@ class Deps:
     repo: IngestRepo
     client: httpx.AsyncClient
     crawler: Crawler
+    outbox: Outbox
     metrics: IngestMetrics
 
 

@@ -2,7 +2,7 @@
 
 from podbrief.bus import dlq
 from podbrief.bus.base import ConsumerTransport, Record, Transport
-from podbrief.bus.core import Bus, Consumer, Subscription, make_transport
+from podbrief.bus.core import Bus, Consumer, Publish, Subscription, make_transport
 from podbrief.bus.memory import MemoryTransport
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Consumer",
     "ConsumerTransport",
     "MemoryTransport",
+    "Publish",
     "Record",
     "Subscription",
     "Transport",

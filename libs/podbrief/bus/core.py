@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
 LAG_REFRESH_S = 5.0
 Handler = Callable[[E], Awaitable[None]]
+# What handlers and domain code get to send events with (`Bus.publish`, or a fake in tests).
+Publish = Callable[[Event], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -337,4 +339,4 @@ def make_transport(settings: BusSettings) -> Transport:
     return KafkaTransport(settings.kafka)
 
 
-__all__ = ["Bus", "Consumer", "Handler", "PermanentError", "Subscription", "make_transport"]
+__all__ = ["Bus", "Consumer", "Handler", "PermanentError", "Publish", "Subscription", "make_transport"]

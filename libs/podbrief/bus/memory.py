@@ -12,12 +12,9 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from podbrief.bus.base import ConsumerTransport, Headers, Record, TopicPartition, Transport
-
-if TYPE_CHECKING:
-    from podbrief.bus.memory_store import MemoryStore
+from podbrief.bus.memory_store import MemoryStore, Snapshot
 
 # A partition's records by offset. A stored log reloaded without its consumed prefix (see MemoryStore) has None
 # where those records were, so offsets stay what they were.
@@ -44,18 +41,44 @@ class MemoryTransport(Transport):
 
     async def start(self) -> None:
         if self.store is not None and not self._started:
-            await self.store.load(self)
+            self._restore(await self.store.load())
         self._started = True
 
     async def stop(self) -> None:
         if self.store is not None and self._started:
-            await self.store.close(self)
+            await self.store.close(self._snapshot)
         self._started = False
 
     async def save(self) -> None:
         """Write what changed to the store now (it is also written at stop)."""
         if self.store is not None:
-            await self.store.save(self)
+            await self.store.save(self._snapshot)
+
+    def _restore(self, snap: Snapshot) -> None:
+        if snap.partitions is not None:
+            # The layout of the stored logs depends on it; a different setting cannot apply to them.
+            self.partitions = snap.partitions
+        for topic in snap.topics:
+            self._log(topic)
+        for (topic, p), end in snap.ends.items():
+            self._log(topic)[p].extend([None] * end)
+        for r in snap.records:
+            self._log(r.topic)[r.partition][r.offset] = r
+        for name, offsets in snap.committed.items():
+            self._groups.setdefault(name, _Group()).committed.update(offsets)
+        for name, topics in snap.subscriptions.items():
+            self._groups.setdefault(name, _Group()).topics.update(topics)
+
+    def _snapshot(self, saved: Mapping[TopicPartition, int]) -> Snapshot:
+        """What changed since the store last wrote `saved`."""
+        snap = Snapshot(partitions=self.partitions, topics=list(self._logs))
+        for topic, parts in self._logs.items():
+            for p, log in enumerate(parts):
+                snap.records.extend(r for r in log[saved.get((topic, p), 0) :] if r is not None)
+                snap.ends[(topic, p)] = len(log)
+        snap.committed = {name: dict(g.committed) for name, g in self._groups.items()}
+        snap.subscriptions = {name: set(g.topics) for name, g in self._groups.items()}
+        return snap
 
     async def healthy(self) -> bool:
         return self._started

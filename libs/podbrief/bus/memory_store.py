@@ -17,14 +17,12 @@ import fcntl
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from podbrief.bus.base import Record, TopicPartition
-
-if TYPE_CHECKING:
-    from podbrief.bus.memory import MemoryTransport
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,22 +53,23 @@ def _headers_in(raw: str) -> tuple[tuple[str, bytes], ...]:
 
 
 @dataclass
-class _Snapshot:
-    """What one save writes, taken on the event loop so the bus can keep moving while the file is written."""
+class Snapshot:
+    """The bus as the store holds it: on save, what changed since the last save (records past `saved`, taken
+    on the event loop so the bus keeps moving while the file is written); on load, all of it."""
 
-    topics: list[str]
-    records: list[Record]
-    ends: dict[TopicPartition, int]
-    committed: dict[str, dict[TopicPartition, int]]
-    subscriptions: dict[str, set[str]]
-    partitions: int
+    partitions: int | None
+    topics: list[str] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # on load: what is left of each log
+    ends: dict[TopicPartition, int] = field(default_factory=dict)  # where each log ends
+    committed: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
+    subscriptions: dict[str, set[str]] = field(default_factory=dict)  # the topics each group reads
 
 
 class MemoryStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock: IO[str] | None = None
-        self._saved: dict[TopicPartition, int] = {}  # records of each partition already in the file
+        self.saved: dict[TopicPartition, int] = {}  # where each log ended when last written to the file
         self._save_lock = asyncio.Lock()
 
     # Locking -----------------------------------------------------------------------------------------------
@@ -110,66 +109,37 @@ class MemoryStore:
         return conn
 
     # Load ----------------------------------------------------------------------------------------------------
-    async def load(self, transport: MemoryTransport) -> None:
-        """Lock the store and fill `transport` (not started yet) with what it holds."""
+    async def load(self) -> Snapshot:
+        """Lock the store and read what it holds."""
         self._acquire()
         try:
-            await asyncio.to_thread(self._load, transport)
+            return await asyncio.to_thread(self._load)
         except BaseException:
             self._release()
             raise
 
-    def _load(self, transport: MemoryTransport) -> None:
-        from podbrief.bus.memory import _Group
-
+    def _load(self) -> Snapshot:
         with self._connect() as conn:
             row = conn.execute("SELECT value FROM meta WHERE name = 'partitions'").fetchone()
-            if row is not None:
-                # The layout of the stored logs depends on it; a different setting cannot apply to them.
-                transport.partitions = int(row[0])
-            for (topic,) in conn.execute("SELECT topic FROM topics ORDER BY topic"):
-                transport._log(topic)
-            for topic, partition, end in conn.execute(
-                'SELECT topic, partition, max("offset") + 1 FROM records GROUP BY topic, partition'
-            ):
-                transport._log(topic)[partition].extend([None] * end)
-                self._saved[(topic, partition)] = end
+            snap = Snapshot(partitions=int(row[0]) if row is not None else None)
+            snap.topics = [t for (t,) in conn.execute("SELECT topic FROM topics ORDER BY topic")]
             for topic, partition, offset, key, value, headers, ts in conn.execute(
-                'SELECT topic, partition, "offset", key, value, headers, timestamp_ms FROM records'
+                'SELECT topic, partition, "offset", key, value, headers, timestamp_ms FROM records '
+                'ORDER BY topic, partition, "offset"'
             ):
-                transport._log(topic)[partition][offset] = Record(
-                    topic, partition, offset, key, value, _headers_in(headers), ts
-                )
+                snap.records.append(Record(topic, partition, offset, key, value, _headers_in(headers), ts))
+                snap.ends[(topic, partition)] = offset + 1
             for grp, topic, partition, offset in conn.execute('SELECT grp, topic, partition, "offset" FROM committed'):
-                group = transport._groups.setdefault(grp, _Group())
-                group.committed[(topic, partition)] = offset
+                snap.committed.setdefault(grp, {})[(topic, partition)] = offset
                 # A log whose records were all consumed and deleted still ends where it ended.
-                log = transport._log(topic)[partition]
-                if len(log) < offset:
-                    log.extend([None] * (offset - len(log)))
-                    self._saved[(topic, partition)] = offset
+                snap.ends[(topic, partition)] = max(snap.ends.get((topic, partition), 0), offset)
             for grp, topic in conn.execute("SELECT grp, topic FROM subscriptions"):
-                transport._groups.setdefault(grp, _Group()).topics.add(topic)
+                snap.subscriptions.setdefault(grp, set()).add(topic)
+        self.saved = dict(snap.ends)
+        return snap
 
     # Save ----------------------------------------------------------------------------------------------------
-    def _snapshot(self, transport: MemoryTransport) -> _Snapshot:
-        records: list[Record] = []
-        ends: dict[TopicPartition, int] = {}
-        for topic, parts in transport._logs.items():
-            for p, log in enumerate(parts):
-                start = self._saved.get((topic, p), 0)
-                records.extend(r for r in log[start:] if r is not None)
-                ends[(topic, p)] = len(log)
-        return _Snapshot(
-            topics=list(transport._logs),
-            records=records,
-            ends=ends,
-            committed={name: dict(g.committed) for name, g in transport._groups.items()},
-            subscriptions={name: set(g.topics) for name, g in transport._groups.items()},
-            partitions=transport.partitions,
-        )
-
-    def _write(self, snap: _Snapshot) -> None:
+    def _write(self, snap: Snapshot) -> None:
         with self._connect() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('partitions', ?)", (str(snap.partitions),))
             conn.executemany("INSERT OR IGNORE INTO topics (topic) VALUES (?)", [(t,) for t in snap.topics])
@@ -190,7 +160,7 @@ class MemoryStore:
                 [(g, t) for g, topics in snap.subscriptions.items() for t in topics],
             )
             # What every reader of a topic has committed is of no more use to anyone.
-            for (topic, p), _end in snap.ends.items():
+            for topic, p in snap.ends:
                 readers = [g for g, topics in snap.subscriptions.items() if topic in topics]
                 if not readers:
                     continue
@@ -199,17 +169,19 @@ class MemoryStore:
                     conn.execute(
                         'DELETE FROM records WHERE topic = ? AND partition = ? AND "offset" < ?', (topic, p, floor)
                     )
-        self._saved.update(snap.ends)
+        self.saved.update(snap.ends)
 
-    async def save(self, transport: MemoryTransport) -> None:
+    async def save(self, take: Callable[[Mapping[TopicPartition, int]], Snapshot]) -> None:
+        """Write what changed: `take(saved)` snapshots the bus past the offsets already in the file."""
         if self._lock is None:
             raise RuntimeError("the store is not loaded")
         async with self._save_lock:
-            await asyncio.to_thread(self._write, self._snapshot(transport))
+            snap = take(dict(self.saved))
+            await asyncio.to_thread(self._write, snap)
 
-    async def close(self, transport: MemoryTransport) -> None:
+    async def close(self, take: Callable[[Mapping[TopicPartition, int]], Snapshot]) -> None:
         """Save and unlock."""
         try:
-            await self.save(transport)
+            await self.save(take)
         finally:
             self._release()

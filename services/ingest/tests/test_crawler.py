@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from podbrief.bus import MemoryTransport
+from podbrief.clock import utcnow
 from podbrief.errors import PermanentError
-from podbrief.events.ids import episode_id
+from podbrief.events.ids import episode_id, event_id
 from podbrief.settings import NetSettings
-from podbrief_ingest.adapters import NewEpisode, utcnow
-from podbrief_ingest.handlers import discovered_event_id
+from podbrief_ingest.adapters.repo import NewEpisode
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer, Route
 
@@ -37,7 +37,9 @@ async def test_first_poll_emits_newest_with_publisher_transcripts_then_304(
         assert {e.payload.guid for e in events} == {"PC2057", "PC2056", "PC2055"}
         for e in events:
             p = e.payload
-            assert e.key == str(p.episode.episode_id) and e.event_id == discovered_event_id(p.episode.episode_id)
+            assert e.key == str(p.episode.episode_id) and e.event_id == event_id(
+                "episode.discovered", p.episode.episode_id
+            )
             assert p.episode.episode_id == episode_id(url, p.guid, p.episode.enclosure_url)
             assert p.episode.feed_id == feed.id and p.episode.show == "Podcasting 2.0"
             assert p.episode.enclosure_url and p.episode.enclosure_url.startswith(loopback.url("/pc20/"))
@@ -332,7 +334,7 @@ async def test_database_and_outbox_claims_are_exclusive(
             "discovered_at": now,
         }
         outbox = {
-            "event_id": discovered_event_id(row["id"]),
+            "event_id": event_id("episode.discovered", row["id"]),
             "episode_id": row["id"],
             "topic": "t",
             "event": "{}",
@@ -356,19 +358,19 @@ async def test_publish_failure_leaves_outbox_for_the_sweep(
     url = loopback.add("/f.xml", rss([item(n) for n in range(1, 4)]), "application/rss+xml")
     settings = make_settings()
     async with replica(settings, transport) as a:
-        real = a.crawler.publish
+        real = a.outbox.publish
 
         async def broken(_event: object) -> None:
             raise ConnectionError("broker down")
 
-        a.crawler.publish = broken
+        a.outbox.publish = broken
         _, _, first = await a.crawler.add_feed(url)
         # Written to the outbox (emitted == queued for publishing), but nothing reached the bus.
         assert first is not None and first.emitted == 3 and discovered(transport) == []
         assert await a.repo.pending_count() == 3
-        a.crawler.publish = real
-        assert await a.crawler.dispatch() == 3
-        assert await a.crawler.dispatch() == 0
+        a.outbox.publish = real
+        assert await a.outbox.dispatch() == 3
+        assert await a.outbox.dispatch() == 0
     assert sorted(e.payload.guid for e in discovered(transport)) == ["ep-1", "ep-2", "ep-3"]
 
 

@@ -1,51 +1,56 @@
-"""The crawler: poll a feed, record what is new, emit EpisodeDiscovered through the outbox.
+"""The crawler: add feeds, poll them, record what is new, and hand its events to the outbox.
 
-Emission is idempotent by construction: the episode's primary key is its deterministic id and its outbox row
-is written in the same transaction, so whoever inserts the episode first owns its one event; the dispatcher
-claims outbox rows with a conditional UPDATE, so two replicas never publish the same row at once."""
+Emission is idempotent by construction: an episode's primary key is its deterministic id and its outbox row is
+written in the same transaction, so whoever inserts the episode first owns its one event. A poll holds a lease
+on its feed's row, so two replicas never poll the same feed at once.
+
+A poll is decided (`_poll`: fetch, parse, plan, returning a typed `Polled`) and then written (`_record`): the
+feed row alone for a 304, a block or a failure (batched with other feeds' outcomes by `poll_many`), or the
+feed row with its new episodes and their outbox rows in one transaction."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import orjson
+from podbrief.clock import utcnow
 from podbrief.errors import PermanentError, PipelineError, RetryableError
 from podbrief.events import ids
-from podbrief.events.base import Event, new_event
-from podbrief.events.codec import decode, encode
-from podbrief.events.models import (
-    Chapter,
-    EpisodeDiscovered,
-    EpisodeDiscoveredPayload,
-    EpisodeRef,
-    PackedTranscript,
-    Transcript,
-    TranscriptLink,
-)
+from podbrief.events.codec import encode
+from podbrief.events.models import Chapter, Transcript
 from podbrief.events.topics import EPISODE_DISCOVERED
 from podbrief.netguard import FetchResult
-from podbrief.transcripts import PREFERENCE, kind_of, parse_publisher_transcript
-from podbrief_ingest.adapters import FEED_ACCEPT, Fetcher, IngestRepo, NewEpisode, utcnow
+from podbrief.transcripts import parse_publisher_transcript
+from podbrief_ingest.adapters.fetcher import FEED_ACCEPT, Fetcher
+from podbrief_ingest.adapters.repo import IngestRepo, NewEpisode
+from podbrief_ingest.episodes import (
+    build_event,
+    episode_row,
+    feed_meta,
+    parse_chapters,
+    plan_items,
+    transcript_candidates,
+)
 from podbrief_ingest.metrics import IngestMetrics
-from podbrief_ingest.models import Feed
-from podbrief_ingest.parser import ParsedFeed, ParsedItem, media_type, newest_first, parse_feed
+from podbrief_ingest.models import Feed, FeedUpdate
+from podbrief_ingest.outbox import Outbox, short
+from podbrief_ingest.parser import ParsedFeed, ParsedItem, parse_feed
+from podbrief_ingest.schedule import backoff_s, cadence_interval, jittered
 from podbrief_ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Event], Awaitable[None]]
 # Writes a feed row's new state and frees its lease (at once, or batched with other feeds' outcomes).
-Release = Callable[[uuid.UUID, dict[str, Any]], Awaitable[None]]
+Release = Callable[[uuid.UUID, FeedUpdate], Awaitable[None]]
+Prefetched = tuple[FetchResult, ParsedFeed]
 
 
 @dataclass
@@ -91,176 +96,28 @@ class PollReport:
         self.episodes_rejected += r.rejected
 
 
-# Pure decisions ---------------------------------------------------------------------------------------
-def plan_items(
-    items: Sequence[ParsedItem], known: set[uuid.UUID], *, backfilled: bool, backfill_limit: int
-) -> tuple[list[ParsedItem], list[ParsedItem]]:
-    """(to emit, to record as backlog) among the items not seen before. A feed's first poll emits only its
-    `backfill_limit` newest items; after that every new item is emitted."""
-    new = [it for it in newest_first(tuple(items)) if it.episode_id not in known]
-    if backfilled or backfill_limit < 0:
-        return new, []
-    return new[:backfill_limit], new[backfill_limit:]
+@dataclass(frozen=True)
+class Polled:
+    """What one poll decided, before anything is written."""
+
+    result: PollResult
+    feed: FeedUpdate  # the feed row's new state
+    # The document was read: these episodes (and their outbox rows) are written with the feed row, in one
+    # transaction. None: only the feed row changes.
+    episodes: tuple[NewEpisode, ...] | None = None
+    items: int = 0  # items in the document
+    new: int = 0  # of which not seen before
 
 
-def cadence_interval(
-    items: Sequence[ParsedItem], settings: IngestSettings, update_frequency: dict[str, str] | None
-) -> float:
-    """How often to poll, from how often the feed publishes: a quarter of the median gap between its
-    recent episodes, within the configured bounds. A feed marked complete is polled as rarely as allowed."""
-    lo, hi = float(settings.min_poll_interval_s), float(settings.max_poll_interval_s)
-    if update_frequency and update_frequency.get("complete", "").lower() == "true":
-        return hi
-    dates = sorted((it.published_at for it in items if it.published_at), reverse=True)[:20]
-    gaps = [(a - b).total_seconds() for a, b in itertools.pairwise(dates) if a > b]
-    if len(gaps) < 2:
-        return min(hi, max(lo, float(settings.poll_interval_s)))
-    return min(hi, max(lo, float(statistics.median(gaps)) / 4))
-
-
-def jittered(now: datetime, interval_s: float, jitter: float, rng: random.Random) -> datetime:
-    return now + timedelta(seconds=interval_s * rng.uniform(1 - jitter, 1 + jitter))
-
-
-def backoff_s(error_count: int, settings: IngestSettings) -> float:
-    return float(min(settings.error_backoff_max_s, settings.error_backoff_base_s * 2 ** max(0, error_count - 1)))
-
-
-def transcript_candidates(links: Sequence[TranscriptLink]) -> list[TranscriptLink]:
-    """Links worth fetching, best format first (timed formats keep the timestamps insights link to)."""
-    ranked = [(PREFERENCE.index(k), i, link) for i, link in enumerate(links) if (k := kind_of(link.type)) is not None]
-    return [link for _, _, link in sorted(ranked, key=lambda t: (t[0], t[1]))]
-
-
-def parse_chapters(body: bytes) -> tuple[Chapter, ...]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise PermanentError("chapters JSON is malformed", reason="bad_chapters") from exc
-    raw = data.get("chapters") if isinstance(data, dict) else None
-    if not isinstance(raw, list):
-        raise PermanentError("chapters JSON has no chapters list", reason="bad_chapters")
-    out = []
-    for ch in raw:
-        if not isinstance(ch, dict) or ch.get("toc") is False:
-            continue
-        try:
-            start = float(ch.get("startTime", 0))
-        except (TypeError, ValueError):
-            continue
-        title = str(ch.get("title") or "").strip()
-        if title and start >= 0:
-            out.append(Chapter(start_s=start, title=title[:500]))
-    return tuple(sorted(out, key=lambda c: c.start_s))
-
-
-def discovered_event_id(episode: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(ids.NAMESPACE, f"episode.discovered:{episode}")
-
-
-def build_event(
-    feed: Feed,
-    parsed: ParsedFeed,
-    item: ParsedItem,
-    *,
-    transcript: Transcript | None,
-    chapters: tuple[Chapter, ...],
-) -> EpisodeDiscovered:
-    ref = EpisodeRef(
-        episode_id=item.episode_id,
-        feed_id=feed.id,
-        feed_url=feed.source_url,
-        show=parsed.title[:1000],
-        title=item.title[:2000],
-        link=item.link if item.link and len(item.link) <= 4096 else None,
-        enclosure_url=item.enclosure_url,
-        published_at=item.published_at,
-        language=item.language,
-    )
-    payload = EpisodeDiscoveredPayload(
-        episode=ref,
-        guid=item.guid[:2000],
-        description=item.description[:20_000],
-        enclosure_type=media_type(item.enclosure_type, item.enclosure_url) or item.enclosure_type,
-        enclosure_length=item.enclosure_length,
-        duration_s=item.duration_s,
-        transcripts=item.transcripts,
-        chapters_url=item.chapters_url,
-        chapters=chapters,
-        transcript=PackedTranscript.pack(transcript) if transcript is not None else None,
-    )
-    # Deterministic ids: a re-emission after a crash carries the same event id, so consumers can dedupe, and
-    # the episode id doubles as the correlation id that follows it down the pipeline.
-    return new_event(
-        EpisodeDiscovered,
-        payload,
-        key=str(item.episode_id),
-        event_id=discovered_event_id(item.episode_id),
-        correlation_id=item.episode_id,
-    )
-
-
-def episode_row(
-    feed_id: uuid.UUID,
-    item: ParsedItem,
-    *,
-    status: str,
-    now: datetime,
-    error: str | None = None,
-    transcript_source: str | None = None,
-    transcript_error: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": item.episode_id,
-        "feed_id": feed_id,
-        "guid": item.guid,
-        "title": item.title,
-        "link": item.link,
-        "published_at": item.published_at,
-        "sort_at": item.published_at or now,
-        "enclosure_url": item.enclosure_url,
-        "enclosure_type": item.enclosure_type,
-        "enclosure_length": item.enclosure_length,
-        "duration_s": item.duration_s,
-        "transcripts": [t.model_dump(mode="json") for t in item.transcripts],
-        "chapters_url": item.chapters_url,
-        "persons": list(item.persons),
-        "transcript_source": transcript_source,
-        "transcript_error": transcript_error,
-        "status": status,
-        "error": error,
-        "discovered_at": now,
-    }
-
-
-def feed_meta(parsed: ParsedFeed) -> dict[str, Any]:
-    return {
-        "description": parsed.description[:5000],
-        "persons": list(parsed.persons)[:50],
-        "locked_owner": parsed.locked_owner,
-        "guid_declared": parsed.guid_declared,
-        "items_in_document": len(parsed.items),
-        "skipped_items": parsed.skipped,
-        "warnings": list(parsed.warnings),
-    }
-
-
-def short(exc: BaseException) -> str:
-    return str(exc)[:1000] or type(exc).__name__
-
-
-# The crawler ------------------------------------------------------------------------------------------
 @dataclass
 class Crawler:
     repo: IngestRepo
     fetcher: Fetcher
-    publish: Publish | None
+    outbox: Outbox
     settings: IngestSettings
     metrics: IngestMetrics
     owner: str
     rng: random.Random = field(default_factory=random.Random)
-    # Serialises publishing within a replica; across replicas the outbox claims do.
-    _dispatch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _inflight: dict[uuid.UUID, asyncio.Future[PollResult]] = field(default_factory=dict)
     _slots: asyncio.Semaphore = field(init=False)
 
@@ -324,9 +181,7 @@ class Crawler:
         return feed, True, first
 
     # Polling ------------------------------------------------------------------------------------------
-    async def poll_feed(
-        self, feed_id: uuid.UUID, *, prefetched: tuple[FetchResult, ParsedFeed] | None = None
-    ) -> PollResult:
+    async def poll_feed(self, feed_id: uuid.UUID, *, prefetched: Prefetched | None = None) -> PollResult:
         """Poll one feed; never raises for anything a feed can do wrong (the outcome lands on its row).
         A poll of the same feed already running in this replica is joined rather than repeated."""
         running = self._inflight.get(feed_id)
@@ -343,12 +198,12 @@ class Crawler:
 
         return done
 
-    async def _poll_slot(self, feed_id: uuid.UUID, prefetched: tuple[FetchResult, ParsedFeed] | None) -> PollResult:
+    async def _poll_slot(self, feed_id: uuid.UUID, prefetched: Prefetched | None) -> PollResult:
         # Bounds the polls in flight (and so database connections wanted at once), however many are due.
         async with self._slots:
             return await self._poll_once(feed_id, prefetched)
 
-    async def _poll_once(self, feed_id: uuid.UUID, prefetched: tuple[FetchResult, ParsedFeed] | None) -> PollResult:
+    async def _poll_once(self, feed_id: uuid.UUID, prefetched: Prefetched | None) -> PollResult:
         now = utcnow()
         if not await self.repo.claim_feed(feed_id, self.owner, now, self.settings.lease_s):
             return PollResult(feed_id, "skipped")
@@ -356,26 +211,25 @@ class Crawler:
         if feed is None:
             return PollResult(feed_id, "skipped")
 
-        async def release(fid: uuid.UUID, values: dict[str, Any]) -> None:
+        async def release(fid: uuid.UUID, values: FeedUpdate) -> None:
             await self.repo.release_feed(fid, self.owner, values)
 
         return await self._run_claimed(feed, now, prefetched, release)
 
     async def _run_claimed(
-        self, feed: Feed, now: datetime, prefetched: tuple[FetchResult, ParsedFeed] | None, release: Release
+        self, feed: Feed, now: datetime, prefetched: Prefetched | None, release: Release
     ) -> PollResult:
         started = time.perf_counter()
         try:
-            result = await self._poll(feed, now, prefetched, release)
+            result = await self._record(feed, await self._poll(feed, now, prefetched), release)
         except PipelineError as exc:
-            result = await self._failed(feed, now, exc, release)
+            result = await self._record(feed, self._failed(feed, now, exc), release)
         except Exception as exc:
             # A bug must not stop the crawl of every other feed; it is recorded on the feed and logged with
             # its traceback, and the feed backs off like any failing one.
             log.exception("feed poll crashed", extra={"feed_id": str(feed.id)})
-            result = await self._failed(
-                feed, now, PermanentError(f"internal error: {exc!r}", reason="unexpected"), release
-            )
+            failure = PermanentError(f"internal error: {exc!r}", reason="unexpected")
+            result = await self._record(feed, self._failed(feed, now, failure), release)
         self.metrics.polls.labels(result.outcome).inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - started)
         if result.outcome == "not_modified":
@@ -399,9 +253,9 @@ class Crawler:
         feeds = await self.repo.claim_feeds(chunk, self.owner, now, self.settings.lease_s)
         claimed = {f.id for f in feeds}
         results = [PollResult(i, "skipped") for i in chunk if i not in claimed]
-        deferred: list[tuple[uuid.UUID, dict[str, Any]]] = []
+        deferred: list[tuple[uuid.UUID, FeedUpdate]] = []
 
-        async def defer(fid: uuid.UUID, values: dict[str, Any]) -> None:
+        async def defer(fid: uuid.UUID, values: FeedUpdate) -> None:
             deferred.append((fid, values))
 
         async def one(feed: Feed) -> PollResult:
@@ -419,25 +273,35 @@ class Crawler:
             await self.repo.release_feeds(deferred, self.owner)
         return results
 
-    async def _failed(self, feed: Feed, now: datetime, exc: PipelineError, release: Release) -> PollResult:
+    async def _record(self, feed: Feed, polled: Polled, release: Release) -> PollResult:
+        """Write what a poll decided, and publish the events of the episodes it recorded."""
+        if polled.episodes is None:
+            await release(feed.id, polled.feed)
+            return polled.result
+        outbox_ids = await self.repo.record_episodes(polled.episodes, feed.id, self.owner, polled.feed)
+        result = replace(polled.result, emitted=len(outbox_ids))
+        for status, n in (("emitted", result.emitted), ("backlog", result.backlog), ("rejected", result.rejected)):
+            if n:
+                self.metrics.episodes.labels(status).inc(n)
+        if outbox_ids:
+            await self.outbox.dispatch(outbox_ids)
+        log.info(
+            "feed polled",
+            extra={
+                "feed_id": str(feed.id),
+                "items": polled.items,
+                "new": polled.new,
+                "emitted": result.emitted,
+                "backlog": result.backlog,
+                "rejected": result.rejected,
+            },
+        )
+        return result
+
+    def _failed(self, feed: Feed, now: datetime, exc: PipelineError) -> Polled:
         count = feed.error_count + 1
         reason = exc.reason
         self.metrics.parse_failures.labels(reason).inc()
-        status = "gone" if reason in ("http_410",) else "failing"
-        await release(
-            feed.id,
-            {
-                "status": status,
-                "error_count": count,
-                "last_error": short(exc),
-                "last_error_reason": reason,
-                "last_outcome": "error",
-                "last_polled_at": now,
-                "polls": feed.polls + 1,
-                "updated_at": now,
-                "next_poll_at": jittered(now, backoff_s(count, self.settings), self.settings.poll_jitter, self.rng),
-            },
-        )
         log.warning(
             "feed poll failed",
             extra={
@@ -447,28 +311,36 @@ class Crawler:
                 "retryable": isinstance(exc, RetryableError),
             },
         )
-        return PollResult(feed.id, "error", error=short(exc), reason=reason)
+        update: FeedUpdate = {
+            "status": "gone" if reason in ("http_410",) else "failing",
+            "error_count": count,
+            "last_error": short(exc),
+            "last_error_reason": reason,
+            "last_outcome": "error",
+            "last_polled_at": now,
+            "polls": feed.polls + 1,
+            "updated_at": now,
+            "next_poll_at": self._next(now, backoff_s(count, self.settings)),
+        }
+        return Polled(PollResult(feed.id, "error", error=short(exc), reason=reason), update)
 
-    async def _poll(
-        self,
-        feed: Feed,
-        now: datetime,
-        prefetched: tuple[FetchResult, ParsedFeed] | None,
-        release: Release,
-    ) -> PollResult:
+    def _next(self, now: datetime, interval_s: float) -> datetime:
+        return jittered(now, interval_s, self.settings.poll_jitter, self.rng)
+
+    async def _poll(self, feed: Feed, now: datetime, prefetched: Prefetched | None) -> Polled:
         s = self.settings
         fetched: FetchResult
-        parsed_or_none: ParsedFeed | None
+        parsed: ParsedFeed | None  # None: 304 Not Modified
         if prefetched is not None:
-            fetched, parsed_or_none = prefetched
+            fetched, parsed = prefetched
         else:
             cond: dict[str, str] = {}
             if feed.etag:
                 cond["If-None-Match"] = feed.etag
             if feed.last_modified:
                 cond["If-Modified-Since"] = feed.last_modified
-            fetched, parsed_or_none = await self.fetch_and_parse(feed.url, identity=feed.source_url, headers=cond)
-        base: dict[str, Any] = {
+            fetched, parsed = await self.fetch_and_parse(feed.url, identity=feed.source_url, headers=cond)
+        update: FeedUpdate = {
             "last_polled_at": now,
             "polls": feed.polls + 1,
             "updated_at": now,
@@ -481,12 +353,10 @@ class Crawler:
         if fetched.permanent_url and fetched.permanent_url != url:
             moved.append(url)
             url = fetched.permanent_url
-        if parsed_or_none is None:
+        if parsed is None:
             interval = min(s.max_poll_interval_s, feed.poll_interval_s * 1.25)
-            await release(
-                feed.id,
+            update.update(
                 {
-                    **base,
                     "status": "active",
                     "last_outcome": "not_modified",
                     "url": url,
@@ -494,24 +364,24 @@ class Crawler:
                     "not_modified_count": feed.not_modified_count + 1,
                     "last_success_at": now,
                     "poll_interval_s": interval,
-                    "next_poll_at": jittered(now, interval, s.poll_jitter, self.rng),
-                },
+                    "next_poll_at": self._next(now, interval),
+                }
             )
-            return PollResult(feed.id, "not_modified")
-        parsed = parsed_or_none
-        values: dict[str, Any] = {
-            **base,
-            "title": parsed.title,
-            "link": parsed.link,
-            "language": parsed.language,
-            "podcast_guid": parsed.podcast_guid,
-            "locked": parsed.locked,
-            "meta": feed_meta(parsed),
-            "update_frequency": orjson.dumps(parsed.update_frequency).decode() if parsed.update_frequency else None,
-            "etag": fetched.headers.get("etag"),
-            "last_modified": fetched.headers.get("last-modified"),
-            "last_success_at": now,
-        }
+            return Polled(PollResult(feed.id, "not_modified"), update)
+        update.update(
+            {
+                "title": parsed.title,
+                "link": parsed.link,
+                "language": parsed.language,
+                "podcast_guid": parsed.podcast_guid,
+                "locked": parsed.locked,
+                "meta": feed_meta(parsed),
+                "update_frequency": orjson.dumps(parsed.update_frequency).decode() if parsed.update_frequency else None,
+                "etag": fetched.headers.get("etag"),
+                "last_modified": fetched.headers.get("last-modified"),
+                "last_success_at": now,
+            }
+        )
         if (
             parsed.new_feed_url
             and parsed.new_feed_url.startswith(("http://", "https://"))
@@ -521,64 +391,42 @@ class Crawler:
             # URL), and the next poll, soon, reads the new location without stale validators.
             moved.append(url)
             url = parsed.new_feed_url
-            values.update(etag=None, last_modified=None)
+            update.update({"etag": None, "last_modified": None})
             log.info("feed moved", extra={"feed_id": str(feed.id), "to": url})
-        values.update(url=url, moved_from=moved)
+        update.update({"url": url, "moved_from": moved})
         if parsed.blocked:
-            await release(
-                feed.id,
+            update.update(
                 {
-                    **values,
                     "status": "blocked",
                     "last_outcome": "blocked",
                     "poll_interval_s": s.max_poll_interval_s,
-                    "next_poll_at": jittered(now, s.max_poll_interval_s, s.poll_jitter, self.rng),
-                },
+                    "next_poll_at": self._next(now, s.max_poll_interval_s),
+                }
             )
-            return PollResult(feed.id, "blocked")
+            return Polled(PollResult(feed.id, "blocked"), update)
 
-        all_ids = [it.episode_id for it in parsed.items]
-        known = await self.repo.known_episodes(feed.id, all_ids)
+        known = await self.repo.known_episodes(feed.id, [it.episode_id for it in parsed.items])
         emit, backlog = plan_items(parsed.items, known, backfilled=feed.backfilled, backfill_limit=s.backfill_limit)
-        rows: list[NewEpisode] = [
-            NewEpisode(episode_row(feed.id, it, status="backlog", now=now), None) for it in backlog
-        ]
         prepared = await asyncio.gather(*(self._prepare(feed, parsed, it, now) for it in emit))
-        rows.extend(prepared)
-        emitted = sum(1 for r in prepared if r.outbox is not None)
-        rejected = len(prepared) - emitted
+        rows = (*(NewEpisode(episode_row(feed.id, it, status="backlog", now=now), None) for it in backlog), *prepared)
+        rejected = sum(1 for r in prepared if r.outbox is None)
         interval = cadence_interval(parsed.items, s, parsed.update_frequency)
         if not emit and moved == list(feed.moved_from or []):
             interval = min(s.max_poll_interval_s, max(interval, feed.poll_interval_s * 1.25))
-        values.update(
-            status="active",
-            last_outcome="ok",
-            backfilled=True,
-            poll_interval_s=interval,
-            next_poll_at=now
-            if url != feed.url and parsed.new_feed_url == url
-            else jittered(now, interval, s.poll_jitter, self.rng),
+        moved_now = url != feed.url and parsed.new_feed_url == url
+        update.update(
+            {
+                "status": "active",
+                "last_outcome": "ok",
+                "backfilled": True,
+                "poll_interval_s": interval,
+                "next_poll_at": now if moved_now else self._next(now, interval),
+            }
         )
         if emit:
-            values["last_new_episode_at"] = now
-        outbox_ids = await self.repo.record_episodes(rows, feed.id, self.owner, values)
-        for status, n in (("emitted", len(outbox_ids)), ("backlog", len(backlog)), ("rejected", rejected)):
-            if n:
-                self.metrics.episodes.labels(status).inc(n)
-        if outbox_ids:
-            await self.dispatch(outbox_ids)
-        log.info(
-            "feed polled",
-            extra={
-                "feed_id": str(feed.id),
-                "items": len(parsed.items),
-                "new": len(emit),
-                "emitted": len(outbox_ids),
-                "backlog": len(backlog),
-                "rejected": rejected,
-            },
-        )
-        return PollResult(feed.id, "ok", emitted=len(outbox_ids), backlog=len(backlog), rejected=rejected)
+            update["last_new_episode_at"] = now
+        result = PollResult(feed.id, "ok", backlog=len(backlog), rejected=rejected)
+        return Polled(result, update, episodes=rows, items=len(parsed.items), new=len(emit))
 
     async def _prepare(self, feed: Feed, parsed: ParsedFeed, item: ParsedItem, now: datetime) -> NewEpisode:
         problem = item.media_problem()
@@ -647,44 +495,10 @@ class Crawler:
         return report
 
     async def poll_all(self) -> PollReport:
+        """Poll every registered feed once, whether due or not, and publish what that found (and anything left
+        in the outbox)."""
         report = PollReport()
         for r in await self.poll_many(await self.repo.all_feed_ids()):
             report.add(r)
-        report.published = await self.dispatch()
+        report.published = await self.outbox.dispatch()
         return report
-
-    # Outbox -------------------------------------------------------------------------------------------
-    async def dispatch(self, outbox_ids: Sequence[int] | None = None) -> int:
-        """Publish unsent outbox rows this replica can claim (the given ones, or every unsent row); returns
-        how many it published. Without a publisher (the local CLI) rows stay for the service to send."""
-        if self.publish is None:
-            return 0
-        published = 0
-        async with self._dispatch_lock:
-            while True:
-                batch = list(outbox_ids) if outbox_ids is not None else await self.repo.unsent_outbox(utcnow(), 500)
-                sent_now = await self._publish_batch(batch, self.publish)
-                published += sent_now
-                if outbox_ids is not None or len(batch) < 500 or sent_now == 0:
-                    break
-        self.metrics.outbox_pending.set(await self.repo.pending_count())
-        return published
-
-    async def _publish_batch(self, batch: Sequence[int], publish: Publish) -> int:
-        claimed = await self.repo.claim_outbox(batch, self.owner, utcnow(), self.settings.lease_s)
-        sent: list[int] = []
-        try:
-            for oid, raw in claimed:
-                try:
-                    await publish(decode(raw.encode(), EpisodeDiscovered))
-                except Exception as exc:
-                    # Left unsent: the next sweep (here or on another replica) tries again.
-                    await self.repo.release_outbox(oid, self.owner, short(exc))
-                    log.warning("publish failed; will retry", extra={"outbox_id": oid, "error": short(exc)})
-                    continue
-                sent.append(oid)
-        finally:
-            # Marked in one statement; a crash before this re-publishes the same event ids after the lease,
-            # which consumers dedupe (at-least-once, never lost).
-            await self.repo.mark_sent(sent, self.owner, utcnow())
-        return len(sent)
