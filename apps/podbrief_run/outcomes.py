@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from podbrief.bus import MemoryTransport, Record, dlq
 from podbrief.errors import InvalidEventError
@@ -175,6 +175,19 @@ def trace_episodes(transport: MemoryTransport, mark: BusMark) -> list[EpisodeOut
     return out
 
 
+E = TypeVar("E", bound=Event)
+
+
+def _published(now: Mapping[str, Mapping[str, Record]], topic: str, key: str, model: type[E]) -> E | None:
+    """The event a stage published for episode `key` in this run, if it did."""
+    rec = now[topic].get(key)
+    if rec is None:
+        return None
+    event = decode(rec.value, model)
+    assert isinstance(event, model)
+    return event
+
+
 def _follow(
     ep: EpisodeOutcome,
     key: str,
@@ -191,20 +204,16 @@ def _follow(
             ep.message, ep.attempts = d.message, d.attempts
             return
         if stage.service == "transcription":
-            rec = now[topics.EPISODE_TRANSCRIBED].get(key)
-            if rec is None:
+            t = _published(now, topics.EPISODE_TRANSCRIBED, key, EpisodeTranscribed)
+            if t is None:
                 ep.stage = stage.service
                 return
-            t = decode(rec.value, EpisodeTranscribed)
-            assert isinstance(t, EpisodeTranscribed)
             ep.transcript_source, ep.duration_s = t.payload.source, t.payload.duration_s
         elif stage.service == "extraction":
-            rec = now[topics.INSIGHTS_EXTRACTED].get(key)
-            if rec is None:
+            x = _published(now, topics.INSIGHTS_EXTRACTED, key, InsightsExtracted)
+            if x is None:
                 ep.stage = stage.service
                 return
-            x = decode(rec.value, InsightsExtracted)
-            assert isinstance(x, InsightsExtracted)
             ep.insights = len(x.payload.insights)
             if not x.payload.insights:
                 break  # nothing to cluster or rank: the episode is through

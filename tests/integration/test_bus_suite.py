@@ -6,7 +6,6 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -14,9 +13,10 @@ from podbrief.bus import Bus, Consumer, ConsumerTransport, MemoryTransport, Reco
 from podbrief.bus.base import Headers, TopicPartition
 from podbrief.bus.kafka import KafkaTransport
 from podbrief.errors import PermanentError, RetryableError
-from podbrief.events import BriefDelivered, BriefDeliveredPayload, new_event
+from podbrief.events import BriefDelivered
 from podbrief.metrics import BusMetrics, new_registry
 from podbrief.settings import BusSettings, KafkaSettings
+from podbrief_testing.bus import numbered_event
 
 
 def _settings(bootstrap: str = "127.0.0.1:9092") -> BusSettings:
@@ -44,24 +44,12 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     await b.stop()
 
 
+event = numbered_event
+
+
 @pytest.fixture
 def topic(unique: str) -> str:
     return f"podbrief.test.{unique}.v1"
-
-
-def event(key: str, n: int) -> BriefDelivered:
-    return new_event(
-        BriefDelivered,
-        BriefDeliveredPayload(
-            brief_id=uuid.uuid4(),
-            subscriber_id=uuid.uuid4(),
-            brief_date=datetime.now(UTC).date(),
-            insight_ids=(),
-            status="sent",
-            detail=str(n),
-        ),
-        key=key,
-    )
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -9,17 +9,17 @@ import asyncio
 import io
 import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from podbrief.bus import Bus, MemoryTransport, Subscription
 from podbrief.bus.memory_store import MemoryStore
 from podbrief.errors import PermanentError
-from podbrief.events import BriefDelivered, BriefDeliveredPayload, new_event
+from podbrief.events import BriefDelivered
 from podbrief.settings import BusSettings
 from podbrief.terminal import plain, safe
 from podbrief_testing import LoopbackServer
+from podbrief_testing.bus import numbered_event
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -118,15 +118,8 @@ def test_dlq_list_prints_dead_letters_literally(tmp_path: Path) -> None:
         async def handler(_e: BriefDelivered) -> None:
             raise PermanentError(HOSTILE, reason="not_a_feed")
 
-        payload = BriefDeliveredPayload(
-            brief_id=uuid.uuid4(),
-            subscriber_id=uuid.uuid4(),
-            brief_date=datetime.now(UTC).date(),
-            insight_ids=(),
-            status="sent",
-        )
         await transport.ensure_topics([topic])
-        await bus.publish(new_event(BriefDelivered, payload, key=HOSTILE), topic=topic)
+        await bus.publish(numbered_event(HOSTILE, 0), topic=topic)
         consumer = bus.consumer([Subscription(topic, BriefDelivered, handler)], group="transcription")
         task = asyncio.create_task(consumer.run())
         deadline = asyncio.get_running_loop().time() + 10

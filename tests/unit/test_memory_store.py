@@ -5,36 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from podbrief.bus import Bus, MemoryTransport, Subscription, dlq
 from podbrief.bus.memory_store import MemoryStore, StoreBusyError
 from podbrief.errors import PermanentError
-from podbrief.events import BriefDelivered, BriefDeliveredPayload, new_event
+from podbrief.events import BriefDelivered
 from podbrief.settings import BusSettings
+from podbrief_testing.bus import numbered_event as event
 
 pytestmark = pytest.mark.unit
 
 TOPIC = "podbrief.test.store.v1"
-
-
-def event(key: str, n: int) -> BriefDelivered:
-    return new_event(
-        BriefDelivered,
-        BriefDeliveredPayload(
-            brief_id=uuid.uuid4(),
-            subscriber_id=uuid.uuid4(),
-            brief_date=datetime.now(UTC).date(),
-            insight_ids=(),
-            status="sent",
-            detail=str(n),
-        ),
-        key=key,
-    )
 
 
 def settings() -> BusSettings:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from podbrief.bus import Bus, MemoryTransport, Subscription
 from podbrief.errors import PermanentError
-from podbrief.events import BriefDelivered, BriefDeliveredPayload, new_event
+from podbrief.events import BriefDelivered
 from podbrief.service import ServiceContext, ServiceSpec, create_app
 from podbrief.settings import BusSettings, HttpSettings, ServiceSettings
 from podbrief.status import ServiceStatus, StageStatus
 from podbrief_cli.status import remote_status
+from podbrief_testing.bus import numbered_event
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -63,18 +62,6 @@ SPEC: ServiceSpec[FakeSettings, Deps] = ServiceSpec(
 )
 
 
-def event(n: int) -> BriefDelivered:
-    payload = BriefDeliveredPayload(
-        brief_id=uuid.uuid4(),
-        subscriber_id=uuid.uuid4(),
-        brief_date=datetime.now(UTC).date(),
-        insight_ids=(),
-        status="sent",
-        detail=str(n),
-    )
-    return new_event(BriefDelivered, payload, key=f"k{n}")
-
-
 async def test_status_gives_counts_lag_and_dead_letters_behind_the_admin_key() -> None:
     settings = FakeSettings(
         bus=BusSettings(kind="memory", max_attempts=1),
@@ -87,7 +74,7 @@ async def test_status_gives_counts_lag_and_dead_letters_behind_the_admin_key() -
         bus = Bus(transport, settings.bus)
         await transport.ensure_topics([TOPIC])
         for n in range(3):
-            await bus.publish(event(n), topic=TOPIC)
+            await bus.publish(numbered_event(f"k{n}", n), topic=TOPIC)
         deps: Any = app.state.deps
         deadline = asyncio.get_running_loop().time() + 10
         while len(deps.handled) < 2 or not transport.records(TOPIC + ".dlq"):
