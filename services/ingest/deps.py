@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
 from fastapi import Depends
+from podbrief.netfetch import GuardedClient
 from podbrief.service import deps_of
 from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.crawler import Crawler
@@ -21,7 +21,7 @@ class Deps:
     settings: IngestSettings
     engine: AsyncEngine
     repo: IngestRepo
-    client: httpx.AsyncClient
+    client: GuardedClient
     crawler: Crawler
     outbox: Outbox
     metrics: IngestMetrics
