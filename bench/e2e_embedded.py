@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from podbrief_run.layout import DataDir
+
 from bench.e2e_audio import MIME, Episode
 from bench.e2e_probe import TreeProbe
 from bench.e2e_services import READERS, REPO, feed_xml, log
@@ -69,7 +71,7 @@ def run_once(ep: Episode, base_url: str, work: Path, logs: Path, timeout_s: floa
         out.close()
     if (data_dir / "podbrief.log").exists():
         shutil.copy(data_dir / "podbrief.log", logs / f"embedded-{ep.guid}.json.log")
-    timeline_path = data_dir / "run-timeline.json"
+    timeline_path = DataDir(data_dir).timeline
     ok = proc.returncode == 0 and timeline_path.exists()
     row: dict[str, Any] = {"episode": ep.guid, "audio_s": ep.duration_s, "clip": Path(ep.clip).name}
     if not ok:

@@ -27,8 +27,7 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from podbrief.errors import PermanentError, RetryableError
-from podbrief.netguard import Allowance, check_address, check_url, ssl_context
-from podbrief.reasons import http_status
+from podbrief.netguard import Allowance, check_address, check_url, raise_for_status, ssl_context
 from podbrief.settings import NetSettings
 
 MAX_REMEMBERED_URLS = 100_000
@@ -217,7 +216,7 @@ class GuardedClient:
                 found = {k.lower(): v for k, v in response.headers.items()}
                 if status == 304:
                     return FetchResult(304, current, found, b"", tuple(history), time.monotonic() - started)
-                _raise_for_status(status, current)
+                raise_for_status(status, current)
                 body = await _read_limited(response, current, max_bytes)
                 return FetchResult(status, current, found, body, tuple(history), time.monotonic() - started)
 
@@ -228,15 +227,6 @@ def _wire(url: str) -> yarl.URL:
     if url.isascii() and url.isprintable() and " " not in url:
         return yarl.URL(url, encoded=True)
     return yarl.URL(url)
-
-
-def _raise_for_status(status: int, url: str) -> None:
-    if status == 429 or status >= 500:
-        raise RetryableError(f"{url} answered {status}", reason=http_status(status))
-    if status >= 400:
-        raise PermanentError(f"{url} answered {status}", reason=http_status(status))
-    if status >= 300:
-        raise PermanentError(f"{url} answered {status} without a usable Location", reason="bad_redirect")
 
 
 async def _read_limited(response: Any, url: str, max_bytes: int) -> bytes:
