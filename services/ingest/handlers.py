@@ -29,6 +29,7 @@ from podbrief.events.models import (
     EpisodeDiscoveredPayload,
     EpisodeRef,
     PackedTranscript,
+    Person,
     Transcript,
     TranscriptLink,
 )
@@ -154,6 +155,28 @@ def parse_chapters(body: bytes) -> tuple[Chapter, ...]:
     return tuple(sorted(out, key=lambda c: c.start_s))
 
 
+def episode_people(item: ParsedItem, parsed: ParsedFeed) -> tuple[Person, ...]:
+    """The episode's `podcast:person` tags, else the channel's (the Podcasting 2.0 rule); a person without a
+    role is a host, as the namespace's taxonomy says."""
+    out: list[Person] = []
+    for raw in (item.persons or parsed.persons)[:50]:
+        name = " ".join(str(raw.get("name") or "").split())[:200]
+        if not name:
+            continue
+        href = raw.get("href")
+        out.append(
+            Person(
+                name=name,
+                role=(str(raw.get("role") or "host").strip().lower() or "host")[:100],
+                group=(str(raw["group"]).strip()[:100] or None) if raw.get("group") else None,
+                href=href
+                if isinstance(href, str) and href.startswith(("http://", "https://")) and len(href) <= 4096
+                else None,
+            )
+        )
+    return tuple(out)
+
+
 def discovered_event_id(episode: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(ids.NAMESPACE, f"episode.discovered:{episode}")
 
@@ -176,6 +199,7 @@ def build_event(
         enclosure_url=item.enclosure_url,
         published_at=item.published_at,
         language=item.language,
+        people=episode_people(item, parsed),
     )
     payload = EpisodeDiscoveredPayload(
         episode=ref,

@@ -39,11 +39,15 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
+    # Prompt tokens the server took from its prompt cache instead of computing (llama-server and vLLM report
+    # them as usage.prompt_tokens_details.cached_tokens).
+    cached_tokens: int = 0
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.requests += other.requests
+        self.cached_tokens += other.cached_tokens
 
 
 @dataclass(frozen=True)
@@ -148,11 +152,14 @@ class LLMClient:
         *,
         schema_name: str = "answer",
         max_tokens: int | None = None,
+        stage: str = "extract",
     ) -> Structured[T]:
         """Ask for JSON conforming to `schema`, validated by `model`. Invalid output gets one repair request;
-        if that fails too, InvalidOutputError (permanent for this input)."""
+        if that fails too, InvalidOutputError (permanent for this input). `stage` labels the token metrics."""
         usage = Usage()
-        content, u = await self.chat(messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens)
+        content, u = await self.chat(
+            messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage
+        )
         usage.add(u)
         try:
             return Structured(self._validate(content, model), usage, repaired=False)
@@ -170,7 +177,7 @@ class LLMClient:
                 + "). Reply again with only the corrected JSON object.",
             },
         ]
-        content, u = await self.chat(repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens)
+        content, u = await self.chat(repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage)
         usage.add(u)
         try:
             return Structured(self._validate(content, model), usage, repaired=True)
@@ -193,6 +200,7 @@ class LLMClient:
         schema: dict[str, Any] | None = None,
         schema_name: str = "answer",
         max_tokens: int | None = None,
+        stage: str = "extract",
     ) -> tuple[str, Usage]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -215,9 +223,15 @@ class LLMClient:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RetryableError("chat completion without choices", reason="bad_response") from exc
         raw_usage = data.get("usage") or {}
-        usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0), 1)
-        self.metrics.tokens.labels("in").inc(usage.prompt_tokens)
-        self.metrics.tokens.labels("out").inc(usage.completion_tokens)
+        cached = (raw_usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        usage = Usage(
+            int(raw_usage.get("prompt_tokens") or 0),
+            int(raw_usage.get("completion_tokens") or 0),
+            1,
+            int(cached or 0),
+        )
+        self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
+        self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)
         if choice.get("finish_reason") == "length":
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(content), usage
