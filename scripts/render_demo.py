@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Render the bundled offline demo episodes to compressed audio.
 
-Reads ``libs/podbrief/demo/episodes.json``, speaks every segment with
+Reads ``apps/podbrief_run/demo/episodes.json``, speaks every segment with
 espeak-ng (each speaker may have their own voice), joins the segments with
 short pauses, resamples to 16 kHz mono and encodes Ogg/Opus with PyAV into
-``libs/podbrief/demo/audio/<guid>.opus``.  Every file is decoded back with
+``apps/podbrief_run/demo/audio/<guid>.opus``.  Every file is decoded back with
 faster-whisper's ``decode_audio`` as a sanity check, and
-``libs/podbrief/demo/audio/manifest.json`` records size, sha256, duration and
+``apps/podbrief_run/demo/audio/manifest.json`` records size, sha256, duration and
 per-segment start/end times.
 
 With ``--asr`` (the default when faster-whisper and the tiny.en model from
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = REPO_ROOT / "libs" / "podbrief" / "demo"
+DEMO_DIR = REPO_ROOT / "apps" / "podbrief_run" / "demo"
 EPISODES_JSON = DEMO_DIR / "episodes.json"
 AUDIO_DIR = DEMO_DIR / "audio"
 MANIFEST_JSON = AUDIO_DIR / "manifest.json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem(
@@ -152,6 +154,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
         return problem(422, "Invalid request", f"{len(errors)} field(s) failed validation", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug still answers a problem document, never a plain-text page; the details go to the log only.
+        log.error(
+            "unhandled error answering a request",
+            exc_info=exc,
+            extra={"method": request.method, "path": request.url.path, "error_class": type(exc).__name__},
+        )
+        return problem(500, "Internal Server Error", "the server failed to answer this request")
 
 
 def check_api_key(presented: str | None, expected: str | None) -> bool:

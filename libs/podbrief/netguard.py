@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -51,6 +52,8 @@ _METADATA_HOSTS = frozenset(
     {"metadata.google.internal", "metadata", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
 )
 DEFAULT_ACCEPT = "*/*"
+# One label of an inet_aton address: decimal, octal (leading 0) or hex (0x).
+_NUMERIC_PART = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
 
@@ -128,11 +131,28 @@ def check_url(url: httpx.URL, allow: Allowance) -> None:
         # RFC 6761: these names are loopback wherever they are resolved; refuse them before any lookup.
         check_address(ipaddress.ip_address("127.0.0.1"), allow, host)
         return
+    ip = literal_address(host)
+    if ip is not None:
+        check_address(ip, allow, host)
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host names without any DNS lookup, in every form the system resolver accepts: dotted
+    quads, IPv6, and the inet_aton forms browsers and libc also read (`2130706433`, `0x7f000001`, `0177.1`,
+    `127.1`), which name 127.0.0.1 as surely as `127.0.0.1` does. None for a hostname."""
+    bare = host.strip().rstrip(".").strip("[]")
     try:
-        ip = ipaddress.ip_address(host)
+        return ipaddress.ip_address(bare)
     except ValueError:
-        return
-    check_address(ip, allow, host)
+        pass
+    if not bare or not all(part and _NUMERIC_PART.fullmatch(part) for part in bare.split(".")):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(bare))
+    except OSError:
+        # Numeric but out of range ("4294967296", "0x1.0x1.0x1.0x1.0x1"): no resolver reads it as an address,
+        # and nothing else would make it a usable hostname.
+        raise PermanentError(f"invalid numeric host {host!r}", reason="invalid_url") from None
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -281,6 +301,16 @@ class FetchResult:
         return value.split(";", 1)[0].strip().lower()
 
     @property
+    def charset(self) -> str | None:
+        """The Content-Type's charset parameter, if any."""
+        content_type: str = self.headers.get("content-type", "")
+        for param in content_type.split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip("\"'"):
+                return value.strip().strip("\"'")[:40]
+        return None
+
+    @property
     def permanent_url(self) -> str | None:
         """Where the resource now lives for good: the target of the leading run of permanent redirects."""
         target: str | None = None
@@ -413,5 +443,6 @@ __all__ = [
     "check_address",
     "check_url",
     "fetch_limited",
+    "literal_address",
     "make_http_client",
 ]

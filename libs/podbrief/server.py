@@ -1,24 +1,25 @@
-"""`podbrief serve <service>`: uvicorn around one service app, with JSON logs and a non-zero exit when a core
-task dies (so the orchestrator restarts the pod)."""
+"""Running one service as a process: uvicorn around the service's app, with JSON logs and a non-zero exit when
+a core task dies (so the orchestrator restarts the pod). `podbrief serve <service>` finds the service's spec and
+calls this."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
+from typing import Any
 
 import uvicorn
 
 from podbrief import logging as plog
+from podbrief.service import ServiceSpec, create_app
 
 log = logging.getLogger(__name__)
 
 
-def serve_service(name: str, *, host: str | None = None, port: int | None = None) -> int:
-    mod = importlib.import_module(f"podbrief_{name}.app")
-    spec = mod.SPEC
+def serve_service(spec: ServiceSpec[Any, Any], *, host: str | None = None, port: int | None = None) -> int:
+    """Serve until SIGTERM; the exit status is 0 after a clean shutdown, 1 after a fatal error."""
     settings = spec.settings_cls()
-    plog.configure(settings.log_level, service=name, secrets=settings.secrets())
+    plog.configure(settings.log_level, service=spec.name, secrets=settings.secrets())
     server: uvicorn.Server | None = None
     failed: list[BaseException] = []
 
@@ -27,7 +28,7 @@ def serve_service(name: str, *, host: str | None = None, port: int | None = None
         if server is not None:
             server.should_exit = True
 
-    app = mod.create_app(settings, on_fatal=on_fatal)
+    app = create_app(spec, settings, on_fatal=on_fatal)
     config = uvicorn.Config(
         app,
         host=host or settings.http.host,
@@ -44,6 +45,6 @@ def serve_service(name: str, *, host: str | None = None, port: int | None = None
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     server.run()
     if failed:
-        log.error("exiting after a fatal error", extra={"service": name})
+        log.error("exiting after a fatal error", extra={"service": spec.name})
         return 1
     return 0 if server.started else 1

@@ -161,8 +161,16 @@ class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set `model_config` with their own `env_prefix`."""
 
     # hide_input_in_errors: a validation error must not echo a DSN or a key back into the logs.
+    # nested_model_default_partial_update: setting one field of a nested block (INGEST_HTTP__HOST) keeps the rest
+    # of that block's defaults as this class declares them (port 8001), instead of rebuilding the block from the
+    # nested model's own defaults (port 8000). Subclasses inherit it; their model_config merges with this one.
     model_config = SettingsConfigDict(
-        env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        nested_model_default_partial_update=True,
     )
 
     log_level: str = "INFO"

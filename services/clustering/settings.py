@@ -11,9 +11,8 @@ from pydantic_settings import SettingsConfigDict
 
 
 class ClusteringSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CLUSTERING_", env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True
-    )
+    # The rest of the configuration (nesting with `__`, .env, partial updates of nested blocks) is ServiceSettings'.
+    model_config = SettingsConfigDict(env_prefix="CLUSTERING_")
 
     http: HttpSettings = HttpSettings(port=8004)
     db: DatabaseSettings = DatabaseSettings(url=SecretStr("sqlite+aiosqlite:///.data/clustering.db"))

@@ -100,9 +100,8 @@ class RateLimitSettings(BaseModel):
 
 
 class DeliverySettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="DELIVERY_", env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True
-    )
+    # The rest of the configuration (nesting with `__`, .env, partial updates of nested blocks) is ServiceSettings'.
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_")
 
     db: DatabaseSettings = DatabaseSettings(url=SecretStr("sqlite+aiosqlite:///.data/delivery.db"))
     http: HttpSettings = HttpSettings(port=8005)

@@ -167,9 +167,8 @@ def _preset_defaults(preset: str) -> dict[str, dict[str, Any]]:
 
 
 class ExtractionSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="EXTRACTION_", env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True
-    )
+    # The rest of the configuration (nesting with `__`, .env, partial updates of nested blocks) is ServiceSettings'.
+    model_config = SettingsConfigDict(env_prefix="EXTRACTION_")
 
     http: HttpSettings = HttpSettings(port=8003)
     db: DatabaseSettings = DatabaseSettings(url=SecretStr("sqlite+aiosqlite:///.data/extraction.db"))

@@ -11,22 +11,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from podbrief.errors import PermanentError, PipelineError
 from podbrief.http import ProblemError, check_api_key, problems
 from podbrief.netguard import Allowance, check_url
-from podbrief.service import deps_of
 from podbrief_ingest.adapters import aware
-from podbrief_ingest.app import Deps
+from podbrief_ingest.deps import Deps, DepsDep
 from podbrief_ingest.models import Episode, Feed
-from podbrief_ingest.parser import parse_opml, render_opml
+from podbrief_ingest.opml import parse_opml, render_opml
 from pydantic import BaseModel, Field
 
 URL_REASONS = frozenset({"ssrf_blocked", "bad_scheme", "invalid_url"})
-
-
-def _deps(request: Request) -> Deps:
-    deps: Deps = deps_of(request)
-    return deps
-
-
-DepsDep = Annotated[Deps, Depends(_deps)]
+# Far beyond any registry, and well inside the 64-bit integers SQLite and PostgreSQL take for OFFSET.
+MAX_OFFSET = 1_000_000_000
 
 
 def require_admin(deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
@@ -212,7 +205,9 @@ async def add_feed(body: FeedIn, deps: DepsDep, response: Response) -> FeedCreat
 
 @router.get("/feeds", summary="List feeds")
 async def list_feeds(
-    deps: DepsDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0
+    deps: DepsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     feeds = await deps.repo.list_feeds(limit=limit, offset=offset)
     return {

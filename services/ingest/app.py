@@ -9,11 +9,9 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from podbrief.bus import Transport
 from podbrief.netguard import make_http_client
@@ -21,24 +19,15 @@ from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.service import create_app as chassis_create_app
 from podbrief.storage.db import create_engine, migrate
 from podbrief_ingest.adapters import Fetcher, HostLimiter, IngestRepo
+from podbrief_ingest.api import router
+from podbrief_ingest.deps import Deps
 from podbrief_ingest.handlers import Crawler, PollReport
 from podbrief_ingest.metrics import IngestMetrics
 from podbrief_ingest.settings import IngestSettings
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-@dataclass
-class Deps:
-    settings: IngestSettings
-    engine: AsyncEngine
-    repo: IngestRepo
-    client: httpx.AsyncClient
-    crawler: Crawler
-    metrics: IngestMetrics
 
 
 def instance_name() -> str:
@@ -113,24 +102,18 @@ async def _ready(deps: Deps) -> bool:
     return ok
 
 
-def _spec() -> ServiceSpec[IngestSettings, Deps]:
-    from podbrief_ingest.api import router
-
-    # The chassis cancels background loops at shutdown; cancelling a poll mid-way is safe (its transaction
-    # rolls back, its lease expires, the outbox keeps anything committed).
-    return ServiceSpec(
-        name="ingest",
-        settings_cls=IngestSettings,
-        build_deps=build_deps,
-        routers=[router],
-        background=_background,
-        ready=_ready,
-        title="podbrief ingest",
-        description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
-    )
-
-
-SPEC = _spec()
+# The chassis cancels background loops at shutdown; cancelling a poll mid-way is safe (its transaction rolls back,
+# its lease expires, the outbox keeps anything committed).
+SPEC: ServiceSpec[IngestSettings, Deps] = ServiceSpec(
+    name="ingest",
+    settings_cls=IngestSettings,
+    build_deps=build_deps,
+    routers=[router],
+    background=_background,
+    ready=_ready,
+    title="podbrief ingest",
+    description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
+)
 
 
 def create_app(

@@ -59,59 +59,87 @@ def parse(
         typer.Option("--feed-url", help="the feed's URL when parsing a file, so episode ids match the service's"),
     ] = None,
 ) -> None:
-    """Print the parsed feed as JSON, using the service's parser and SSRF guard."""
+    """Print the parsed feed as JSON, using the service's parser and SSRF guard: the episodes, what was
+    dropped and why, what was repaired to read the document, and any live items."""
     from podbrief.errors import PipelineError
     from podbrief_ingest.parser import parse_feed
 
     try:
         path = Path(source)
+        base: str | None = None
+        charset: str | None = None
         if not source.startswith(("http://", "https://")):
             if not path.is_file():
                 raise _fail(f"{source}: no such file (or give an http/https URL)", 2)
             body = path.read_bytes()
             identity = feed_url or source
         else:
-            body, identity = asyncio.run(_fetch(source, allow or []))
-            identity = feed_url or identity
-        feed = parse_feed(body, identity)
+            body, base, charset = asyncio.run(_fetch(source, allow or []))
+            identity = feed_url or source
+        feed = parse_feed(body, identity, base_url=base, charset=charset)
     except PipelineError as exc:
         raise _fail(f"{source}: {exc} [{exc.reason}]") from None
-    _out(
-        {
-            "title": feed.title,
-            "guid": feed.podcast_guid,
-            "link": feed.link,
-            "language": feed.language,
-            "blocked": feed.blocked,
-            "locked": feed.locked,
-            "new_feed_url": feed.new_feed_url,
-            "update_frequency": feed.update_frequency,
-            "episodes": [
-                {
-                    "guid": it.guid,
-                    "episode_id": str(it.episode_id),
-                    "title": it.title,
-                    "published_at": it.published_at.isoformat() if it.published_at else None,
-                    "enclosure_url": it.enclosure_url,
-                    "enclosure_type": it.enclosure_type,
-                    "transcripts": [t.model_dump(mode="json", exclude_none=True) for t in it.transcripts],
-                    "chapters_url": it.chapters_url,
-                    "problem": it.media_problem(),
-                }
-                for it in feed.items
-            ],
-        }
-    )
+    _out(parsed_feed_json(feed))
 
 
-async def _fetch(url: str, allow: list[str]) -> tuple[bytes, str]:
+def _when(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def parsed_feed_json(feed: Any) -> dict[str, Any]:
+    """`podbrief feeds parse` output for a ParsedFeed."""
+    return {
+        "title": feed.title,
+        "guid": feed.podcast_guid,
+        "link": feed.link,
+        "language": feed.language,
+        "blocked": feed.blocked,
+        "locked": feed.locked,
+        "new_feed_url": feed.new_feed_url,
+        "update_frequency": feed.update_frequency,
+        "recovered": [{"repair": r.kind, "detail": r.detail} for r in feed.repairs],
+        "dropped": dict(feed.dropped),
+        "warnings": list(feed.warnings),
+        "live_items": [
+            {
+                "guid": li.guid,
+                "title": li.title,
+                "status": li.status,
+                "start": _when(li.start),
+                "end": _when(li.end),
+                "enclosure_url": li.enclosure_url,
+            }
+            for li in feed.live_items
+        ],
+        "episodes": [
+            {
+                "guid": it.guid,
+                "episode_id": str(it.episode_id),
+                "title": it.title,
+                "link": it.link,
+                "published_at": _when(it.published_at),
+                "enclosure_url": it.enclosure_url,
+                "enclosure_type": it.enclosure_type,
+                "duration_s": it.duration_s,
+                "transcripts": [t.model_dump(mode="json", exclude_none=True) for t in it.transcripts],
+                "chapters_url": it.chapters_url,
+                "problem": it.media_problem(),
+                "notes": list(it.notes),
+            }
+            for it in feed.items
+        ],
+    }
+
+
+async def _fetch(url: str, allow: list[str]) -> tuple[bytes, str, str | None]:
+    """(body, the URL it came from after redirects, the HTTP charset)."""
     from podbrief.netguard import fetch_limited, make_http_client
 
     settings = _settings()
     net = settings.net.model_copy(update={"allowed_networks": (*settings.net.allowed_networks, *allow)})
     async with make_http_client(net) as client:
         res = await fetch_limited(client, url, max_bytes=settings.max_feed_bytes, deadline_s=settings.fetch_deadline_s)
-    return res.body, url
+    return res.body, res.url, res.charset
 
 
 @contextlib.asynccontextmanager
@@ -234,7 +262,7 @@ def import_opml(file: Path, api: ApiOpt = None, api_key: KeyOpt = None) -> None:
 
     async def go() -> dict[str, Any]:
         from podbrief.errors import PipelineError
-        from podbrief_ingest.parser import parse_opml
+        from podbrief_ingest.opml import parse_opml
 
         try:
             entries = parse_opml(body)
@@ -261,7 +289,7 @@ def export_opml(api: ApiOpt = None, api_key: KeyOpt = None) -> None:
         return
 
     async def go() -> str:
-        from podbrief_ingest.parser import render_opml
+        from podbrief_ingest.opml import render_opml
 
         async with _local() as deps:
             return str(render_opml([(f.url, f.title) for f in await deps.repo.list_feeds(limit=1_000_000)]))

@@ -8,9 +8,8 @@ from pydantic_settings import SettingsConfigDict
 
 
 class IngestSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="INGEST_", env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True
-    )
+    # The rest of the configuration (nesting with `__`, .env, partial updates of nested blocks) is ServiceSettings'.
+    model_config = SettingsConfigDict(env_prefix="INGEST_")
 
     db: DatabaseSettings = DatabaseSettings(url=SecretStr("sqlite+aiosqlite:///.data/ingest.db"))
     http: HttpSettings = HttpSettings(port=8001)

@@ -13,10 +13,12 @@ from podbrief import service
 from podbrief.bus import Subscription, Transport
 from podbrief.events.models import EpisodeDiscovered
 from podbrief.events.topics import EPISODE_DISCOVERED
+from podbrief.netguard import make_http_client
 from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.storage.db import create_engine, migrate
-from podbrief_transcription.adapters import EnclosureFetcher, Transcriber, TranscriptRepo, make_client
-from podbrief_transcription.adapters.engine import cuda_devices
+from podbrief_transcription.adapters.download import EnclosureFetcher
+from podbrief_transcription.adapters.engine import Transcriber, cuda_devices
+from podbrief_transcription.adapters.repo import TranscriptRepo
 from podbrief_transcription.api import router
 from podbrief_transcription.deps import Deps
 from podbrief_transcription.handlers import on_episode_discovered
@@ -29,7 +31,7 @@ async def build_deps(ctx: ServiceContext[TranscriptionSettings]) -> AsyncIterato
     settings = ctx.settings
     metrics = TranscriptionMetrics.create(ctx.registry)
     db = create_engine(settings.db)
-    http = make_client(settings.net)
+    http = make_http_client(settings.net)
     try:
         if settings.db.migrate_on_start:
             await migrate(db, Path(__file__).parent / "migrations", "transcription")

@@ -106,7 +106,9 @@ def transcribe(
 
 
 async def _transcribe(source: str | Path, settings: TranscriptionSettings, err: Any, show: bool) -> Transcript:
-    from podbrief_transcription.adapters import EnclosureFetcher, Transcriber, make_client
+    from podbrief.netguard import make_http_client
+    from podbrief_transcription.adapters.download import EnclosureFetcher
+    from podbrief_transcription.adapters.engine import Transcriber
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     engine = Transcriber(settings.model_copy(update={"warmup": False}))
@@ -129,7 +131,7 @@ async def _transcribe(source: str | Path, settings: TranscriptionSettings, err: 
             return await engine.transcribe(path, progress=on_progress)
 
         if isinstance(source, str):
-            async with make_client(settings.net) as client:
+            async with make_http_client(settings.net) as client:
                 fetcher = EnclosureFetcher(
                     client,
                     max_bytes=settings.max_audio_bytes,

@@ -39,9 +39,8 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
 
 
 class TranscriptionSettings(ServiceSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TRANSCRIPTION_", env_nested_delimiter="__", env_file=".env", extra="ignore", frozen=True
-    )
+    # The rest of the configuration (nesting with `__`, .env, partial updates of nested blocks) is ServiceSettings'.
+    model_config = SettingsConfigDict(env_prefix="TRANSCRIPTION_")
 
     db: DatabaseSettings = DatabaseSettings(url=SecretStr("sqlite+aiosqlite:///.data/transcription.db"))
     http: HttpSettings = HttpSettings(port=8002)

@@ -41,7 +41,7 @@ def test_transformer_layer_flops_by_hand() -> None:
 
 
 def test_whisper_tiny_flops_per_audio_second() -> None:
-    from podbrief_transcription.bench import whisper_flops
+    from bench.transcription import whisper_flops
 
     f = whisper_flops(30.0, tokens=0, beams=5)
     # One 30-s window through tiny.en's encoder: ~37 GFLOP (two convolutions + 4 layers over 1,500 frames).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from podbrief.testing import free_port
+from podbrief_testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

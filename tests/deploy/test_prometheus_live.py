@@ -42,7 +42,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
             (tmp / name).mkdir()
             log = (tmp / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "podbrief.cli", "serve", name],
+                [sys.executable, "-m", "podbrief_cli", "serve", name],
                 env=env,
                 cwd=tmp / name,
                 stdout=log,

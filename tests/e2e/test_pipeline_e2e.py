@@ -16,7 +16,7 @@ import feedparser
 import httpx
 import pytest
 from podbrief.events.ids import episode_id
-from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
+from podbrief_testing import LoopbackServer, ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
 import promharness

@@ -14,7 +14,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from podbrief.testing import LoopbackServer
+from podbrief_testing import LoopbackServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from podbrief.events.topics import EPISODE_DISCOVERED, EPISODE_TRANSCRIBED, INSIGHT_CLUSTERED, INSIGHTS_EXTRACTED
-from podbrief.testing import ServiceProcess, SmtpSink, free_port, scrape_metric
+from podbrief_testing import ServiceProcess, SmtpSink, free_port, scrape_metric
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "faults"

@@ -39,7 +39,7 @@ from podbrief.events import (
 from podbrief.events.codec import encode
 from podbrief.events.ids import episode_id, feed_id
 from podbrief.events.topics import EPISODE_DISCOVERED, EPISODE_TRANSCRIBED
-from podbrief.testing import (
+from podbrief_testing import (
     LoopbackServer,
     ServiceProcess,
     create_database,
@@ -47,7 +47,7 @@ from podbrief.testing import (
     group_offsets,
     publish_events,
 )
-from podbrief_extraction.testing import LoopbackOpenAI
+from podbrief_testing.llm import LoopbackOpenAI
 
 pytestmark = pytest.mark.faults
 

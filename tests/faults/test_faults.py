@@ -18,7 +18,7 @@ import httpx
 import pytest
 from podbrief.events.ids import episode_id
 from podbrief.events.topics import INSIGHT_CLUSTERED
-from podbrief.testing import SmtpSink
+from podbrief_testing import SmtpSink
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit

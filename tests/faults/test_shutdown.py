@@ -51,7 +51,7 @@ from podbrief.events.topics import (
     INSIGHT_CLUSTERED,
     INSIGHTS_EXTRACTED,
 )
-from podbrief.testing import (
+from podbrief_testing import (
     LoopbackServer,
     ServiceProcess,
     create_database,
@@ -61,7 +61,7 @@ from podbrief.testing import (
     scrape_metric,
     topic_records,
 )
-from podbrief_extraction.testing import LoopbackOpenAI
+from podbrief_testing.llm import LoopbackOpenAI
 
 pytestmark = pytest.mark.faults
 

@@ -22,10 +22,10 @@ from podbrief.bus import MemoryTransport
 from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings, QdrantSettings
 from podbrief.storage.db import alembic_config, create_engine, migrate
 from podbrief.storage.vectors import make_qdrant_client
-from podbrief.testing import LoopbackServer
 from podbrief_clustering.adapters import IndexParams, VectorIndex
 from podbrief_ingest.app import create_app
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from podbrief.events.ids import episode_id
-from podbrief.testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
+from podbrief_testing import LoopbackServer, ServiceProcess, SmtpSink, free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dbtools import SERVICES

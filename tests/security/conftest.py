@@ -82,7 +82,7 @@ def ingest_app(tmp: Path, admin_key: str | None, max_body: int, **over: Any) -> 
     settings = IngestSettings(
         _env_file=None,  # type: ignore[call-arg]
         db=_db(tmp, "ingest"),
-        net=NetSettings(connect_timeout_s=2, read_timeout_s=2),
+        net=over.pop("net", NetSettings(connect_timeout_s=2, read_timeout_s=2)),
         poll_enabled=False,
         bus=BUS,
         http=_http(admin_key, max_body, 8001),
@@ -95,12 +95,14 @@ def ingest_app(tmp: Path, admin_key: str | None, max_body: int, **over: Any) -> 
 
 def transcription_app(tmp: Path, admin_key: str | None, max_body: int, **over: Any) -> FastAPI:
     import podbrief_transcription.app as transcription_module
+    from podbrief.netguard import make_http_client
     from podbrief.storage.db import create_engine, migrate
-    from podbrief_transcription.adapters import EnclosureFetcher, TranscriptRepo, make_client
+    from podbrief_testing.transcription import FakeEngine
+    from podbrief_transcription.adapters.download import EnclosureFetcher
+    from podbrief_transcription.adapters.repo import TranscriptRepo
     from podbrief_transcription.deps import Deps
     from podbrief_transcription.metrics import TranscriptionMetrics
     from podbrief_transcription.settings import TranscriptionSettings
-    from podbrief_transcription.testing import FakeEngine
 
     class ReadyEngine(FakeEngine):
         ready = True
@@ -109,7 +111,7 @@ def transcription_app(tmp: Path, admin_key: str | None, max_body: int, **over: A
     async def build_deps(ctx: ServiceContext[TranscriptionSettings]) -> AsyncIterator[Deps]:
         s = ctx.settings
         engine = create_engine(s.db)
-        http = make_client(s.net)
+        http = make_http_client(s.net)
         try:
             await migrate(engine, Path(transcription_module.__file__).parent / "migrations", "transcription")
             yield Deps(
@@ -141,7 +143,7 @@ def transcription_app(tmp: Path, admin_key: str | None, max_body: int, **over: A
 def extraction_app(tmp: Path, admin_key: str | None, max_body: int, **over: Any) -> FastAPI:
     from podbrief_extraction.app import create_app
     from podbrief_extraction.settings import ExtractionSettings, LLMSettings
-    from podbrief_extraction.testing import FakeOpenAI
+    from podbrief_testing.llm import FakeOpenAI
 
     settings = ExtractionSettings(
         _env_file=None,  # type: ignore[call-arg]

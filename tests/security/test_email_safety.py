@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from podbrief.events import RelatedInsight
 from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.render import Links, Renderer, header_safe
-from podbrief_delivery.tests.helpers import clustered
 from podbrief_delivery.tokens import Signer
+from podbrief_testing.delivery import clustered
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpcore._backends.auto import AutoBackend
 from podbrief.errors import PermanentError
-from podbrief.testing import LoopbackServer
+from podbrief_testing import LoopbackServer
 
 pytestmark = pytest.mark.unit
 

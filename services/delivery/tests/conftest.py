@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from podbrief.embeddings import Embedder
-from podbrief.testing import SmtpSink
 from podbrief_delivery.app import make_deps
 from podbrief_delivery.deps import Deps
 from podbrief_delivery.settings import DeliverySettings
-from podbrief_delivery.tests.helpers import make_settings
+from podbrief_testing import SmtpSink
+from podbrief_testing.delivery import make_settings
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import pytest
 from podbrief.bus import Bus, MemoryTransport
 from podbrief.embeddings import Embedder
 from podbrief.settings import BusSettings
-from podbrief.testing import SmtpSink
 from podbrief_delivery.app import create_app
-from podbrief_delivery.tests.helpers import ADMIN_KEY, DAY, day_events, make_settings
+from podbrief_testing import SmtpSink
+from podbrief_testing.delivery import ADMIN_KEY, DAY, day_events, make_settings
 
 pytestmark = pytest.mark.unit
 

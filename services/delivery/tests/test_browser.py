@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import uvicorn
 from podbrief.embeddings import Embedder
-from podbrief.testing import SmtpSink, free_port
 from podbrief_delivery import core
 from podbrief_delivery.app import create_app, make_deps
 from podbrief_delivery.handlers import on_insight_clustered
 from podbrief_delivery.settings import DeliverySettings
-from podbrief_delivery.tests.helpers import NOW, day_events, make_settings
+from podbrief_testing import SmtpSink, free_port
+from podbrief_testing.delivery import NOW, day_events, make_settings
 
 pytestmark = pytest.mark.slow
 

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 from podbrief.embeddings import Embedder
 from podbrief.events.ids import brief_id
-from podbrief.testing import SmtpSink
 from podbrief_delivery import core
 from podbrief_delivery.deps import Deps
 from podbrief_delivery.handlers import on_insight_clustered
 from podbrief_delivery.models import LedgerRow
-from podbrief_delivery.tests.helpers import NOW, day_events
+from podbrief_testing import SmtpSink
+from podbrief_testing.delivery import NOW, day_events
 
 pytestmark = pytest.mark.unit
 

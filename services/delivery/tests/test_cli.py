@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import typer
 from podbrief.embeddings import Embedder
-from podbrief.testing import SmtpSink
 from podbrief_delivery import core
 from podbrief_delivery.app import make_deps
 from podbrief_delivery.cli import register
 from podbrief_delivery.handlers import on_insight_clustered
-from podbrief_delivery.tests.helpers import SECRET, day_events, make_settings
+from podbrief_testing import SmtpSink
+from podbrief_testing.delivery import SECRET, day_events, make_settings
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit
@@ -101,7 +101,7 @@ def test_settings_errors_are_reported_without_a_traceback(tmp_path: Path) -> Non
 async def test_embedded_helpers_write_page_and_eml(tmp_path: Path, smtp_sink: SmtpSink, embedder: Embedder) -> None:
     from email import message_from_bytes, policy
 
-    from podbrief_delivery.tests.helpers import NOW
+    from podbrief_testing.delivery import NOW
 
     async with make_deps(make_settings(tmp_path, smtp_sink.port), embedder=embedder) as deps:
         for ev in day_events(embedder):

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from podbrief.embeddings import Embedder
 from podbrief.events import BriefDelivered
-from podbrief.testing import SmtpSink
 from podbrief_delivery import core
 from podbrief_delivery.app import make_deps
 from podbrief_delivery.deps import Deps
 from podbrief_delivery.handlers import on_insight_clustered
 from podbrief_delivery.models import Subscriber
 from podbrief_delivery.settings import DeliverySettings, RankingSettings
-from podbrief_delivery.tests.helpers import NOW, clustered, day_events
+from podbrief_testing import SmtpSink
+from podbrief_testing.delivery import NOW, clustered, day_events
 
 pytestmark = pytest.mark.unit
 

@@ -46,6 +46,8 @@ from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.settings import ExtractionSettings
 
 EVAL_DIR = Path(__file__).parent
+# The old synthetic set (eight hand-labelled chunks): a smoke test of the whole path, and the extraction bench's input.
+DATASET = EVAL_DIR / "synthetic.json"
 RESULTS_DIR = EVAL_DIR / "results"
 REVIEWED = EVAL_DIR / "reviewed.json"
 README = EVAL_DIR.parent / "README.md"
@@ -381,7 +383,7 @@ def update_readme(report: dict[str, Any]) -> None:
 
 async def synthetic(settings_spec: ModelSpec) -> None:
     """The old eight synthetic chunks, kept as a smoke test of the whole path on any model."""
-    data = json.loads((EVAL_DIR / "synthetic.json").read_text())
+    data = json.loads(DATASET.read_text())
     from podbrief.events import Segment, Transcript
 
     settings = settings_for(settings_spec)

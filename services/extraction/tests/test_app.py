@@ -28,7 +28,7 @@ from podbrief.events.topics import EPISODE_TRANSCRIBED, INSIGHTS_EXTRACTED
 from podbrief.settings import BusSettings, DatabaseSettings
 from podbrief_extraction.app import create_app
 from podbrief_extraction.settings import ExtractionSettings, LLMSettings
-from podbrief_extraction.testing import FakeOpenAI, ScriptedModel
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit

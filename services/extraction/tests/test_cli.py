@@ -13,7 +13,7 @@ import pytest
 import typer
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.cli import register
-from podbrief_extraction.testing import ScriptedModel, completion
+from podbrief_testing.llm import ScriptedModel, completion
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit

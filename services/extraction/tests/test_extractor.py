@@ -15,7 +15,7 @@ from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.extractor import Extractor, tidy_text
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
-from podbrief_extraction.testing import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
 
 pytestmark = pytest.mark.unit
 

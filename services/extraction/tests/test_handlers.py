@@ -29,7 +29,7 @@ from podbrief_extraction.extractor import Extractor
 from podbrief_extraction.handlers import extracted_event_id, on_episode_transcribed
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import ExtractionSettings, LLMSettings
-from podbrief_extraction.testing import FakeOpenAI, ScriptedModel
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit

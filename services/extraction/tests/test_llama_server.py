@@ -107,7 +107,7 @@ def test_eval_matching_rule() -> None:
 
 
 def test_fixtures_share_one_server_per_settings(tmp_path: Path) -> None:
-    from podbrief_extraction.testing import acquire_llama, release_llama
+    from podbrief_testing.llm import acquire_llama, release_llama
 
     s = settings(tmp_path, executable(tmp_path / "llama-server", FAKE_SERVER))
     a = acquire_llama(s)

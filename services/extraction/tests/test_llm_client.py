@@ -10,7 +10,7 @@ from podbrief.errors import PermanentError, RetryableError
 from podbrief_extraction.adapters.llm import CircuitBreaker, InvalidOutputError, LLMClient, parse_json
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import LLMSettings
-from podbrief_extraction.testing import FakeOpenAI, completion
+from podbrief_testing.llm import FakeOpenAI, completion
 from pydantic import BaseModel, SecretStr
 
 pytestmark = pytest.mark.unit

@@ -19,9 +19,10 @@ from podbrief.events.topics import EPISODE_DISCOVERED
 from podbrief.metrics import new_registry
 from podbrief.service import ServiceContext
 from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings
-from podbrief.testing import LoopbackServer
-from podbrief_ingest.app import Deps, build_deps
+from podbrief_ingest.app import build_deps
+from podbrief_ingest.deps import Deps
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 from pydantic import SecretStr
 
 API_KEY = "test-admin-key"

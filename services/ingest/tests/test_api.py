@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from podbrief.bus import MemoryTransport
 from podbrief.events.topics import EPISODE_DISCOVERED
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.app import create_app, poll_all_now
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 
 from .conftest import API_KEY, discovered, item, rss, serve_pc20
 
@@ -150,7 +150,7 @@ def test_opml_import_then_poll_all_now(
 ) -> None:
     a = loopback.add("/a.xml", rss([item(n) for n in range(1, 6)], title="Show A"), "application/rss+xml")
     b = loopback.add("/b.xml", rss([item(n) for n in range(1, 3)], title="Show B & Co"), "application/rss+xml")
-    broken = loopback.add("/broken.xml", "<rss><channel>", "application/rss+xml")
+    broken = loopback.add("/broken.xml", "no markup here, just text", "application/rss+xml")
     opml = (
         f'<?xml version="1.0"?><opml version="2.0"><head><title>mine</title></head><body>'
         f'<outline text="group"><outline type="rss" text="A" xmlUrl="{a}"/>'

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.cli import register
+from podbrief_testing import LoopbackServer
 from typer.testing import CliRunner
 
 from .conftest import item, rss, serve_pc20
@@ -56,6 +56,28 @@ def test_parse_file(cli: typer.Typer, shared_dir: Path) -> None:
     }
 
 
+def test_parse_shows_drops_repairs_and_live_items(cli: typer.Typer, tmp_path: Path) -> None:
+    live = (
+        '<podcast:liveItem status="pending" start="2026-02-01T10:00:00Z">'
+        "<guid>L</guid><title>Soon</title></podcast:liveItem>"
+    )
+    doc = rss([item(1), item(2, guid="ep-1"), "<item><title>nothing</title></item>", item(3)], live)
+    # A feed that uses the itunes prefix without declaring it, and writes a date without a zone.
+    doc = doc.replace('xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"', "")
+    doc = doc.replace("</item>", "<itunes:duration>61</itunes:duration></item>", 1)
+    doc = doc.replace(" +0000</pubDate>", "</pubDate>", 1).replace(" GMT</pubDate>", "</pubDate>", 1)
+    path = tmp_path / "feed.xml"
+    path.write_text(doc)
+    res = CliRunner().invoke(cli, ["feeds", "parse", str(path), "--feed-url", "https://x.example/f.xml"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["dropped"] == {"duplicate_guid": 1, "no_guid_no_enclosure": 1}
+    assert [r["repair"] for r in out["recovered"]] == ["undeclared_prefix"]
+    assert out["live_items"][0]["guid"] == "L" and out["live_items"][0]["status"] == "pending"
+    assert [e["guid"] for e in out["episodes"]] == ["ep-1", "ep-3"]
+    assert out["episodes"][0]["duration_s"] == 61 and out["episodes"][0]["notes"] == ["date_assumed_utc"]
+
+
 def test_parse_url_uses_the_ssrf_guard(
     cli: typer.Typer, loopback: LoopbackServer, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,7 +95,7 @@ def test_parse_url_uses_the_ssrf_guard(
     [
         (b"<!DOCTYPE html><html><body>x</body></html>", "not_a_feed"),
         (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><rss>&a;</rss>', "xml_entities"),
-        (b"<rss><channel>", "malformed_xml"),
+        (b"no markup here, just text", "malformed_xml"),
     ],
 )
 def test_parse_failures_are_clear(cli: typer.Typer, tmp_path: Path, content: bytes, message: str) -> None:

@@ -13,10 +13,10 @@ from podbrief.bus import MemoryTransport
 from podbrief.errors import PermanentError
 from podbrief.events.ids import episode_id
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer, Route
 from podbrief_ingest.adapters import NewEpisode, utcnow
 from podbrief_ingest.handlers import discovered_event_id
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer, Route
 
 from .conftest import discovered, item, replica, rss, serve_pc20
 
@@ -177,7 +177,7 @@ async def test_hostile_poll_is_recorded_and_loses_nothing(
         assert first is not None and first.emitted == 3
         hostile = {
             "bomb": Route(BOMB.encode(), "application/rss+xml"),
-            "malformed": Route(b"<rss><channel><title>x</title><item></channel>", "application/rss+xml"),
+            "malformed": Route(b"no markup here, just text", "application/rss+xml"),
             "html": Route(b"<!DOCTYPE html><html><body>Moved to our new site!</body></html>", "text/html"),
             "oversized": Route(rss([item(n) for n in range(1, 60)]).encode(), "application/rss+xml"),
             "slow": Route(good.encode(), "application/rss+xml", delay_s=4.0),

@@ -19,7 +19,7 @@ from podbrief.netguard import (
     make_http_client,
 )
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer
+from podbrief_testing import LoopbackServer
 
 pytestmark = pytest.mark.unit
 

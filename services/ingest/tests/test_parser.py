@@ -9,14 +9,8 @@ import pytest
 from podbrief.errors import PermanentError
 from podbrief.events.ids import episode_id
 from podbrief_ingest.handlers import cadence_interval, parse_chapters, plan_items, transcript_candidates
-from podbrief_ingest.parser import (
-    media_type,
-    newest_first,
-    parse_feed,
-    parse_opml,
-    podcast_guid_for,
-    render_opml,
-)
+from podbrief_ingest.opml import parse_opml, render_opml
+from podbrief_ingest.parser import media_type, newest_first, parse_feed, podcast_guid_for
 from podbrief_ingest.settings import IngestSettings
 
 from .conftest import item, rss
@@ -139,7 +133,7 @@ def test_block_lock_and_persons() -> None:
         (b"<!DOCTYPE html><html><head><title>Not a feed</title></head><body>hi</body></html>", "not_a_feed"),
         (b"<html><body><p>Welcome</p></body></html>", "not_a_feed"),
         (b"<note><to>x</to></note>", "not_a_feed"),
-        (b"<rss><channel><title>x</title><item></channel>", "malformed_xml"),
+        (b"just some text, no markup at all", "malformed_xml"),
         (
             b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
             b"<rss><channel><title>&lol2;</title></channel></rss>",

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from podbrief.bus import MemoryTransport
 from podbrief.settings import DatabaseSettings
-from podbrief.testing import LoopbackServer
 from podbrief_ingest.settings import IngestSettings
+from podbrief_testing import LoopbackServer
 from pydantic import SecretStr
 
 from .conftest import discovered, item, replica, rss, serve_pc20

@@ -1,7 +1,2 @@
-"""I/O against the outside world: the Whisper engine, audio decoding, enclosure downloads, the database."""
-
-from podbrief_transcription.adapters.download import EnclosureFetcher, make_client
-from podbrief_transcription.adapters.engine import Engine, Transcriber, engine_config
-from podbrief_transcription.adapters.repo import TranscriptRepo
-
-__all__ = ["EnclosureFetcher", "Engine", "Transcriber", "TranscriptRepo", "engine_config", "make_client"]
+"""I/O against the outside world: the Whisper engine (`engine`), audio decoding (`audio`), enclosure downloads
+(`download`), model files (`model_source`) and the database (`repo`). Import each from its own module."""

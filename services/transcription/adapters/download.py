@@ -14,18 +14,10 @@ from typing import Any
 
 import httpx
 from podbrief.errors import PermanentError, RetryableError
-from podbrief.settings import NetSettings
 
 log = logging.getLogger(__name__)
 
 ACCEPT = "audio/*, video/*;q=0.8, application/octet-stream;q=0.5, */*;q=0.1"
-
-
-def make_client(net: NetSettings) -> httpx.AsyncClient:
-    """netguard's guarded client (every service fetching untrusted URLs uses it)."""
-    from podbrief.netguard import make_http_client
-
-    return make_http_client(net)
 
 
 class EnclosureFetcher:

@@ -12,9 +12,9 @@ import pytest
 from podbrief.events import ids
 from podbrief.events.base import new_event
 from podbrief.events.models import EpisodeDiscovered, EpisodeDiscoveredPayload, EpisodeRef, PackedTranscript
+from podbrief_testing.transcription import SR, real_settings
+from podbrief_testing.transcription import write_wav as _write_wav
 from podbrief_transcription.adapters.engine import Transcriber
-from podbrief_transcription.testing import SR, real_settings
-from podbrief_transcription.testing import write_wav as _write_wav
 
 
 @pytest.fixture(scope="session")

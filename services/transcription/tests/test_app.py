@@ -15,10 +15,10 @@ from podbrief.events.codec import decode
 from podbrief.events.models import EpisodeDiscovered, EpisodeTranscribed
 from podbrief.events.topics import EPISODE_DISCOVERED, EPISODE_TRANSCRIBED, dlq_topic
 from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings
-from podbrief.testing import LoopbackServer
 from podbrief.transcripts import parse_publisher_transcript
+from podbrief_testing import LoopbackServer
+from podbrief_testing.transcription import JFK_TEXT, real_settings
 from podbrief_transcription.app import create_app
-from podbrief_transcription.testing import JFK_TEXT, real_settings
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.slow

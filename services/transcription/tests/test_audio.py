@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from podbrief.errors import PermanentError
+from podbrief_testing.transcription import SR, make_video, tone
 from podbrief_transcription.adapters.audio import DecodeStats, iter_windows, load_all, probe
-from podbrief_transcription.testing import SR, make_video, tone
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ import orjson
 import pytest
 import typer
 from podbrief.events.models import Transcript
-from podbrief.testing import LoopbackServer
+from podbrief_testing import LoopbackServer
+from podbrief_testing.transcription import JFK_TEXT
 from podbrief_transcription.cli import register
-from podbrief_transcription.testing import JFK_TEXT
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 from podbrief.errors import PermanentError, RetryableError
+from podbrief.netguard import make_http_client
 from podbrief.settings import NetSettings
-from podbrief.testing import LoopbackServer
-from podbrief_transcription.adapters.download import EnclosureFetcher, make_client
+from podbrief_testing import LoopbackServer
+from podbrief_transcription.adapters.download import EnclosureFetcher
 from podbrief_transcription.settings import DEFAULT_CONTENT_TYPES
 
 pytestmark = pytest.mark.unit
@@ -122,7 +123,7 @@ async def test_video_and_untyped_enclosures_are_accepted() -> None:
 
 async def test_slow_download_hits_the_deadline(loopback: LoopbackServer) -> None:
     url = loopback.add("/slow.mp3", b"x" * 100, "audio/mpeg", delay_s=2.0)
-    client = make_client(NetSettings(allowed_networks=("127.0.0.0/8",)))
+    client = make_http_client(NetSettings(allowed_networks=("127.0.0.0/8",)))
     f = fetcher(client=client, timeout_s=0.3)
     with pytest.raises(RetryableError) as exc:
         async with f.fetch(url):
@@ -133,13 +134,13 @@ async def test_slow_download_hits_the_deadline(loopback: LoopbackServer) -> None
 
 async def test_loopback_is_refused_unless_allowed(loopback: LoopbackServer) -> None:
     url = loopback.add("/a.mp3", b"ID3abc", "audio/mpeg")
-    guarded = make_client(NetSettings())
+    guarded = make_http_client(NetSettings())
     with pytest.raises(PermanentError) as exc:
         async with fetcher(client=guarded).fetch(url):
             pass
     await guarded.aclose()
     assert exc.value.reason == "ssrf_blocked"
-    allowed = make_client(NetSettings(allowed_networks=("127.0.0.0/8",)))
+    allowed = make_http_client(NetSettings(allowed_networks=("127.0.0.0/8",)))
     async with fetcher(client=allowed).fetch(url) as path:
         assert path.read_bytes() == b"ID3abc"
     await allowed.aclose()

@@ -21,10 +21,10 @@ from podbrief.events.models import (
 )
 from podbrief.settings import DatabaseSettings
 from podbrief.storage.db import create_engine, migrate
+from podbrief_testing.transcription import FakeEngine
 from podbrief_transcription.adapters.repo import TranscriptRepo
 from podbrief_transcription.handlers import normalise_publisher, on_episode_discovered, transcribed_event_id
 from podbrief_transcription.metrics import TranscriptionMetrics
-from podbrief_transcription.testing import FakeEngine
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from podbrief.errors import PermanentError
 from podbrief.events.models import Transcript
+from podbrief_testing.transcription import JFK_TEXT, SR, make_video, real_settings, tone, wer, words_of
 from podbrief_transcription.adapters.audio import load_all
 from podbrief_transcription.adapters.engine import Transcriber
-from podbrief_transcription.testing import JFK_TEXT, SR, make_video, real_settings, tone, wer, words_of
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,28 @@
+"""What ingest's routes and loops share, built once by `app.build_deps`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends
+from podbrief.service import deps_of
+from podbrief_ingest.adapters import IngestRepo
+from podbrief_ingest.handlers import Crawler
+from podbrief_ingest.metrics import IngestMetrics
+from podbrief_ingest.settings import IngestSettings
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass
+class Deps:
+    settings: IngestSettings
+    engine: AsyncEngine
+    repo: IngestRepo
+    client: httpx.AsyncClient
+    crawler: Crawler
+    metrics: IngestMetrics
+
+
+DepsDep = Annotated[Deps, Depends(deps_of)]

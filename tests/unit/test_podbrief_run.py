@@ -1,0 +1,112 @@
+"""`podbrief run`'s own pieces (the services it drives have their own tests): the loopback host that serves local
+feeds and audio, turning the command's inputs into feed URLs, the demo feeds, and the file mailer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+from podbrief_run import demo
+from podbrief_run.localhost import LocalHost
+from podbrief_run.runner import FeedInputError, FileMailer, resolve_feeds
+
+pytestmark = pytest.mark.unit
+
+RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>Local</title></channel></rss>'
+
+
+@pytest.fixture
+def host() -> Iterator[LocalHost]:
+    server = LocalHost().start()
+    yield server
+    server.stop()
+
+
+def test_local_host_serves_bytes_and_files_and_404s_the_rest(host: LocalHost, tmp_path: Path) -> None:
+    audio = tmp_path / "episode.opus"
+    audio.write_bytes(bytes(range(256)) * 1000)
+    feed_url = host.add_bytes("/feed.xml", RSS, "application/rss+xml")
+    audio_url = host.add_file("/audio/episode.opus", audio, "audio/ogg")
+    with httpx.Client() as client:
+        feed = client.get(feed_url)
+        assert (feed.status_code, feed.content, feed.headers["content-type"]) == (200, RSS, "application/rss+xml")
+        got = client.get(audio_url)
+        assert got.content == audio.read_bytes() and got.headers["content-length"] == str(audio.stat().st_size)
+        head = client.head(audio_url)
+        assert head.status_code == 200 and head.headers["content-length"] == str(audio.stat().st_size)
+        assert head.content == b""
+        assert client.get(host.base_url + "/nothing-here").status_code == 404
+
+
+def test_urls_pass_through_and_nothing_is_served(host: LocalHost) -> None:
+    urls, local = resolve_feeds(["https://example.com/a.xml", "http://example.org/b"], host)
+    assert urls == ["https://example.com/a.xml", "http://example.org/b"] and local is False
+
+
+def test_an_opml_file_gives_its_feeds(host: LocalHost, tmp_path: Path) -> None:
+    opml = tmp_path / "subscriptions.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline text="a" type="rss" xmlUrl="https://example.com/a.xml"/>'
+        '<outline text="folder"><outline text="b" xmlUrl="https://example.com/b.xml"/></outline>'
+        "</body></opml>"
+    )
+    assert resolve_feeds([str(opml)], host) == (["https://example.com/a.xml", "https://example.com/b.xml"], False)
+
+
+def test_a_feed_file_is_served_from_loopback(host: LocalHost, tmp_path: Path) -> None:
+    feed = tmp_path / "show.xml"
+    feed.write_bytes(RSS)
+    urls, local = resolve_feeds([str(feed)], host)
+    assert local is True and len(urls) == 1 and urls[0].startswith(host.base_url)
+    assert httpx.get(urls[0]).content == RSS
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "not an http(s) URL and no such file"),
+        ("<opml><body></body></opml>", "lists no feeds"),
+        ("<opml><body><outline", "not a readable OPML file"),
+    ],
+)
+def test_bad_inputs_say_which_and_why(host: LocalHost, tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "subscriptions.opml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(FeedInputError, match=re.escape(expected)) as caught:
+        resolve_feeds([str(path)], host)
+    assert str(path) in str(caught.value)
+
+
+def test_without_inputs_the_demo_shows_are_served_with_their_audio(host: LocalHost) -> None:
+    urls, local = resolve_feeds([], host)
+    assert local is True and len(urls) == len(demo.shows()) == 5
+    with httpx.Client() as client:
+        enclosures = []
+        for url in urls:
+            parsed = feedparser.parse(client.get(url).content)
+            assert parsed.feed.title and parsed.entries
+            enclosures += [e.enclosures[0] for e in parsed.entries]
+        assert len(enclosures) == len(demo.episodes())
+        for enc in enclosures:
+            head = client.head(enc.href)
+            assert head.status_code == 200 and int(head.headers["content-length"]) == int(enc.length)
+
+
+def test_the_file_mailer_writes_each_message_as_an_eml(tmp_path: Path) -> None:
+    mailer = FileMailer(tmp_path / "briefs")
+    message = EmailMessage()
+    message["To"], message["Subject"], message["List-Unsubscribe"] = "you@example.com", "Your brief", "<https://u>"
+    message.set_content("five insights")
+    message_id = asyncio.run(mailer.send(message))
+    [(path, sent)] = mailer.sent
+    assert path.parent == tmp_path / "briefs" and path.suffix == ".eml" and "brief" in path.name
+    assert sent is message and message_id == f"<{path.name}>"
+    assert b"five insights" in path.read_bytes()
