@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-
 PUBLISHER_TYPES = {
     ".vtt": "text/vtt",
     ".srt": "application/srt",
@@ -48,7 +47,7 @@ def fetch_model(
 
 
 def parse_person(value: str) -> object:
-    """"Name", "Name:role" or "Name:role:group" -> a Person."""
+    """ "Name", "Name:role" or "Name:role:group" -> a Person."""
     from podbrief.events import Person
 
     name, _, rest = value.partition(":")

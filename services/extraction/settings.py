@@ -12,16 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import SettingsConfigDict
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def models_dir() -> Path:
-    """Where installed models are cached: `.cache/models` in the repository."""
-    return REPO_ROOT / ".cache" / "models"
 
 
 def default_gguf() -> Path:
-    from podbrief_extraction.model_install import QWEN_CODER_1_5B
+    """The default model's file, where `model_install` puts it."""
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, models_dir
 
     return models_dir() / QWEN_CODER_1_5B.file_name
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +35,9 @@ LINE = "Heat pumps in Norway now outsell gas boilers three to one, the installer
 
 
 def answer() -> ScriptedModel:
-    return ScriptedModel(write=lambda _q, _b: "The Installer reports that heat pumps in Norway now outsell gas boilers three to one.")
+    return ScriptedModel(
+        write=lambda _q, _b: "The Installer reports that heat pumps in Norway now outsell gas boilers three to one."
+    )
 
 
 def settings(tmp_path: Path) -> ExtractionSettings:

@@ -113,8 +113,14 @@ async def test_the_verifiers_decision_is_final(verdict: str, kept: bool) -> None
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("Dana Whitfield says home battery prices fell by 70% between 2020 and 2024 in Germany.", "number_not_in_context"),
-        ("Dana Whitfield says home battery prices fell by half between 2019 and 2024 in Germany.", "number_not_in_context"),
+        (
+            "Dana Whitfield says home battery prices fell by 70% between 2020 and 2024 in Germany.",
+            "number_not_in_context",
+        ),
+        (
+            "Dana Whitfield says home battery prices fell by half between 2019 and 2024 in Germany.",
+            "number_not_in_context",
+        ),
         ("Dana Whitfield of Tesla says home battery prices fell by half between 2020 and 2024.", "name_not_in_context"),
     ],
 )
@@ -134,17 +140,21 @@ async def test_a_paraphrase_with_spelled_out_numbers_and_the_feeds_people_passes
         text="x",
         language="en",
         duration_s=30,
-        segments=(Segment(start_s=0, end_s=30, text="The price of running a model fell by ninety percent in eighteen months."),),
+        segments=(
+            Segment(
+                start_s=0, end_s=30, text="The price of running a model fell by ninety percent in eighteen months."
+            ),
+        ),
     )
-    text = "Tom Brady of Margin Capital says the cost of running a language model dropped 90% in 18 months."
+    text = "Tom Brady of The Margin Call says the cost of running a language model dropped 90% in 18 months."
     model = ScriptedModel(write=lambda _q, _b: text)
-    people = (Person(name="Tom Brady", role="guest", group="Margin Capital"),)
+    people = (Person(name="Tom Brady", role="guest", group="cast"),)
     result = await extractor(FakeOpenAI(responder=model)).extract(
         t, episode_id=EP, show="The Margin Call", title="Cheaper models", people=people
     )
     [ins] = result.insights
     assert ins.text == text and ins.speaker == "Tom Brady"  # the feed's only person speaks an unlabelled transcript
-    assert "People: Tom Brady (guest, Margin Capital)" in FakeOpenAI.user_prompt(model.calls["write"][0])
+    assert "People: Tom Brady (guest)" in FakeOpenAI.user_prompt(model.calls["write"][0])
 
 
 async def test_unsupported_text_falls_back_to_the_quote_when_asked() -> None:
@@ -269,7 +279,10 @@ async def test_model_picks_out_of_range_are_clamped_and_fragments_widened() -> N
 
 
 def test_tidy_text_keeps_whole_sentences() -> None:
-    assert tidy_text("One claim here. Why it matters.  A third. A fourth one.") == "One claim here. Why it matters. A third."
+    assert (
+        tidy_text("One claim here. Why it matters.  A third. A fourth one.")
+        == "One claim here. Why it matters. A third."
+    )
     assert tidy_text("A text cut off by the length bo") is None
     assert tidy_text('He said "yes." Then left.') == 'He said "yes." Then left.'
 

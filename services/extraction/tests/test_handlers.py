@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,9 @@ JFK = "And so my fellow Americans, ask not what your country can do for you, ask
 def jfk_model() -> ScriptedModel:
     """Picks the speech's one sentence; writes a synthesis that names Kennedy (the show's title says who)."""
     return ScriptedModel(
-        write=lambda _q, _b: "President Kennedy urges Americans to ask what they can do for their country, not the reverse."
+        write=lambda _q, _b: (
+            "President Kennedy urges Americans to ask what they can do for their country, not the reverse."
+        )
     )
 
 

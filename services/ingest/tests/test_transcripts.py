@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import orjson
@@ -127,11 +128,11 @@ def test_html_and_plain_text_keep_recurring_speaker_labels_and_spread_times_over
 
 def test_podcasting20_html_with_cite_and_time() -> None:
     page = (
-        "<cite>Kevin:</cite><time>0:00</time><p>Welcome to the show about open podcasting.</p>"
-        "<cite>Alban:</cite><time>0:12</time><p>Thanks. Today we talk about transcripts</p>"
-        "<p>and why they matter.</p>"
-        "<cite>Kevin:</cite><time>1:05</time><p>Great.</p>"
-    ).encode()
+        b"<cite>Kevin:</cite><time>0:00</time><p>Welcome to the show about open podcasting.</p>"
+        b"<cite>Alban:</cite><time>0:12</time><p>Thanks. Today we talk about transcripts</p>"
+        b"<p>and why they matter.</p>"
+        b"<cite>Kevin:</cite><time>1:05</time><p>Great.</p>"
+    )
     t = parse_publisher_transcript(page, "text/html")
     assert [(s.speaker, s.start_s) for s in t.segments] == [
         ("Kevin", 0.0),
@@ -187,7 +188,7 @@ def test_changelog_markdown_becomes_speaker_turns_with_interpolated_word_times()
     assert t.segments[3].start_s == 120.0
     assert 0.0 < t.segments[1].start_s < t.segments[2].start_s < 60.0
     words = [w for s in t.segments for w in s.words]
-    assert all(a.start_s <= b.start_s for a, b in zip(words, words[1:], strict=False))
+    assert all(a.start_s <= b.start_s for a, b in itertools.pairwise(words))
     tell = next(w for w in t.segments[3].words if w.text == "Tell")
     assert tell.start_s == pytest.approx(130.05)
     assert t.duration_s > 130.05  # the last turn runs on past the last known time
