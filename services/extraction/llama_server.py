@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +35,17 @@ def resolve(path: Path) -> Path:
         return path
     candidate = REPO_ROOT / path
     return candidate if candidate.exists() else path
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, so a killed service or
+    evaluation never leaves a model server holding the CPU."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -130,6 +143,7 @@ class EmbeddedLlamaServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         log.info(
             "starting llama-server",

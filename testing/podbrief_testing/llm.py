@@ -91,13 +91,22 @@ def release_llama(server: EmbeddedLlamaServer) -> None:
 
 
 def make_llama_fixture(
-    name: str = "llama_server", scope: Any = "session", settings: EmbeddedLlamaSettings | None = None
+    name: str = "llama_server",
+    scope: Any = "session",
+    settings: EmbeddedLlamaSettings | None = None,
+    preset: str | None = None,
 ) -> Callable[..., Any]:
-    """A pytest fixture that starts llama-server once per `scope` and stops it afterwards."""
+    """A pytest fixture that starts llama-server once per `scope` and stops it afterwards: with `settings`, or
+    the embedded settings of an extraction model preset (built when the fixture runs, not at import)."""
 
     @pytest.fixture(scope=scope, name=name)
     def _fixture() -> Iterator[EmbeddedLlamaServer]:
-        server = acquire_llama(settings)
+        chosen = settings
+        if chosen is None and preset is not None:
+            from podbrief_extraction.settings import ExtractionSettings
+
+            chosen = ExtractionSettings(model_preset=preset).llama  # type: ignore[arg-type]
+        server = acquire_llama(chosen)
         try:
             yield server
         finally:
@@ -106,7 +115,9 @@ def make_llama_fixture(
     return _fixture
 
 
+# The default model (Qwen2.5-Coder-1.5B-Instruct, installed on first use) and the small packaged one.
 llama_server = make_llama_fixture()
+tiny_llama_server = make_llama_fixture("tiny_llama_server", preset="tiny")
 
 
 Scripted = httpx.Response | dict[str, Any] | str | Exception

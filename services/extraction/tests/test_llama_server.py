@@ -125,3 +125,43 @@ def test_fixtures_share_one_server_per_settings(tmp_path: Path) -> None:
     assert b.running  # still held by the other fixture
     release_llama(b)
     assert not a.running
+
+
+def test_the_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A killed service or evaluation (SIGKILL: no cleanup runs) must not leave llama-server holding the CPU."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    binary = executable(tmp_path / "llama-server", FAKE_SERVER)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from podbrief_extraction.llama_server import EmbeddedLlamaServer\n"
+        "from podbrief_extraction.settings import EmbeddedLlamaSettings\n"
+        f"s = EmbeddedLlamaSettings(binary=Path({str(binary)!r}), gguf=Path({str(gguf)!r}), threads=1)\n"
+        "server = EmbeddedLlamaServer(s).start_blocking()\n"
+        "print(server._proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        # A child reparented to init is reaped by it; a zombie of ours is not running either.
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("llama-server outlived the process that started it")
