@@ -42,12 +42,17 @@ class Usage:
     # Prompt tokens the server took from its prompt cache instead of computing (llama-server and vLLM report
     # them as usage.prompt_tokens_details.cached_tokens).
     cached_tokens: int = 0
+    # The server's own time for the prompt and for generation (llama-server's `timings`; 0 when not reported).
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.requests += other.requests
         self.cached_tokens += other.cached_tokens
+        self.prompt_ms += other.prompt_ms
+        self.generation_ms += other.generation_ms
 
 
 @dataclass(frozen=True)
@@ -224,11 +229,14 @@ class LLMClient:
             raise RetryableError("chat completion without choices", reason="bad_response") from exc
         raw_usage = data.get("usage") or {}
         cached = (raw_usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
         usage = Usage(
             int(raw_usage.get("prompt_tokens") or 0),
             int(raw_usage.get("completion_tokens") or 0),
             1,
             int(cached or 0),
+            float(timings.get("prompt_ms") or 0.0),
+            float(timings.get("predicted_ms") or 0.0),
         )
         self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
         self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)

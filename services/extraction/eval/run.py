@@ -52,6 +52,8 @@ RESULTS_DIR = EVAL_DIR / "results"
 REVIEWED = EVAL_DIR / "reviewed.json"
 README = EVAL_DIR.parent / "README.md"
 MARK_START, MARK_END = "<!-- eval:heldout:start -->", "<!-- eval:heldout:end -->"
+# The trial of the default model on a quiet 2-core machine (2 threads): tokens per second.
+TRIAL_PROMPT_RATE, TRIAL_GEN_RATE = 68.0, 23.0
 
 
 @dataclass
@@ -157,7 +159,14 @@ def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed:
         tokens_out=result.usage.completion_tokens,
         tokens_cached=result.usage.cached_tokens,
         stages={
-            k: {"in": u.prompt_tokens, "out": u.completion_tokens, "cached": u.cached_tokens, "calls": u.requests}
+            k: {
+                "in": u.prompt_tokens,
+                "out": u.completion_tokens,
+                "cached": u.cached_tokens,
+                "calls": u.requests,
+                "prompt_ms": round(u.prompt_ms),
+                "generation_ms": round(u.generation_ms),
+            }
             for k, u in result.stages.items()
         },
         labels=len(ep.labels),
@@ -192,6 +201,10 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
     for s in scores:
         for k, v in s.stages.items():
             stages.setdefault(k, Counter()).update(v)
+    tin = sum(s.tokens_in - s.tokens_cached for s in scores)
+    tout = sum(s.tokens_out for s in scores)
+    prompt_s = sum(st.get("prompt_ms", 0) for st in stages.values()) / 1000
+    gen_s = sum(st.get("generation_ms", 0) for st in stages.values()) / 1000
     return {
         "episodes": len(scores),
         "audio_hours": round(audio_h, 3),
@@ -213,6 +226,14 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
         "tokens_in_per_audio_hour": round(sum(s.tokens_in for s in scores) / audio_h),
         "tokens_out_per_audio_hour": round(sum(s.tokens_out for s in scores) / audio_h),
         "stages": {k: dict(v) for k, v in stages.items()},
+        # The server's own rates over the run (llama-server timings): what this machine did.
+        "prompt_tokens_per_s": round(tin / prompt_s, 1) if prompt_s else None,
+        "generation_tokens_per_s": round(tout / gen_s, 1) if gen_s else None,
+        # The same tokens at the rates the trial measured on a quiet 2-core machine (68 prompt and 23
+        # generated tokens/s, 2 threads): a projection, for comparing runs across machines.
+        "cpu_min_per_audio_hour_at_trial_rates": round(
+            2 * (tin / TRIAL_PROMPT_RATE + tout / TRIAL_GEN_RATE) / 60 / audio_h, 1
+        ),
     }
 
 
@@ -306,7 +327,8 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
 
 TABLE_HEAD = (
     "| model | recall | precision | grounded | synthesized | sponsor-read insights | CPU s / audio h | "
-    "tokens in / out per audio h | wall s / audio h |\n|---|---|---|---|---|---|---|---|---|\n"
+    "tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | CPU min / audio h at the trial's "
+    "rates |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -320,7 +342,8 @@ def table(report: dict[str, Any]) -> str:
             f"| {s['recall']} ({s['found']}/{s['labels']}) | {s['precision']} ({s['correct']}/{s['kept']}) "
             f"| {s['grounded']} | {s['synthesized']} | {s['sponsor_insights']} | {cpu} "
             f"| {s['tokens_in_per_audio_hour']:,} / {s['tokens_out_per_audio_hour']:,} "
-            f"| {s['wall_s_per_audio_hour']:.0f} |"
+            f"| {s['wall_s_per_audio_hour']:.0f} | {s['prompt_tokens_per_s']} / {s['generation_tokens_per_s']} "
+            f"| {s['cpu_min_per_audio_hour_at_trial_rates']} |"
         )
     return TABLE_HEAD + "\n".join(rows) + "\n"
 
