@@ -134,11 +134,19 @@ class Chunk:
     def sentences(self) -> tuple[Sentence, ...]:
         return tuple(split_sentences(self.segments))
 
-    def numbered_text(self) -> str:
-        """The chunk as the model reads it: a speaker line at each change of speaker, then numbered sentences."""
+    def numbered_text(self, shown: set[int] | None = None) -> str:
+        """The chunk as the model reads it: a speaker line at each change of speaker, then numbered sentences.
+        With `shown`, only those sentence numbers, a "…" line marking each gap."""
         lines: list[str] = []
         speaker: str | None = None
+        gap = False
         for s in self.sentences:
+            if shown is not None and s.number not in shown:
+                gap = True
+                continue
+            if gap and lines:
+                lines.append("…")
+            gap = False
             if s.speaker != speaker and s.speaker:
                 lines.append(f"{s.speaker}:")
             speaker = s.speaker

@@ -45,7 +45,7 @@ from podbrief_extraction.grounding import content_words, ground, specificity_pro
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
 from podbrief_extraction.prompts import load as load_prompts
-from podbrief_extraction.selection import Candidate, episode_cap, promotional, rank
+from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank
 from podbrief_extraction.settings import ExtractionSettings
 from podbrief_extraction.verification import check_facts
 from pydantic import BaseModel
@@ -287,8 +287,9 @@ class Extractor:
     ) -> tuple[list[dict[str, str]], dict[str, Any], int]:
         """The select call for a chunk: messages, the enforced JSON schema and the answer's token budget."""
         q = self.settings.quality
+        shown = dense_sentences(chunk.sentences, q.select_keep) if q.select_keep < 1.0 else None
         messages = self.prompts.select.render(
-            show=show, title=title, transcript=chunk.numbered_text(), max_points=q.max_points_per_chunk
+            show=show, title=title, transcript=chunk.numbered_text(shown), max_points=q.max_points_per_chunk
         )
         schema = select_schema(q.max_points_per_chunk, len(chunk.sentences))
         return messages, schema, SELECT_TOKENS_PER_POINT * q.max_points_per_chunk + 16
@@ -326,6 +327,10 @@ class Extractor:
                     break
                 last += 1
             picked = tuple(sentences[first - 1 : last])
+            if q.select_keep < 1.0:
+                # Only what the model was shown: a range across a gap keeps its shown sentences.
+                shown = dense_sentences(sentences, q.select_keep)
+                picked = tuple(s for s in picked if s.number in shown) or picked
             cand = Candidate(
                 chunk=chunk.index,
                 sentences=picked,

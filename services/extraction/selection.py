@@ -137,6 +137,44 @@ def rank(candidates: Sequence[Candidate], *, merge_similarity: float, novelty: f
     return ordered
 
 
+_CLAIM_MARKERS = re.compile(
+    r"\b(?:because|the reason|we found|we learned|we realized|the key|important|i think|i believe|prediction"
+    r"|predict|will be|should|recommend|advice|the problem|the trick|percent|times (?:faster|cheaper|more)"
+    r"|million|billion|thousand|costs?|prices?|cheaper|faster|better than|the biggest|the most|never|always)\b",
+    re.IGNORECASE,
+)
+
+
+def dense_sentences(sentences: Sequence[Sentence], keep: float) -> set[int]:
+    """The numbers of the sentences most likely to carry a point, about `keep` of the chunk's words: each
+    sentence scored on specificity and claim markers ("because", "we found", numbers), smoothed with its
+    neighbours so that a dense passage is kept whole; questions and backchannel score low. Lets the select call
+    read part of a window when the model is too slow to read it all."""
+    if keep >= 1.0 or not sentences:
+        return {s.number for s in sentences}
+
+    def raw(text: str) -> float:
+        if len(text.split()) < 5:
+            return 0.0
+        value = specificity(text) + 0.15 * len(_CLAIM_MARKERS.findall(text))
+        return value * 0.2 if text.rstrip().endswith("?") else value
+
+    scores = [raw(s.text) for s in sentences]
+    smooth = [
+        scores[i] + 0.5 * (scores[i - 1] if i else 0.0) + 0.5 * (scores[i + 1] if i + 1 < len(scores) else 0.0)
+        for i in range(len(scores))
+    ]
+    total = sum(len(s.text.split()) for s in sentences)
+    shown: set[int] = set()
+    words = 0
+    for i in sorted(range(len(sentences)), key=lambda i: (-smooth[i], i)):
+        if words >= keep * total:
+            break
+        shown.add(sentences[i].number)
+        words += len(sentences[i].text.split())
+    return shown
+
+
 def episode_cap(duration_s: float, *, max_insights: int, minutes_per_insight: float) -> int:
     """How many insights an episode can give: `max_insights`, fewer for a short episode (at least 1)."""
     if minutes_per_insight <= 0 or duration_s <= 0:

@@ -125,6 +125,9 @@ class QualitySettings(BaseModel):
     # Points the model may pick per chunk, and insights an episode keeps (fewer for short episodes: one per
     # `minutes_per_insight` of audio, at least one).
     max_points_per_chunk: int = Field(default=3, ge=1, le=20)
+    # The share of a window's words the select call reads (1.0: all). Below 1, a code prefilter keeps the
+    # densest passages (numbers, names, claim markers), for a model too slow to read every word.
+    select_keep: float = Field(default=1.0, gt=0.0, le=1.0)
     max_insights_per_episode: int = Field(default=8, ge=1, le=1000)
     minutes_per_insight: float = Field(default=1.5, ge=0, le=600)
     # Write-and-verify attempts per insight kept, at most: the ranking's head is tried, not its tail.

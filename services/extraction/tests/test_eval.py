@@ -57,7 +57,11 @@ def test_the_sponsor_read_goes_after_each_break() -> None:
 @pytest.mark.parametrize(
     ("text", "quote", "synthesized"),
     [
-        ("So Kyutai is a non-profit lab.", "So Kyutai is a non-profit lab that we launched a year ago in Paris.", False),
+        (
+            "So Kyutai is a non-profit lab.",
+            "So Kyutai is a non-profit lab that we launched a year ago in Paris.",
+            False,
+        ),
         ("Kyutai, a Paris non-profit founded a year ago, builds open models.", "So Kyutai is a non-profit lab.", True),
         ("so kyutai is a NON-PROFIT lab", "So Kyutai is a non-profit lab.", False),
     ],

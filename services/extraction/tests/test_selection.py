@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from podbrief_extraction.chunking import Sentence
-from podbrief_extraction.selection import Candidate, episode_cap, promotional, rank, specificity
+from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank, specificity
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +86,27 @@ def test_ordinary_speech_is_not_promotional(text: str) -> None:
 @pytest.mark.parametrize(("minutes", "cap"), [(1, 1), (5, 4), (12, 8), (90, 8)])
 def test_short_episodes_keep_fewer_insights(minutes: float, cap: int) -> None:
     assert episode_cap(minutes * 60, max_insights=8, minutes_per_insight=1.5) == cap
+
+
+def test_the_prefilter_keeps_the_dense_passages_and_about_the_asked_share() -> None:
+    from podbrief.events import Segment
+    from podbrief_extraction.chunking import Chunk
+
+    texts = [
+        "Yeah, yeah, totally, I know what you mean there.",
+        "Our build cluster cut CI time from 40 minutes to 6 minutes because we cache layers.",
+        "That is funny, right, haha, anyway, moving along now.",
+        "What do you think about that whole thing, honestly?",
+        "We found that 80 percent of the cost came from three services at Acme.",
+        "Okay, sure, sounds good to me, let us keep going then.",
+    ]
+    chunk = Chunk(0, tuple(Segment(start_s=i * 10.0, end_s=i * 10.0 + 9, text=t) for i, t in enumerate(texts)))
+    shown = dense_sentences(chunk.sentences, 0.4)
+    assert shown == {2, 5}
+    assert dense_sentences(chunk.sentences, 1.0) == {1, 2, 3, 4, 5, 6}
+    text = chunk.numbered_text(shown)
+    assert text.splitlines() == [
+        "[2] Our build cluster cut CI time from 40 minutes to 6 minutes because we cache layers.",
+        "…",
+        "[5] We found that 80 percent of the cost came from three services at Acme.",
+    ]
