@@ -410,21 +410,14 @@ class Extractor:
                 outcome = problem
             if insight is not None and not self._grounded(c, ctx):
                 insight, outcome = None, "ungrounded"
-            if insight is None:
-                result.dropped[outcome] += 1
-                self.metrics.insights_dropped.labels(_reason_label(outcome)).inc()
-            result.decisions.append(
-                Decision(
-                    chunk=c.chunk,
-                    start_s=round(c.start_s, 2),
-                    headline=c.headline,
-                    quote=c.quote,
-                    score=round(c.score, 3),
-                    outcome=outcome,
-                    text=text,
-                    verdict=verdict_label,
-                    reason=reason_text if problem is None or problem.startswith("verdict") else problem,
-                )
+            self._decide(
+                result,
+                c,
+                outcome,
+                dropped=insight is None,
+                text=text,
+                verdict=verdict_label,
+                reason=reason_text if problem is None or problem.startswith("verdict") else problem,
             )
             out.append((c, insight))
         return out
@@ -531,8 +524,23 @@ class Extractor:
         )
 
     def _drop(self, result: ExtractionResult, c: Candidate, reason: str) -> None:
-        result.dropped[reason] += 1
-        self.metrics.insights_dropped.labels(_reason_label(reason)).inc()
+        self._decide(result, c, reason, dropped=True)
+
+    def _decide(
+        self,
+        result: ExtractionResult,
+        c: Candidate,
+        outcome: str,
+        *,
+        dropped: bool,
+        text: str = "",
+        verdict: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record what happened to a candidate (and count a drop by its reason)."""
+        if dropped:
+            result.dropped[outcome] += 1
+            self.metrics.insights_dropped.labels(_reason_label(outcome)).inc()
         result.decisions.append(
             Decision(
                 chunk=c.chunk,
@@ -540,7 +548,10 @@ class Extractor:
                 headline=c.headline,
                 quote=c.quote,
                 score=round(c.score, 3),
-                outcome=reason,
+                outcome=outcome,
+                text=text,
+                verdict=verdict,
+                reason=reason,
             )
         )
 
