@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -60,6 +60,20 @@ class SecretFilesSource(EnvSettingsSource):
         return parse_env_vars(values, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
 
+DEFAULT_DATA_DIR = Path(".data")
+_SQLITE_DEFAULT = "sqlite+aiosqlite:///.data/"
+
+
+def under_data_dir(value: Any, data_dir: Path) -> Any:
+    """A default location under .data/ (a relative path, or a SQLite URL) moved under `data_dir`; any other value
+    is returned as it is (the same object)."""
+    if isinstance(value, Path) and not value.is_absolute() and value.parts[:1] == DEFAULT_DATA_DIR.parts:
+        return data_dir.joinpath(*value.parts[1:])
+    if isinstance(value, SecretStr) and value.get_secret_value().startswith(_SQLITE_DEFAULT):
+        return SecretStr(f"sqlite+aiosqlite:///{data_dir / value.get_secret_value()[len(_SQLITE_DEFAULT) :]}")
+    return value
+
+
 class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -94,6 +108,10 @@ class BusSettings(BaseModel):
     backoff_max_s: float = Field(default=15.0, ge=0.0, le=600.0)
     # Messages handled at once per consumer; messages that share a key are always handled in order.
     concurrency: int = Field(default=4, ge=1, le=256)
+    # Messages fetched and not yet finished per consumer (running, or queued behind an earlier one of their
+    # key): the back-pressure bound. The consumer fetches again as soon as one finishes; the backlog beyond it
+    # waits in the broker.
+    max_in_flight: int = Field(default=50, ge=1, le=10_000)
 
 
 class DatabaseSettings(BaseModel):
@@ -117,7 +135,7 @@ class DatabaseSettings(BaseModel):
 class QdrantSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    # Either a server URL (http://qdrant:6333) or a local-mode directory.
+    # Either a Qdrant server URL (http://qdrant:6333), or the directory of the embedded store (Qdrant Edge).
     url: str | None = None
     path: Path | None = Path(".data/qdrant")
     api_key: SecretStr | None = None
@@ -127,7 +145,7 @@ class QdrantSettings(BaseModel):
     @model_validator(mode="after")
     def _one_target(self) -> QdrantSettings:
         if self.url is None and self.path is None:
-            raise ValueError("set qdrant url (server) or path (local mode)")
+            raise ValueError("set qdrant url (server) or path (embedded Qdrant Edge store)")
         return self
 
 
@@ -174,7 +192,10 @@ class ServiceSettings(BaseSettings):
     )
 
     log_level: str = "INFO"
-    data_dir: Path = Path(".data")
+    # Where the service keeps what it writes: every location whose default is under .data/ (a SQLite database, the
+    # Qdrant local-mode directory, model caches) follows it unless set on its own. A container mounts its volume
+    # here (<SVC>_DATA_DIR=/data), since everything else in the image is read-only.
+    data_dir: Path = DEFAULT_DATA_DIR
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()
     # What a SIGTERM grants in-flight work, twice over: open HTTP requests get this long, then the consumer's
@@ -202,6 +223,33 @@ class ServiceSettings(BaseSettings):
             env_ignore_empty=config.get("env_ignore_empty"),
         )
         return init_settings, env_settings, files, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_follow_data_dir(cls, data: Any) -> Any:
+        """Moves every default location under .data/ to `data_dir`; a location set explicitly stays."""
+        if not isinstance(data, dict) or data.get("data_dir") in (None, "", DEFAULT_DATA_DIR, str(DEFAULT_DATA_DIR)):
+            return data
+        data_dir = Path(data["data_dir"])
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if not isinstance(default, BaseModel):
+                moved = under_data_dir(default, data_dir)
+                if moved is not default and out.get(name, default) == default:
+                    out[name] = moved
+                continue
+            for sub in type(default).model_fields:
+                declared = getattr(default, sub)
+                moved = under_data_dir(declared, data_dir)
+                if moved is declared:
+                    continue
+                given = out.get(name, default)
+                if isinstance(given, BaseModel) and getattr(given, sub) == declared:
+                    out[name] = given.model_copy(update={sub: moved})
+                elif isinstance(given, dict) and given.get(sub, declared) == declared:
+                    out[name] = {**given, sub: moved}
+        return out
 
     @field_validator("log_level")
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from podbrief.terminal import error_text, plain
 
 PUBLISHER_TYPES = {
     ".vtt": "text/vtt",
@@ -185,9 +186,11 @@ async def _run(
             extractor = Extractor(llm, settings)
             if not extractor.language_supported(transcript.language):
                 console.print(
-                    f"skipped: language {transcript.language!r} is not supported by this model "
-                    "(EXTRACTION_UNSUPPORTED_LANGUAGE=process to try anyway)",
-                    style="yellow",
+                    plain(
+                        f"skipped: language {transcript.language!r} is not supported by this model "
+                        "(EXTRACTION_UNSUPPORTED_LANGUAGE=process to try anyway)",
+                        style="yellow",
+                    )
                 )
                 return 0
             with Progress(
@@ -218,7 +221,7 @@ async def _run(
         )
         return 0
     except PipelineError as exc:
-        console.print(f"error: {exc}", style="red")
+        console.print(error_text(exc))
         return 1
     finally:
         if llama is not None:

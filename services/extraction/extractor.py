@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from podbrief.errors import PermanentError
 from podbrief.events import Chapter, Insight, InsightKind, Person, Transcript, insight_id
+from podbrief.reasons import Reason, is_reason
 from podbrief_extraction.adapters.llm import Structured, Usage
 from podbrief_extraction.answers import (
     KINDS,
@@ -235,7 +236,7 @@ class Extractor:
                 if insight is not None:
                     kept.append((cand, insight))
         for c in queue:
-            self._drop(result, c, "not_in_top")
+            self._drop(result, c, "episode_cap")
         # The best first was the order of work; the episode's insights go out in the order they were said.
         kept.sort(key=lambda pair: (pair[1].start_s, pair[1].end_s))
         seen: set[uuid.UUID] = set()
@@ -390,9 +391,10 @@ class Extractor:
                 self.metrics.verdicts.labels(verdict_label).inc()
                 if verdict_label != "supported":
                     problem = f"verdict_{verdict_label}"
-            elif problem is not None and problem not in ("write_failed", "truncated"):
-                result.verdicts["facts" if problem.endswith("not_in_context") else "gates"] += 1
-                if problem.endswith("not_in_context"):
+            elif problem is not None and problem not in ("invalid_output", "truncated"):
+                facts = problem in ("unsupported_number", "unsupported_name")
+                result.verdicts["facts" if facts else "gates"] += 1
+                if facts:
                     self.metrics.verdicts.labels("facts").inc()
             insight = None
             outcome = "kept"
@@ -467,7 +469,7 @@ class Extractor:
         """The code gates on a written text: (problem or None, the tidied text)."""
         q = self.settings.quality
         if written is None:
-            return "write_failed", ""
+            return "invalid_output", ""
         text = tidy_text(written.t)
         if text is None:
             return "truncated", written.t
@@ -475,7 +477,7 @@ class Extractor:
         if problem is not None:
             return problem, text
         if promotional(text):
-            return "promotional_text", text
+            return "promotional", text
         facts = check_facts(text, passage.context)
         if not facts.ok:
             log.info("written text states what the passage does not", extra={"why": facts.describe()})
@@ -560,32 +562,9 @@ async def _none() -> None:
     return None
 
 
-_REASONS = frozenset(
-    {
-        "promotional",
-        "duplicate",
-        "not_in_top",
-        "quote_too_short",
-        "ungrounded",
-        "write_failed",
-        "truncated",
-        "too_short",
-        "vague",
-        "no_referent",
-        "question",
-        "unsupported_text",
-        "promotional_text",
-        "number_not_in_context",
-        "name_not_in_context",
-        "verdict_partly",
-        "verdict_unsupported",
-    }
-)
-
-
-def _reason_label(reason: str) -> str:
-    """Drop reasons are a closed set (a metrics label must not grow with data)."""
-    return reason if reason in _REASONS else "other"
+def _reason_label(reason: str) -> Reason:
+    """Drop reasons are codes of the shared vocabulary (a metric label must not grow with data)."""
+    return reason if is_reason(reason) else "unexpected"
 
 
 def _promotional_turns(chunk: Chunk) -> set[int]:

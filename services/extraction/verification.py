@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from podbrief.reasons import Reason
 from podbrief_extraction.grounding import norm_tokens
 
 Verdict = Literal["supported", "partly", "unsupported"]
@@ -145,11 +146,11 @@ class FactCheck:
         return not self.missing_numbers and not self.missing_names
 
     @property
-    def reason(self) -> str | None:
+    def reason(self) -> Reason | None:
         if self.missing_numbers:
-            return "number_not_in_context"
+            return "unsupported_number"
         if self.missing_names:
-            return "name_not_in_context"
+            return "unsupported_name"
         return None
 
     def describe(self) -> str:

@@ -14,6 +14,11 @@ from podbrief_transcription.settings import TranscriptionSettings
 
 SR = 16_000
 JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+# The words of jfk.flac that matter: whatever else a CPU's Whisper build makes of the clip, these come through.
+JFK_KEY_WORDS = ("americans", "country")
+# Whisper's words, case and punctuation differ across CPUs and builds (int8 kernels round differently): tests
+# compare its text to a reference by word error rate, after normalising case and punctuation, under this bound.
+MAX_WER = 0.1
 
 
 def real_settings(**overrides: Any) -> TranscriptionSettings:
@@ -96,6 +101,17 @@ class FakeEngine:
 def words_of(text: str) -> list[str]:
     """Lowercased words without punctuation: the normalisation WER is computed after."""
     return re.sub(r"[^\w\s]", " ", text.lower()).split()
+
+
+def check_transcript(
+    hypothesis: str, reference: str = JFK_TEXT, *, key_words: tuple[str, ...] = JFK_KEY_WORDS, max_wer: float = MAX_WER
+) -> None:
+    """Whisper's text against a reference, as it can be compared on any machine: the word error rate after
+    normalising case and punctuation is under `max_wer`, and every key word is there."""
+    error = wer(reference, hypothesis)
+    assert error <= max_wer, f"WER {error:.3f} > {max_wer} against the reference: {hypothesis!r}"
+    missing = [w for w in key_words if w not in words_of(hypothesis)]
+    assert not missing, f"missing {missing} in {hypothesis!r}"
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-import yaml
 from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from endpoints import render_overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
@@ -53,18 +55,7 @@ def promtool() -> Path:
 @pytest.fixture(scope="session")
 def rendered(kustomize: Path) -> dict[str, list[dict[str, Any]]]:
     """`kustomize build` of each overlay, as parsed documents."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for overlay in OVERLAYS:
-        proc = subprocess.run(
-            [str(kustomize), "build", str(ROOT / "k8s" / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode == 0, f"kustomize build k8s/overlays/{overlay} failed:\n{proc.stderr}"
-        out[overlay] = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    return out
+    return {overlay: render_overlay(kustomize, overlay) for overlay in OVERLAYS}
 
 
 def _scrape(service: str, tmp: Path) -> tuple[str, dict[str, Any] | str]:

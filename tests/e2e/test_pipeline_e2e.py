@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import feedparser
 import httpx
 import pytest
 from podbrief.events.ids import episode_id
 from podbrief_testing import LoopbackServer, ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
+from podbrief_testing.feeds import feed_with_local_audio
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
 import promharness
@@ -38,26 +38,6 @@ NO_DATA_HERE = (
     "retries",
     "dropped",
 )
-
-
-def feed_with_local_audio(shared: Path, server: LoopbackServer) -> tuple[str, list[str]]:
-    """pc20rss.xml as served from loopback: the two newest items point at real speech (jfk.flac first), every
-    other remote URL at loopback paths that answer 404, so nothing leaves the machine."""
-    xml = (shared / "data/feeds/real-world/pc20rss.xml").read_text()
-    parsed = feedparser.parse(xml)
-    newest = sorted(parsed.entries, key=lambda e: e.published_parsed, reverse=True)[:2]
-    audio = [("jfk.flac", "audio/flac"), ("librivox/sense_and_sensibility_01_austen_64kb-0870.wav", "audio/wav")]
-    for entry, (name, mime) in zip(newest, audio, strict=True):
-        old = entry.enclosures[0]["href"]
-        url = server.add(f"/audio/{Path(name).name}", (shared / "data/audio" / name).read_bytes(), mime)
-        xml = xml.replace(f'url="{old}"', f'url="{url}"', 1)
-
-    def offline(m: re.Match[str]) -> str:
-        url = m.group(1)
-        return m.group(0) if url.startswith(server.base_url) else f'url="{server.base_url}/gone/{abs(hash(url))}"'
-
-    xml = re.sub(r'url="(https?://[^"]+)"', offline, xml)
-    return server.add("/pc20rss.xml", xml, "application/rss+xml"), [e.id for e in newest]
 
 
 def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]) -> None:  # type: ignore[no-untyped-def]

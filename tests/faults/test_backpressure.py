@@ -3,8 +3,8 @@ are slow, gets through one every ~10 s. The backlog waits in Kafka, not in memor
 and of its upstream is sampled throughout, and after 1,000 queued episodes it is what it was after 100, while
 the consumer group's lag grows instead. Figures go to test-artifacts/faults/backpressure.json.
 
-Why it holds: the consumer takes at most `max_poll_records` (50) records per poll and polls again only once that
-batch is handled; aiokafka prefetches at most one fetch per partition (`max_partition_fetch_bytes`, bounded in
+Why it holds: the consumer holds at most `max_in_flight` (50) messages fetched and not yet finished, and fetches
+again only as they finish; aiokafka prefetches at most one fetch per partition (`max_partition_fetch_bytes`, bounded in
 all by `fetch_max_bytes`) ahead of that; handlers run at most `concurrency` at a time; ingest publishes through its
 outbox table, so what Kafka has not acknowledged waits in PostgreSQL."""
 
@@ -259,6 +259,7 @@ def test_a_flood_of_1000_discovered_episodes_queues_in_kafka_not_in_memory(
         }
         for k in sorted({int((ts - t0) // 10) for ts, _, _, _ in rss.samples})
     ]
+    figures["flood"] = FLOOD
     figures["bounds"] = {
         "transcription_peak_mb": TRANSCRIPTION_PEAK_MB,
         "ingest_peak_mb": INGEST_PEAK_MB,

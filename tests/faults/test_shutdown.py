@@ -635,9 +635,9 @@ def test_delivery_sigterm_mid_burst_commits_only_what_it_stored_and_the_restart_
     )
 
 
-async def test_a_stopped_consumer_finishes_only_its_in_flight_handlers_not_the_rest_of_the_batch() -> None:
-    """The chassis's drain in miniature (in memory): a batch of 40 messages with distinct keys, 2 handled at a
-    time; a stop lets the 2 in flight finish and be committed, and nothing else of the batch starts."""
+async def test_a_stopped_consumer_finishes_only_its_in_flight_handlers_not_the_queued_ones() -> None:
+    """The chassis's drain in miniature (in memory): 40 fetched messages with distinct keys, 2 handled at a
+    time; a stop lets the 2 in flight finish and be committed, and none of the queued ones starts."""
     from podbrief.bus import Bus, MemoryTransport, Subscription
     from podbrief.settings import BusSettings
 

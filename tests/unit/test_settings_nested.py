@@ -6,14 +6,12 @@ mappings, Prometheus targets, the image's health check and the k8s probes all po
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from podbrief.settings import ServiceSettings
+from podbrief_testing.settings import clean_service_env, settings_cls
 from pydantic import BaseModel, SecretStr
 
 pytestmark = pytest.mark.unit
@@ -22,17 +20,9 @@ pytestmark = pytest.mark.unit
 PORTS = {"ingest": 8001, "transcription": 8002, "extraction": 8003, "clustering": 8004, "delivery": 8005}
 
 
-def settings_cls(service: str) -> type[ServiceSettings]:
-    cls: type[ServiceSettings] = importlib.import_module(f"podbrief_{service}.app").SPEC.settings_cls
-    return cls
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)  # no .env from the checkout
-    for key in list(os.environ):
-        if key.startswith(tuple(f"{s.upper()}_" for s in PORTS)) or key == "PODBRIEF_SECRETS_DIR":
-            monkeypatch.delenv(key)
+    clean_service_env(monkeypatch, tmp_path)
     # Delivery refuses the placeholder signing secret; a top-level field, so it does not touch any block.
     monkeypatch.setenv("DELIVERY_ALLOW_INSECURE_DEV_SECRET", "true")
 

@@ -3,10 +3,8 @@ object or settings error ever shows one."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import os
 import traceback
 from pathlib import Path
 from urllib.parse import quote
@@ -14,29 +12,19 @@ from urllib.parse import quote
 import pytest
 from podbrief.logging import JsonFormatter
 from podbrief.settings import ServiceSettings
+from podbrief_testing.settings import SERVICES, clean_service_env, settings_cls
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 
-SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
 SIGNING = "sIgNiNg-from-file-7f3a9c2e11d4"
 SMTP = "smtp-pw-from-dir-5b8e"
 DB_PASSWORD = "db-pw-Zq81xK/+@"
 
 
-def settings_cls(service: str) -> type[ServiceSettings]:
-    cls: type[ServiceSettings] = importlib.import_module(f"podbrief_{service}.app").SPEC.settings_cls
-    return cls
-
-
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # No .env from the checkout and no stray service variables from the caller's shell.
-    monkeypatch.chdir(tmp_path)
-
-    for key in list(os.environ):
-        if key.startswith(tuple(f"{s.upper()}_" for s in SERVICES)) or key == "PODBRIEF_SECRETS_DIR":
-            monkeypatch.delenv(key)
+    clean_service_env(monkeypatch, tmp_path)
 
 
 def shown(settings: ServiceSettings) -> str:

@@ -115,13 +115,13 @@ async def test_the_verifiers_decision_is_final(verdict: str, kept: bool) -> None
     [
         (
             "Dana Whitfield says home battery prices fell by 70% between 2020 and 2024 in Germany.",
-            "number_not_in_context",
+            "unsupported_number",
         ),
         (
             "Dana Whitfield says home battery prices fell by half between 2019 and 2024 in Germany.",
-            "number_not_in_context",
+            "unsupported_number",
         ),
-        ("Dana Whitfield of Tesla says home battery prices fell by half between 2020 and 2024.", "name_not_in_context"),
+        ("Dana Whitfield of Tesla says home battery prices fell by half between 2020 and 2024.", "unsupported_name"),
     ],
 )
 async def test_numbers_and_names_not_in_the_passage_are_refused_without_asking_the_verifier(
@@ -215,7 +215,7 @@ async def test_the_episodes_top_points_are_written_not_the_first_ones() -> None:
     assert len(result.insights) == 2
     assert all(i.quote in facts for i in result.insights), [i.quote for i in result.insights]
     assert len(model.calls["write"]) == 2, "only the candidates that can make the top 2 are written"
-    assert result.dropped["not_in_top"] > 0 and result.candidates > 4
+    assert result.dropped["episode_cap"] > 0 and result.candidates > 4
 
 
 async def test_a_short_episode_keeps_fewer_insights() -> None:

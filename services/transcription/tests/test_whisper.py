@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from podbrief.errors import PermanentError
 from podbrief.events.models import Transcript
-from podbrief_testing.transcription import JFK_TEXT, SR, make_video, real_settings, tone, wer, words_of
+from podbrief_testing.transcription import JFK_TEXT, SR, check_transcript, make_video, real_settings, tone, words_of
 from podbrief_transcription.adapters.audio import load_all
 from podbrief_transcription.adapters.engine import Transcriber
 
@@ -32,12 +32,14 @@ def check_timestamps(t: Transcript) -> None:
 
 async def test_jfk_reference_text(whisper: Transcriber, audio_dir: Path) -> None:
     t = await whisper.transcribe(audio_dir / "jfk.flac")
-    assert wer(JFK_TEXT, t.text) == 0.0, t.text
+    check_transcript(t.text)
     assert t.language == "en" and t.language_probability == 1.0
     assert t.model == "tiny.en" and t.source == "whisper"
     assert t.duration_s == pytest.approx(11.0, abs=0.05)
     assert t.rtf is not None and 0 < t.rtf < 5
-    assert sum(len(s.words) for s in t.segments) == len(words_of(JFK_TEXT))
+    # Word timestamps carry the words themselves (as many as the text has, whatever a build makes of them).
+    words = " ".join(w.text for s in t.segments for w in s.words)
+    assert words_of(words) == words_of(t.text), (words, t.text)
     check_timestamps(t)
 
 
@@ -62,8 +64,8 @@ def test_stereo_channels_become_speakers(audio_dir: Path) -> None:
     t = engine.transcribe_sync(audio_dir / "stereo_diarization.wav")
     left = " ".join(s.text for s in t.segments if s.speaker == "left")
     right = " ".join(s.text for s in t.segments if s.speaker == "right")
-    assert wer(STEREO_LEFT, left) <= 0.05, left
-    assert wer(STEREO_RIGHT, right) <= 0.05, right
+    check_transcript(left, STEREO_LEFT, key_words=("wizard", "curtain"))
+    check_transcript(right, STEREO_RIGHT, key_words=("horizon",))
     assert [s.start_s for s in t.segments] == sorted(s.start_s for s in t.segments)
 
 
@@ -71,7 +73,7 @@ def test_batched_pipeline_gives_the_same_text(audio_dir: Path) -> None:
     engine = Transcriber(real_settings(batch_size=4))
     engine.start_sync()
     t = engine.transcribe_sync(audio_dir / "jfk.flac")
-    assert wer(JFK_TEXT, t.text) == 0.0, t.text
+    check_transcript(t.text)
     check_timestamps(t)
 
 
@@ -85,14 +87,14 @@ def test_long_audio_in_windows(whisper: Transcriber, audio_dir: Path, write_wav:
     engine.start_sync()
     t = engine.transcribe_sync(path)
     assert t.duration_s == pytest.approx(37.5, abs=0.1)
-    assert wer(" ".join([JFK_TEXT] * 3), t.text) <= 0.05, t.text
+    check_transcript(t.text, " ".join([JFK_TEXT] * 3))
     assert t.segments[-1].end_s > 33.0
     check_timestamps(t)
 
 
 def test_video_enclosure(whisper: Transcriber, audio_dir: Path, tmp_path: Path) -> None:
     t = whisper.transcribe_sync(make_video(tmp_path / "ep.mp4", audio_dir / "jfk.flac"))
-    assert wer(JFK_TEXT, t.text) <= 0.05
+    check_transcript(t.text)
 
 
 @pytest.mark.parametrize(
