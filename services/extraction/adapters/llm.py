@@ -230,7 +230,8 @@ class LLMClient:
             raise RetryableError("chat completion without choices", reason="bad_response") from exc
         raw_usage = data.get("usage") or {}
         cached = (raw_usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+        raw_timings = data.get("timings")
+        timings: dict[str, Any] = raw_timings if isinstance(raw_timings, dict) else {}
         usage = Usage(
             int(raw_usage.get("prompt_tokens") or 0),
             int(raw_usage.get("completion_tokens") or 0),

@@ -172,7 +172,7 @@ def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed:
         labels=len(ep.labels),
         found=sorted(found),
         insights=rows,
-        dropped=dict(result.dropped),
+        dropped={str(k): v for k, v in result.dropped.items()},
         verdicts=dict(result.verdicts),
         candidates=result.candidates,
         decisions=[d.__dict__ for d in result.decisions],
