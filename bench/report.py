@@ -12,14 +12,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from podbrief_testing.machine import QUIET_OTHERS_CORES
+
 SCHEMA_VERSION = 1
 DEFAULT_DIR = Path(__file__).resolve().parent
+
+
+MEASURED = "measured"
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One figure of podbrief beside its peer measured in the same run. `ratio` is podbrief / peer; `better`
-    says which way is good, so a reader need not guess whether 0.8 is a win."""
+    says which way is good, so a reader need not guess whether 0.8 is a win. `peer_basis` is "measured" when the
+    peer ran the whole workload, else "extrapolated from <what was timed and how it was scaled>"."""
 
     stage: str
     metric: str
@@ -29,9 +35,12 @@ class Comparison:
     peer: float | None
     better: Literal["lower", "higher"]
     note: str = ""
+    peer_basis: str = MEASURED
     ratio: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        if self.peer_basis != MEASURED and not self.peer_basis.startswith("extrapolated from "):
+            raise ValueError(f"peer_basis must be {MEASURED!r} or 'extrapolated from ...', not {self.peer_basis!r}")
         if self.podbrief is not None and self.peer not in (None, 0):
             object.__setattr__(self, "ratio", round(self.podbrief / self.peer, 3))  # type: ignore[operator]
 
@@ -103,11 +112,13 @@ def update_section(
     details: dict[str, list[dict[str, Any]]] | None = None,
     notes: str = "",
     extra: dict[str, Any] | None = None,
+    headline: list[tuple[str, str]] | None = None,
     order: int = 50,
     out_dir: Path = DEFAULT_DIR,
 ) -> dict[str, Any]:
     """Replace section `key` in results.json and re-render RESULTS.md from it. `details` are extra tables
-    (name -> rows of dicts, columns taken from the first row); `order` places the section in the report."""
+    (name -> rows of dicts, columns taken from the first row); `order` places the section in the report;
+    `headline`: (what, figure) rows for the README's summary (bench/publish.py), phrased by the stage itself."""
     data = load(out_dir)
     section = {
         "title": title,
@@ -120,6 +131,7 @@ def update_section(
         "details": details or {},
         "notes": notes.strip(),
         "extra": extra or {},
+        "headline": [{"what": w, "figure": f} for w, f in headline or ()],
     }
     data["sections"][key] = section
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +160,10 @@ def validate(data: dict[str, Any]) -> list[str]:
                     problems.append(f"{key}: comparison without {name}")
             if c.get("better") not in ("lower", "higher"):
                 problems.append(f"{key}: comparison {c.get('metric')!r} has no direction")
+            # Sections written before peer_basis existed lack it (rendered "not recorded"); a wrong value is an error.
+            basis = c.get("peer_basis", MEASURED)
+            if basis != MEASURED and not str(basis).startswith("extrapolated from "):
+                problems.append(f"{key}: comparison {c.get('metric')!r}: peer figure neither measured nor extrapolated")
         for f in s.get("floors", []):
             if not f.get("basis"):
                 problems.append(f"{key}: floor {f.get('metric')!r} without its basis")
@@ -176,6 +192,75 @@ def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     return out
 
 
+def _basis(c: dict[str, Any]) -> str:
+    basis = c.get("peer_basis")
+    if basis is None:
+        return "not recorded"
+    return "measured" if basis == MEASURED else "extrapolated"
+
+
+def run_info(s: dict[str, Any]) -> dict[str, Any] | None:
+    """How the section's stage ran under `make bench` (bench/run.py): times, load, other processes; None when the
+    section was written by a stage run on its own."""
+    run = s.get("extra", {}).get("run")
+    return run if isinstance(run, dict) and "load" in run else None
+
+
+def describe_run(s: dict[str, Any]) -> str:
+    run = run_info(s)
+    if run is None:
+        return (
+            "Start and end times and the machine's load were not recorded: this section was written by its stage "
+            "run on its own, not by `make bench`."
+        )
+    load = run["load"]
+    verdict = "quiet" if load["quiet"] else "**shared: other processes used the cores during this section**"
+    return (
+        f"Measured {load['started_at']} → {load['ended_at']} ({load['wall_s']:,.0f} s) in `make bench` run "
+        f"{run['run_id']}; load average (1 min, sampled every {run['sample_interval_s']:g} s) "
+        f"{load['load1_min']:.2f}–{load['load1_max']:.2f}, mean {load['load1_mean']:.2f}; CPU busy "
+        f"{load['busy_cores']:.2f} of {load['cores']} cores: {load['own_cores']:.2f} this stage, "
+        f"{load['others_cores']:.2f} other processes, steal {load['steal_pct']:.1f}% ({verdict})."
+    )
+
+
+def _runs_table(sections: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    rows = []
+    for key, s in sections:
+        run = run_info(s)
+        if run is None:
+            rows.append([key, "–", "–", s["date"], "–", "–", "–", "–", "not recorded"])
+            continue
+        load = run["load"]
+        rows.append(
+            [
+                key,
+                run["run_id"],
+                load["started_at"],
+                load["ended_at"],
+                load["wall_s"],
+                f"{load['load1_mean']:.2f} ({load['load1_min']:.2f}–{load['load1_max']:.2f})",
+                load["own_cores"],
+                load["others_cores"],
+                "quiet" if load["quiet"] else "SHARED",
+            ]
+        )
+    return _table(
+        [
+            "section",
+            "make bench run",
+            "started (UTC)",
+            "ended (UTC)",
+            "wall s",
+            "load avg mean (min–max)",
+            "stage cores",
+            "other processes' cores",
+            "machine",
+        ],
+        rows,
+    )
+
+
 def render(data: dict[str, Any]) -> str:
     sections = sorted(data["sections"].items(), key=lambda kv: (kv[1].get("order", 50), kv[0]))
     lines = [
@@ -183,18 +268,38 @@ def render(data: dict[str, Any]) -> str:
         "",
         "Written by `make bench` (each `make bench-<stage>` replaces its own section). Every figure is beside its",
         "peer measured in the same run on the same machine; the ratio is podbrief / peer, and *better* says",
-        "which direction wins. Machine-readable copy: `bench/results.json`. Capacity model: `bench/CAPACITY.md`.",
+        "which direction wins. A peer figure is *measured* when the peer ran the whole workload, *extrapolated*",
+        "(with what from) otherwise. `make bench` runs the stages one after another, never two at once, and samples",
+        "the machine's load average and every other process's CPU throughout each section: a section marked SHARED",
+        f"had other processes using more than {QUIET_OTHERS_CORES:g} cores on average, and its wall-clock figures",
+        "are inflated by them. Machine-readable copy: `bench/results.json`. Capacity model: `bench/CAPACITY.md`.",
         "",
     ]
     if sections:
+        lines += ["## When and how busy", ""]
+        lines += _runs_table(sections)
+        lines.append("")
         lines += ["## Overview", ""]
         rows = [
-            [c["stage"], c["metric"], c["podbrief"], c["peer_name"], c["peer"], c["ratio"], c["better"], c["unit"]]
+            [
+                c["stage"],
+                c["metric"],
+                c["podbrief"],
+                c["peer_name"],
+                c["peer"],
+                _basis(c),
+                c["ratio"],
+                c["better"],
+                c["unit"],
+            ]
             for _, s in sections
             for c in s["comparisons"]
         ]
         if rows:
-            lines += _table(["stage", "metric", "podbrief", "peer", "peer figure", "ratio", "better", "unit"], rows)
+            lines += _table(
+                ["stage", "metric", "podbrief", "peer", "peer figure", "peer figure is", "ratio", "better", "unit"],
+                rows,
+            )
             lines.append("")
         floors = [
             [f["stage"], f["metric"], f["measured"], f["floor"], f["efficiency"], f["unit"], f["basis"]]
@@ -212,12 +317,24 @@ def render(data: dict[str, Any]) -> str:
             "",
             f"`{s['command']}` — {s['date']} on {m.get('cpu')} ({m.get('cores')} cores, {m.get('memory_gb')} GB)",
             "",
+            describe_run(s),
+            "",
         ]
         if s["comparisons"]:
             lines += _table(
-                ["metric", "podbrief", "peer", "peer figure", "ratio", "better", "unit", "note"],
+                ["metric", "podbrief", "peer", "peer figure", "peer figure is", "ratio", "better", "unit", "note"],
                 [
-                    [c[k] for k in ("metric", "podbrief", "peer_name", "peer", "ratio", "better", "unit", "note")]
+                    [
+                        c["metric"],
+                        c["podbrief"],
+                        c["peer_name"],
+                        c["peer"],
+                        c.get("peer_basis", "not recorded"),
+                        c["ratio"],
+                        c["better"],
+                        c["unit"],
+                        c["note"],
+                    ]
                     for c in s["comparisons"]
                 ],
             )

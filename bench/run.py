@@ -5,24 +5,31 @@
 Arguments after `--` go to the stage's own benchmark (with one stage in --only), e.g.
 `python -m bench.run --only clustering -- --sizes 10000`.
 
-Each stage runs as its own process (so its peak RSS is its own), in pipeline order; a failing stage does not
-stop the others, but the run exits non-zero and says which failed. Each stage writes its own section of
-results.json and RESULTS.md in DIR (default bench/); its output goes to a log file. At the end the overview
-(every figure beside its peer, and the floors) is printed."""
+Each stage runs as its own process (so its peak RSS is its own), in pipeline order, one after another: never
+two at once, and never beside another `bench.run` (a lock refuses a second one). Throughout each stage the
+machine's load average and every process's CPU are sampled, so each section records when it ran and whether
+other processes shared the cores. A failing stage does not stop the others, but the run exits non-zero and says
+which failed. Each stage writes its own section of results.json and RESULTS.md in DIR (default bench/); its output
+goes to a log file. At the end the overview (every figure beside its peer, and the floors) is printed, and, for
+bench/ itself, the headline figures are written into README.md (bench/publish.py)."""
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from podbrief_testing.machine import LoadSampler, LoadSummary
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -30,6 +37,9 @@ from rich.table import Table
 from bench import report
 
 ROOT = Path(__file__).resolve().parent.parent
+# Machine-wide, not per checkout: two clones' benchmarks on one machine would skew each other just the same.
+LOCK = Path(os.environ.get("PODBRIEF_BENCH_LOCK", "/tmp/podbrief-bench.lock"))
+SAMPLE_INTERVAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ class Outcome:
     peak_rss_mb: float | None = None
     log: Path | None = None
     detail: str = ""
+    cpu_s: float | None = None
+    load: LoadSummary | None = None
 
 
 def command(stage: Stage, smoke: bool, out_dir: Path, extra: list[str] = ()) -> list[str]:  # type: ignore[assignment]
@@ -86,10 +98,27 @@ def available(stage: Stage) -> bool:
 def run_stage(stage: Stage, cmd: list[str], log: Path, timeout_s: float | None) -> Outcome:
     """One stage as a child process; wait4 gives that child's own rusage, so ru_maxrss is its peak alone
     (the stages that spawn helpers wait for them, and a waited-for grandchild's peak counts too)."""
-    env = dict(os.environ)
+    sampler = LoadSampler(f"bench-{stage.key}", interval_s=SAMPLE_INTERVAL_S)
+    # The mark lets the sampler tell the stage's processes (daemonised servers included) from everything else.
+    env = sampler.env()
     # `bench` (this package) lives at the repository root: importable by every stage wherever it runs from.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     log.parent.mkdir(parents=True, exist_ok=True)
+    sampler.start()
+    outcome: Outcome | None = None
+    try:
+        outcome = _run_child(stage, cmd, env, log, timeout_s)
+    finally:
+        load = sampler.stop(own_cpu_s=None if outcome is None else outcome.cpu_s)
+    outcome.load = load
+    return outcome
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def _run_child(stage: Stage, cmd: list[str], env: dict[str, str], log: Path, timeout_s: float | None) -> Outcome:
     started = time.perf_counter()
     with log.open("wb") as out:
         out.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -106,7 +135,14 @@ def run_stage(stage: Stage, cmd: list[str], log: Path, timeout_s: float | None) 
                     os.killpg(proc.pid, signal.SIGKILL)
                     _, status, usage = os.wait4(proc.pid, 0)
                     proc.returncode = -9
-                    return Outcome(stage.key, "timeout", time.perf_counter() - started, usage.ru_maxrss / 1024, log)
+                    return Outcome(
+                        stage.key,
+                        "timeout",
+                        time.perf_counter() - started,
+                        usage.ru_maxrss / 1024,
+                        log,
+                        cpu_s=_cpu(usage),
+                    )
                 time.sleep(0.2)
         except KeyboardInterrupt:
             # The stage runs in its own session (so its servers are one group): Ctrl-C has to be passed on.
@@ -118,7 +154,7 @@ def run_stage(stage: Stage, cmd: list[str], log: Path, timeout_s: float | None) 
     wall = time.perf_counter() - started
     ok = proc.returncode == 0
     detail = "" if ok else f"exit {proc.returncode}: " + _tail(log)
-    return Outcome(stage.key, "ok" if ok else "failed", wall, usage.ru_maxrss / 1024, log, detail)
+    return Outcome(stage.key, "ok" if ok else "failed", wall, usage.ru_maxrss / 1024, log, detail, _cpu(usage))
 
 
 def _tail(log: Path, lines: int = 3) -> str:
@@ -129,8 +165,9 @@ def _tail(log: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def record(out_dir: Path, outcomes: list[Outcome]) -> None:
-    """Each written section gets how its stage ran (wall, peak RSS) in `extra.run`; RESULTS.md re-rendered."""
+def record(out_dir: Path, outcomes: list[Outcome], run_id: str) -> None:
+    """Each written section gets how its stage ran in `extra.run`: the run, wall, peak RSS, CPU, and the load
+    sampled throughout (start and end times, load average, other processes' CPU); RESULTS.md re-rendered."""
     path = out_dir / "results.json"
     data = report.load(out_dir)
     if not data["sections"]:
@@ -141,7 +178,14 @@ def record(out_dir: Path, outcomes: list[Outcome]) -> None:
         for key in stage.writes:
             if o is not None and key in data["sections"]:
                 extra = data["sections"][key].setdefault("extra", {})
-                extra["run"] = {"wall_s": round(o.wall_s, 1), "peak_rss_mb": _round(o.peak_rss_mb)}
+                extra["run"] = {
+                    "run_id": run_id,
+                    "wall_s": round(o.wall_s, 1),
+                    "peak_rss_mb": _round(o.peak_rss_mb),
+                    "cpu_s": _round(o.cpu_s),
+                    "sample_interval_s": SAMPLE_INTERVAL_S,
+                    "load": None if o.load is None else o.load.as_dict(),
+                }
     tmp = out_dir / "results.json.tmp"
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
@@ -198,6 +242,18 @@ def overview(console: Console, out_dir: Path, outcomes: list[Outcome]) -> None:
     console.print(runs)
 
 
+def exclusive_run() -> TextIO | None:
+    """The machine-wide benchmark lock, held until this process exits; None when another run holds it."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    f = LOCK.open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
 def parse_only(value: str | None) -> list[Stage]:
     if not value:
         return list(STAGES)
@@ -232,6 +288,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("arguments after -- need exactly one stage in --only")
     # Wide enough for the overview when the output is a log or a pipe, not a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
+    run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # Smoke runs publish nothing (their load is still sampled, and shows in a real run's sections as SHARED).
+    if not args.smoke:
+        lock = exclusive_run()
+        if lock is None:
+            holder = LOCK.read_text().strip() if LOCK.exists() else "?"
+            console.print(
+                f"[red]another benchmark run holds {LOCK} ({holder}); benchmarks never run beside each other: "
+                "wait for it to finish[/]"
+            )
+            return 2
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}, started {run_id}, {' '.join(sys.argv)}\n")
+        lock.flush()
     outcomes: list[Outcome] = []
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
@@ -253,8 +323,13 @@ def main(argv: list[str] | None = None) -> int:
                 total=1,
                 completed=1,
             )
-    record(out_dir, outcomes)
+    record(out_dir, outcomes, run_id)
     overview(console, out_dir, outcomes)
+    if out_dir == report.DEFAULT_DIR.resolve() and any(o.status == "ok" for o in outcomes):
+        from bench import publish
+
+        publish.write_readme(report.load(out_dir))
+        console.print(f"README.md: headline figures rewritten from {out_dir / 'results.json'}")
     failed = [o for o in outcomes if o.status in ("failed", "timeout")]
     problems = report.validate(report.load(out_dir))
     for p in problems:

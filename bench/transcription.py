@@ -319,6 +319,13 @@ def _report(threads: int, batch: int, out_dir: Path, smoke: bool, memory_minutes
         details=details,
         notes=notes,
         extra={"flops": flops, "gemm_gops": rate, "gemm": rate_name, "first_file": m["file"]},
+        headline=[
+            (
+                f"transcription service vs plain faster-whisper, {svc_long['file']} ({audio_s / 60:.1f} min)",
+                f"{float(svc_long['wall_s']) / float(raw_long['wall_s']):.2f}x the wall time, "  # type: ignore[arg-type]
+                f"{float(svc_long['cpu_s']) / float(raw_long['cpu_s']):.2f}x the CPU (both measured)",  # type: ignore[arg-type]
+            )
+        ],
         order=20,
         out_dir=out_dir,
     )

@@ -1,18 +1,7 @@
 #!/usr/bin/env bash
-# Installs the system tools some tests drive for real: Chromium (the brief page and sign-up in a browser),
-# Prometheus/promtool (rules and live scraping) and kustomize (the k8s overlays). Idempotent and quiet when all
-# are present; needs root (or sudo) for Debian packages.
+# The tools some tests drive for real that do not come from Debian: kustomize (built from the Go module proxy,
+# pinned) for the k8s overlays. The Debian ones (Chromium, Prometheus/promtool, PostgreSQL, ...) are
+# scripts/system-deps.sh's, which `make test` runs first. Idempotent and quiet when all are present.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-
-need=()
-command -v chromium >/dev/null || need+=(chromium)
-if ((${#need[@]})); then
-  sudo=""
-  [[ $(id -u) == 0 ]] || sudo="sudo"
-  echo "install-test-tools: apt-get install ${need[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-# kustomize (Go module proxy), promtool (Debian), kubernetes-validate (PyPI), all pinned there.
 "$ROOT/scripts/validate_deploy.sh" --install

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Private, throwaway PostgreSQL cluster on 127.0.0.1 for tests and CI, using
-# Debian's packaged binaries (installed on demand) but none of Debian's cluster
+# Debian's packaged binaries (scripts/system-deps.sh installs them) but none of Debian's cluster
 # management, so it never touches a system cluster.
 #
 # Usage: scripts/postgres.sh start|stop|restart|status
@@ -38,18 +38,10 @@ log_tail() {
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 BIN=$(pg_bin)
 
-# Only `start` installs: stop/status on a machine without PostgreSQL must not
-# trigger an apt run.
+# Installing is scripts/system-deps.sh's job (`make test` runs it first); here a missing server is one clear error.
 ensure_installed() {
   [[ -n $BIN && -x $BIN/pg_ctl ]] && return 0
-  ((EUID == 0)) || die "PostgreSQL not found in /usr/lib/postgresql/*/bin; sudo apt-get install postgresql"
-  log "PostgreSQL not installed; installing the Debian package (apt-get)"
-  # Lock timeout: on shared CI/dev boxes another apt/dpkg run may hold the lock.
-  local apt=(apt-get -q -o DPkg::Lock::Timeout=300)
-  "${apt[@]}" update >&2 && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y postgresql >&2 ||
-    die "apt-get install postgresql failed"
-  BIN=$(pg_bin)
-  [[ -n $BIN && -x $BIN/pg_ctl ]] || die "postgresql installed but no pg_ctl in /usr/lib/postgresql/*/bin"
+  die "PostgreSQL not found in /usr/lib/postgresql/*/bin; scripts/system-deps.sh test installs it (apt-get install postgresql)"
 }
 
 # The server refuses to run as root, so as root everything runs as the

@@ -9,8 +9,9 @@
 #                                          `docker-compose config` on both profiles (tests/deploy's slow test
 #                                          needs it too)
 #
-# Tools: kustomize (Go module proxy), promtool (Debian package `prometheus`; its service is stopped and disabled
-# right after install: only the binary is wanted), Python deps kubernetes-validate and jsonschema (pinned below).
+# Tools: kustomize (Go module proxy, built with the Go that scripts/system-deps.sh finds or installs), promtool
+# (Debian package `prometheus`, through scripts/system-deps.sh), Python deps kubernetes-validate and jsonschema
+# (pinned in pyproject.toml's dev extra, installed by `make install`).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +19,6 @@ BIN="${ROOT}/.cache/bin"
 PY="${PYTHON:-${ROOT}/.venv/bin/python}"
 KUSTOMIZE_VERSION="v5.7.1"
 COMPOSE_VERSION="v2.40.3"
-KUBERNETES_VALIDATE_VERSION="1.37.0"
 
 log() { printf '[validate-deploy] %s\n' "$*" >&2; }
 die() { printf '[validate-deploy] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -39,36 +39,16 @@ install_kustomize() {
   if [ -x "${BIN}/kustomize" ] && "${BIN}/kustomize" version 2>/dev/null | grep -q "${KUSTOMIZE_VERSION}"; then
     return
   fi
-  command -v go >/dev/null || die "Go is needed to install kustomize (go install)"
-  log "installing kustomize ${KUSTOMIZE_VERSION}"
-  GOBIN="${BIN}" GOFLAGS=-buildvcs=false go install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
+  local go
+  go="$("${ROOT}/scripts/system-deps.sh" go)" || die "Go is needed to build kustomize: run scripts/system-deps.sh deploy"
+  log "installing kustomize ${KUSTOMIZE_VERSION} ($("${go}" env GOVERSION))"
+  GOBIN="${BIN}" GOFLAGS=-buildvcs=false "${go}" install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
 }
 
-install_promtool() {
-  if command -v promtool >/dev/null || [ -x "${BIN}/promtool" ]; then
-    return
-  fi
-  log "installing promtool (Debian package prometheus)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  ${sudo} apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  # Only the binary is wanted; the package may have started the server.
-  ${sudo} service prometheus stop >/dev/null 2>&1 || true
-  ${sudo} update-rc.d prometheus disable >/dev/null 2>&1 || true
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    ${sudo} systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
-  command -v promtool >/dev/null || die "promtool still missing after installing prometheus"
-}
-
-install_python_deps() {
+check_python_deps() {
   [ -x "${PY}" ] || die "no Python at ${PY}; run make install first (or set PYTHON)"
-  if ! "${PY}" -c "import kubernetes_validate, jsonschema" 2>/dev/null \
-      || [ "$("${PY}" -c 'import kubernetes_validate; print(kubernetes_validate.__version__)')" != "${KUBERNETES_VALIDATE_VERSION}" ]; then
-    log "installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION}"
-    "${PY}" -m pip install -q "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
-  fi
+  "${PY}" -c "import kubernetes_validate, jsonschema" 2>/dev/null ||
+    die "${PY} lacks kubernetes-validate or jsonschema (pyproject.toml's dev extra): run make install"
 }
 
 install_compose() {
@@ -76,16 +56,17 @@ install_compose() {
   if [ -x "${BIN}/docker-compose" ] && [ "$(cat "${BIN}/docker-compose.version" 2>/dev/null)" = "${COMPOSE_VERSION}" ]; then
     return
   fi
-  command -v go >/dev/null || die "Go is needed to build docker-compose"
+  local go
+  go="$("${ROOT}/scripts/system-deps.sh" go)" || die "Go is needed to build docker-compose: run scripts/system-deps.sh deploy"
   log "building docker-compose ${COMPOSE_VERSION} from the Go module proxy (slow the first time)"
   # `go install module@version` refuses modules whose go.mod has replace/exclude directives, as compose's has:
   # build inside a writable copy of the module instead.
   local src
-  src="$(GOFLAGS=-mod=mod go mod download -json "github.com/docker/compose/v2@${COMPOSE_VERSION}" \
+  src="$(GOFLAGS=-mod=mod "${go}" mod download -json "github.com/docker/compose/v2@${COMPOSE_VERSION}" \
          | "${PY}" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
   local work="${ROOT}/.cache/compose-src"
   rm -rf "${work}" && cp -r "${src}" "${work}" && chmod -R u+w "${work}"
-  (cd "${work}" && go build -trimpath \
+  (cd "${work}" && "${go}" build -trimpath \
       -ldflags "-X github.com/docker/compose/v2/internal.Version=${COMPOSE_VERSION}" \
       -o "${BIN}/docker-compose" ./cmd)
   rm -rf "${work}"
@@ -104,9 +85,9 @@ run_compose_config() {
   rm -f "${envfile}"
 }
 
+"${ROOT}/scripts/system-deps.sh" deploy
 install_kustomize
-install_promtool
-install_python_deps
+check_python_deps
 if [ "${compose}" -eq 1 ]; then
   install_compose
 fi

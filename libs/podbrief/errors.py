@@ -6,9 +6,14 @@
   ConnectionError (the database refusing connections): see `is_unavailable`.
 - PermanentError: trying again cannot help (a corrupt file, a 404); dead-lettered at once.
 - InvalidEventError: the message itself is malformed; dead-lettered at once.
+
+Each error carries a reason code from `podbrief.reasons` (the one vocabulary of logs, metrics, dead letters and
+status APIs); without one it gets its class's generic reason.
 """
 
 from __future__ import annotations
+
+from podbrief.reasons import Reason, check
 
 
 class PipelineError(Exception):
@@ -16,16 +21,18 @@ class PipelineError(Exception):
 
     retryable: bool = False
     kind: str = "pipeline"
+    default_reason: Reason = "unexpected"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(message)
-        # A short, low-cardinality label for metrics ("timeout", "http_5xx", "corrupt_audio").
-        self.reason = reason or type(self).__name__
+        # A short, low-cardinality code from podbrief.reasons ("timeout", "http_5xx", "corrupt_audio").
+        self.reason: Reason = check(reason) if reason is not None else self.default_reason
 
 
 class RetryableError(PipelineError):
     retryable = True
     kind = "retryable"
+    default_reason: Reason = "temporary"
 
 
 class UnavailableError(RetryableError):
@@ -33,20 +40,24 @@ class UnavailableError(RetryableError):
     attempts would dead-letter every message that arrives during an outage longer than the bus's backoff."""
 
     kind = "unavailable"
+    default_reason: Reason = "unavailable"
 
 
 class PermanentError(PipelineError):
     kind = "permanent"
+    default_reason: Reason = "permanent"
 
 
 class InvalidEventError(PermanentError):
     kind = "invalid_event"
+    default_reason: Reason = "invalid_event"
 
 
 class ConfigurationError(PipelineError):
     """Settings that cannot work; raised at start-up so a bad deploy fails fast."""
 
     kind = "configuration"
+    default_reason: Reason = "configuration"
 
 
 def classify(exc: BaseException) -> str:
@@ -56,6 +67,17 @@ def classify(exc: BaseException) -> str:
     # Unknown failures are treated as retryable: a bug shows up in the DLQ after bounded retries
     # rather than silently dropping the message.
     return "retryable"
+
+
+def reason_of(exc: BaseException) -> Reason:
+    """The reason code of any exception: a PipelineError's own, else what its type says."""
+    if isinstance(exc, PipelineError):
+        return exc.reason
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionError):
+        return "unavailable"
+    return "unexpected"
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -45,8 +45,8 @@ class BusMetrics:
             retries=Counter(f"{p}_retries_total", "Handler retries.", ["topic"], registry=registry),
             dead_lettered=Counter(
                 f"{p}_dead_lettered_total",
-                "Messages sent to a DLQ, by error class.",
-                ["topic", "error_class"],
+                "Messages sent to a DLQ, by error class and reason code (podbrief.reasons).",
+                ["topic", "error_class", "reason"],
                 registry=registry,
             ),
             published=Counter(f"{p}_published_total", "Events published.", ["topic"], registry=registry),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Podman on this kind of machine, for `make test-containers`: idempotent, quiet when everything is in place.
 #
-# - podman, buildah, runc, debootstrap (and netavark, aardvark-dns and iptables for compose networks that resolve
-#   service names) from Debian's packages;
+# - podman, buildah, runc, debootstrap, netavark, aardvark-dns and iptables from Debian's packages, with Java and
+#   Maven for the Kafka stand-in's jars (scripts/system-deps.sh containers);
 # - /etc/containers/containers.conf: runc instead of crun (crun fails without CAP_SYS_RESOURCE on hybrid cgroups),
 #   cgroupfs (no systemd), events to a file, and explicit ulimits (the defaults ask for more than the machine
 #   grants). An existing file with other content is kept as containers.conf.podbrief-bak;
@@ -11,7 +11,10 @@
 # Needs root (or sudo) for the packages and the configuration file.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PODMAN_COMPOSE_VERSION=1.6.0
+# The pin lives in pyproject.toml's `containers` extra.
+PODMAN_COMPOSE=$(python3 -c 'import sys, tomllib
+extra = tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["containers"]
+print(next(d for d in extra if d.startswith("podman-compose==")))' "$ROOT/pyproject.toml")
 TOOLS=$ROOT/.cache/containers/venv
 
 log() { echo "containers/setup: $*" >&2; }
@@ -20,21 +23,7 @@ die() { echo "containers/setup: ERROR: $*" >&2; exit 1; }
 sudo=""
 [[ $(id -u) == 0 ]] || sudo="sudo"
 
-need=()
-for tool in podman buildah runc debootstrap netavark aardvark-dns iptables; do
-  command -v "$tool" >/dev/null || [[ -x /usr/lib/podman/$tool || -x /usr/sbin/$tool ]] || need+=("$tool")
-done
-# The Debian Prometheus stands in for prom/prometheus (promtool comes with it).
-command -v prometheus >/dev/null || need+=(prometheus)
-if ((${#need[@]})); then
-  log "apt-get install ${need[*]}"
-  $sudo apt-get -q -o DPkg::Lock::Timeout=300 update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get -q -o DPkg::Lock::Timeout=300 install -y -qq \
-    --no-install-recommends "${need[@]}" >/dev/null
-  # The prometheus package may start a system server; only the binary is wanted.
-  $sudo service prometheus stop >/dev/null 2>&1 || true
-  $sudo update-rc.d prometheus disable >/dev/null 2>&1 || true
-fi
+"$ROOT/scripts/system-deps.sh" containers
 
 CONF=/etc/containers/containers.conf
 want=$(cat <<'CONF'
@@ -66,12 +55,11 @@ if [[ ! -f $CONF || "$(cat "$CONF")" != "$want" ]]; then
   log "wrote $CONF"
 fi
 
-if [[ ! -x $TOOLS/bin/podman-compose ]] || [[ $("$TOOLS/bin/python" -m pip show podman-compose 2>/dev/null |
-  sed -n 's/^Version: //p') != "$PODMAN_COMPOSE_VERSION" ]]; then
-  log "installing podman-compose $PODMAN_COMPOSE_VERSION into $TOOLS"
+if [[ ! -x $TOOLS/bin/podman-compose ]] || [[ "podman-compose==$("$TOOLS/bin/python" -m pip show podman-compose \
+  2>/dev/null | sed -n 's/^Version: //p')" != "$PODMAN_COMPOSE" ]]; then
+  log "installing $PODMAN_COMPOSE into $TOOLS"
   python3 -m venv "$TOOLS"
-  "$TOOLS/bin/python" -m pip install -q "podman-compose==$PODMAN_COMPOSE_VERSION" ||
-    die "pip install podman-compose==$PODMAN_COMPOSE_VERSION failed"
+  "$TOOLS/bin/python" -m pip install -q "$PODMAN_COMPOSE" || die "pip install $PODMAN_COMPOSE failed"
 fi
 
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null ||

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from podbrief.errors import PermanentError
 from podbrief.events import Chapter, Insight, InsightKind, Transcript, insight_id
+from podbrief.reasons import Reason
 from podbrief_extraction.adapters.llm import Structured, Usage
 from podbrief_extraction.chunking import Chunk, chunk_transcript, token_budget
 from podbrief_extraction.grounding import (
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 KINDS = tuple(k.value for k in InsightKind)
 # Text problems the quote itself can fix (a vague or unsupported paraphrase); not a too-short quote.
-FALLBACK_REASONS = frozenset({"too_short", "vague", "no_referent", "unsupported_text", "unsupported_number"})
+FALLBACK_REASONS: frozenset[Reason] = frozenset(
+    {"too_short", "vague", "no_referent", "unsupported_text", "unsupported_number"}
+)
 
 
 class RawInsight(BaseModel):
@@ -145,7 +148,7 @@ class ExtractionResult:
     insights: list[Insight]
     chunks_total: int = 0
     chunks_failed: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[Reason] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     prompt_version: str = ""
@@ -260,7 +263,7 @@ class Extractor:
         self.metrics.chunks.labels("ok").inc()
         return self._gate(chunk, answer.value, result)
 
-    def _drop(self, result: ExtractionResult, reason: str) -> None:
+    def _drop(self, result: ExtractionResult, reason: Reason) -> None:
         result.dropped[reason] += 1
         self.metrics.insights_dropped.labels(reason).inc()
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from podbrief.events import Segment
+from podbrief.reasons import Reason
 
 _APOS = re.compile(r"['’`]")
 _NONWORD = re.compile(r"[^\w\s]")
@@ -127,7 +128,7 @@ def content_words(text: str) -> set[str]:
     return {w for w in norm_tokens(text) if w not in _STOP and len(w) > 2}
 
 
-def specificity_problem(text: str, *, min_words: int, quote: str | None = None) -> str | None:
+def specificity_problem(text: str, *, min_words: int, quote: str | None = None) -> Reason | None:
     """Why an insight's text is not a specific, self-contained claim supported by its quote (a drop reason),
     or None."""
     words = norm_tokens(text)

@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-from podbrief.errors import InvalidEventError, RetryableError
+from podbrief.errors import InvalidEventError, reason_of
 from podbrief.events import (
     EpisodeTranscribed,
     Event,
@@ -93,8 +93,8 @@ async def on_episode_transcribed(
         )
     except Exception as exc:
         # Visible on the episode while the bus retries (and after it dead-letters the message).
-        reason = exc.reason if isinstance(exc, RetryableError) else type(exc).__name__
-        await repo.fail(episode.episode_id, f"{reason}: {exc}")
+        reason = reason_of(exc)
+        await repo.fail(episode.episode_id, str(exc) or type(exc).__name__, reason)
         metrics.episodes.labels("error").inc()
         raise
     await repo.finish(

@@ -34,6 +34,8 @@ class EpisodeRow(Base):
     prompt_version: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    # The code of last_error in podbrief.reasons.
+    last_error_reason: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
 

@@ -35,6 +35,7 @@ from xml.etree.ElementTree import Element
 from podbrief.errors import PermanentError
 from podbrief.events.ids import episode_id
 from podbrief.events.models import TranscriptLink
+from podbrief.reasons import Reason
 from podbrief.text import html_to_text, single_line
 from podbrief_ingest.feeddates import parse_date
 from podbrief_ingest.feedxml import Repair, read_document
@@ -91,7 +92,7 @@ MAX_ATTRS = 8
 MAX_LENGTH_BYTES = 10**13  # an enclosure's declared length; beyond 10 TB it is noise
 MAX_DURATION_S = 1_000_000.0
 # Why an item was left out of the episodes (the `reason` label of the dropped-items metric).
-DROP_REASONS = ("duplicate_guid", "no_guid_no_enclosure")
+DROP_REASONS: tuple[Reason, ...] = ("duplicate_guid", "no_guid_no_enclosure")
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class ParsedFeed:
     persons: tuple[dict[str, str], ...]
     items: tuple[ParsedItem, ...]
     # Items left out, by reason (see DROP_REASONS).
-    dropped: Mapping[str, int] = field(default_factory=dict)
+    dropped: Mapping[Reason, int] = field(default_factory=dict)
     # What was repaired to read the document; empty when it was well-formed.
     repairs: tuple[Repair, ...] = ()
     live_items: tuple[LiveItem, ...] = ()
@@ -574,7 +575,7 @@ def parse_feed(body: bytes, feed_url: str, *, base_url: str | None = None, chars
         raise PermanentError("the document has neither a title nor any items", reason="no_items_or_title")
 
     items: list[ParsedItem] = []
-    dropped: Counter[str] = Counter()
+    dropped: Counter[Reason] = Counter()
     seen: set[uuid.UUID] = set()
     for el in xml_items:
         reader = _ItemReader(_base(ch_base, el), language)

@@ -4,6 +4,7 @@ RESULTS.md (and CAPACITY.md) are well formed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -71,14 +72,31 @@ def test_results_json_is_well_formed(smoke_run: tuple[subprocess.CompletedProces
             assert isinstance(c["peer"], int | float) and c["peer"] > 0, (key, c)
             assert c["ratio"] == pytest.approx(c["podbrief"] / c["peer"], rel=0.01, abs=0.001), (key, c)
             assert c["peer_name"], (key, c)
+            assert c["peer_basis"] == "measured" or c["peer_basis"].startswith("extrapolated from "), (key, c)
     for key in STAGE_SECTIONS:
         floors = data["sections"][key]["floors"]
         assert floors, f"{key} has no floor"
         for f in floors:
             assert f["measured"] > 0 and f["floor"] > 0 and len(f["basis"]) > 30, (key, f)
             assert f["efficiency"] == pytest.approx(f["floor"] / f["measured"], rel=0.01, abs=0.001), (key, f)
-        # How the stage ran, recorded by the runner: its own process's peak RSS.
-        assert data["sections"][key]["extra"]["run"]["peak_rss_mb"] > 10, key
+    for key, section in data["sections"].items():
+        # How the stage ran, recorded by the runner: its own process's peak RSS and CPU, when it started and
+        # ended, and the load sampled throughout (at least at its start and its end).
+        run = section["extra"]["run"]
+        assert run["peak_rss_mb"] > 10 and run["cpu_s"] > 0, key
+        load = run["load"]
+        assert load["started_at"] <= load["ended_at"] and load["samples"] >= 2, (key, load)
+        assert load["load1_min"] <= load["load1_mean"] <= load["load1_max"], (key, load)
+        assert load["own_cores"] > 0 and load["others_cores"] >= 0 and load["cores"] >= 1, (key, load)
+        assert load["busy_cores"] == pytest.approx(load["own_cores"] + load["others_cores"], abs=0.02), (key, load)
+    # One invocation, stages one after another: no two sections' measurements overlap.
+    spans = sorted(
+        (s["extra"]["run"]["load"]["started_at"], s["extra"]["run"]["load"]["ended_at"])
+        for s in data["sections"].values()
+    )
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, spans
+    assert len({s["extra"]["run"]["run_id"] for s in data["sections"].values()}) == 1
 
 
 def test_results_md_has_a_table_per_section_with_machine_and_date(
@@ -96,7 +114,8 @@ def test_results_md_has_a_table_per_section_with_machine_and_date(
         stamp = body.splitlines()[2]
         assert section["date"] in stamp and section["machine"]["cpu"] in stamp, (key, stamp)
         assert f"({section['machine']['cores']} cores" in stamp, (key, stamp)
-        assert "| metric | podbrief | peer | peer figure | ratio | better | unit | note |" in body, key
+        assert "| metric | podbrief | peer | peer figure | peer figure is | ratio | better | unit | note |" in body, key
+        assert body.splitlines()[4].startswith("Measured " + section["extra"]["run"]["load"]["started_at"]), key
         rows = [line for line in body.splitlines() if line.startswith("| ") and "|---" not in line]
         assert len(rows) >= 1 + len(section["comparisons"]), key
 

@@ -120,6 +120,8 @@ def derive(compose: dict[str, Any], feeds_dir: Path) -> dict[str, Any]:
         "read_only": True,
         "user": "65534:65534",
         "command": ["python3", "-m", "http.server", str(FEEDS_PORT), "--directory", "/srv/feeds"],
+        # PID 1 ignores SIGTERM without a handler; http.server exits 0 on SIGINT.
+        "stop_signal": "SIGINT",
         "volumes": [f"{feeds_dir}:/srv/feeds:ro"],
         "healthcheck": {
             "test": ["CMD", "python3", "-c", f"import urllib.request as u; u.urlopen('http://127.0.0.1:{FEEDS_PORT}/')"],

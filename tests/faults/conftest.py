@@ -4,6 +4,7 @@ workload, and the results table written at the end."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -12,12 +13,38 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from podbrief_testing import LoopbackServer
+from podbrief_testing.machine import MARK_ENV, LoadSampler
 
 sys.path.insert(0, str(Path(__file__).parent))
 import faultkit
+import publish
+
+SESSION_STARTED = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+# Whether the fault table is complete: every scenario selected, none filtered out by -k or -m.
+_run: dict[str, Any] = {"deselected": False, "selected": 0, "shutdown_deselected": False}
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if any(item.path.name == "test_faults.py" for item in items):
+        _run["deselected"] = True
+    if any(item.path.name == "test_shutdown.py" for item in items):
+        _run["shutdown_deselected"] = True
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _run["selected"] = sum(1 for item in session.items if item.path.name == "test_faults.py")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """`make test-faults` (PODBRIEF_PUBLISH=1) writes the README's fault table and back-pressure figures from what
+    this run recorded, when the run passed (and, for the table, ran every scenario)."""
+    if publish.requested() and exitstatus == 0:
+        publish.from_artifacts(faultkit.ARTIFACTS, since=SESSION_STARTED, shutdown=not _run["shutdown_deselected"])
+
 
 # Short real speech, so Whisper tiny.en and the LLM keep each scenario to seconds.
 AUDIO = (
@@ -53,9 +80,22 @@ def _feed(server: LoopbackServer, shared: Path) -> tuple[str, list[str]]:
 def results() -> Iterator[list[faultkit.Row]]:
     rows: list[faultkit.Row] = []
     started = time.monotonic()
-    yield rows
+    # Everything the suite starts inherits the mark, so the load recorded beside the table tells the suite's own
+    # CPU from other processes'.
+    sampler = LoadSampler("faults").start()
+    previous = os.environ.get(MARK_ENV)
+    os.environ[MARK_ENV] = sampler.mark
+    try:
+        yield rows
+    finally:
+        load = sampler.stop().as_dict()
+        if previous is None:
+            os.environ.pop(MARK_ENV, None)
+        else:
+            os.environ[MARK_ENV] = previous
     if rows:
-        table = faultkit.write_results(rows, time.monotonic() - started)
+        complete = not _run["deselected"] and len(rows) == _run["selected"]
+        table = faultkit.write_results(rows, time.monotonic() - started, load, complete=complete)
         print("\n\nFault injection results\n" + table + "\n")  # noqa: T201 (make test-faults shows it)
 
 

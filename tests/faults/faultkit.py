@@ -279,6 +279,13 @@ class Row:
     briefs: str
     recovery_s: float | None
     note: str = ""
+    # Services that exited on their own during the scenario and were restarted by the suite playing their
+    # orchestrator (Pipeline.supervise), with how often: a dependency outage may end a service's core task.
+    restarts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def restarts_text(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.restarts.items())) or "0"
 
 
 @dataclass
@@ -584,23 +591,34 @@ LEGEND = """\
   brief per subscriber per day (must be 0).
 - recovery s: from the fault (or its end, where it lasts) until every effect is in place; for SMTP, from the
   end of the refusal to the brief sent; for the baseline, the time to drain the workload with no fault.
+- supervisor restarts: services that exited on their own during the fault (a dead core task makes a service exit
+  for its orchestrator to restart it) and were restarted by the suite, which plays that orchestrator; a killed
+  service restarted on purpose is not counted.
 """
 
 
-def write_results(rows: list[Row], wall_s: float) -> str:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+def results_table(rows: list[Row]) -> str:
     head = (
-        "| scenario | messages in | out | duplicates (wire) | duplicate effects | lost | dead-lettered "
-        "| briefs sent/expected | recovery s | note |"
+        "| scenario | what happened | messages in | out | duplicates (wire) | duplicate effects | lost "
+        "| dead-lettered | supervisor restarts | briefs sent/expected | recovery s |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + " --- |" * 11]
     for r in rows:
-        rec = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}"
+        rec = "–" if r.recovery_s is None else f"{r.recovery_s:.1f}"
         lines.append(
-            f"| {r.scenario} | {r.messages_in} | {r.messages_out} | {r.wire_duplicates} | {r.effect_duplicates} "
-            f"| {r.lost} | {r.dead_lettered} | {r.briefs} | {rec} | {r.note} |"
+            f"| {r.scenario} | {r.note} | {r.messages_in} | {r.messages_out} | {r.wire_duplicates} "
+            f"| {r.effect_duplicates} | {r.lost} | {r.dead_lettered} | {r.restarts_text} | {r.briefs} | {rec} |"
         )
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def write_results(rows: list[Row], wall_s: float, load: dict[str, Any] | None = None, *, complete: bool = False) -> str:
+    """results.md and results.json under ARTIFACTS; `complete`: every scenario of the suite ran (what
+    tests/faults/publish.py requires before the table goes into the README)."""
+    from bench.report import machine
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    table = results_table(rows)
     (ARTIFACTS / "results.md").write_text(
         "# Fault injection results (`make test-faults`)\n\n"
         + table
@@ -608,7 +626,18 @@ def write_results(rows: list[Row], wall_s: float) -> str:
         + LEGEND
     )
     (ARTIFACTS / "results.json").write_text(
-        json.dumps({"wall_s": round(wall_s, 1), "rows": [r.__dict__ for r in rows]}, indent=2) + "\n"
+        json.dumps(
+            {
+                "wall_s": round(wall_s, 1),
+                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": machine(),
+                "load": load,
+                "complete": complete,
+                "rows": [r.__dict__ for r in rows],
+            },
+            indent=2,
+        )
+        + "\n"
     )
     return table
 

@@ -259,6 +259,7 @@ def test_a_flood_of_1000_discovered_episodes_queues_in_kafka_not_in_memory(
         }
         for k in sorted({int((ts - t0) // 10) for ts, _, _, _ in rss.samples})
     ]
+    figures["flood"] = FLOOD
     figures["bounds"] = {
         "transcription_peak_mb": TRANSCRIPTION_PEAK_MB,
         "ingest_peak_mb": INGEST_PEAK_MB,

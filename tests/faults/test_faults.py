@@ -80,13 +80,14 @@ def effects(state: faultkit.State, episodes: list[str]) -> int:
 
 
 def qdrant_points(p: Pipeline) -> int:
-    from qdrant_client import QdrantClient
+    """Points in clustering's embedded store (Qdrant Edge), read once the services have stopped."""
+    import qdrant_edge
 
-    client = QdrantClient(path=str(p.workdir / "qdrant"))
+    shard = qdrant_edge.EdgeShard.load(str(p.workdir / "qdrant" / "insights" / "shard"))
     try:
-        return int(client.count("insights", exact=True).count)
+        return int(shard.count(qdrant_edge.CountRequest(exact=True)))
     finally:
-        client.close()
+        shard.close()
 
 
 def finish(
@@ -112,7 +113,9 @@ def finish(
         now = p.state()
         got = 0 if now is None else effects(now, episodes)
         total = expected.messages if expected else 3 * len(episodes)
-        results.append(Row(p.scenario, total, got, 0, 0, total - got, 0, "-", None, "FAILED: never caught up"))
+        failed = Row(p.scenario, total, got, 0, 0, total - got, 0, "-", None, "FAILED: never caught up")
+        failed.restarts = dict(p.crashes)
+        results.append(failed)
         raise
     recovery = recovery_s if recovery_s is not None else None if t_fault is None else round(t_done - t_fault, 1)
 
@@ -144,8 +147,7 @@ def finish(
         recovery_s=recovery,
         note=note,
     )
-    if p.crashes:
-        row.note += "; exited and restarted by the supervisor: " + ", ".join(f"{k} x{v}" for k, v in p.crashes.items())
+    row.restarts = dict(p.crashes)
     results.append(row)
     print(f"\n[{p.scenario}] {row}  runs: {first} / {second}")  # noqa: T201
 

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 from podbrief.errors import PermanentError, RetryableError, UnavailableError
+from podbrief.reasons import http_status
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import LLMSettings
 from pydantic import BaseModel, ValidationError
@@ -267,7 +268,7 @@ class LLMClient:
                     self._failed(status)
         code = resp.status_code
         if code == 429 or code >= 500:
-            label = "http_429" if code == 429 else "http_5xx"
+            label = http_status(code)
             self._failed(label)
             err = RetryableError(f"LLM endpoint answered {code}: {resp.text[:200]}", reason=label)
             err.retry_after = _retry_after(resp)  # type: ignore[attr-defined]

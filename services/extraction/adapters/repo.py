@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from podbrief.errors import RetryableError
 from podbrief.events import EpisodeRef, Insight
+from podbrief.reasons import Reason
 from podbrief.storage.db import session_factory
 from podbrief_extraction.models import EpisodeRow, InsightRow
 from sqlalchemy.exc import OperationalError
@@ -33,6 +34,7 @@ class EpisodeStatus:
     prompt_version: str | None
     detail: str | None
     last_error: str | None
+    last_error_reason: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -54,6 +56,7 @@ class EpisodeStatus:
             row.prompt_version,
             row.detail,
             row.last_error,
+            row.last_error_reason,
             row.created_at,
             row.updated_at,
         )
@@ -75,6 +78,7 @@ class EpisodeStatus:
             "prompt_version": self.prompt_version,
             "detail": self.detail,
             "last_error": self.last_error,
+            "error_reason": self.last_error_reason,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -118,14 +122,14 @@ class ExtractionRepo:
                 await s.flush()
                 return EpisodeStatus.of(row)
         except OperationalError as exc:
-            raise RetryableError("extraction database unavailable", reason="db") from exc
+            raise RetryableError("extraction database unavailable", reason="database") from exc
 
-    async def fail(self, episode_id: uuid.UUID, error: str) -> None:
+    async def fail(self, episode_id: uuid.UUID, error: str, reason: Reason) -> None:
         async with self.sessions.begin() as s:
             await s.execute(
                 sa.update(EpisodeRow)
                 .where(EpisodeRow.episode_id == episode_id)
-                .values(status="error", last_error=error[:2000], updated_at=_now())
+                .values(status="error", last_error=error[:2000], last_error_reason=reason, updated_at=_now())
             )
 
     async def finish(
@@ -136,7 +140,7 @@ class ExtractionRepo:
         insights: list[Insight],
         chunks_total: int,
         chunks_failed: int,
-        dropped: dict[str, int],
+        dropped: dict[Reason, int],
         tokens_in: int,
         tokens_out: int,
         model: str,
@@ -173,6 +177,7 @@ class ExtractionRepo:
                     prompt_version=prompt_version,
                     detail=detail,
                     last_error=None,
+                    last_error_reason=None,
                     updated_at=now,
                 )
             )

@@ -159,7 +159,7 @@ async def test_endpoint_down_is_retryable_visible_and_recovers(repo: ExtractionR
     with pytest.raises(RetryableError):
         await h.handle(event)
     status = await repo.get(uuid.UUID(int=1))
-    assert status is not None and status.status == "error" and "http_5xx" in (status.last_error or "")
+    assert status is not None and status.status == "error" and status.last_error_reason == "http_5xx"
     assert h.published == []  # nothing published for a failed attempt
     fake.responder = jfk_answer  # the bus redelivers once the endpoint is back
     await h.handle(event)

@@ -264,3 +264,10 @@ async def test_cookies_are_not_kept(loopback: LoopbackServer) -> None:
         await client.get(loopback.url("/set"), max_bytes=100)
         await client.get(loopback.url("/next"), max_bytes=100)
     assert "cookie" not in loopback.requests[-1][1]
+
+
+async def test_a_host_that_does_not_resolve_fails_with_reason_dns() -> None:
+    async with guarded(NetSettings()) as client:
+        with pytest.raises(RetryableError) as err:
+            await client.get("http://podbrief-no-such-host.invalid/feed.xml", max_bytes=1000)
+    assert err.value.reason == "dns"

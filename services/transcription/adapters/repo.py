@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 class TranscriptRepo:
     def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self._sessions = session_factory(engine)
 
     async def get(self, episode_id: uuid.UUID) -> Transcript | None:

@@ -129,7 +129,7 @@ async def test_slow_download_hits_the_deadline(loopback: LoopbackServer) -> None
         async with f.fetch(url):
             pass
     await client.aclose()
-    assert exc.value.reason == "download_timeout"
+    assert exc.value.reason == "timeout"
 
 
 async def test_loopback_is_refused_unless_allowed(loopback: LoopbackServer) -> None:

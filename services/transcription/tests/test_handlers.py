@@ -120,7 +120,7 @@ async def test_crash_after_store_republishes_on_redelivery(
     sent: list[Event] = []
 
     async def broken(_: Event) -> None:
-        raise RetryableError("broker down", reason="bus")
+        raise RetryableError("broker down", reason="kafka_publish")
 
     async def publish(e: Event) -> None:
         sent.append(e)

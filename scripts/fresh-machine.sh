@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Proves that the README's commands work on a fresh machine: a Debian 12 root made by debootstrap with only what
+# the README says a fresh machine has (Python 3.11, make, git, ca-certificates, curl), a fresh clone of the
+# repository in it, the shared test data beside it (read-only), and then `make test` (or other make targets)
+# as root in a chroot with a bare environment. Nothing this machine installed by hand is visible in there:
+# not its PATH, its Go, Java, PostgreSQL, Chromium, caches (pip, Maven, Go, llama-server) or virtualenvs.
+#
+# Usage (as root; debootstrap comes from Debian): scripts/fresh-machine.sh [options] [make targets...]
+#   --dir DIR       where the roots live (default /var/tmp/podbrief-fresh): DIR/base is the pristine
+#                   debootstrap (made once, kept), DIR/root a copy of it made anew for each run
+#   --ref REF       branch or commit to clone (default: the current branch); --repo PATH (default: this repo)
+#   --keep          leave DIR/root (and its mounts) after the run, to look around or to --reuse it
+#   --reuse         run in the DIR/root an earlier --keep run left (what that run installed stays; the clone is
+#                   made anew): to run `make deps-test` (apt only) first, outside a machine-wide lock, and the
+#                   heavy `make test` under it
+#   targets         default: test. The run's output goes to DIR/run-<date>.log as well.
+# Env: PODBRIEF_KAFKA_PORT, PODBRIEF_KAFKA_CONTROLLER_PORT, PODBRIEF_PG_PORT are passed through (the chroot shares
+# this machine's network); MIRROR (default: http://deb.debian.org/debian).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+dir=/var/tmp/podbrief-fresh
+repo=$ROOT
+ref=$(git -C "$ROOT" rev-parse --abbrev-ref HEAD)
+keep=0
+reuse=0
+targets=()
+while (($#)); do
+  case $1 in
+    --dir) dir=$2; shift 2 ;;
+    --ref) ref=$2; shift 2 ;;
+    --repo) repo=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    --reuse) reuse=1; shift ;;
+    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
+((${#targets[@]})) || targets=(test)
+
+log() { printf '[fresh-machine] %s\n' "$*" >&2; }
+die() { printf '[fresh-machine] ERROR: %s\n' "$*" >&2; exit 1; }
+((EUID == 0)) || die "needs root (debootstrap, chroot, mounts)"
+command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
+[[ -d $ROOT/../shared ]] || die "no shared test data at $ROOT/../shared"
+
+mirror=${MIRROR:-http://deb.debian.org/debian}
+base=$dir/base
+run=$dir/root
+mkdir -p "$dir"
+
+# ---- the pristine base, once --------------------------------------------------------------------------------
+if [[ ! -f $base/.podbrief-base ]]; then
+  log "debootstrap bookworm from $mirror into $base (python3, make, git, ca-certificates, curl)"
+  rm -rf "$base"
+  debootstrap --include=python3,make,git,ca-certificates,curl bookworm "$base" "$mirror" >"$dir/debootstrap.log" 2>&1 ||
+    { tail -n 30 "$dir/debootstrap.log" >&2; die "debootstrap failed (log: $dir/debootstrap.log)"; }
+  date -Is >"$base/.podbrief-base"
+fi
+
+# ---- a fresh copy of it, mounts, the clone ------------------------------------------------------------------
+mounts=()
+cleanup() {
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
+  ((keep)) && return
+  # Never delete through a mount (the shared data is bound in there): only when nothing is mounted below.
+  if grep -q " $run/" /proc/mounts; then
+    log "mounts remain under $run; not removing it"
+  else
+    rm -rf --one-file-system "$run"
+  fi
+}
+trap cleanup EXIT
+mounted() { mountpoint -q "$1"; }
+bind() { mkdir -p "$2"; mounted "$2" || mount "${@:3}" --bind "$1" "$2"; mounts+=("$2"); }
+fs() { mkdir -p "$3"; mounted "$3" || mount -t "$1" "${@:4}" "$2" "$3"; mounts+=("$3"); }
+
+if ((reuse)) && [[ -f $run/.podbrief-base ]]; then
+  log "reusing $run (what an earlier run installed there stays)"
+else
+  ((reuse)) && log "nothing to reuse in $run: starting from the base"
+  if grep -q " $run/" /proc/mounts; then die "something is still mounted under $run; umount -R it first"; fi
+  rm -rf --one-file-system "$run"
+  log "copying the base into $run"
+  cp -a "$base" "$run"
+  cp /etc/resolv.conf "$run/etc/resolv.conf"
+  # As in any chroot or container image: packages installed in there must not start their services (PostgreSQL's
+  # and Prometheus's would take ports on this machine); the tests start their own.
+  printf '#!/bin/sh\nexit 101\n' >"$run/usr/sbin/policy-rc.d" && chmod +x "$run/usr/sbin/policy-rc.d"
+fi
+fs proc proc "$run/proc"
+fs sysfs sys "$run/sys"
+bind /dev "$run/dev"
+bind /dev/pts "$run/dev/pts"
+fs tmpfs shm "$run/dev/shm" -o mode=1777
+if ! mounted "$run/work/shared"; then
+  bind "$(cd "$ROOT/../shared" && pwd)" "$run/work/shared" -o ro
+  mount -o remount,ro,bind "$run/work/shared"
+else
+  mounts+=("$run/work/shared")
+fi
+
+rm -rf "$run/work/podbrief"
+log "cloning $repo ($ref) into $run/work/podbrief"
+git clone -q --no-local --branch "$ref" "$repo" "$run/work/podbrief" 2>/dev/null ||
+  { git clone -q --no-local "$repo" "$run/work/podbrief" && git -C "$run/work/podbrief" checkout -q "$ref"; }
+commit=$(git -C "$run/work/podbrief" rev-parse --short HEAD)
+
+# ---- the README's commands, in a bare environment -----------------------------------------------------------
+out=$dir/run-$(date +%Y%m%dT%H%M%S).log
+log "chroot: make ${targets[*]} at $commit (log: $out)"
+env_vars=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 CI=true TERM=dumb)
+for v in PODBRIEF_KAFKA_PORT PODBRIEF_KAFKA_CONTROLLER_PORT PODBRIEF_PG_PORT; do
+  [[ -n ${!v:-} ]] && env_vars+=("$v=${!v}")
+done
+started=$(date +%s)
+set +e
+chroot "$run" /usr/bin/env -i "${env_vars[@]}" bash -c \
+  'cd /work/podbrief && echo "python: $(python3 --version), go: $(command -v go || echo none), java: $(command -v java || echo none)" && make "$@"' \
+  _ "${targets[@]}" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+set -e
+# What the run recorded (the fault suite's tables, bench smoke, logs) outlives the root.
+if [[ -d $run/work/podbrief/test-artifacts ]]; then
+  cp -a "$run/work/podbrief/test-artifacts" "${out%.log}-artifacts"
+  log "test artifacts: ${out%.log}-artifacts"
+fi
+log "make ${targets[*]} exited $rc after $(($(date +%s) - started)) s (commit $commit; log: $out)"
+exit "$rc"
