@@ -6,7 +6,7 @@ The compose file is used as written, with these changes, each made here in code 
 - images this machine cannot pull are replaced by the stand-ins built from deploy/standins/ (Kafka, PostgreSQL,
   Prometheus, an SMTP sink for mailpit); mailpit's health check (`/mailpit readyz`) and web port go with it, the
   stand-in checks its SMTP port instead;
-- Qdrant runs embedded in clustering (Qdrant's local mode, under CLUSTERING_DATA_DIR: the clustering volume) instead
+- Qdrant runs embedded in clustering (Qdrant Edge, under CLUSTERING_DATA_DIR: the clustering volume) instead
   of as a server, and Grafana is left out: neither image can be pulled nor made from Debian's packages;
 - published host ports move into a range of their own (18001, 18005, 18090) so a run does not collide with other
   programs on the machine; the ports inside the containers are the documented ones;
@@ -44,7 +44,7 @@ PODBRIEF = ("ingest", "transcription", "extraction-cpu", "clustering", "delivery
 INFRASTRUCTURE = ("kafka", "postgres", "mailpit", "prometheus", "feeds")
 HOST_PORTS = {8001: 18001, 8005: 18005, 9090: 18090}
 LEFT_OUT = {
-    "qdrant": "qdrant/qdrant cannot be pulled here; clustering uses Qdrant's embedded local mode on its volume",
+    "qdrant": "qdrant/qdrant cannot be pulled here; clustering embeds Qdrant Edge on its volume",
     "grafana": "grafana/grafana cannot be pulled and Debian has no Grafana package; the dashboards' queries are "
     "checked against a real Prometheus in tests/deploy",
 }
