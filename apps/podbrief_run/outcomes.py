@@ -8,11 +8,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from podbrief.bus import MemoryTransport, Record, dlq
+from podbrief.clock import aware
 from podbrief.errors import InvalidEventError
 from podbrief.events import topics
 from podbrief.events.base import Event
@@ -228,8 +229,7 @@ def rejected_episodes(rows: Iterable[Episode], since: datetime) -> list[EpisodeO
     """Episodes ingest recorded as rejected (no usable enclosure) during this run, from its episode rows."""
     out = []
     for row in rows:
-        discovered = row.discovered_at if row.discovered_at.tzinfo else row.discovered_at.replace(tzinfo=UTC)
-        if row.status != "rejected" or discovered < since:
+        if row.status != "rejected" or aware(row.discovered_at) < since:
             continue
         code, detail = split_detail(row.error or "")
         out.append(

@@ -106,8 +106,8 @@ def _insights(e: EpisodeOutcome) -> Text:
         return Text("—", style="dim")
     out = Text(f"{e.insights} kept")
     if e.dropped:
-        dropped = ", ".join(f"{n} {code}" for code, n in Counter(e.dropped).most_common())
-        out.append(f"; dropped {sum(e.dropped.values())}: {dropped}", style="dim")
+        dropped = ", ".join(code if n == 1 else f"{n}× {code}" for code, n in Counter(e.dropped).most_common())
+        out.append(f"\ndropped {sum(e.dropped.values())}: {dropped}", style="dim")
     return out
 
 

@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
 from podbrief.bus.memory_store import MemoryStore, StoreBusyError
+from podbrief.clock import aware
 from podbrief.errors import ConfigurationError, PipelineError
 from podbrief.events import ids
 from podbrief.events.topics import dlq_topic
@@ -372,7 +373,7 @@ async def _brief(
     return BriefOutcome(
         state,
         kind=brief.kind,
-        composed_at=composed_at if composed_at is None or composed_at.tzinfo else composed_at.replace(tzinfo=UTC),
+        composed_at=aware(composed_at),
         subject=str(message["Subject"]),
         text=_text_part(message, "plain"),
         sources=brief_sources([(i.episode_id, i.show, i.episode_title) for i in brief.items], ()),

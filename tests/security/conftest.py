@@ -315,7 +315,7 @@ OPS = frozenset(
 # (rate-limited) or act only through a signed, purpose-bound, expiring token in `?t=`.
 PUBLIC: dict[str, frozenset[tuple[str, str]]] = {
     "ingest": OPS,
-    "transcription": OPS | {("GET", "/v1/episodes/{episode_id}/transcript")},
+    "transcription": OPS | {("GET", "/v1/episodes/{episode_id}"), ("GET", "/v1/episodes/{episode_id}/transcript")},
     "extraction": OPS | {("GET", "/v1/episodes/{episode_id}"), ("GET", "/v1/episodes/{episode_id}/insights")},
     "clustering": OPS | {("GET", "/v1/insights/{insight_id}/related"), ("GET", "/v1/clusters"), ("GET", "/v1/search")},
     "delivery": OPS
