@@ -100,6 +100,28 @@ else
   mounts+=("$run/work/shared")
 fi
 
+# The chroot shares this machine's network, and so what it trusts on it: where the network intercepts TLS with a
+# CA of its own (an egress proxy), the chroot gets the certificates this machine trusts and Debian's bundle lacks
+# (the same step an image of this workplace has; nothing of podbrief's).
+added=$(python3 - "$run" <<'PY'
+import pathlib, re, sys
+pem = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+run = pathlib.Path(sys.argv[1])
+host = pem.findall(pathlib.Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+have = set(pem.findall((run / "etc/ssl/certs/ca-certificates.crt").read_text()))
+out = run / "usr/local/share/ca-certificates"
+out.mkdir(parents=True, exist_ok=True)
+extra = [c for c in host if c not in have]
+for i, c in enumerate(extra):
+    (out / f"host-network-{i}.crt").write_text(c + "\n")
+print(len(extra))
+PY
+)
+if ((added)); then
+  log "trusting $added certificate(s) this machine's network needs (its TLS-intercepting proxy)"
+  chroot "$run" update-ca-certificates >/dev/null
+fi
+
 rm -rf "$run/work/podbrief"
 log "cloning $repo ($ref) into $run/work/podbrief"
 git clone -q --no-local --branch "$ref" "$repo" "$run/work/podbrief" 2>/dev/null ||
