@@ -117,9 +117,10 @@ for i, c in enumerate(extra):
 print(len(extra))
 PY
 )
-if ((added)); then
-  log "trusting $added certificate(s) this machine's network needs (its TLS-intercepting proxy)"
-  chroot "$run" update-ca-certificates >/dev/null
+if ((added)) || compgen -G "$run/usr/local/share/ca-certificates/host-network-*.crt" >/dev/null; then
+  log "trusting the certificate(s) this machine's network needs (its TLS-intercepting proxy): $added new"
+  # --fresh, with /proc mounted: Java's keystore (Maven fetches the Kafka jars over TLS) is rebuilt too.
+  chroot "$run" update-ca-certificates --fresh >/dev/null
 fi
 
 rm -rf "$run/work/podbrief"
