@@ -133,7 +133,10 @@ commit=$(git -C "$run/work/podbrief" rev-parse --short HEAD)
 out=$dir/run-$(date +%Y%m%dT%H%M%S).log
 log "chroot: make ${targets[*]} at $commit (log: $out)"
 env_vars=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 CI=true TERM=dumb)
-for v in PODBRIEF_KAFKA_PORT PODBRIEF_KAFKA_CONTROLLER_PORT PODBRIEF_PG_PORT; do
+# Passed through: our ports, and this machine's settings for its network's TLS trust (they name the system bundle,
+# which the chroot has, with the proxy's certificates added above), as any process on this machine gets them.
+for v in PODBRIEF_KAFKA_PORT PODBRIEF_KAFKA_CONTROLLER_PORT PODBRIEF_PG_PORT PIP_CERT REQUESTS_CA_BUNDLE SSL_CERT_FILE \
+  CURL_CA_BUNDLE; do
   [[ -n ${!v:-} ]] && env_vars+=("$v=${!v}")
 done
 started=$(date +%s)
