@@ -91,7 +91,7 @@ bench-transcribe: deps-bench $(STAMP) ## the service end to end vs plain faster-
 bench-extract: $(STAMP) $(LLAMA) ## llama-server, 4 slots: the service's concurrent client vs sequential calls
 	$(PY) -m bench.run --only extraction
 
-bench-cluster: $(STAMP) ## embed+assign throughput; search p50/p99 in Qdrant local vs brute-force numpy
+bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters, recall), inserts, RSS vs numpy
 	$(PY) -m bench.run --only clustering $(if $(SIZES),-- --sizes $(SIZES))
 
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop

@@ -313,7 +313,7 @@ def gather_inputs(m: Measured) -> dict[str, Input]:
         Input("kafka_part_mb_s", "throughput per partition", 5, "MB/s", "assumption", "conservative; well below disk"),
         Input("kafka_retention_d", "topic retention", 7, "days", "assumption", "replay window for a bad deploy"),
         Input("kafka_rf", "topic replication factor", 3, "", "assumption", "production default"),
-        Input("hnsw_m", "HNSW m", 16, "", "code", "clustering IndexParams.hnsw_m"),
+        Input("hnsw_m", "HNSW m", 16, "", "code", "clustering ClusteringSettings.hnsw_m"),
         Input("dim", "embedding dimensions", 384, "", "code", "all-MiniLM-L6-v2"),
         Input("qdrant_node_ram_gb", "Qdrant RAM usable per node", 64, "GB", "assumption", "128 GB node, half for it"),
         Input("qdrant_rf", "Qdrant replication factor", 2, "", "assumption", "one node may fail"),

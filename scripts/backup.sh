@@ -4,10 +4,12 @@
 # Usage:
 #   scripts/backup.sh pg-dump      DSN OUT.dump     pg_dump -Fc of one database, written atomically (+ .sha256)
 #   scripts/backup.sh pg-restore   DSN IN.dump      pg_restore into DSN's (empty, freshly created) database
-#   scripts/backup.sh qdrant-local-snapshot DIR OUT.tar.gz
-#                                                   tar of a Qdrant local-mode directory, under its lock
-#   scripts/backup.sh qdrant-local-restore  IN.tar.gz DIR
+#   scripts/backup.sh vectors-snapshot DIR OUT.tar.gz
+#                                                   tar of the embedded vector store (CLUSTERING_QDRANT__PATH: Qdrant
+#                                                   Edge, or a qdrant-client local-mode directory), under its locks
+#   scripts/backup.sh vectors-restore  IN.tar.gz DIR
 #                                                   unpack beside DIR, then swap it in (old dir kept as DIR.old-*)
+#   (qdrant-local-snapshot and qdrant-local-restore, their names before Qdrant Edge, still work)
 # DSN: postgresql://user:pass@host:port/db (postgresql+asyncpg:// as in *_DB__URL works too). The password is
 # moved into PGPASSWORD so it never shows in a process list or in this script's output; PGPASSWORD/PGPASSFILE
 # set by the caller work as usual. Query parameters go to libpq as they are: write sslmode=require, not asyncpg's
@@ -91,32 +93,50 @@ pg_restore_cmd() {
   log "restored"
 }
 
-qdrant_local_snapshot() {
-  (($# == 2)) || die "usage: qdrant-local-snapshot DIR OUT.tar.gz"
-  local dir=$1 out=$2
-  [[ -d $dir && -f $dir/.lock ]] || die "$dir is not a Qdrant local-mode directory (no .lock)"
+# Every lock file of a store: one per collection in Qdrant Edge (DIR/<collection>/.lock), one for the whole
+# directory in qdrant-client's local mode (DIR/.lock).
+store_locks() {
+  local dir=$1 f
+  for f in "$dir"/.lock "$dir"/*/.lock; do
+    [[ -f $f ]] && printf '%s\n' "$f"
+  done
+  return 0
+}
+
+# A writer holds an exclusive flock on each lock file while it has the store open. Taking them all (held until
+# this script exits) both proves no writer runs and keeps one from starting until the copy is complete.
+lock_store() {
+  local f fd
+  while IFS= read -r f; do
+    exec {fd}<"$f"
+    flock --nonblock "$fd" || die "$1 is in use (stop the clustering service first)"
+  done < <(store_locks "$1")
+}
+
+vectors_snapshot() {
+  (($# == 2)) || die "usage: vectors-snapshot DIR OUT.tar.gz"
+  local dir=${1%/} out=$2
+  [[ -d $dir && -n $(store_locks "$dir") ]] ||
+    die "$dir is not a vector store (no DIR/<collection>/.lock of Qdrant Edge, no DIR/.lock of local mode)"
+  lock_store "$dir"
   PARTIAL="$out.partial.$$"
   local tmp=$PARTIAL
-  # The Qdrant client holds an exclusive flock on DIR/.lock while it has the directory open; taking it here
-  # both proves the writer is stopped and keeps one from starting until the copy is complete.
-  flock --nonblock "$dir/.lock" tar -C "$dir" --exclude=./.lock -czf "$tmp" . ||
-    die "$dir is in use (stop the clustering service first) or tar failed"
+  # --sparse: Qdrant Edge preallocates its WAL files (32 MB each, mostly holes).
+  tar -C "$dir" --sparse --exclude=.lock -czf "$tmp" . || die "tar of $dir failed"
   mv -f "$tmp" "$out"
   PARTIAL=
   (cd "$(dirname "$out")" && sha256sum "$(basename "$out")" >"$(basename "$out").sha256")
   log "wrote $out ($(stat -c %s "$out") bytes)"
 }
 
-qdrant_local_restore() {
-  (($# == 2)) || die "usage: qdrant-local-restore IN.tar.gz DIR"
+vectors_restore() {
+  (($# == 2)) || die "usage: vectors-restore IN.tar.gz DIR"
   local in=$1 dir=${2%/} stage old
   [[ -f $in ]] || die "no snapshot at $in"
   if [[ -f $in.sha256 ]]; then
     (cd "$(dirname "$in")" && sha256sum --quiet -c "$(basename "$in").sha256") || die "checksum mismatch: $in"
   fi
-  if [[ -e $dir/.lock ]]; then
-    flock --nonblock "$dir/.lock" true || die "$dir is in use (stop the clustering service first)"
-  fi
+  [[ ! -e $dir ]] || lock_store "$dir"
   stage="$dir.restore.$$"
   mkdir -p "$stage"
   tar -C "$stage" -xzf "$in" || {
@@ -138,7 +158,7 @@ shift || true
 case $cmd in
 pg-dump) pg_dump_cmd "$@" ;;
 pg-restore) pg_restore_cmd "$@" ;;
-qdrant-local-snapshot) qdrant_local_snapshot "$@" ;;
-qdrant-local-restore) qdrant_local_restore "$@" ;;
-*) die "usage: $0 pg-dump|pg-restore|qdrant-local-snapshot|qdrant-local-restore ..." ;;
+vectors-snapshot | qdrant-local-snapshot) vectors_snapshot "$@" ;;
+vectors-restore | qdrant-local-restore) vectors_restore "$@" ;;
+*) die "usage: $0 pg-dump|pg-restore|vectors-snapshot|vectors-restore ..." ;;
 esac

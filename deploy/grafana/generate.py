@@ -210,6 +210,49 @@ def pipeline() -> dict[str, object]:
                 unit="s",
                 width=12,
             ),
+            Panel(
+                "Feed items dropped and feeds repaired, per hour",
+                [
+                    (
+                        "sum by (reason) (increase(podbrief_ingest_items_dropped_total[1h]))",
+                        "dropped: {{reason}}",
+                    ),
+                    (
+                        "sum by (repair) (increase(podbrief_ingest_feeds_recovered_total[1h]))",
+                        "repaired: {{repair}}",
+                    ),
+                ],
+                unit="short",
+                width=12,
+                description="Items left out of the episodes when a feed is read (repeated guids, items with neither "
+                "guid nor enclosure), and feeds that were not well-formed XML and were read after a repair.",
+            ),
+            Panel(
+                "Vector search time p99, by operation",
+                [
+                    (
+                        "histogram_quantile(0.99, sum by (le, op) "
+                        "(rate(podbrief_clustering_search_seconds_bucket[15m])))",
+                        "{{op}}",
+                    )
+                ],
+                unit="s",
+                width=12,
+                description="Clustering's searches in the vector store: the duplicate check, related insights and "
+                "the search API.",
+            ),
+            Panel(
+                "Vector store points",
+                [
+                    ("sum(podbrief_clustering_vector_points)", "stored"),
+                    ("sum(podbrief_clustering_vector_unindexed_points)", "outside the HNSW graph (searched exactly)"),
+                ],
+                unit="short",
+                width=12,
+                description="In the embedded store (Qdrant Edge) the graph is built when clustering starts with "
+                "CLUSTERING_BUILD_INDEX_MIN_POINTS or more points outside it, or by `podbrief vectors build-index` "
+                "with clustering stopped; a Qdrant server builds it in the background.",
+            ),
         ],
     )
 

@@ -8,11 +8,24 @@ import importlib.util
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from podbrief.errors import ConfigurationError
+
+
+class TextEmbedder(Protocol):
+    """What code that embeds text needs: `Embedder`, or a fake in tests. Rows are L2-normalised float32."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 def _package_dir(name: str) -> Path | None:

@@ -172,6 +172,17 @@ def check_api_key(presented: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
+def require_admin_key(request: Request) -> None:
+    """A route dependency: the app's admin key (`<P>_HTTP__ADMIN_API_KEY`) in X-API-Key; 403 when none is
+    configured, 401 when it is missing or wrong."""
+    settings = getattr(request.app.state, "settings", None)
+    key = settings.http.admin_api_key if settings is not None else None
+    if key is None:
+        raise ProblemError(403, "Forbidden", "admin endpoints are disabled (no admin API key configured)")
+    if not check_api_key(request.headers.get("x-api-key"), key.get_secret_value()):
+        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
+
+
 class BodySizeLimit:
     """Refuse request bodies over a limit before reading them whole (413)."""
 

@@ -135,7 +135,7 @@ class DatabaseSettings(BaseModel):
 class QdrantSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    # Either a server URL (http://qdrant:6333) or a local-mode directory.
+    # Either a Qdrant server URL (http://qdrant:6333), or the directory of the embedded store (Qdrant Edge).
     url: str | None = None
     path: Path | None = Path(".data/qdrant")
     api_key: SecretStr | None = None
@@ -145,7 +145,7 @@ class QdrantSettings(BaseModel):
     @model_validator(mode="after")
     def _one_target(self) -> QdrantSettings:
         if self.url is None and self.path is None:
-            raise ValueError("set qdrant url (server) or path (local mode)")
+            raise ValueError("set qdrant url (server) or path (embedded Qdrant Edge store)")
         return self
 
 

@@ -1,158 +1,60 @@
-"""I/O of the clustering service: the Qdrant vector index and the cluster bookkeeping tables.
-
-Third-party failures are mapped onto `podbrief.errors` here, so the consumer runner knows what to retry."""
+"""I/O of the clustering service: the insights collection in the vector store, and the cluster bookkeeping
+tables. The store (Qdrant Edge embedded, a Qdrant server in production) maps its own failures onto
+`podbrief.errors`, so the consumer runner knows what to retry."""
 
 from __future__ import annotations
 
-import logging
 import math
+import time
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 import numpy as np
 import sqlalchemy as sa
-from podbrief.errors import ConfigurationError, PermanentError, RetryableError
+from podbrief.storage.vectors import Condition, Filter, HasId, Hit, Match, PayloadType, Point, Range, VectorIndex
+from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.models import ClusterRow, MemberRow
-from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-log = logging.getLogger(__name__)
+__all__ = ["PAYLOAD_INDEXES", "Cluster", "ClusterRepo", "Hit", "InsightIndex", "Member", "trend_score"]
 
-# Payload fields with an index, and their types; `published_ts` is epoch seconds so ranges work everywhere.
-PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
-    "published_ts": models.PayloadSchemaType.FLOAT,
-    "show": models.PayloadSchemaType.KEYWORD,
-    "episode_id": models.PayloadSchemaType.KEYWORD,
-    "cluster_id": models.PayloadSchemaType.KEYWORD,
-    "language": models.PayloadSchemaType.KEYWORD,
+# The payload fields queries filter on, and their types (`published_ts` is epoch seconds, so ranges work
+# everywhere): the search API's show and time window, and related insights leaving out the asking episode. Only
+# these are indexed, and only these may appear in a filter: every index costs each insert (on Qdrant Edge about
+# a fifth of it, with the binding's per-value conversion), and the other fields are only ever read back.
+PAYLOAD_INDEXES: dict[str, PayloadType] = {
+    "published_ts": "float",
+    "show": "keyword",
+    "episode_id": "keyword",
 }
-META_MODEL = "podbrief_embedding_model"
-META_DIM = "podbrief_embedding_dim"
 
 
-@dataclass(frozen=True)
-class IndexParams:
-    collection: str
-    model: str
-    dim: int
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
-    quantization: str = "none"
-    quantization_always_ram: bool = True
-    local: bool = True
+class InsightIndex:
+    """The insights collection: one point per insight, the point id being the insight id (so writing twice is
+    an upsert), and clustering's queries written in the store's filter language."""
 
+    # The store's point counts feed two gauges, read at most this often (on a server it is a request).
+    OBSERVE_EVERY_S = 10.0
 
-@dataclass(frozen=True)
-class Hit:
-    id: uuid.UUID
-    score: float
-    payload: dict[str, Any]
+    def __init__(self, store: VectorIndex, metrics: ClusteringMetrics | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._observed_at = -math.inf
 
-
-@asynccontextmanager
-async def _mapped(op: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except UnexpectedResponse as exc:
-        if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429):
-            raise RetryableError(f"qdrant {op}: HTTP {exc.status_code}", reason="qdrant_5xx") from exc
-        raise PermanentError(
-            f"qdrant {op}: HTTP {exc.status_code}: {exc.content[:200]!r}", reason="qdrant_4xx"
-        ) from exc
-    except (ResponseHandlingException, httpx.TransportError, TimeoutError, ConnectionError) as exc:
-        raise RetryableError(f"qdrant {op}: {exc}", reason="qdrant_unreachable") from exc
-
-
-class VectorIndex:
-    """One cosine collection of insights; the point id is the insight id, so writing twice is an upsert."""
-
-    def __init__(self, client: AsyncQdrantClient, params: IndexParams) -> None:
-        self.client = client
-        self.params = params
-
-    @property
-    def collection(self) -> str:
-        return self.params.collection
-
-    async def ensure_collection(self) -> None:
-        """Create the collection if missing; refuse one built for another embedding model or dimension."""
-        p = self.params
-        async with _mapped("collection"):
-            exists = await self.client.collection_exists(p.collection)
-            if not exists:
-                quant = None
-                if p.quantization == "int8":
-                    quant = models.ScalarQuantization(
-                        scalar=models.ScalarQuantizationConfig(
-                            type=models.ScalarType.INT8, always_ram=p.quantization_always_ram
-                        )
-                    )
-                try:
-                    await self.client.create_collection(
-                        p.collection,
-                        vectors_config=models.VectorParams(size=p.dim, distance=models.Distance.COSINE),
-                        hnsw_config=models.HnswConfigDiff(m=p.hnsw_m, ef_construct=p.hnsw_ef_construct),
-                        quantization_config=quant,
-                        metadata={META_MODEL: p.model, META_DIM: p.dim},
-                    )
-                except (UnexpectedResponse, ValueError) as exc:
-                    # Another replica created it between our check and our create: fine, verify below.
-                    if not await self.client.collection_exists(p.collection):
-                        raise
-                    log.info(
-                        "collection created concurrently",
-                        extra={"collection": p.collection, "error": str(exc)},
-                    )
-                else:
-                    log.info(
-                        "collection created",
-                        extra={"collection": p.collection, "model": p.model, "dim": p.dim},
-                    )
-            await self._verify()
-            with warnings.catch_warnings():
-                # Local mode ignores payload indexes and warns so; a server uses them.
-                warnings.simplefilter("ignore", UserWarning)
-                info = await self.client.get_collection(p.collection)
-                for field, schema in PAYLOAD_INDEXES.items():
-                    if field not in (info.payload_schema or {}):
-                        await self.client.create_payload_index(p.collection, field, field_schema=schema)
-
-    async def _verify(self) -> None:
-        p = self.params
-        info = await self.client.get_collection(p.collection)
-        vectors = info.config.params.vectors
-        size = vectors.size if isinstance(vectors, models.VectorParams) else None
-        meta = dict(info.config.metadata or {})
-        model, dim = meta.get(META_MODEL), meta.get(META_DIM)
-        if model is None and size == p.dim:
-            # A collection made before the metadata existed (or by hand) with the right shape: claim it.
-            log.warning("collection had no embedding metadata; recording it", extra={"collection": p.collection})
-            await self.client.update_collection(p.collection, metadata={META_MODEL: p.model, META_DIM: p.dim})
+    async def observe(self, *, force: bool = False) -> None:
+        if self.metrics is None or (not force and time.monotonic() - self._observed_at < self.OBSERVE_EVERY_S):
             return
-        if model != p.model or dim != p.dim or size != p.dim:
-            raise ConfigurationError(
-                f"Qdrant collection {p.collection!r} holds vectors of model {model!r} "
-                f"({size or dim}-d), but this service embeds with {p.model!r} ({p.dim}-d). "
-                "Vectors of different models are never mixed: point CLUSTERING_QDRANT__COLLECTION "
-                "at a new collection (and re-embed), or configure the original model."
-            )
+        self._observed_at = time.monotonic()
+        info = await self.store.info()
+        self.metrics.vector_points.set(info.points)
+        self.metrics.vector_unindexed_points.set(info.unindexed)
 
     async def upsert(self, points: Sequence[tuple[uuid.UUID, np.ndarray, dict[str, Any]]]) -> None:
-        if not points:
-            return
-        structs = [
-            models.PointStruct(id=str(pid), vector=[float(x) for x in vec], payload=payload)
-            for pid, vec, payload in points
-        ]
-        async with _mapped("upsert"):
-            await self.client.upsert(self.collection, points=structs, wait=True)
+        await self.store.upsert([Point(pid, vec, payload) for pid, vec, payload in points])
+        await self.observe()
 
     async def search(
         self,
@@ -165,66 +67,35 @@ class VectorIndex:
         since_ts: float | None = None,
         score_threshold: float | None = None,
     ) -> list[Hit]:
-        must: list[models.Condition] = []
-        must_not: list[models.Condition] = []
-        ids = [str(i) for i in exclude_ids]
+        must: list[Condition] = []
+        must_not: list[Condition] = []
+        ids = frozenset(exclude_ids)
         if ids:
-            must_not.append(models.HasIdCondition(has_id=ids))
+            must_not.append(HasId(ids))
         if exclude_episode is not None:
-            must_not.append(
-                models.FieldCondition(key="episode_id", match=models.MatchValue(value=str(exclude_episode)))
-            )
+            must_not.append(Match("episode_id", str(exclude_episode)))
         if show:
-            must.append(models.FieldCondition(key="show", match=models.MatchValue(value=show)))
+            must.append(Match("show", show))
         if since_ts is not None:
-            must.append(models.FieldCondition(key="published_ts", range=models.Range(gte=since_ts)))
-        flt = models.Filter(must=must or None, must_not=must_not or None) if (must or must_not) else None
-        async with _mapped("search"):
-            res = await self.client.query_points(
-                self.collection,
-                query=[float(x) for x in vector],
-                query_filter=flt,
-                limit=limit,
-                with_payload=True,
-                score_threshold=score_threshold,
-            )
-        return [Hit(uuid.UUID(str(p.id)), float(p.score), dict(p.payload or {})) for p in res.points]
+            must.append(Range("published_ts", gte=since_ts))
+        return await self.store.search(
+            vector, limit=limit, filter=Filter(tuple(must), tuple(must_not)), score_threshold=score_threshold
+        )
 
     async def retrieve(
         self, ids: Sequence[uuid.UUID], *, with_vectors: bool = True
     ) -> dict[uuid.UUID, tuple[np.ndarray | None, dict[str, Any]]]:
-        out: dict[uuid.UUID, tuple[np.ndarray | None, dict[str, Any]]] = {}
-        for start in range(0, len(ids), 512):
-            chunk = [str(i) for i in ids[start : start + 512]]
-            async with _mapped("retrieve"):
-                recs = await self.client.retrieve(
-                    self.collection, ids=chunk, with_vectors=with_vectors, with_payload=True
-                )
-            for r in recs:
-                vec = np.asarray(r.vector, dtype=np.float32) if with_vectors and r.vector is not None else None
-                out[uuid.UUID(str(r.id))] = (vec, dict(r.payload or {}))
-        return out
+        found = await self.store.retrieve(ids, with_vectors=with_vectors)
+        return {k: (r.vector, r.payload) for k, r in found.items()}
 
     async def set_cluster(self, cluster_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
-        if not ids:
-            return
-        async with _mapped("set_payload"):
-            await self.client.set_payload(
-                self.collection,
-                payload={"cluster_id": str(cluster_id)},
-                points=[str(i) for i in ids],
-                wait=True,
-            )
+        await self.store.set_payload(ids, {"cluster_id": str(cluster_id)})
 
     async def count(self) -> int:
-        async with _mapped("count"):
-            return (await self.client.count(self.collection, exact=True)).count
+        return await self.store.count()
 
     async def healthy(self) -> bool:
-        try:
-            return bool(await self.client.collection_exists(self.collection))
-        except Exception:
-            return False
+        return await self.store.healthy()
 
 
 @dataclass(frozen=True)

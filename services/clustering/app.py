@@ -18,12 +18,14 @@ from podbrief.events import InsightsExtracted
 from podbrief.events.topics import INSIGHTS_EXTRACTED
 from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.service import create_app as _create_app
+from podbrief.storage.vectors.base import CollectionSpec
 from podbrief_clustering.api import router
 from podbrief_clustering.core import Clusterer, TextEmbedder
 from podbrief_clustering.deps import Deps
 from podbrief_clustering.handlers import on_insights_extracted
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
+from podbrief_clustering.status import stage_status
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,8 @@ async def open_clusterer(
     """The clusterer and everything under it; shared by the service and `podbrief cluster`."""
     from podbrief.embeddings import Embedder
     from podbrief.storage import create_engine, migrate
-    from podbrief.storage.vectors import make_qdrant_client
-    from podbrief_clustering.adapters import ClusterRepo, IndexParams, VectorIndex
+    from podbrief.storage.vectors import make_vector_index
+    from podbrief_clustering.adapters import ClusterRepo, InsightIndex
 
     if embedder is None:
         real: TextEmbedder = await asyncio.to_thread(Embedder, settings.embedding)
@@ -49,28 +51,35 @@ async def open_clusterer(
     if embedder.dim != settings.embedding.dim:
         raise ConfigurationError(f"embedder {embedder.name} is {embedder.dim}-d, settings say {settings.embedding.dim}")
     engine = create_engine(settings.db)
-    client = make_qdrant_client(settings.qdrant)
+    store = make_vector_index(settings.qdrant, collection_spec(settings, model=embedder.name, dim=embedder.dim))
     try:
         if settings.db.migrate_on_start:
             await migrate(engine, MIGRATIONS, "clustering")
-        index = VectorIndex(
-            client,
-            IndexParams(
-                collection=settings.qdrant.collection,
-                model=embedder.name,
-                dim=embedder.dim,
-                hnsw_m=settings.hnsw_m,
-                hnsw_ef_construct=settings.hnsw_ef_construct,
-                quantization=settings.quantization,
-                quantization_always_ram=settings.quantization_always_ram,
-                local=settings.qdrant.url is None,
-            ),
-        )
-        await index.ensure_collection()
+        await store.open()
+        index = InsightIndex(store, metrics)
+        await index.observe(force=True)
         yield Clusterer(index=index, repo=ClusterRepo(engine), embedder=embedder, settings=settings, metrics=metrics)
     finally:
-        await client.close()
+        await store.close()
         await engine.dispose()
+
+
+def collection_spec(settings: ClusteringSettings, *, model: str, dim: int) -> CollectionSpec:
+    """The insights collection as these settings describe it."""
+    from podbrief_clustering.adapters import PAYLOAD_INDEXES
+
+    return CollectionSpec(
+        name=settings.qdrant.collection,
+        model=model,
+        dim=dim,
+        payload_indexes=PAYLOAD_INDEXES,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construct=settings.hnsw_ef_construct,
+        search_ef=settings.search_ef,
+        quantization=settings.quantization,
+        quantization_always_ram=settings.quantization_always_ram,
+        build_index_min_points=settings.build_index_min_points,
+    )
 
 
 @asynccontextmanager
@@ -118,6 +127,7 @@ SPEC: ServiceSpec[ClusteringSettings, Deps] = ServiceSpec(
     background=_background,
     routers=[router],
     ready=_ready,
+    status=lambda d: stage_status(d.clusterer.repo.engine),
     description="Insight vectors in Qdrant, near-duplicate merging, stable topic clusters, related insights.",
 )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from podbrief.terminal import safe
 
 if TYPE_CHECKING:
     from podbrief_clustering.core import Outcome
@@ -121,6 +122,10 @@ async def cluster_lines(
 
 
 def register(app: typer.Typer) -> None:
+    from podbrief_clustering.vectors_cli import vectors
+
+    app.add_typer(vectors, name="vectors")
+
     @app.command("cluster")
     def cluster(
         file: Annotated[Path, typer.Argument(help='JSON lines: {"text": ..., "show": ...} per insight')],
@@ -152,7 +157,7 @@ def register(app: typer.Typer) -> None:
         try:
             lines = read_lines(file)
         except BadInput as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(safe(f"error: {exc}"), err=True)
             raise typer.Exit(2) from None
         with tempfile.TemporaryDirectory(prefix="podbrief-cluster-") as tmp:
             root = store or Path(tmp)
@@ -165,7 +170,7 @@ def register(app: typer.Typer) -> None:
                     }
                 )
             except ValidationError as exc:
-                typer.echo(f"error: invalid CLUSTERING_* settings: {exc}", err=True)
+                typer.echo(safe(f"error: invalid CLUSTERING_* settings: {exc}"), err=True)
                 raise typer.Exit(2) from None
             with Progress(
                 TextColumn("clustering"),
@@ -187,13 +192,8 @@ def register(app: typer.Typer) -> None:
                         )
                     )
                 except ConfigurationError as exc:
-                    typer.echo(f"error: {exc}", err=True)
+                    typer.echo(safe(f"error: {exc}"), err=True)
                     raise typer.Exit(2) from None
-                except RuntimeError as exc:
-                    if "already accessed by another instance" in str(exc):
-                        typer.echo(f"error: the store {root} is in use by another process", err=True)
-                        raise typer.Exit(2) from None
-                    raise
         line_of = {o.insight_id: ln.number for o, ln in zip(outcomes, lines, strict=True)}
         if format is OutputFormat.jsonl:
             for o, ln in zip(outcomes, lines, strict=True):

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from podbrief.events import EpisodeRef, Insight, RelatedInsight
 from podbrief.events.ids import NAMESPACE
-from podbrief_clustering.adapters import Cluster, ClusterRepo, Hit, Member, VectorIndex
+from podbrief_clustering.adapters import Cluster, ClusterRepo, Hit, InsightIndex, Member
 from podbrief_clustering.labels import TermStats
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
@@ -96,7 +96,7 @@ class Clusterer:
     def __init__(
         self,
         *,
-        index: VectorIndex,
+        index: InsightIndex,
         repo: ClusterRepo,
         embedder: TextEmbedder,
         settings: ClusteringSettings,

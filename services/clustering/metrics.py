@@ -16,6 +16,8 @@ class ClusteringMetrics:
     clusters_active: Gauge
     duplicates_merged: Counter
     recluster_seconds: Histogram
+    vector_points: Gauge
+    vector_unindexed_points: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ClusteringMetrics:
@@ -45,6 +47,13 @@ class ClusteringMetrics:
                 f"{p}_recluster_seconds",
                 "Time of one re-clustering run.",
                 buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            vector_points=Gauge(f"{p}_vector_points", "Insight vectors in the vector store.", registry=registry),
+            vector_unindexed_points=Gauge(
+                f"{p}_vector_unindexed_points",
+                "Vectors outside the HNSW graph, searched exactly (Qdrant Edge builds it at start or on "
+                "`podbrief vectors build-index`).",
                 registry=registry,
             ),
         )

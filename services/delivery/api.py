@@ -11,21 +11,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from podbrief.errors import RetryableError
 from podbrief.http import ProblemError, check_api_key, problems
-from podbrief.service import deps_of
-from podbrief_delivery import core
-from podbrief_delivery.deps import Deps
+from podbrief_delivery import subscribers
+from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.models import Subscriber
 from podbrief_delivery.ratelimit import retry_after
+from podbrief_delivery.subscribers import InvalidInput, SignupProfile, public_profile, refresh_gauge
 from podbrief_delivery.tokens import TokenError, hash_api_key
 from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/v1")
 
-DepsDep = Annotated[Deps, Depends(deps_of)]
-
 
 class SignupIn(BaseModel):
-    # Checked by core.normalise_email (email-validator), which answers a readable 422; the format documents it.
+    # Checked by subscribers.normalise_email (email-validator), which answers a readable 422; the format documents it.
     email: str = Field(max_length=320, json_schema_extra={"format": "email"})
     interests: str = Field(default="", max_length=2000)
     topics: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=20)
@@ -57,10 +55,9 @@ class RunIn(BaseModel):
 
 async def signup_or_problem(deps: Deps, body: SignupIn) -> None:
     try:
-        await core.sign_up(
-            deps,
+        await deps.sign_up(
             body.email,
-            core.SignupProfile(
+            SignupProfile(
                 interests=body.interests,
                 topics=body.topics,
                 followed_shows=body.followed_shows,
@@ -69,7 +66,7 @@ async def signup_or_problem(deps: Deps, body: SignupIn) -> None:
                 quiet_day_policy=body.quiet_day_policy,
             ),
         )
-    except core.InvalidInput as exc:
+    except InvalidInput as exc:
         raise ProblemError(422, "Invalid sign-up", str(exc)) from exc
     except RetryableError as exc:
         raise ProblemError(503, "Email unavailable", "the confirmation email could not be sent; try again") from exc
@@ -111,8 +108,8 @@ async def confirm(body: ConfirmIn, deps: DepsDep, request: Request) -> dict[str,
     refuse_if_limited(deps, "confirm", deps.limits.confirm(deps.limits.client(request)))
     try:
         sub_id, _ = deps.signer.subscriber_of(body.token, "confirm")
-        sub, key = await core.confirm(deps, sub_id)
-    except (TokenError, core.InvalidInput) as exc:
+        sub, key = await subscribers.confirm(sub_id, repo=deps.repo, metrics=deps.metrics)
+    except (TokenError, InvalidInput) as exc:
         raise ProblemError(400, "Invalid confirmation", str(exc)) from exc
     return {
         "subscriber_id": str(sub.id),
@@ -155,30 +152,33 @@ SUB_PROBLEMS = problems(401, 404, 422)
 
 @router.get("/subscribers/{subscriber_id}", tags=["subscribers"], responses=SUB_PROBLEMS)
 async def get_profile(sub: SubDep) -> dict[str, Any]:
-    return core.public_profile(sub)
+    return public_profile(sub)
 
 
 @router.patch("/subscribers/{subscriber_id}", tags=["subscribers"], responses=SUB_PROBLEMS)
 async def patch_profile(body: ProfilePatch, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     try:
-        updated = await core.update_profile(deps, sub, body.model_dump(exclude_unset=True))
-    except core.InvalidInput as exc:
+        changes = body.model_dump(exclude_unset=True)
+        updated = await subscribers.update_profile(
+            sub, changes, repo=deps.repo, embedder=deps.embedder, metrics=deps.metrics
+        )
+    except InvalidInput as exc:
         raise ProblemError(422, "Invalid profile", str(exc)) from exc
-    return core.public_profile(updated)
+    return public_profile(updated)
 
 
 @router.post(
     "/subscribers/{subscriber_id}/api-key", tags=["subscribers"], summary="Rotate your API key", responses=SUB_PROBLEMS
 )
 async def rotate_key(sub: SubDep, deps: DepsDep) -> dict[str, str]:
-    return {"api_key": await core.rotate_key(deps, sub.id)}
+    return {"api_key": await subscribers.rotate_key(sub.id, repo=deps.repo)}
 
 
 @router.get(
     "/subscribers/{subscriber_id}/export", tags=["subscribers"], summary="All data about you", responses=SUB_PROBLEMS
 )
 async def export(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
-    return await core.export(deps, sub)
+    return await subscribers.export(sub, repo=deps.repo)
 
 
 @router.delete(
@@ -190,7 +190,7 @@ async def export(sub: SubDep, deps: DepsDep) -> dict[str, Any]:
 )
 async def delete(sub: SubDep, deps: DepsDep) -> None:
     await deps.repo.delete_subscriber(sub.id)
-    await core.refresh_gauge(deps)
+    await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
 
 
 @router.get("/subscribers/{subscriber_id}/briefs", tags=["briefs"], responses=SUB_PROBLEMS)
@@ -243,13 +243,12 @@ async def run_deliveries(
     force: Annotated[bool | None, Query()] = None,
 ) -> dict[str, Any]:
     body = body or RunIn()
-    report = await core.deliver_due(
-        deps,
+    report = await deps.deliver(
         force=force if force is not None else body.force,
         day=date_ or body.date,
         only=body.subscriber_ids,
     )
-    await core.refresh_gauge(deps)
+    await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
     return report.as_dict()
 
 
@@ -267,13 +266,13 @@ class BounceIn(BaseModel):
 )
 async def bounce(body: BounceIn, deps: DepsDep) -> dict[str, Any]:
     try:
-        addr = core.normalise_email(body.email)
-    except core.InvalidInput as exc:
+        addr = subscribers.normalise_email(body.email)
+    except InvalidInput as exc:
         raise ProblemError(422, "Invalid email", str(exc)) from exc
     sub = await deps.repo.subscriber_by_email(addr)
     if sub is None:
         raise ProblemError(404, "Not Found", "no such subscriber")
     if sub.status == "active":
         await deps.repo.update_subscriber(sub.id, status="paused", paused_reason=f"bounce: {body.reason}")
-        await core.refresh_gauge(deps)
+        await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
     return {"subscriber_id": str(sub.id), "status": "paused" if sub.status == "active" else sub.status}

@@ -5,34 +5,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import podbrief.service
 from fastapi import FastAPI
-from podbrief.bus import Subscription, Transport
-from podbrief.embeddings import Embedder
+from podbrief.bus import Publish, Subscription, Transport
+from podbrief.embeddings import Embedder, TextEmbedder
 from podbrief.events import InsightClustered
 from podbrief.events.topics import INSIGHT_CLUSTERED
 from podbrief.metrics import new_registry
 from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.storage.db import create_engine, migrate, session_factory
-from podbrief_delivery.adapters import Mailer, Repo, SmtpMailer
+from podbrief_delivery.adapters.repo import Repo
+from podbrief_delivery.adapters.smtp import Mailer, SmtpMailer
 from podbrief_delivery.api import router as api_router
-from podbrief_delivery.core import DeliveryReport, deliver_due, scheduler_loop
-from podbrief_delivery.deps import DeliveryMetrics, Deps, Publish, TextEmbedder
+from podbrief_delivery.deps import Deps
 from podbrief_delivery.handlers import on_insight_clustered
+from podbrief_delivery.metrics import DeliveryMetrics
+from podbrief_delivery.models import Subscriber
 from podbrief_delivery.ratelimit import SignupLimits
 from podbrief_delivery.render import Links, Renderer
+from podbrief_delivery.sending import DeliveryReport, deliver_due
 from podbrief_delivery.settings import DeliverySettings
+from podbrief_delivery.status import stage_status
+from podbrief_delivery.subscribers import SignupProfile, refresh_gauge, sign_up
 from podbrief_delivery.tokens import Signer
 from podbrief_delivery.web import router as web_router
 from prometheus_client import CollectorRegistry
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
-__all__ = ["SPEC", "DeliveryReport", "Deps", "build_deps", "create_app", "deliver_due", "make_deps"]
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def _no_publish(_event: object) -> None:
@@ -56,17 +64,61 @@ async def make_deps(
         if embedder is None:
             embedder = await asyncio.to_thread(Embedder, settings.embedding)
         signer = Signer(settings.signing_secret.get_secret_value())
+        repo = Repo(engine, session_factory(engine))
+        smtp = mailer or SmtpMailer(settings.smtp)
+        send_events = publish or _no_publish
+        links = Links(settings.public_base_url, signer, settings.link_ttl_s, tracking=settings.tracking)
+        renderer = Renderer()
+        metrics = DeliveryMetrics.create(registry or new_registry())
+
+        async def deliver(
+            *,
+            now: datetime | None = None,
+            force: bool = False,
+            day: date | None = None,
+            only: Sequence[uuid.UUID] | None = None,
+        ) -> DeliveryReport:
+            return await deliver_due(
+                repo=repo,
+                embedder=embedder,
+                mailer=smtp,
+                renderer=renderer,
+                links=links,
+                publish=send_events,
+                settings=settings,
+                metrics=metrics,
+                now=now,
+                force=force,
+                day=day,
+                only=only,
+            )
+
+        async def signup(email: str, profile: SignupProfile) -> Subscriber:
+            return await sign_up(
+                email,
+                profile,
+                repo=repo,
+                embedder=embedder,
+                mailer=smtp,
+                renderer=renderer,
+                links=links,
+                settings=settings,
+                metrics=metrics,
+            )
+
         yield Deps(
             settings=settings,
-            repo=Repo(engine, session_factory(engine)),
+            repo=repo,
             embedder=embedder,
-            mailer=mailer or SmtpMailer(settings.smtp),
-            publish=publish or _no_publish,
+            mailer=smtp,
+            publish=send_events,
             signer=signer,
-            links=Links(settings.public_base_url, signer, settings.link_ttl_s, tracking=settings.tracking),
-            renderer=Renderer(),
-            metrics=DeliveryMetrics.create(registry or new_registry()),
+            links=links,
+            renderer=renderer,
+            metrics=metrics,
             limits=SignupLimits(settings.rate_limits),
+            deliver=deliver,
+            sign_up=signup,
         )
     finally:
         await engine.dispose()
@@ -88,6 +140,26 @@ def _subscriptions(d: Deps) -> list[Subscription[InsightClustered]]:
     ]
 
 
+async def scheduler_loop(deps: Deps) -> None:
+    """Every interval: send what is due. A run that fails is logged and tried again next tick; five
+    failures in a row end the loop, which makes the service unready so the orchestrator restarts it."""
+    failures = 0
+    await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
+    while True:
+        try:
+            await deps.deliver()
+            await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            log.exception("delivery run failed", extra={"consecutive_failures": failures})
+            if failures >= 5:
+                raise
+        await asyncio.sleep(deps.settings.scheduler_interval_s)
+
+
 def _background(d: Deps) -> list[Callable[[], Coroutine[Any, Any, None]]]:
     if not d.settings.scheduler_enabled:
         return []
@@ -107,6 +179,7 @@ SPEC: ServiceSpec[DeliverySettings, Deps] = ServiceSpec(
     background=_background,
     routers=[api_router, web_router],
     ready=_ready,
+    status=lambda d: stage_status(d.repo.engine),
     description="Subscribers, personalised ranking, and the daily brief by email, web page and JSON.",
 )
 

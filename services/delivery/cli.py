@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
+from podbrief.terminal import safe
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class LazyEmbedder:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
+    typer.secho(safe(message), fg=typer.colors.RED, err=True)
     return typer.Exit(code)
 
 
@@ -65,11 +66,11 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
 
 
 async def _by_email(deps: Any, email: str) -> Any:
-    from podbrief_delivery import core
+    from podbrief_delivery.subscribers import InvalidInput, normalise_email
 
     try:
-        addr = core.normalise_email(email)
-    except core.InvalidInput as exc:
+        addr = normalise_email(email)
+    except InvalidInput as exc:
         raise _fail(f"invalid email: {exc}") from None
     sub = await deps.repo.subscriber_by_email(addr)
     if sub is None:
@@ -92,10 +93,10 @@ def add(
 ) -> None:
     """Add a subscriber (active at once unless --opt-in, which emails the confirmation link)."""
     from podbrief.errors import RetryableError
-    from podbrief_delivery import core
+    from podbrief_delivery.subscribers import InvalidInput, SignupProfile, add_active_subscriber
 
     async def go(deps: Any) -> str:
-        profile = core.SignupProfile(
+        profile = SignupProfile(
             interests=interests,
             topics=list(topic or []),
             followed_shows=list(show or []),
@@ -105,16 +106,18 @@ def add(
         try:
             if confirm:
                 # An operator adding someone directly: no email round trip.
-                sub = await core.add_active_subscriber(deps, email, profile)
+                sub = await add_active_subscriber(
+                    email, profile, repo=deps.repo, embedder=deps.embedder, settings=deps.settings, metrics=deps.metrics
+                )
             else:
-                sub = await core.sign_up(deps, email, profile)
-        except core.InvalidInput as exc:
+                sub = await deps.sign_up(email, profile)
+        except InvalidInput as exc:
             raise _fail(str(exc), 2) from None
         except RetryableError as exc:
             raise _fail(f"could not send the confirmation email: {exc}") from None
         return f"{sub.email}\t{sub.id}\t{sub.status}"
 
-    typer.echo(_run(go))
+    typer.echo(safe(_run(go)))
 
 
 @subscribers_app.command("list")
@@ -127,7 +130,7 @@ def list_(
         return list(await deps.repo.subscribers([status] if status else None))
 
     for s in _run(go):
-        typer.echo(f"{s.email}\t{s.id}\t{s.status}\t{s.timezone}\t{s.delivery_hour:02d}:00\t{s.interests}")
+        typer.echo(safe(f"{s.email}\t{s.id}\t{s.status}\t{s.timezone}\t{s.delivery_hour:02d}:00\t{s.interests}"))
 
 
 def _set_status(email: str, status: str, reason: str | None) -> None:
@@ -178,17 +181,18 @@ def brief(
         raise _fail(f"--date must be YYYY-MM-DD, not {day!r}", 2) from None
 
     async def go(deps: Any) -> str:
-        from podbrief_delivery import core
-        from podbrief_delivery.adapters import utcnow
+        from podbrief.clock import utcnow
         from podbrief_delivery.brief import Brief
+        from podbrief_delivery.composing import compose_one
+        from podbrief_delivery.schedule import local_day
 
         sub = await _by_email(deps, subscriber)
         now = utcnow()
-        d = wanted or core.local_day(sub, now)[0]
+        d = wanted or local_day(sub, now)[0]
         if send:
             if sub.status != "active":
                 raise _fail(f"{sub.email} is {sub.status}; nothing sent")
-            report = await core.deliver_due(deps, now=now, force=True, day=d, only=[sub.id])
+            report = await deps.deliver(now=now, force=True, day=d, only=[sub.id])
             if not report.outcomes:
                 raise _fail(f"the brief of {d.isoformat()} was already delivered to {sub.email}")
             o = report.outcomes[0]
@@ -196,7 +200,13 @@ def brief(
                 raise _fail(f"{o.status}: {o.detail}")
             return f"sent {o.picks} insight(s) to {sub.email} for {o.brief_date}"
         stored = await deps.repo.brief_on(sub.id, d)
-        b = Brief.model_validate(stored.body) if stored else await core.compose_one(deps, sub, d, now)
+        b = (
+            Brief.model_validate(stored.body)
+            if stored
+            else await compose_one(
+                sub, d, now, repo=deps.repo, embedder=deps.embedder, settings=deps.settings, metrics=deps.metrics
+            )
+        )
         if fmt == "json":
             return json.dumps(b.model_dump(mode="json"), indent=2, ensure_ascii=False)
         links = deps.links.for_brief(b)
@@ -205,7 +215,8 @@ def brief(
         html, text = deps.renderer.email_bodies(b, links)
         return html if fmt == "html" else text
 
-    out = _run(go)
+    # Text from transcripts and feeds: nothing in it may drive the terminal.
+    out = safe(_run(go))
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
 
 

@@ -7,9 +7,10 @@ import logging
 from typing import Any
 
 import numpy as np
+from podbrief.embeddings import TextEmbedder
 from podbrief.events import InsightClustered
-from podbrief_delivery.adapters import Repo
-from podbrief_delivery.deps import DeliveryMetrics, TextEmbedder
+from podbrief_delivery.adapters.repo import Repo
+from podbrief_delivery.metrics import DeliveryMetrics
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,8 @@ async def on_insight_clustered(
     otherwise the text is embedded here, so relevance is always measured in one vector space."""
     p = event.payload
     ins, ep = p.insight, p.episode
-    dim = getattr(embedder, "dim", None)
     vec: np.ndarray | None = None
-    if p.vector and p.embedding_model == embedder.name and (dim is None or len(p.vector) == dim):
+    if p.vector and p.embedding_model == embedder.name and len(p.vector) == embedder.dim:
         vec = np.asarray(p.vector, dtype=np.float32)
     if vec is None:
         vec = (await asyncio.to_thread(embedder.embed, [ins.text]))[0]

@@ -6,18 +6,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from podbrief.errors import RetryableError
-from podbrief.service import deps_of
-from podbrief_delivery import core
+from podbrief_delivery import subscribers
 from podbrief_delivery.brief import Brief
-from podbrief_delivery.deps import Deps
+from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.ratelimit import retry_after
 from podbrief_delivery.tokens import TokenError
 
 router = APIRouter(include_in_schema=False)
-DepsDep = Annotated[Deps, Depends(deps_of)]
 Token = Annotated[str | None, Query(max_length=2048)]
 
 NO_SCRIPT_CSP = (
@@ -109,10 +107,9 @@ async def signup_submit(request: Request, deps: DepsDep) -> HTMLResponse:
     if wait is not None:
         return _limited(deps, "signup", wait)
     try:
-        await core.sign_up(
-            deps,
+        await deps.sign_up(
             values["email"],
-            core.SignupProfile(
+            subscribers.SignupProfile(
                 interests=values["interests"],
                 topics=[t for t in values["topics"].split(",") if t.strip()],
                 followed_shows=[s for s in values["shows"].splitlines() if s.strip()],
@@ -120,7 +117,7 @@ async def signup_submit(request: Request, deps: DepsDep) -> HTMLResponse:
                 delivery_hour=hour,
             ),
         )
-    except core.InvalidInput as exc:
+    except subscribers.InvalidInput as exc:
         return signup_page(deps, values, str(exc), status=422)
     except RetryableError:
         return signup_page(
@@ -156,8 +153,8 @@ async def confirm_submit(request: Request, deps: DepsDep) -> HTMLResponse:
     form = await request.form()
     try:
         sub_id, _ = deps.signer.subscriber_of(str(form.get("t", "")), "confirm")
-        sub, key = await core.confirm(deps, sub_id)
-    except (TokenError, core.InvalidInput):
+        sub, key = await subscribers.confirm(sub_id, repo=deps.repo, metrics=deps.metrics)
+    except (TokenError, subscribers.InvalidInput):
         return message(deps, "This link is not valid", "It may have expired; sign up again.", status=400)
     if key is None:
         return message(deps, "Already confirmed", "Your subscription is active.")
@@ -197,7 +194,7 @@ async def unsubscribe(request: Request, deps: DepsDep, t: Token = None) -> Respo
     sub_id = _unsub_token(deps, token)
     if sub_id is None:
         return message(deps, "This link is not valid", status=400)
-    await core.unsubscribe(deps, sub_id)
+    await subscribers.unsubscribe(sub_id, repo=deps.repo, metrics=deps.metrics)
     if form.get("List-Unsubscribe") == "One-Click":
         return PlainTextResponse("unsubscribed")
     return message(deps, "You're unsubscribed", "You will not receive any more briefs. Sorry to see you go.")
@@ -209,7 +206,9 @@ async def feedback(deps: DepsDep, t: Token = None) -> HTMLResponse:
         sub_id, body = deps.signer.subscriber_of(t or "", "feedback")
         insight_id = uuid.UUID(str(body.get("i")))
         kind = str(body.get("k"))
-        await core.apply_feedback(deps, sub_id, insight_id, kind)
+        await subscribers.apply_feedback(
+            sub_id, insight_id, kind, repo=deps.repo, metrics=deps.metrics, feedback=deps.settings.feedback
+        )
     except (TokenError, ValueError):
         return message(deps, "This link is not valid", status=400)
     text = {

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from podbrief.clock import StoredDatetime
 from podbrief.errors import PermanentError, PipelineError
 from podbrief.http import ProblemError, check_api_key, problems
 from podbrief.netguard import Allowance, check_url
-from podbrief_ingest.adapters import aware
+from podbrief.reasons import split_detail
 from podbrief_ingest.deps import Deps, DepsDep
-from podbrief_ingest.models import Episode, Feed
+from podbrief_ingest.models import Feed
 from podbrief_ingest.opml import parse_opml, render_opml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field
 
 URL_REASONS = frozenset({"ssrf_blocked", "bad_scheme", "invalid_url"})
 # Far beyond any registry, and well inside the 64-bit integers SQLite and PostgreSQL take for OFFSET.
@@ -42,7 +42,15 @@ class FeedIn(BaseModel):
     )
 
 
+def _empty_if_none(value: object) -> object:
+    return [] if value is None else value
+
+
 class FeedOut(BaseModel):
+    """A feed as the registry holds it (read from its row)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     url: str
     source_url: str
@@ -53,85 +61,47 @@ class FeedOut(BaseModel):
     status: str
     locked: bool
     update_frequency: str | None
-    moved_from: list[str]
+    moved_from: Annotated[list[str], BeforeValidator(_empty_if_none)]
     poll_interval_s: float
-    next_poll_at: datetime | None
-    last_polled_at: datetime | None
-    last_success_at: datetime | None
+    next_poll_at: StoredDatetime | None
+    last_polled_at: StoredDatetime | None
+    last_success_at: StoredDatetime | None
     last_outcome: str | None
     last_error: str | None
     last_error_reason: str | None
     error_count: int
     polls: int
     not_modified_count: int
-    created_at: datetime | None
-
-    @classmethod
-    def of(cls, f: Feed) -> FeedOut:
-        return cls(
-            id=f.id,
-            url=f.url,
-            source_url=f.source_url,
-            title=f.title,
-            link=f.link,
-            language=f.language,
-            podcast_guid=f.podcast_guid,
-            status=f.status,
-            locked=f.locked,
-            update_frequency=f.update_frequency,
-            moved_from=list(f.moved_from or []),
-            poll_interval_s=f.poll_interval_s,
-            next_poll_at=aware(f.next_poll_at),
-            last_polled_at=aware(f.last_polled_at),
-            last_success_at=aware(f.last_success_at),
-            last_outcome=f.last_outcome,
-            last_error=f.last_error,
-            last_error_reason=f.last_error_reason,
-            error_count=f.error_count,
-            polls=f.polls,
-            not_modified_count=f.not_modified_count,
-            created_at=aware(f.created_at),
-        )
+    created_at: StoredDatetime | None
 
 
 class EpisodeOut(BaseModel):
+    """An episode as ingest recorded it (read from its row)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     feed_id: uuid.UUID
     guid: str
     title: str
     link: str | None
-    published_at: datetime | None
+    published_at: StoredDatetime | None
     enclosure_url: str | None
     enclosure_type: str | None
     duration_s: float | None
-    transcripts: list[dict[str, Any]]
+    transcripts: Annotated[list[dict[str, Any]], BeforeValidator(_empty_if_none)]
     chapters_url: str | None
     transcript_source: str | None
     transcript_error: str | None
     status: str
     error: str | None
-    discovered_at: datetime | None
+    discovered_at: StoredDatetime | None
 
-    @classmethod
-    def of(cls, e: Episode) -> EpisodeOut:
-        return cls(
-            id=e.id,
-            feed_id=e.feed_id,
-            guid=e.guid,
-            title=e.title,
-            link=e.link,
-            published_at=aware(e.published_at),
-            enclosure_url=e.enclosure_url,
-            enclosure_type=e.enclosure_type,
-            duration_s=e.duration_s,
-            transcripts=list(e.transcripts or []),
-            chapters_url=e.chapters_url,
-            transcript_source=e.transcript_source,
-            transcript_error=e.transcript_error,
-            status=e.status,
-            error=e.error,
-            discovered_at=aware(e.discovered_at),
-        )
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error_reason(self) -> str | None:
+        """The reason code (podbrief.reasons) of a rejected episode's `error`."""
+        return split_detail(self.error)[0] if self.error else None
 
 
 class PollOut(BaseModel):
@@ -197,9 +167,9 @@ async def add_feed(body: FeedIn, deps: DepsDep, response: Response) -> FeedCreat
     if not created:
         response.status_code = 200
     return FeedCreated(
-        feed=FeedOut.of(feed),
+        feed=FeedOut.model_validate(feed),
         created=created,
-        first_poll=PollOut(**vars(first)) if first is not None else None,
+        first_poll=PollOut.model_validate(first, from_attributes=True) if first is not None else None,
     )
 
 
@@ -211,7 +181,7 @@ async def list_feeds(
 ) -> dict[str, Any]:
     feeds = await deps.repo.list_feeds(limit=limit, offset=offset)
     return {
-        "items": [FeedOut.of(f).model_dump(mode="json") for f in feeds],
+        "items": [FeedOut.model_validate(f).model_dump(mode="json") for f in feeds],
         "total": await deps.repo.count_feeds(),
         "limit": limit,
         "offset": offset,
@@ -222,7 +192,7 @@ async def list_feeds(
     "/feeds/{feed_id}", response_model=FeedOut, summary="One feed, with its polling state", responses=problems(404)
 )
 async def get_feed(feed_id: uuid.UUID, deps: DepsDep) -> FeedOut:
-    return FeedOut.of(await _feed(deps, feed_id))
+    return FeedOut.model_validate(await _feed(deps, feed_id))
 
 
 @router.delete(
@@ -250,7 +220,7 @@ async def list_episodes(
         rows, nxt = await deps.repo.list_episodes(feed_id, limit=limit, cursor=cursor)
     except ValueError as exc:
         raise ProblemError(400, "Bad Request", "invalid cursor") from exc
-    return {"items": [EpisodeOut.of(e).model_dump(mode="json") for e in rows], "next_cursor": nxt}
+    return {"items": [EpisodeOut.model_validate(e).model_dump(mode="json") for e in rows], "next_cursor": nxt}
 
 
 @router.post(
@@ -261,7 +231,7 @@ async def poll_feed(feed_id: uuid.UUID, deps: DepsDep) -> PollOut:
     result = await deps.crawler.poll_feed(feed_id)
     if result.outcome == "skipped":
         raise ProblemError(409, "Conflict", "this feed is being polled right now; try again shortly")
-    return PollOut(**vars(result))
+    return PollOut.model_validate(result, from_attributes=True)
 
 
 @router.post(

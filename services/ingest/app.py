@@ -14,16 +14,19 @@ from typing import Any
 
 from fastapi import FastAPI
 from podbrief.bus import Transport
-from podbrief.netguard import make_http_client
+from podbrief.netfetch import GuardedClient
 from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.service import create_app as chassis_create_app
 from podbrief.storage.db import create_engine, migrate
-from podbrief_ingest.adapters import Fetcher, HostLimiter, IngestRepo
+from podbrief_ingest.adapters.fetcher import Fetcher, HostLimiter
+from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.api import router
+from podbrief_ingest.crawler import Crawler, PollReport
 from podbrief_ingest.deps import Deps
-from podbrief_ingest.handlers import Crawler, PollReport
 from podbrief_ingest.metrics import IngestMetrics
+from podbrief_ingest.outbox import Outbox
 from podbrief_ingest.settings import IngestSettings
+from podbrief_ingest.status import stage_status
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def instance_name() -> str:
 async def build_deps(ctx: ServiceContext[IngestSettings]) -> AsyncIterator[Deps]:
     settings = ctx.settings
     engine = create_engine(settings.db)
-    client = make_http_client(settings.net)
+    client = GuardedClient(settings.net, per_host=settings.per_host_concurrency)
     try:
         if settings.db.migrate_on_start:
             await migrate(engine, MIGRATIONS, "ingest")
@@ -49,15 +52,12 @@ async def build_deps(ctx: ServiceContext[IngestSettings]) -> AsyncIterator[Deps]
             HostLimiter(settings.max_concurrent_polls, settings.per_host_concurrency),
             deadline_s=settings.fetch_deadline_s,
         )
-        crawler = Crawler(
-            repo=repo,
-            fetcher=fetcher,
-            publish=ctx.bus.publish,
-            settings=settings,
-            metrics=metrics,
-            owner=instance_name(),
+        owner = instance_name()
+        outbox = Outbox(repo=repo, publish=ctx.bus.publish, owner=owner, lease_s=settings.lease_s, metrics=metrics)
+        crawler = Crawler(repo=repo, fetcher=fetcher, outbox=outbox, settings=settings, metrics=metrics, owner=owner)
+        yield Deps(
+            settings=settings, engine=engine, repo=repo, client=client, crawler=crawler, outbox=outbox, metrics=metrics
         )
-        yield Deps(settings, engine, repo, client, crawler, metrics)
     finally:
         await client.aclose()
         await engine.dispose()
@@ -84,7 +84,7 @@ async def _poll_loop(deps: Deps) -> None:
 async def _outbox_loop(deps: Deps) -> None:
     while True:
         try:
-            await deps.crawler.dispatch()
+            await deps.outbox.dispatch()
         except Exception:
             log.exception("outbox sweep failed")
         await asyncio.sleep(deps.settings.outbox_sweep_s)
@@ -111,6 +111,7 @@ SPEC: ServiceSpec[IngestSettings, Deps] = ServiceSpec(
     routers=[router],
     background=_background,
     ready=_ready,
+    status=lambda d: stage_status(d.repo.engine),
     title="podbrief ingest",
     description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
 )

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from podbrief.terminal import safe
 
 feeds_app = typer.Typer(name="feeds", help="Parse feeds and manage the ingest feed registry.", no_args_is_help=True)
 
@@ -37,7 +38,7 @@ def _out(data: Any) -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {safe(message)}\n")
     return typer.Exit(code)
 
 
@@ -133,12 +134,18 @@ def parsed_feed_json(feed: Any) -> dict[str, Any]:
 
 async def _fetch(url: str, allow: list[str]) -> tuple[bytes, str, str | None]:
     """(body, the URL it came from after redirects, the HTTP charset)."""
-    from podbrief.netguard import fetch_limited, make_http_client
+    from podbrief.netfetch import GuardedClient
+    from podbrief_ingest.adapters.fetcher import FEED_ACCEPT
 
     settings = _settings()
     net = settings.net.model_copy(update={"allowed_networks": (*settings.net.allowed_networks, *allow)})
-    async with make_http_client(net) as client:
-        res = await fetch_limited(client, url, max_bytes=settings.max_feed_bytes, deadline_s=settings.fetch_deadline_s)
+    client = GuardedClient(net)
+    try:
+        res = await client.get(
+            url, max_bytes=settings.max_feed_bytes, accept=FEED_ACCEPT, deadline_s=settings.fetch_deadline_s
+        )
+    finally:
+        await client.aclose()
     return res.body, res.url, res.charset
 
 
@@ -153,7 +160,7 @@ async def _local() -> AsyncIterator[Any]:
     settings = _settings()
     ctx = ServiceContext("ingest", settings, Bus(MemoryTransport(), settings.bus), new_registry())
     async with build_deps(ctx) as deps:
-        deps.crawler.publish = None
+        deps.outbox.publish = None
         yield deps
 
 

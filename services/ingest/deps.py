@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
 from fastapi import Depends
+from podbrief.netfetch import GuardedClient
 from podbrief.service import deps_of
-from podbrief_ingest.adapters import IngestRepo
-from podbrief_ingest.handlers import Crawler
+from podbrief_ingest.adapters.repo import IngestRepo
+from podbrief_ingest.crawler import Crawler
 from podbrief_ingest.metrics import IngestMetrics
+from podbrief_ingest.outbox import Outbox
 from podbrief_ingest.settings import IngestSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,8 +21,9 @@ class Deps:
     settings: IngestSettings
     engine: AsyncEngine
     repo: IngestRepo
-    client: httpx.AsyncClient
+    client: GuardedClient
     crawler: Crawler
+    outbox: Outbox
     metrics: IngestMetrics
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -50,6 +50,36 @@ class Feed(Base):
     lease_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class FeedUpdate(TypedDict, total=False):
+    """What a poll writes on its feed's row: only the columns it names (the lease is the repository's business)."""
+
+    url: str
+    moved_from: list[str]
+    title: str
+    link: str | None
+    language: str | None
+    podcast_guid: str | None
+    status: str
+    locked: bool
+    update_frequency: str | None
+    meta: dict[str, Any]
+    etag: str | None
+    last_modified: str | None
+    backfilled: bool
+    poll_interval_s: float
+    next_poll_at: datetime
+    last_polled_at: datetime
+    last_success_at: datetime
+    last_new_episode_at: datetime
+    last_outcome: str
+    last_error: str | None
+    last_error_reason: str | None
+    error_count: int
+    polls: int
+    not_modified_count: int
+    updated_at: datetime
 
 
 class Episode(Base):

@@ -1,4 +1,4 @@
-"""Start one service app in-process (in-memory bus, SQLite and Qdrant local mode under a temp dir), read its
+"""Start one service app in-process (in-memory bus, SQLite, Qdrant Edge under a temp dir), read its
 /metrics, and print the sample names it exports as JSON. Run as a subprocess by test_observability.py, one
 process per service so the five start in parallel and cannot share global state.
 

@@ -80,13 +80,14 @@ def effects(state: faultkit.State, episodes: list[str]) -> int:
 
 
 def qdrant_points(p: Pipeline) -> int:
-    from qdrant_client import QdrantClient
+    """Points in clustering's embedded store (Qdrant Edge), read once the services have stopped."""
+    import qdrant_edge
 
-    client = QdrantClient(path=str(p.workdir / "qdrant"))
+    shard = qdrant_edge.EdgeShard.load(str(p.workdir / "qdrant" / "insights" / "shard"))
     try:
-        return int(client.count("insights", exact=True).count)
+        return int(shard.count(qdrant_edge.CountRequest(exact=True)))
     finally:
-        client.close()
+        shard.close()
 
 
 def finish(

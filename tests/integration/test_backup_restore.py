@@ -1,17 +1,22 @@
 """The backup procedure of deploy/BACKUP.md, run for real with scripts/backup.sh: a PostgreSQL database written by
 the services goes through pg_dump -Fc, is dropped, recreated and pg_restored row for row, and a service starts on
-it; a Qdrant local-mode directory is snapshotted (refused while the writer has it open), destroyed, restored, and
-gives back the same points and the same search results."""
+it; the embedded vector store (Qdrant Edge) is snapshotted (refused while the writer has it open), overwritten,
+restored, and gives back the same points and search results; and a local-mode backup from before Qdrant Edge is
+restored and migrated."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import shutil
 import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,8 +26,7 @@ from alembic.script import ScriptDirectory
 from podbrief.bus import MemoryTransport
 from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings, QdrantSettings
 from podbrief.storage.db import alembic_config, create_engine, migrate
-from podbrief.storage.vectors import make_qdrant_client
-from podbrief_clustering.adapters import IndexParams, VectorIndex
+from podbrief.storage.vectors import CollectionSpec, Filter, Match, Point, VectorIndex, make_vector_index
 from podbrief_ingest.app import create_app
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer
@@ -179,67 +183,150 @@ async def test_a_restore_into_a_database_that_is_not_empty_changes_nothing(
         await drop_database(pg_url, target)
 
 
-async def test_qdrant_local_mode_snapshot_and_restore(tmp_path: Path) -> None:
-    path = tmp_path / "qdrant"
-    snapshot = tmp_path / "qdrant.tar.gz"
-    params = IndexParams(collection="insights", model="test-model", dim=32)
-    rng = np.random.default_rng(7)
-    points = [
-        (
+SPEC = CollectionSpec(
+    name="insights",
+    model="test-model",
+    dim=32,
+    payload_indexes={"show": "keyword"},
+    build_index_min_points=100,
+    indexing_threshold_kb=8,
+)
+
+
+def _vector_points(rng: np.random.Generator, n: int) -> list[Point]:
+    return [
+        Point(
             uuid.uuid4(),
             rng.standard_normal(32).astype(np.float32),
-            {"show": f"show {n % 5}", "episode_id": str(uuid.uuid4()), "published_ts": 1_764_000_000.0 + n},
+            {"show": f"show {i % 5}", "episode_id": str(uuid.uuid4()), "published_ts": 1_764_000_000.0 + i},
         )
-        for n in range(300)
+        for i in range(n)
     ]
+
+
+async def _vector_state(index: VectorIndex, points: list[Point], queries: list[np.ndarray]) -> tuple[Any, ...]:
+    """Count, every point (vector as a unit vector: stores may keep cosine vectors normalised) and search results."""
+    stored = await index.retrieve([p.id for p in points])
+    as_lists = {
+        k: ([round(float(x), 5) for x in r.vector / np.linalg.norm(r.vector)], r.payload)
+        for k, r in stored.items()
+        if r.vector is not None
+    }
+    hits = [[(h.id, round(h.score, 4)) for h in await index.search(q, limit=10)] for q in queries]
+    hits += [[(h.id, round(h.score, 4)) for h in await index.search(queries[0], limit=10, filter=SHOW_3)]]
+    return await index.count(), as_lists, hits
+
+
+SHOW_3 = Filter(must=(Match("show", "show 3"),))
+
+
+async def test_vector_store_snapshot_and_restore(tmp_path: Path) -> None:
+    """The embedded store (Qdrant Edge) with its HNSW graph built: snapshotted (refused while the writer has it
+    open), overwritten, restored, and the same points, graph and search results come back."""
+    path = tmp_path / "vectors"
+    snapshot = tmp_path / "vectors.tar.gz"
+    rng = np.random.default_rng(7)
+    points = _vector_points(rng, 300)
     queries = [rng.standard_normal(32).astype(np.float32) for _ in range(5)]
+    settings = QdrantSettings(path=path)
 
-    async def open_index() -> VectorIndex:
-        index = VectorIndex(make_qdrant_client(QdrantSettings(path=path)), params)
-        await index.ensure_collection()
-        return index
-
-    async def state(index: VectorIndex) -> tuple[int, dict[uuid.UUID, tuple[list[float], dict[str, object]]], list]:
-        stored = await index.retrieve([p[0] for p in points])
-        as_lists = {k: ([float(x) for x in v], pl) for k, (v, pl) in stored.items() if v is not None}
-        hits = [[(h.id, round(h.score, 6)) for h in await index.search(q, limit=10)] for q in queries]
-        hits += [[(h.id, round(h.score, 6)) for h in await index.search(queries[0], limit=10, show="show 3")]]
-        return await index.count(), as_lists, hits
-
-    index = await open_index()
+    index = make_vector_index(settings, SPEC)
+    await index.open()
     try:
         await index.upsert(points)
     finally:
-        await index.client.close()
-    # The state to compare is what a fresh process reads: local mode hands back cosine vectors normalised while
-    # the writing client is open, and as stored (raw) after a reopen, with or without a backup in between.
-    index = await open_index()
+        await index.close()
+    index = make_vector_index(settings, SPEC)
+    await index.open()  # 300 points outside the graph: it is built first
     try:
-        before = await state(index)
+        assert (await index.info()).indexed == 300
+        before = await _vector_state(index, points, queries)
         assert before[0] == 300 and len(before[1]) == 300
-        # While the writer has the directory open, the snapshot is refused rather than copying a moving target.
-        busy = backup("qdrant-local-snapshot", str(path), str(snapshot))
+        # While the writer has the store open, the snapshot is refused rather than copying a moving target.
+        busy = backup("vectors-snapshot", str(path), str(snapshot))
         assert busy.returncode != 0 and "in use" in busy.stderr
-        assert not [n for n in os.listdir(tmp_path) if n.startswith("qdrant.tar.gz")], "no partial snapshot left"
+        assert not [n for n in os.listdir(tmp_path) if n.startswith("vectors.tar.gz")], "no partial snapshot left"
     finally:
-        await index.client.close()
+        await index.close()
 
-    done = backup("qdrant-local-snapshot", str(path), str(snapshot))
+    done = backup("vectors-snapshot", str(path), str(snapshot))
     assert done.returncode == 0, done.stderr
+    assert snapshot.stat().st_size < 5_000_000, "the WAL's preallocated holes are not written out"
 
-    # Lose the data: another write after the snapshot, then the directory itself.
-    index = await open_index()
+    # Lose the data: another write after the snapshot.
+    index = make_vector_index(settings, SPEC)
+    await index.open()
     try:
-        await index.upsert([(uuid.uuid4(), rng.standard_normal(32).astype(np.float32), {"show": "after"})])
+        await index.upsert(_vector_points(rng, 1))
         assert await index.count() == 301
     finally:
-        await index.client.close()
-    done = backup("qdrant-local-restore", str(snapshot), str(path))
-    assert done.returncode == 0, done.stderr
-    assert any(n.startswith("qdrant.old-") for n in os.listdir(tmp_path)), "the replaced directory is kept"
-
-    index = await open_index()
+        await index.close()
+    # A restore over a store in use is refused too.
+    index = make_vector_index(settings, SPEC)
+    await index.open()
     try:
-        assert await state(index) == before
+        busy = backup("vectors-restore", str(snapshot), str(path))
+        assert busy.returncode != 0 and "in use" in busy.stderr
     finally:
-        await index.client.close()
+        await index.close()
+    done = backup("vectors-restore", str(snapshot), str(path))
+    assert done.returncode == 0, done.stderr
+    assert any(n.startswith("vectors.old-") for n in os.listdir(tmp_path)), "the replaced directory is kept"
+
+    index = make_vector_index(settings, SPEC)
+    await index.open()
+    try:
+        assert (await index.info()).indexed == 300
+        assert await _vector_state(index, points, queries) == before
+    finally:
+        await index.close()
+
+
+async def test_a_local_mode_backup_restores_and_migrates_to_qdrant_edge(tmp_path: Path) -> None:
+    """A backup taken before Qdrant Edge (qdrant-client local mode, with the script's old command name) is
+    restored, then moved into Qdrant Edge by `podbrief vectors migrate`, with every point and result intact."""
+    from podbrief.storage.vectors.client import QdrantClientIndex
+    from qdrant_client import AsyncQdrantClient
+
+    path = tmp_path / "qdrant"
+    snapshot = tmp_path / "qdrant.tar.gz"
+    rng = np.random.default_rng(8)
+    points = _vector_points(rng, 250)
+    queries = [rng.standard_normal(32).astype(np.float32) for _ in range(5)]
+    legacy = QdrantClientIndex(AsyncQdrantClient(path=str(path)), SPEC)
+    await legacy.open()
+    try:
+        await legacy.upsert(points)
+    finally:
+        await legacy.close()
+    done = backup("qdrant-local-snapshot", str(path), str(snapshot))
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(path)
+    done = backup("vectors-restore", str(snapshot), str(path))
+    assert done.returncode == 0, done.stderr
+    legacy = QdrantClientIndex(AsyncQdrantClient(path=str(path)), SPEC)
+    await legacy.open()
+    try:
+        before = await _vector_state(legacy, points, queries)
+    finally:
+        await legacy.close()
+
+    env = {**os.environ, "CLUSTERING_QDRANT__PATH": str(path)}
+    podbrief = str(Path(sys.executable).parent / "podbrief")
+    migrated = await asyncio.to_thread(
+        subprocess.run, [podbrief, "vectors", "migrate"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert "250 points (test-model, 32-d) now in Qdrant Edge" in migrated.stderr
+    info = await asyncio.to_thread(
+        subprocess.run, [podbrief, "vectors", "info"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert info.returncode == 0, info.stderr
+    assert "Qdrant Edge" in info.stdout and re.search(r"points\s+250\b", info.stdout), info.stdout
+
+    index = make_vector_index(QdrantSettings(path=path), SPEC)
+    await index.open()
+    try:
+        assert await _vector_state(index, points, queries) == before
+    finally:
+        await index.close()

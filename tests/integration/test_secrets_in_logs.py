@@ -192,7 +192,9 @@ def run(
         superuser_psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE);\nDROP ROLE IF EXISTS "{role}";\n')
 
 
-def test_no_secret_in_any_log_or_response(run: Run, loopback: LoopbackServer, smtp_sink: SmtpSink, unique: str) -> None:
+def test_no_secret_in_any_log_or_response(
+    run: Run, loopback: LoopbackServer, smtp_sink: SmtpSink, unique: str, kafka_bootstrap: str
+) -> None:
     procs, admin = run.procs, run.admin_key
     wrong = {"X-API-Key": f"wrong-{unique}"}
 
@@ -254,7 +256,13 @@ def test_no_secret_in_any_log_or_response(run: Run, loopback: LoopbackServer, sm
     # validate (a DSN with its password in a field that fails).
     good = urllib.parse.quote(run.secrets["db_password"], safe="")
     wrong_url = run.db_url.replace(good, urllib.parse.quote(run.secrets["wrong_db_password"], safe=""))
-    wrong_db = {"INGEST_DB__URL": wrong_url, "INGEST_LOG_LEVEL": "DEBUG"}
+    # The test broker, wherever it listens: with no broker the service would stop at the bus before the database.
+    wrong_db = {
+        "INGEST_DB__URL": wrong_url,
+        "INGEST_LOG_LEVEL": "DEBUG",
+        "INGEST_BUS__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "INGEST_BUS__KAFKA__NAMESPACE": f"t{unique}.",
+    }
     run_to_exit("ingest", wrong_db, run.log_dir / "ingest-wrong-db-password")
     invalid = {"INGEST_DB__URL": wrong_url.replace("postgresql+asyncpg://", "mysql://"), "INGEST_HTTP__PORT": "x"}
     run_to_exit("ingest", invalid, run.log_dir / "ingest-invalid-settings")

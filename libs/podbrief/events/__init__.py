@@ -2,7 +2,7 @@
 
 from podbrief.events.base import Event, new_event
 from podbrief.events.codec import decode, encode
-from podbrief.events.ids import brief_id, episode_id, feed_id, insight_id
+from podbrief.events.ids import brief_id, episode_id, event_id, feed_id, insight_id
 from podbrief.events.models import (
     ALL_EVENTS,
     BriefDelivered,
@@ -57,6 +57,7 @@ __all__ = [
     "dlq_topic",
     "encode",
     "episode_id",
+    "event_id",
     "feed_id",
     "insight_id",
     "new_event",

@@ -42,6 +42,12 @@ def insight_id(episode: uuid.UUID, quote: str, start_s: float) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"insight:{episode}:{int(start_s)}:{digest}")
 
 
+def event_id(event_type: str, key: object) -> uuid.UUID:
+    """The id of the one event of `event_type` about `key` (an episode id, an insight id, "brief:status"): a
+    re-publication after a crash or a redelivery carries the same id, so consumers can drop it."""
+    return uuid.uuid5(NAMESPACE, f"{event_type}:{key}")
+
+
 def brief_id(subscriber: uuid.UUID, day: date) -> uuid.UUID:
     """One brief per subscriber per day: also the delivery ledger's idempotency key."""
     return uuid.uuid5(NAMESPACE, f"brief:{subscriber}:{day.isoformat()}")

@@ -1,6 +1,6 @@
 """Storage: SQLAlchemy async engines (SQLite embedded, PostgreSQL in production) and per-service Alembic
-migrations. The Qdrant client factory lives in `podbrief.storage.vectors` (imported only where vectors are used,
-since qdrant-client is slow to import)."""
+migrations. The vector stores (Qdrant Edge embedded, a Qdrant server through qdrant-client) live in
+`podbrief.storage.vectors`, imported only where vectors are used, since both engines are slow to import."""
 
 from podbrief.storage.db import Base, create_engine, migrate, session_factory
 

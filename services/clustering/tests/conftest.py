@@ -1,5 +1,5 @@
 """Fixtures for the clustering tests: the real MiniLM embedder (loaded once), a fast hashing embedder for
-logic tests, per-test settings on tmp_path (Qdrant local mode locks its directory), and the labelled set."""
+logic tests, per-test settings on tmp_path (a Qdrant Edge store serves one process), and the labelled set."""
 
 from __future__ import annotations
 

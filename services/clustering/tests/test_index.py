@@ -3,6 +3,7 @@ redelivery, the model/dimension guard on the collection, labels and settings val
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from podbrief.errors import ConfigurationError
+from podbrief.storage.vectors.edge import EdgeIndex
 from podbrief_clustering.app import open_clusterer
 from podbrief_clustering.core import Item
 from podbrief_clustering.labels import ctfidf_labels, terms
@@ -90,27 +92,17 @@ async def test_a_collection_of_another_model_with_the_same_dimension_is_refused(
 async def test_collection_creation_is_idempotent(tmp_path: Path, hash_embedder: HashEmbedder) -> None:
     settings = make_settings(tmp_path)
     async with open_clusterer(settings, embedder=hash_embedder) as clusterer:
-        client = clusterer.index.client
-        requested: list[str] = []
-        create_index = client.create_payload_index
-
-        async def spy(collection: str, field: str, **kw: Any) -> Any:
-            requested.append(field)
-            return await create_index(collection, field, **kw)
-
-        client.create_payload_index = spy  # type: ignore[method-assign]
         await clusterer.process(_batch("Volts", "Batteries", ROWS[:1]))
-        await clusterer.index.ensure_collection()
-        await clusterer.index.ensure_collection()
-        info = await client.get_collection(settings.qdrant.collection)
-        assert info.config.metadata == {
-            "podbrief_embedding_model": "test-hash-bow",
-            "podbrief_embedding_dim": 384,
-        }
-        assert info.config.params.vectors.distance == "Cosine"  # type: ignore[union-attr]
-        # Local mode keeps no payload schema, so the indexes are requested again (a no-op) on each start.
-        assert set(requested) == {"published_ts", "show", "episode_id", "cluster_id", "language"}
+        store = clusterer.index.store
+        assert isinstance(store, EdgeIndex)
+        await store.open()  # already open: a no-op
+        schema = store.shard.info().payload_schema
+        assert set(schema) == {"published_ts", "show", "episode_id"}
         assert await clusterer.index.count() == 1
+    async with open_clusterer(settings, embedder=hash_embedder) as clusterer:
+        assert await clusterer.index.count() == 1
+    record = json.loads((tmp_path / "qdrant" / "insights" / "podbrief.json").read_text())
+    assert (record["model"], record["dim"], record["distance"]) == ("test-hash-bow", 384, "cosine")
 
 
 async def test_search_filters_by_show(tmp_path: Path, hash_embedder: HashEmbedder) -> None:

@@ -217,7 +217,7 @@ async def test_signup_form_and_confirm_page(tmp_path: Path, smtp_sink: SmtpSink)
 async def test_open_and_click_tracking_counts_only_when_enabled(
     tmp_path: Path, smtp_sink: SmtpSink, embedder: Embedder
 ) -> None:
-    from podbrief_delivery import core
+    from podbrief_delivery import subscribers
 
     settings = make_settings(tmp_path, smtp_sink.port, tracking=True)
     transport = MemoryTransport()
@@ -230,9 +230,9 @@ async def test_open_and_click_tracking_counts_only_when_enabled(
 
         for ev in day_events(embedder):
             await on_insight_clustered(ev, repo=deps.repo, embedder=deps.embedder)
-        sub = await core.sign_up(deps, "t@example.com", core.SignupProfile(interests="batteries"))
-        await core.confirm(deps, sub.id)
-        assert (await core.deliver_due(deps, force=True)).sent == 1
+        sub = await deps.sign_up("t@example.com", subscribers.SignupProfile(interests="batteries"))
+        await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
+        assert (await deps.deliver(force=True)).sent == 1
         [mail] = [m for m in smtp_sink.messages if m["X-Podbrief-Brief-Id"]]
         html = mail.get_body(("html",)).get_content()
         pixel = re.search(r'<img src="([^"]+/o/[^"]+\.gif)"', html)

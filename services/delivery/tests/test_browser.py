@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import uvicorn
 from podbrief.embeddings import Embedder
-from podbrief_delivery import core
+from podbrief_delivery import subscribers
 from podbrief_delivery.app import create_app, make_deps
 from podbrief_delivery.handlers import on_insight_clustered
 from podbrief_delivery.settings import DeliverySettings
@@ -174,13 +174,14 @@ async def prepare(settings: DeliverySettings, embedder: Embedder) -> str:
     async with make_deps(settings, embedder=embedder) as deps:
         for ev in day_events(embedder):
             await on_insight_clustered(ev, repo=deps.repo, embedder=deps.embedder)
-        sub = await core.sign_up(
-            deps,
+        sub = await deps.sign_up(
             "web@example.com",
-            core.SignupProfile(interests="home batteries, energy storage, nuclear power, AI models, sleep and health"),
+            subscribers.SignupProfile(
+                interests="home batteries, energy storage, nuclear power, AI models, sleep and health"
+            ),
         )
-        await core.confirm(deps, sub.id)
-        report = await core.deliver_due(deps, now=NOW, force=True)
+        await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
+        report = await deps.deliver(now=NOW, force=True)
         assert report.sent == 1 and report.outcomes[0].picks == 5
         return deps.links.brief_page(sub.id, uuid_of(report.outcomes[0].brief_id))
 

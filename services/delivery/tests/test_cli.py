@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 from podbrief.embeddings import Embedder
-from podbrief_delivery import core
+from podbrief_delivery import composing, subscribers
 from podbrief_delivery.app import make_deps
 from podbrief_delivery.cli import register
 from podbrief_delivery.handlers import on_insight_clustered
@@ -106,10 +106,24 @@ async def test_embedded_helpers_write_page_and_eml(tmp_path: Path, smtp_sink: Sm
     async with make_deps(make_settings(tmp_path, smtp_sink.port), embedder=embedder) as deps:
         for ev in day_events(embedder):
             await on_insight_clustered(ev, repo=deps.repo, embedder=deps.embedder)
-        sub = await core.add_active_subscriber(deps, "emb@example.com", core.SignupProfile(interests="batteries"))
+        sub = await subscribers.add_active_subscriber(
+            "emb@example.com",
+            subscribers.SignupProfile(interests="batteries"),
+            repo=deps.repo,
+            embedder=deps.embedder,
+            settings=deps.settings,
+            metrics=deps.metrics,
+        )
         assert smtp_sink.messages == []
-        assert (await core.deliver_due(deps, now=NOW, force=True)).sent == 1
-        files = await core.brief_files(deps, sub, NOW.date())
+        assert (await deps.deliver(now=NOW, force=True)).sent == 1
+        files = await composing.brief_files(
+            sub,
+            NOW.date(),
+            repo=deps.repo,
+            links=deps.links,
+            renderer=deps.renderer,
+            sender=deps.settings.smtp.from_address,
+        )
         assert files is not None
         page, eml = files
         assert '<main id="picks">' in page

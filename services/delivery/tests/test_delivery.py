@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from podbrief.embeddings import Embedder
 from podbrief.events import BriefDelivered
-from podbrief_delivery import core
+from podbrief_delivery import schedule, subscribers
 from podbrief_delivery.app import make_deps
 from podbrief_delivery.deps import Deps
 from podbrief_delivery.handlers import on_insight_clustered
@@ -25,14 +25,20 @@ from podbrief_testing.delivery import NOW, clustered, day_events
 pytestmark = pytest.mark.unit
 
 
+async def feedback(deps: Deps, sub_id: uuid.UUID, insight_id: uuid.UUID, kind: str) -> bool:
+    return await subscribers.apply_feedback(
+        sub_id, insight_id, kind, repo=deps.repo, metrics=deps.metrics, feedback=deps.settings.feedback
+    )
+
+
 async def seed(deps: Deps, embedder: Embedder, **kw: Any) -> None:
     for ev in day_events(embedder, **kw):
         await on_insight_clustered(ev, repo=deps.repo, embedder=deps.embedder, metrics=deps.metrics)
 
 
 async def subscriber(deps: Deps, email: str, interests: str, **kw: Any) -> Subscriber:
-    sub = await core.sign_up(deps, email, core.SignupProfile(interests=interests, **kw))
-    sub, key = await core.confirm(deps, sub.id)
+    sub = await deps.sign_up(email, subscribers.SignupProfile(interests=interests, **kw))
+    sub, key = await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
     assert key is not None and sub.status == "active"
     return sub
 
@@ -59,7 +65,7 @@ async def test_brief_email_mime_structure(deps: Deps, embedder: Embedder, smtp_s
     assert confirm_mail["Subject"] == "Confirm your podbrief subscription"
     assert "/confirm?t=" in parts(confirm_mail)[0]
 
-    report = await core.deliver_due(deps, now=NOW, force=True)
+    report = await deps.deliver(now=NOW, force=True)
     assert (report.due, report.claimed, report.sent) == (1, 1, 1)
     [msg] = briefs_in(smtp_sink)
     assert msg.get_content_type() == "multipart/alternative"
@@ -108,7 +114,7 @@ async def test_feed_text_is_escaped_and_cannot_inject_headers(
     )
     await on_insight_clustered(ev, repo=deps.repo, embedder=deps.embedder)
     await subscriber(deps, "x@example.com", "home batteries")
-    report = await core.deliver_due(deps, now=NOW, force=True)
+    report = await deps.deliver(now=NOW, force=True)
     assert report.sent == 1
     [msg] = briefs_in(smtp_sink)
     assert msg["Bcc"] is None and "\n" not in msg["Subject"]
@@ -126,10 +132,8 @@ async def test_two_replicas_never_send_twice(
     for i in range(4):
         await subscriber(deps, f"r{i}@example.com", "nuclear power and batteries")
     async with make_deps(settings, embedder=embedder) as other:
-        a, b = await asyncio.gather(
-            core.deliver_due(deps, now=NOW, force=True), core.deliver_due(other, now=NOW, force=True)
-        )
-        again = await core.deliver_due(other, now=NOW, force=True)
+        a, b = await asyncio.gather(deps.deliver(now=NOW, force=True), other.deliver(now=NOW, force=True))
+        again = await other.deliver(now=NOW, force=True)
     assert a.sent + b.sent == 4
     assert a.claimed + b.claimed == 4
     assert again.due == 0 and again.sent == 0
@@ -142,7 +146,7 @@ async def test_no_repeats_across_days(deps: Deps, embedder: Embedder, smtp_sink:
     sub = await subscriber(deps, "daily@example.com", "energy, batteries, nuclear, AI, sleep, money")
     seen: set[str] = set()
     for d in range(3):
-        report = await core.deliver_due(deps, now=NOW + timedelta(days=d), force=True)
+        report = await deps.deliver(now=NOW + timedelta(days=d), force=True)
         assert report.sent == 1
         row = await deps.repo.brief_on(sub.id, (NOW + timedelta(days=d)).date())
         assert row is not None
@@ -158,12 +162,12 @@ async def test_temporary_failure_is_retried_by_a_later_run(deps: Deps, embedder:
     await seed(deps, embedder)
     sub = await subscriber(deps, "later@example.com", "batteries")
     smtp_sink.refuse = "451 4.3.0 try again later"
-    first = await core.deliver_due(deps, now=NOW, force=True)
+    first = await deps.deliver(now=NOW, force=True)
     assert (first.retry, first.sent) == (1, 0)
     [row] = await deps.repo.ledger(sub.id)
     assert row.status == "retry" and row.attempts == deps.settings.smtp.max_attempts
     smtp_sink.refuse = None
-    second = await core.deliver_due(deps, now=NOW, force=True)
+    second = await deps.deliver(now=NOW, force=True)
     assert second.sent == 1
     assert len(briefs_in(smtp_sink)) == 1
     [row] = await deps.repo.ledger(sub.id)
@@ -183,9 +187,9 @@ async def test_a_brief_that_keeps_failing_temporarily_is_given_up_visibly(
         await seed(deps, embedder)
         sub = await subscriber(deps, "flaky@example.com", "batteries")
         smtp_sink.refuse = "421 4.7.0 too busy"
-        assert (await core.deliver_due(deps, now=NOW, force=True)).retry == 1
-        assert (await core.deliver_due(deps, now=NOW, force=True)).failed == 1
-        assert (await core.deliver_due(deps, now=NOW, force=True)).due == 0
+        assert (await deps.deliver(now=NOW, force=True)).retry == 1
+        assert (await deps.deliver(now=NOW, force=True)).failed == 1
+        assert (await deps.deliver(now=NOW, force=True)).due == 0
         [row] = await deps.repo.ledger(sub.id)
         assert row.status == "failed" and row.attempts == 6 and "gave up" in (row.detail or "")
         assert [e.payload.status for e in published] == ["failed"]
@@ -197,14 +201,14 @@ async def test_permanent_failure_pauses_the_subscriber(deps: Deps, embedder: Emb
     await seed(deps, embedder)
     sub = await subscriber(deps, "gone@example.com", "batteries")
     smtp_sink.refuse = "550 5.1.1 no such user"
-    report = await core.deliver_due(deps, now=NOW, force=True)
+    report = await deps.deliver(now=NOW, force=True)
     assert report.failed == 1
     after = await deps.repo.subscriber(sub.id)
     assert after is not None and after.status == "paused" and "550" in (after.paused_reason or "")
     [event] = deps.published  # type: ignore[attr-defined]
     assert event.payload.status == "failed"
     smtp_sink.refuse = None
-    assert (await core.deliver_due(deps, now=NOW + timedelta(days=1), force=True)).due == 0
+    assert (await deps.deliver(now=NOW + timedelta(days=1), force=True)).due == 0
 
 
 async def test_quiet_day_is_shorter_or_a_note_never_empty(
@@ -215,7 +219,7 @@ async def test_quiet_day_is_shorter_or_a_note_never_empty(
         await seed(deps, embedder)
         short = await subscriber(deps, "short@example.com", "sourdough bread baking", quiet_day_policy="shorter")
         note = await subscriber(deps, "note@example.com", "medieval embroidery stitches", quiet_day_policy="shorter")
-        report = await core.deliver_due(deps, now=NOW, force=True)
+        report = await deps.deliver(now=NOW, force=True)
         assert report.sent == 2
         s_row = await deps.repo.brief_on(short.id, NOW.date())
         n_row = await deps.repo.brief_on(note.id, NOW.date())
@@ -240,12 +244,18 @@ async def test_feedback_moves_the_interest_vector(deps: Deps, embedder: Embedder
         return float(np.frombuffer(s.interest_vector, dtype=np.float32) @ d)
 
     before = await sim()
-    assert await core.apply_feedback(deps, sub.id, sleep.insight_id, "up")
+    assert await subscribers.apply_feedback(
+        sub.id, sleep.insight_id, "up", repo=deps.repo, metrics=deps.metrics, feedback=deps.settings.feedback
+    )
     up = await sim()
     assert up > before
-    assert await core.apply_feedback(deps, sub.id, sleep.insight_id, "up")
+    assert await subscribers.apply_feedback(
+        sub.id, sleep.insight_id, "up", repo=deps.repo, metrics=deps.metrics, feedback=deps.settings.feedback
+    )
     assert await sim() == pytest.approx(up), "the same click counts once"
-    assert await core.apply_feedback(deps, sub.id, sleep.insight_id, "down")
+    assert await subscribers.apply_feedback(
+        sub.id, sleep.insight_id, "down", repo=deps.repo, metrics=deps.metrics, feedback=deps.settings.feedback
+    )
     assert await sim() < up
 
 
@@ -268,8 +278,8 @@ async def test_handler_is_idempotent_and_a_later_event_updates_the_cluster(deps:
 async def test_export_and_delete(deps: Deps, embedder: Embedder, smtp_sink: SmtpSink) -> None:
     await seed(deps, embedder)
     sub = await subscriber(deps, "mine@example.com", "batteries")
-    await core.deliver_due(deps, now=NOW, force=True)
-    data = await core.export(deps, sub)
+    await deps.deliver(now=NOW, force=True)
+    data = await subscribers.export(sub, repo=deps.repo)
     assert data["subscriber"]["email"] == "mine@example.com"
     assert len(data["briefs"]) == 1 and data["deliveries"][0]["status"] == "sent"
     assert len(data["sent_insights"]) == len(data["briefs"][0]["items"]) >= 1
@@ -287,13 +297,13 @@ async def test_scheduler_sends_only_when_the_local_hour_has_come(
     ny = await subscriber(deps, "ny@example.com", "batteries", timezone="America/New_York", delivery_hour=7)
     # 22:30 UTC on the 28th: 07:30 on the 29th in Tokyo, 17:30 on the 28th in New York (past 07:00 too).
     at = NOW.replace(day=28, hour=22, minute=30)
-    report = await core.deliver_due(deps, now=at)
+    report = await deps.deliver(now=at)
     assert report.sent == 2
     dates = {o.subscriber_id: o.brief_date for o in report.outcomes}
     assert dates[str(tokyo.id)] == "2026-11-29" and dates[str(ny.id)] == "2026-11-28"
     # An hour later nothing is due; the next New York morning (12:00 UTC on the 29th) is.
-    assert (await core.deliver_due(deps, now=at + timedelta(hours=1))).due == 0
-    nxt = await core.deliver_due(deps, now=NOW)
+    assert (await deps.deliver(now=at + timedelta(hours=1))).due == 0
+    nxt = await deps.deliver(now=NOW)
     assert [o.subscriber_id for o in nxt.outcomes] == [str(ny.id)]
 
 
@@ -304,11 +314,11 @@ async def test_a_day_missed_during_an_outage_is_sent_late_not_skipped(
     sub = await subscriber(deps, "late@example.com", "batteries", timezone="UTC", delivery_hour=7)
     # Confirmed before the 27th's delivery hour; the service then stayed down until noon on the 29th.
     await deps.repo.update_subscriber(sub.id, confirmed_at=NOW - timedelta(days=3))
-    report = await core.deliver_due(deps, now=NOW)
+    report = await deps.deliver(now=NOW)
     assert sorted(o.brief_date for o in report.outcomes) == ["2026-11-28", "2026-11-29"]
     assert report.sent == 2
     # Caught up once: nothing is due again, and the day before the catch-up window is not resurrected.
-    assert (await core.deliver_due(deps, now=NOW + timedelta(hours=1))).due == 0
+    assert (await deps.deliver(now=NOW + timedelta(hours=1))).due == 0
 
 
 def test_missed_days_start_after_confirmation() -> None:
@@ -324,10 +334,10 @@ def test_missed_days_start_after_confirmation() -> None:
         updated_at=now,
         confirmed_at=datetime(2026, 11, 29, 9, tzinfo=UTC),
     )
-    assert core.missed_days(fresh, date(2026, 11, 29), 3, now) == []
+    assert schedule.missed_days(fresh, date(2026, 11, 29), 3, now) == []
     old = fresh
     old.confirmed_at = datetime(2026, 11, 1, tzinfo=UTC)
-    assert [d for _, d, _ in core.missed_days(old, date(2026, 11, 29), 2, now)] == [
+    assert [d for _, d, _ in schedule.missed_days(old, date(2026, 11, 29), 2, now)] == [
         date(2026, 11, 28),
         date(2026, 11, 27),
     ]

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pytest
-from podbrief_delivery.core import local_day
 from podbrief_delivery.models import Subscriber
+from podbrief_delivery.schedule import local_day
 
 pytestmark = pytest.mark.unit
 

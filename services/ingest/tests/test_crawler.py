@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from podbrief.bus import MemoryTransport
+from podbrief.clock import utcnow
 from podbrief.errors import PermanentError
-from podbrief.events.ids import episode_id
+from podbrief.events.ids import episode_id, event_id
 from podbrief.settings import NetSettings
-from podbrief_ingest.adapters import NewEpisode, utcnow
-from podbrief_ingest.handlers import discovered_event_id
+from podbrief_ingest.adapters.repo import NewEpisode
+from podbrief_ingest.api import EpisodeOut
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer, Route
 
@@ -37,7 +38,9 @@ async def test_first_poll_emits_newest_with_publisher_transcripts_then_304(
         assert {e.payload.guid for e in events} == {"PC2057", "PC2056", "PC2055"}
         for e in events:
             p = e.payload
-            assert e.key == str(p.episode.episode_id) and e.event_id == discovered_event_id(p.episode.episode_id)
+            assert e.key == str(p.episode.episode_id) and e.event_id == event_id(
+                "episode.discovered", p.episode.episode_id
+            )
             assert p.episode.episode_id == episode_id(url, p.guid, p.episode.enclosure_url)
             assert p.episode.feed_id == feed.id and p.episode.show == "Podcasting 2.0"
             assert p.episode.enclosure_url and p.episode.enclosure_url.startswith(loopback.url("/pc20/"))
@@ -137,6 +140,9 @@ async def test_non_audio_enclosure_is_recorded_not_emitted(
         rows = {r.guid: r for r in (await deps.repo.list_episodes(feed.id, limit=10, cursor=None))[0]}
         assert rows["ep-2"].status == "rejected" and "enclosure_not_audio" in (rows["ep-2"].error or "")
         assert rows["ep-3"].status == "rejected"
+        # The same reason code in the metrics and in the episodes API.
+        assert deps.metrics.episodes_rejected.labels("enclosure_not_audio")._value.get() == 2
+        assert EpisodeOut.model_validate(rows["ep-2"]).model_dump()["error_reason"] == "enclosure_not_audio"
         # A rejected item is known: later polls do not retry or emit it.
         loopback.routes["/mixed.xml"].headers["ETag"] = '"changed"'
         again = await deps.crawler.poll_feed(feed.id)
@@ -332,7 +338,7 @@ async def test_database_and_outbox_claims_are_exclusive(
             "discovered_at": now,
         }
         outbox = {
-            "event_id": discovered_event_id(row["id"]),
+            "event_id": event_id("episode.discovered", row["id"]),
             "episode_id": row["id"],
             "topic": "t",
             "event": "{}",
@@ -356,19 +362,19 @@ async def test_publish_failure_leaves_outbox_for_the_sweep(
     url = loopback.add("/f.xml", rss([item(n) for n in range(1, 4)]), "application/rss+xml")
     settings = make_settings()
     async with replica(settings, transport) as a:
-        real = a.crawler.publish
+        real = a.outbox.publish
 
         async def broken(_event: object) -> None:
             raise ConnectionError("broker down")
 
-        a.crawler.publish = broken
+        a.outbox.publish = broken
         _, _, first = await a.crawler.add_feed(url)
         # Written to the outbox (emitted == queued for publishing), but nothing reached the bus.
         assert first is not None and first.emitted == 3 and discovered(transport) == []
         assert await a.repo.pending_count() == 3
-        a.crawler.publish = real
-        assert await a.crawler.dispatch() == 3
-        assert await a.crawler.dispatch() == 0
+        a.outbox.publish = real
+        assert await a.outbox.dispatch() == 3
+        assert await a.outbox.dispatch() == 0
     assert sorted(e.payload.guid for e in discovered(transport)) == ["ep-1", "ep-2", "ep-3"]
 
 
@@ -399,3 +405,32 @@ async def test_concurrent_polls_of_one_feed_in_one_replica_are_joined(
         results = await asyncio.gather(deps.crawler.poll_feed(feed.id), deps.crawler.poll_all())
         assert results[0].outcome == "ok" and results[1].ok == 1 and results[1].skipped == 0
         assert loopback.hits["/j.xml"] == 1 and len(discovered(transport)) == 2
+
+
+async def test_a_repaired_feed_with_drops_counts_them_and_resolves_against_where_it_was_fetched(
+    loopback: LoopbackServer, make_settings: Settings, transport: MemoryTransport
+) -> None:
+    """Issue 16: what was dropped and what was repaired shows in the metrics; relative URLs resolve against the
+    URL the document came from after redirects (the feed keeps its registered identity)."""
+    doc = rss(
+        [
+            item(1, enclosure_url="audio/ep1.mp3"),
+            item(2, guid="ep-1"),  # repeats ep-1's guid
+            "<item><title>no guid, no enclosure</title></item>",
+            item(3, extra="<itunes:duration>61</itunes:duration>"),
+        ]
+    ).replace('xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"', "")  # used, never declared
+    loopback.add("/pod/feed.xml", doc, "application/rss+xml")
+    url = loopback.add("/old.xml", b"", status=302, headers={"Location": "/pod/feed.xml"})
+    async with replica(make_settings(backfill_limit=-1), transport) as deps:
+        _, _, first = await deps.crawler.add_feed(url)
+        assert first is not None and (first.outcome, first.emitted) == ("ok", 2)
+        by_guid = {e.payload.guid: e.payload for e in discovered(transport)}
+        assert by_guid["ep-1"].episode.enclosure_url == loopback.url("/pod/audio/ep1.mp3")
+        assert by_guid["ep-1"].episode.episode_id == episode_id(url, "ep-1")
+        assert by_guid["ep-3"].duration_s == 61
+        m = deps.metrics
+        assert m.items_dropped.labels("duplicate_guid")._value.get() == 1
+        assert m.items_dropped.labels("no_guid_no_enclosure")._value.get() == 1
+        assert m.feeds_recovered.labels("undeclared_prefix")._value.get() == 1
+        assert m.feeds_recovered.labels("encoding")._value.get() == 0

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from podbrief.errors import PermanentError
 from podbrief.events.ids import episode_id
-from podbrief_ingest.handlers import cadence_interval, parse_chapters, plan_items, transcript_candidates
+from podbrief_ingest.episodes import parse_chapters, plan_items, transcript_candidates
 from podbrief_ingest.opml import parse_opml, render_opml
 from podbrief_ingest.parser import media_type, newest_first, parse_feed, podcast_guid_for
+from podbrief_ingest.schedule import cadence_interval
 from podbrief_ingest.settings import IngestSettings
 
 from .conftest import item, rss

@@ -1,80 +1,18 @@
-"""I/O of the delivery service: the database repository and the SMTP mailer (aiosmtplib), with SMTP failures
-mapped onto podbrief.errors (4xx and connection trouble: retryable; 5xx: permanent)."""
+"""Delivery's database: candidate insights, subscribers, the delivery ledger, stored briefs, feedback."""
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
-from typing import Any, Protocol, overload
+from collections.abc import Collection, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
 
-import aiosmtplib
 import sqlalchemy as sa
-from podbrief.errors import PermanentError, RetryableError
+from podbrief.clock import aware, utcnow
 from podbrief_delivery.models import BriefRow, CandidateInsight, Feedback, LedgerRow, SentInsight, Subscriber
-from podbrief_delivery.settings import SmtpSettings
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
-log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@overload
-def aware(dt: datetime) -> datetime: ...
-@overload
-def aware(dt: None) -> None: ...
-@overload
-def aware(dt: datetime | None) -> datetime | None: ...
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if dt is None:
-        return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
-class Mailer(Protocol):
-    async def send(self, message: EmailMessage) -> str: ...
-
-
-class SmtpMailer:
-    def __init__(self, settings: SmtpSettings) -> None:
-        self.settings = settings
-
-    async def send(self, message: EmailMessage) -> str:
-        s = self.settings
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password.get_secret_value() if s.password else None,
-                use_tls=s.use_tls,
-                start_tls=True if s.starttls else False,
-                timeout=s.timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-            if codes and all(400 <= c < 500 for c in codes):
-                raise RetryableError("recipient refused temporarily: " + detail, reason="smtp_4xx") from exc
-            raise PermanentError("recipient refused: " + detail, reason="smtp_5xx") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if 400 <= exc.code < 500:
-                raise RetryableError(f"smtp {exc.code} {exc.message}", reason="smtp_4xx") from exc
-            if exc.code >= 500:
-                raise PermanentError(f"smtp {exc.code} {exc.message}", reason="smtp_5xx") from exc
-            raise RetryableError(f"smtp {exc.code} {exc.message}", reason="smtp_other") from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise RetryableError(f"smtp unavailable: {exc}", reason="smtp_connect") from exc
-        return str(message.get("Message-ID", ""))
 
 
 class Repo:
@@ -97,11 +35,15 @@ class Repo:
         async with self.sessions.begin() as s:
             await s.execute(stmt)
 
-    async def candidates(self, since: datetime) -> list[CandidateInsight]:
+    async def candidates(
+        self, since: datetime, feed_ids: Collection[uuid.UUID] | None = None
+    ) -> list[CandidateInsight]:
         async with self.sessions() as s:
             # The window is when podbrief learned of an insight, not when the episode aired: a back-catalogue
             # episode ingested today is news to the subscriber. Freshness still decays by publication date.
             q = sa.select(CandidateInsight).where(CandidateInsight.received_at >= since)
+            if feed_ids is not None:
+                q = q.where(CandidateInsight.feed_id.in_(list(feed_ids)))
             return list((await s.scalars(q)).all())
 
     async def insights(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CandidateInsight]:
@@ -314,6 +256,19 @@ class Repo:
                 for sid, iid in (await s.execute(q)).all():
                     out[sid].add(iid)
         return out
+
+    async def reopen_day(self, sub_id: uuid.UUID, day: date) -> bool:
+        """Forget the brief of (subscriber, day): its ledger row, the stored brief and what it marked as sent, so
+        the day is composed again. True if there was one."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(
+                sa.delete(LedgerRow).where(LedgerRow.subscriber_id == sub_id, LedgerRow.brief_date == day)
+            )
+            await s.execute(sa.delete(BriefRow).where(BriefRow.subscriber_id == sub_id, BriefRow.brief_date == day))
+            await s.execute(
+                sa.delete(SentInsight).where(SentInsight.subscriber_id == sub_id, SentInsight.brief_date == day)
+            )
+            return bool(getattr(res, "rowcount", 0))
 
     async def mark_sent(self, sub_id: uuid.UUID, insight_ids: Sequence[uuid.UUID], day: date) -> None:
         if not insight_ids:

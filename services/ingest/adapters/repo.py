@@ -1,45 +1,27 @@
-"""Ingest I/O: the database repository (feeds, episodes, outbox) and the guarded HTTP fetcher."""
+"""Ingest's database: the feed registry, the episodes seen, and the transactional outbox."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import sqlalchemy as sa
-from podbrief.errors import PermanentError, RetryableError
-from podbrief.netguard import FetchResult, fetch_limited
+from podbrief.clock import aware, utcnow
 from podbrief.storage.db import session_factory
-from podbrief_ingest.models import Episode, Feed, Outbox
+from podbrief_ingest.models import Episode, Feed, FeedUpdate, Outbox
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-FEED_ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, "
-    "application/rdf+xml;q=0.8, */*;q=0.1"
-)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes even for timezone-aware columns; they were stored as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
 
 @dataclass(frozen=True)
 class NewEpisode:
+    """An episode row to insert, and the outbox row carrying its event (None: recorded, not emitted)."""
+
     row: dict[str, Any]
     outbox: dict[str, Any] | None
 
@@ -130,29 +112,33 @@ class IngestRepo:
             res = await s.execute(sa.select(Feed).where(Feed.id.in_(list(feed_ids)), Feed.lease_owner == owner))
             return list(res.scalars())
 
-    async def release_feeds(self, updates: Sequence[tuple[uuid.UUID, Mapping[str, Any]]], owner: str) -> None:
-        """Many feeds' new state in one transaction, each freeing its lease."""
+    async def release_feeds(self, updates: Sequence[tuple[uuid.UUID, FeedUpdate]], owner: str) -> None:
+        """Many feeds' new state in one transaction, each freeing its lease. Updates that set the same columns
+        (every 304, every failure) share one statement run with many parameter sets, so a batch costs one
+        round trip and one statement compilation per kind of outcome rather than one per feed."""
         if not updates:
             return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for fid, values in updates:
+            params: dict[str, Any] = {f"v_{k}": v for k, v in values.items()}
+            params["b_id"] = fid
+            groups.setdefault(tuple(sorted(values)), []).append(params)
         async with self.engine.begin() as conn:
-            for fid, values in updates:
-                await conn.execute(
+            for columns, rows in groups.items():
+                stmt = (
                     sa.update(Feed)
-                    .where(Feed.id == fid, Feed.lease_owner == owner)
-                    .values(**values, lease_owner=None, lease_until=None)
+                    .where(Feed.id == sa.bindparam("b_id"), Feed.lease_owner == owner)
+                    .values({**{c: sa.bindparam(f"v_{c}") for c in columns}, "lease_owner": None, "lease_until": None})
                 )
+                await conn.execute(stmt, rows)
 
-    async def release_feed(self, feed_id: uuid.UUID, owner: str, values: Mapping[str, Any]) -> None:
+    async def release_feed(self, feed_id: uuid.UUID, owner: str, values: FeedUpdate) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 sa.update(Feed)
                 .where(Feed.id == feed_id, Feed.lease_owner == owner)
                 .values(**values, lease_owner=None, lease_until=None)
             )
-
-    async def update_feed(self, feed_id: uuid.UUID, values: Mapping[str, Any]) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(sa.update(Feed).where(Feed.id == feed_id).values(**values))
 
     # Episodes ---------------------------------------------------------------------------------------
     async def known_episodes(self, feed_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -164,7 +150,7 @@ class IngestRepo:
         return known
 
     async def record_episodes(
-        self, episodes: Sequence[NewEpisode], feed_id: uuid.UUID, owner: str, feed_values: Mapping[str, Any]
+        self, episodes: Sequence[NewEpisode], feed_id: uuid.UUID, owner: str, feed_values: FeedUpdate
     ) -> list[int]:
         """One transaction: the episodes (first writer wins on the primary key), an outbox row for each one
         this call inserted, and the feed's new state. Returns the outbox ids to publish."""
@@ -302,68 +288,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)), uuid.UUID(eid)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("invalid cursor") from exc
-
-
-class HostLimiter:
-    """Politeness: at most `per_host` requests to one host, and `total` overall, at any moment."""
-
-    def __init__(self, total: int, per_host: int) -> None:
-        self.total = asyncio.Semaphore(total)
-        self.per_host = per_host
-        self.hosts: dict[str, asyncio.Semaphore] = {}
-        self.active: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-
-    def _sem(self, host: str) -> asyncio.Semaphore:
-        sem = self.hosts.get(host)
-        if sem is None:
-            sem = self.hosts[host] = asyncio.Semaphore(self.per_host)
-        return sem
-
-    async def run(self, url: str, fn: Any) -> Any:
-        host = (urlsplit(url).hostname or "").lower()
-        async with self.total, self._sem(host):
-            self.active[host] = self.active.get(host, 0) + 1
-            self.peak[host] = max(self.peak.get(host, 0), self.active[host])
-            try:
-                return await fn()
-            finally:
-                self.active[host] -= 1
-
-
-class Fetcher:
-    """Guarded fetches with per-host limits. Errors arrive as podbrief.errors (see netguard.fetch_limited)."""
-
-    def __init__(self, client: httpx.AsyncClient, limiter: HostLimiter, *, deadline_s: float) -> None:
-        self.client = client
-        self.limiter = limiter
-        self.deadline_s = deadline_s
-
-    async def get(
-        self, url: str, *, max_bytes: int, accept: str = "*/*", headers: Mapping[str, str] | None = None
-    ) -> FetchResult:
-        async def go() -> FetchResult:
-            return await fetch_limited(
-                self.client,
-                url,
-                max_bytes=max_bytes,
-                accept=accept,
-                headers=headers,
-                deadline_s=self.deadline_s,
-            )
-
-        result: FetchResult = await self.limiter.run(url, go)
-        return result
-
-
-__all__ = [
-    "FEED_ACCEPT",
-    "Fetcher",
-    "HostLimiter",
-    "IngestRepo",
-    "NewEpisode",
-    "PermanentError",
-    "RetryableError",
-    "aware",
-    "utcnow",
-]
