@@ -13,7 +13,8 @@
 #   --reuse         run in the DIR/root an earlier --keep run left (what that run installed stays; the clone is
 #                   made anew): to run `make deps-test` (apt only) first, outside a machine-wide lock, and the
 #                   heavy `make test` under it
-#   targets         default: test. The run's output goes to DIR/run-<date>.log as well.
+#   targets         default: test. The run's output goes to DIR/run-<date>.log as well, each line time-stamped
+#                   (UTC), and what it recorded under test-artifacts/ to DIR/run-<date>-artifacts.
 # Env: PODBRIEF_KAFKA_PORT, PODBRIEF_KAFKA_CONTROLLER_PORT, PODBRIEF_PG_PORT are passed through (the chroot shares
 # this machine's network); MIRROR (default: http://deb.debian.org/debian).
 set -euo pipefail
@@ -139,11 +140,21 @@ for v in PODBRIEF_KAFKA_PORT PODBRIEF_KAFKA_CONTROLLER_PORT PODBRIEF_PG_PORT PIP
   CURL_CA_BUNDLE; do
   [[ -n ${!v:-} ]] && env_vars+=("$v=${!v}")
 done
+# Where the chroot carries this network's certificates, pip (whose own bundle lacks them) and the other clients
+# read the system bundle that now has them, whether or not the caller's environment says so.
+if compgen -G "$run/usr/local/share/ca-certificates/host-network-*.crt" >/dev/null; then
+  for v in PIP_CERT REQUESTS_CA_BUNDLE SSL_CERT_FILE CURL_CA_BUNDLE; do
+    [[ -n ${!v:-} ]] || env_vars+=("$v=/etc/ssl/certs/ca-certificates.crt")
+  done
+fi
 started=$(date +%s)
+# Every line of the log carries the wall-clock time it was written, so each phase's duration (apt, pip, the
+# llama-server build, the models, lint, the suite) can be read off it.
+stamp() { local TZ=UTC; export TZ; while IFS= read -r line || [[ -n $line ]]; do printf '%(%H:%M:%S)T %s\n' -1 "$line"; done; }
 set +e
 chroot "$run" /usr/bin/env -i "${env_vars[@]}" bash -c \
   'cd /work/podbrief && echo "python: $(python3 --version), go: $(command -v go || echo none), java: $(command -v java || echo none)" && make "$@"' \
-  _ "${targets[@]}" 2>&1 | tee "$out"
+  _ "${targets[@]}" 2>&1 | stamp | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 # What the run recorded (the fault suite's tables, bench smoke, logs) outlives the root.
