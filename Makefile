@@ -16,7 +16,7 @@ CODE := libs services apps testing tests bench conftest.py
 
 .PHONY: deps-test deps-bench deps-deploy help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
-        services-up services-down up down llama eval-extraction clean validate-deploy
+        services-up services-down up down llama eval-extraction clean validate-deploy test-containers
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -107,6 +107,9 @@ bench-e2e: deps-bench $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five 
 
 capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
 	$(PY) -m bench.capacity
+
+test-containers: $(STAMP) ## build every image with podman and run the compose cpu profile for real (health, ports, feed to brief, Prometheus, down); root; writes the README's results
+	scripts/containers/run.sh
 
 validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
 	scripts/validate_deploy.sh --compose
