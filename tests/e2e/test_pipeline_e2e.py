@@ -73,7 +73,9 @@ def pipeline(
     extra = {
         "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "BACKFILL_LIMIT": "2"},
         "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
-        "extraction": {},
+        # Plumbing, not insight quality: the small packaged model (the default one is measured by
+        # `make eval-extraction` and services/extraction/tests/test_real_model.py).
+        "extraction": {"MODEL_PRESET": "tiny"},
         "clustering": {"QDRANT__PATH": str(tmp_path / "qdrant")},
         "delivery": {
             "SMTP__HOST": "127.0.0.1",
