@@ -24,10 +24,22 @@ def load_report() -> ModuleType:
     return module
 
 
+def pointed_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readme_text: str) -> tuple[ModuleType, Path]:
+    """The report script writing into tmp_path's README and record, reading tmp_path/artifacts."""
+    report = load_report()
+    readme = tmp_path / "README.md"
+    readme.write_text(readme_text)
+    monkeypatch.setattr(report, "README", readme)
+    monkeypatch.setattr(report, "RECORD", tmp_path / "test-containers.json")
+    monkeypatch.setattr("sys.argv", ["report.py", "--artifacts", str(tmp_path / "artifacts")])
+    return report, readme
+
+
 def test_the_run_is_written_into_the_readme_as_a_generated_section(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    report = load_report()
+    doc = "# x\n\n<!-- generated:test-containers -->\n<!-- /generated:test-containers -->\n\nafter\n"
+    report, readme = pointed_at(tmp_path, monkeypatch, doc)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     (artifacts / "phases.json").write_text(json.dumps({"rc": 0, "setup_s": 12.0, "total_s": 900.0}))
@@ -39,11 +51,6 @@ def test_the_run_is_written_into_the_readme_as_a_generated_section(
             {"finished_at": "2026-12-05T03:00:00Z", "tests": {"test_smoke": {"outcome": "passed", "seconds": 5}}}
         )
     )
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n<!-- generated:test-containers -->\n<!-- /generated:test-containers -->\n\nafter\n")
-    monkeypatch.setattr(report, "README", readme)
-    monkeypatch.setattr(report, "RECORD", tmp_path / "test-containers.json")
-    monkeypatch.setattr("sys.argv", ["report.py", "--artifacts", str(artifacts)])
 
     assert report.main() == 0
     [s] = sections(readme.read_text())
@@ -54,11 +61,6 @@ def test_the_run_is_written_into_the_readme_as_a_generated_section(
 
 
 def test_a_readme_without_the_section_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report = load_report()
-    readme = tmp_path / "README.md"
-    readme.write_text("# no section here\n")
-    monkeypatch.setattr(report, "README", readme)
-    monkeypatch.setattr(report, "RECORD", tmp_path / "test-containers.json")
-    monkeypatch.setattr("sys.argv", ["report.py", "--artifacts", str(tmp_path)])
+    report, readme = pointed_at(tmp_path, monkeypatch, "# no section here\n")
     assert report.main() == 1
     assert readme.read_text() == "# no section here\n"
