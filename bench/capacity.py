@@ -318,7 +318,7 @@ def gather_inputs(m: Measured) -> dict[str, Input]:
             300,
             "tokens",
             "default",
-            f"up to {QualitySettings().max_insights_per_chunk} insights per chunk as JSON, ~100 tokens each",
+            f"up to {QualitySettings().max_points_per_chunk} points picked per chunk as JSON, ~100 tokens each",
         ),
         Input(
             "llm_concurrency",
