@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import os
-
 import shutil
 import uuid
 from pathlib import Path
@@ -170,7 +169,8 @@ def test_reader_follows_an_insight_to_related_topic_and_search(
 
             # A related insight from another show, then its topic.
             other = reader.text("#related a.insight-link")
-            reader.click("#related a.insight-link", f"document.getElementById('insight-text')?.textContent === {json.dumps(other)}")
+            arrived = f"document.getElementById('insight-text')?.textContent === {json.dumps(other)}"
+            reader.click("#related a.insight-link", arrived)
             assert reader.text("#show") != ev.payload.episode.show
             reader.click("#topic", "!!document.getElementById('topic-label')")
             assert reader.text("#topic-label") == label
