@@ -119,7 +119,8 @@ validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compos
 	scripts/validate_deploy.sh --compose
 
 eval-extraction: install ## extraction quality on the held-out real episodes, default model beside SmolLM2 (BASE_URL=... MODEL=... for an endpoint)
-	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET))
+	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET)) \
+		$(if $(EPISODES),--episodes $(EPISODES)) $(if $(MINUTES),--max-minutes $(MINUTES)) $(EVAL_ARGS)
 
 services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start
