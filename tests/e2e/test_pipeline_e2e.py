@@ -4,6 +4,7 @@ real SMTP server, carrying an insight drawn from that speech with its quote and 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from podbrief.events.ids import episode_id
+from podbrief.status import ServiceStatus
+from podbrief_cli.status import remote_status
 from podbrief_testing import LoopbackServer, ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
 from podbrief_testing.feeds import feed_with_local_audio
 
@@ -70,7 +73,9 @@ def pipeline(
     extra = {
         "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "BACKFILL_LIMIT": "2"},
         "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
-        "extraction": {},
+        # Plumbing, not insight quality: the small packaged model (the default one is measured by
+        # `make eval-extraction` and services/extraction/tests/test_real_model.py).
+        "extraction": {"MODEL_PRESET": "tiny"},
         "clustering": {"QDRANT__PATH": str(tmp_path / "qdrant")},
         "delivery": {
             "SMTP__HOST": "127.0.0.1",
@@ -78,6 +83,7 @@ def pipeline(
             "SIGNING_SECRET": secrets.token_urlsafe(32),
             "SCHEDULER_ENABLED": "false",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['delivery']}",
+            "CLUSTERING_URL": f"http://127.0.0.1:{ports['clustering']}",
         },
     }
     procs: dict[str, ServiceProcess] = {}
@@ -183,6 +189,37 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert thumbs_up, "no feedback link in the brief"
     r = httpx.get(thumbs_up.group(1).replace("&amp;", "&"), timeout=30)
     assert r.status_code == 200, r.text
+
+    # Each pick links to its public page, which resolves and shows the quote, its topic's page and the related
+    # insights' pages resolve too, and the public search (through clustering's HTTP API) finds the pick.
+    pages = sorted(set(re.findall(r'href="(http://127\.0\.0\.1:\d+/insights/[0-9a-f-]+)(?:\?t=[^"]+)?"', html)))
+    assert pages, "no insight page link in the brief"
+    for url in pages:
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200, (url, page.text)
+        assert 'property="og:title"' in page.text and f'<link rel="canonical" href="{url}">' in page.text
+        topic = re.search(r'id="topic" href="([^"]+)"', page.text)
+        assert topic and httpx.get(topic.group(1), timeout=30).status_code == 200
+        for related in re.findall(r'<a class="insight-link" href="([^"]+)"', page.text):
+            assert httpx.get(related, timeout=30).status_code == 200, related
+    assert pages[0].rsplit("/", 1)[1] in httpx.get(delivery + "/sitemap.xml", timeout=30).text
+    found_pages = httpx.get(delivery + "/search", params={"q": "what you can do for your country"}, timeout=30)
+    assert found_pages.status_code == 200 and "/insights/" in found_pages.text, found_pages.text
+
+    # The operator's view of the run (`podbrief status --url ...`): every episode at every stage, no failure, no
+    # dead letter, no lag, read from the five services' GET /v1/status (PostgreSQL counts, Kafka group offsets).
+    found = asyncio.run(remote_status({name: p.base_url for name, p in procs.items()}, admin_key))
+    by = {s.service: s for s in found if isinstance(s, ServiceStatus)}
+    assert set(by) == set(procs), found
+    assert by["ingest"].stage.episodes["discovered"] == len(episodes)
+    assert by["transcription"].stage.episodes["transcribed"] == len(episodes)
+    assert by["extraction"].stage.episodes.get("extracted", 0) + by["extraction"].stage.episodes.get(
+        "skipped", 0
+    ) == len(episodes)
+    assert by["delivery"].stage.episodes["in a brief"] >= 1
+    for s in by.values():
+        assert s.stage.failures == {} and all(not reasons for reasons in s.dead_letters.values()), s
+        assert s.consumer is None or all(lag == 0 for lag in s.consumer.lag.values()), s
 
     # Every dashboard panel shows data after this run, except those whose metrics only exist where this machine
     # has nothing to measure.
