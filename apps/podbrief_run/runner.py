@@ -293,6 +293,8 @@ async def _wait_idle(
         busy = any(done < total for done, total, _ in state.values())
         quiet = 0 if busy else quiet + 1
         if quiet >= 4:  # idle for two seconds: nothing in flight anywhere
+            for service, (done, total, _failed) in state.items():
+                progress.update(tasks[service], completed=done, total=total)  # a stage given nothing: 0/0
             return True
         if time.monotonic() > deadline:
             return False
@@ -441,6 +443,10 @@ async def _pipeline(
     if not await _extraction_model_ready(settings["extraction"], console):
         return 2
     apps = {name: _create_app(name, settings[name], transport) for name in SERVICES}
+    # Marked before any consumer starts: what they take up while the others start (work an earlier run left,
+    # replayed dead letters) is this run's, and reported.
+    mark = BusMark.take(transport)
+    started_at = datetime.now(UTC)
     async with contextlib.AsyncExitStack() as stack:
         with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):
             for name, app in apps.items():
@@ -458,8 +464,6 @@ async def _pipeline(
                     style="dim",
                 )
             )
-        mark = BusMark.take(transport)
-        started_at = datetime.now(UTC)
         with console.status(f"polling {len(feeds)} feed(s)…"):
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
             await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
@@ -468,7 +472,7 @@ async def _pipeline(
         pending = _progress(transport, mark)["transcription"][1] - new
         line = f"  {len(feed_outcomes)} feed(s) polled, {failed} failed; {new} new episode(s) to process"
         if pending > 0:
-            line += f", and {pending} left by an earlier run"
+            line += f", and {pending} left by an earlier run or replayed"
         console.print(line)
 
         with Progress(
