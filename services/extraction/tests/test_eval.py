@@ -99,3 +99,62 @@ def test_scoring_an_episode() -> None:
     assert summary["recall"] == round(1 / len(ep.labels), 3)
     assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
+
+
+@needs_shared
+def test_a_saved_episode_result_is_reused_only_with_the_same_model_prompts_and_settings(tmp_path: Path) -> None:
+    import json
+
+    from podbrief_extraction.eval.run import cached_score, fingerprint, review_key
+    from podbrief_extraction.settings import ExtractionSettings, QualitySettings
+
+    [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"})
+    quote = "And the model would get much better replies on trivia QA than it would get with the audio."
+    text = "Moshi answers trivia better in text mode than by voice."
+    episode = uuid.uuid4()
+    result = ExtractionResult(
+        [Insight(insight_id=insight_id(episode, quote, 1.0), text=text, quote=quote, start_s=1.0, end_s=2.0)]
+    )
+    score = score_episode(ep, result, Meter(None), {})
+    key = fingerprint(ExtractionSettings(), None)
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps({"fingerprint": key, **score.__dict__}))
+
+    # Same settings: the saved result, with the reviewer list as it is now.
+    reviewed = {review_key(ep.file, quote, text): {"verdict": "specific_true"}}
+    again = cached_score(path, key, ep, reviewed)
+    assert again is not None and again.found == score.found and again.insights[0]["review"] == "specific_true"
+    # Another model, other settings or another slice of the episode: run again.
+    assert fingerprint(ExtractionSettings(model_preset="tiny"), None) != key
+    assert fingerprint(ExtractionSettings(quality=QualitySettings(max_insights_per_episode=5)), None) != key
+    assert fingerprint(ExtractionSettings(), 10.0) != key
+    assert cached_score(path, "another", ep, reviewed) is None
+    assert cached_score(tmp_path / "missing.json", key, ep, reviewed) is None
+
+
+def test_the_held_out_table_is_a_generated_section_of_the_readme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podbrief.generated import sections
+    from podbrief_extraction.eval import run
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- generated:eval-heldout -->\n(not yet measured)\n<!-- /generated:eval-heldout -->\n")
+    monkeypatch.setattr(run, "README", readme)
+    summary = {
+        "recall": 0.5, "found": 3, "labels": 6, "precision": 0.75, "correct": 3, "kept": 4, "grounded": 1.0,
+        "synthesized": 0.75, "sponsor_insights": 0, "cpu_s_per_audio_hour": 1234.0, "tokens_in_per_audio_hour": 9000,
+        "tokens_out_per_audio_hour": 800, "wall_s_per_audio_hour": 700.0, "prompt_tokens_per_s": 68.0,
+        "generation_tokens_per_s": 23.0, "cpu_min_per_audio_hour_at_trial_rates": 12.5,
+    }  # fmt: skip
+    report = {
+        "episodes": 4, "audio_hours": 4.2, "date": "2026-12-05T03:00:00+00:00",
+        "machine": {"cpu": "AMD EPYC", "cores": 2}, "load_before": [1.0, 1.0, 1.0], "results_md": "eval/results/x.md",
+        "models": [{"model": "qwen", "preset": "qwen1.5b", "endpoint": None, "summary": summary}],
+    }  # fmt: skip
+    run.update_readme(report)
+    [s] = sections(readme.read_text())
+    assert s.name == "eval-heldout" and not s.hand_edited and "make eval-extraction" in s.source
+    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | 0.75 (3/4) |" in s.body and "not yet measured" not in s.body
+    run.update_readme(report)  # re-running replaces the section, never adds a second one
+    assert len(sections(readme.read_text())) == 1
