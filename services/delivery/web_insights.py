@@ -53,11 +53,10 @@ async def insight(insight_id: uuid.UUID, deps: DepsDep, t: Token = None) -> HTML
     )
     if found is None:
         return notice(deps, "Insight not found", "There is no insight at this address.", status=404)
-    if not isinstance(found, pages.InsightPage):
-        gone = await deps.repo.withdrawn(found.feed_id)
+    if isinstance(found, pages.Gone):
         why = (
             "The podcast's publisher has asked services like podbrief to stop showing its episodes."
-            if gone is not None and gone.reason == "blocked"
+            if found.reason == "blocked"
             else "Its podcast is no longer in podbrief."
         )
         return notice(deps, "This insight is no longer available", why, status=410)
