@@ -194,7 +194,8 @@ def build(spec: Build, logs: Path) -> Built:
         tail = "".join(logfile.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-40:])
         raise SystemExit(f"containers/images: building {spec.tag} failed (exit {proc.returncode}):\n{tail}")
     text = logfile.read_text(encoding="utf-8", errors="replace")
-    steps = len(re.findall(r"^STEP \d+/\d+", text, re.MULTILINE))
+    # A multi-stage build prefixes each step with its stage ("[2/3] STEP 4/13: ...").
+    steps = len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+", text, re.MULTILINE))
     cached = steps > 0 and "--> Using cache" in text
     info = inspect(spec.tag)
     config = info.get("Config") or {}
