@@ -33,9 +33,9 @@ from podbrief.netguard import (
     Redirect,
     check_address,
     check_url,
+    raise_for_status,
     ssl_context,
 )
-from podbrief.reasons import http_status
 from podbrief.settings import NetSettings
 
 
@@ -157,18 +157,9 @@ class GuardedClient:
                 found = {k.lower(): v for k, v in response.headers.items()}
                 if status == 304:
                     return FetchResult(304, current, found, b"", tuple(history), time.monotonic() - started)
-                _raise_for_status(status, current)
+                raise_for_status(status, current)
                 body = await _read_limited(response, current, max_bytes)
                 return FetchResult(status, current, found, body, tuple(history), time.monotonic() - started)
-
-
-def _raise_for_status(status: int, url: str) -> None:
-    if status == 429 or status >= 500:
-        raise RetryableError(f"{url} answered {status}", reason=http_status(status))
-    if status >= 400:
-        raise PermanentError(f"{url} answered {status}", reason=http_status(status))
-    if status >= 300:
-        raise PermanentError(f"{url} answered {status} without a usable Location", reason="bad_redirect")
 
 
 async def _read_limited(response: Any, url: str, max_bytes: int) -> bytes:

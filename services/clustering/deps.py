@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends
+from podbrief.bus import Publish
 from podbrief.service import deps_of
 from podbrief_clustering.core import Clusterer
-from podbrief_clustering.handlers import Publish
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podbrief.bus import Publish
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.adapters.repo import ExtractionRepo
 from podbrief_extraction.extractor import Extractor
-from podbrief_extraction.handlers import Publish
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import ExtractionSettings

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+from podbrief.bus import Publish
 from podbrief_transcription.adapters.download import EnclosureFetcher
 from podbrief_transcription.adapters.engine import Transcriber
 from podbrief_transcription.adapters.repo import TranscriptRepo
-from podbrief_transcription.handlers import Publish
 from podbrief_transcription.metrics import TranscriptionMetrics
 from podbrief_transcription.settings import TranscriptionSettings
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from podbrief.errors import PermanentError, RetryableError
-from podbrief.reasons import http_status
+from podbrief.netguard import raise_for_status
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,7 @@ class EnclosureFetcher:
     async def _stream(self, url: str, out: Any) -> None:
         try:
             async with self.client.stream("GET", url, headers={"Accept": ACCEPT}) as response:
-                status = response.status_code
-                if status == 429 or status >= 500:
-                    raise RetryableError(f"{url} answered {status}", reason=http_status(status))
-                if status >= 400:
-                    raise PermanentError(
-                        f"{url} answered {status}",
-                        reason=http_status(status),
-                    )
-                if status >= 300:
-                    raise PermanentError(f"{url} answered {status} without a usable redirect", reason="bad_redirect")
+                raise_for_status(response.status_code, url)
                 ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 if not self._type_ok(ctype):
                     raise PermanentError(f"{url} is {ctype!r}, not audio or video", reason="bad_content_type")
