@@ -1,13 +1,14 @@
-"""HTTP pieces every service API shares: RFC 9457 problem details, the admin API key, body size limits."""
+"""HTTP pieces every service API shares: RFC 9457 problem details, the routes' access to the service's
+dependencies, the admin API key, body size limits."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -170,6 +171,35 @@ def check_api_key(presented: str | None, expected: str | None) -> bool:
     if not expected or not presented:
         return False
     return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def _started(request: Request, what: str) -> Any:
+    value = getattr(request.app.state, what, None)
+    if value is None:
+        raise ProblemError(503, "Service starting", "dependencies are not ready yet")
+    return value
+
+
+def deps_of(request: Request) -> Any:
+    """The service's dependencies, for its routes. Each service declares its one alias with it, in deps.py:
+    `DepsDep = Annotated[Deps, Depends(deps_of)]`."""
+    return _started(request, "deps")
+
+
+def require_admin(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """The dependency of every admin route: 403 while no admin key is configured (admin endpoints are closed),
+    401 when the X-API-Key header is missing or wrong. The key is compared in constant time."""
+    settings = _started(request, "settings")
+    expected = settings.http.admin_api_key
+    if expected is None:
+        prefix = str(type(settings).model_config.get("env_prefix") or "")
+        raise ProblemError(403, "Forbidden", f"admin endpoints are disabled: set {prefix}HTTP__ADMIN_API_KEY")
+    if not check_api_key(x_api_key, expected.get_secret_value()):
+        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
+
+
+# `responses=` of an admin route: what `require_admin` answers.
+ADMIN_PROBLEMS = (401, 403)
 
 
 class BodySizeLimit:

@@ -206,13 +206,3 @@ def _watch(
 
     task.add_done_callback(done)
     return task
-
-
-def deps_of(request: Request) -> Any:
-    """Routes read the service's dependencies from here (wrapped in typed Annotated aliases per service)."""
-    deps = getattr(request.app.state, "deps", None)
-    if deps is None:
-        from podbrief.http import ProblemError
-
-        raise ProblemError(503, "Service starting", "dependencies are not ready yet")
-    return deps

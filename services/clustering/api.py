@@ -7,9 +7,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Query
 from podbrief.events import RelatedInsight
-from podbrief.http import ProblemError, check_api_key, problems
+from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
 from podbrief_clustering.adapters import trend_score
 from podbrief_clustering.deps import DepsDep
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
@@ -167,13 +167,9 @@ async def search(
     "/admin/recluster",
     response_model=ReclusterResponse,
     summary="Re-cluster the window now (admin)",
-    responses=problems(403),
+    dependencies=[Depends(require_admin)],
+    responses=problems(*ADMIN_PROBLEMS),
 )
-async def recluster(
-    deps: DepsDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
-) -> ReclusterResponse:
-    key = deps.settings.http.admin_api_key
-    if not check_api_key(x_api_key, key.get_secret_value() if key else None):
-        raise ProblemError(403, "Forbidden", "a valid X-API-Key is required for admin endpoints")
+async def recluster(deps: DepsDep) -> ReclusterResponse:
     report = await deps.clusterer.recluster()
     return ReclusterResponse(**report.__dict__)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends
 from podbrief.bus import Publish
+from podbrief.http import deps_of
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.adapters.repo import ExtractionRepo
 from podbrief_extraction.extractor import Extractor
@@ -22,3 +25,6 @@ class Deps:
     metrics: ExtractionMetrics
     publish: Publish
     llama: EmbeddedLlamaServer | None = None
+
+
+DepsDep = Annotated[Deps, Depends(deps_of)]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends
-from podbrief.service import deps_of
+from podbrief.http import deps_of
 from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.crawler import Crawler
 from podbrief_ingest.metrics import IngestMetrics

@@ -98,8 +98,8 @@ async def test_insights_are_clustered_over_the_bus(tmp_path: Path, labelled: lis
         assert trending and trending[0]["growth"] >= trending[-1]["growth"]
         assert all(c["label"] for c in trending)
 
-        assert client.post("/v1/admin/recluster").status_code == 403
-        assert client.post("/v1/admin/recluster", headers={"X-API-Key": "wrong"}).status_code == 403
+        assert client.post("/v1/admin/recluster").status_code == 401
+        assert client.post("/v1/admin/recluster", headers={"X-API-Key": "wrong"}).status_code == 401
         report = client.post("/v1/admin/recluster", headers={"X-API-Key": ADMIN_KEY})
         assert report.status_code == 200 and report.json()["window_insights"] > 0
 
