@@ -640,8 +640,8 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
 
 def _payload_bytes() -> float:
     """JSON size of one Qdrant point's payload, built by clustering's own point_payload()."""
-    from podbrief_clustering.adapters import Member
-    from podbrief_clustering.core import Item, point_payload
+    from podbrief_clustering.adapters.repo import Member
+    from podbrief_clustering.clusterer import Item, point_payload
 
     rng = random.Random(11)
     ref, ins = _ref(rng), _insight(rng)

@@ -12,7 +12,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +21,7 @@ from defusedxml import ElementTree
 from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
+from podbrief.clock import utcnow
 from podbrief.errors import ConfigurationError
 from podbrief.events import topics
 from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
@@ -290,7 +290,7 @@ async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, consol
         force=True,
         only=[sub.id],
     )
-    day = local_day(sub, datetime.now(UTC))[0]
+    day = local_day(sub, utcnow())[0]
     stored = await brief_files(
         sub, day, repo=repo, links=deps.links, renderer=deps.renderer, sender=settings.smtp.from_address
     )

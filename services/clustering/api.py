@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from podbrief.clock import utcnow
 from podbrief.events import RelatedInsight
 from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
-from podbrief_clustering.adapters import trend_score
+from podbrief_clustering.adapters.repo import trend_score
 from podbrief_clustering.deps import DepsDep
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
@@ -109,7 +110,7 @@ async def related(
 async def clusters(
     deps: DepsDep, since: Since = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> ClustersResponse:
-    start = since or datetime.now(UTC) - timedelta(days=7)
+    start = since or utcnow() - timedelta(days=7)
 
     rows = await deps.clusterer.repo.trending(start, limit)
     return ClustersResponse(

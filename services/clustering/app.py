@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from podbrief.bus import Subscription, Transport
+from podbrief.embeddings import TextEmbedder
 from podbrief.errors import ConfigurationError, RetryableError
 from podbrief.events import InsightsExtracted
 from podbrief.events.topics import INSIGHTS_EXTRACTED
@@ -20,7 +21,7 @@ from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.service import create_app as _create_app
 from podbrief.storage.vectors.base import CollectionSpec
 from podbrief_clustering.api import router
-from podbrief_clustering.core import Clusterer, TextEmbedder
+from podbrief_clustering.clusterer import Clusterer
 from podbrief_clustering.deps import Deps
 from podbrief_clustering.handlers import on_insights_extracted
 from podbrief_clustering.metrics import ClusteringMetrics
@@ -42,7 +43,8 @@ async def open_clusterer(
     from podbrief.embeddings import Embedder
     from podbrief.storage import create_engine, migrate
     from podbrief.storage.vectors import make_vector_index
-    from podbrief_clustering.adapters import ClusterRepo, InsightIndex
+    from podbrief_clustering.adapters.index import InsightIndex
+    from podbrief_clustering.adapters.repo import ClusterRepo
 
     if embedder is None:
         real: TextEmbedder = await asyncio.to_thread(Embedder, settings.embedding)
@@ -65,7 +67,7 @@ async def open_clusterer(
 
 def collection_spec(settings: ClusteringSettings, *, model: str, dim: int) -> CollectionSpec:
     """The insights collection as these settings describe it."""
-    from podbrief_clustering.adapters import PAYLOAD_INDEXES
+    from podbrief_clustering.adapters.index import PAYLOAD_INDEXES
 
     return CollectionSpec(
         name=settings.qdrant.collection,

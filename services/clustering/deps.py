@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 from podbrief.bus import Publish
 from podbrief.http import deps_of
-from podbrief_clustering.core import Clusterer
+from podbrief_clustering.clusterer import Clusterer
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
 

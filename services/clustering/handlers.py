@@ -6,7 +6,7 @@ from podbrief.bus import Publish
 from podbrief.events import InsightClustered, InsightsExtracted, new_event
 from podbrief.events.ids import event_id
 from podbrief.events.models import InsightClusteredPayload
-from podbrief_clustering.core import Clusterer, Item
+from podbrief_clustering.clusterer import Clusterer, Item
 
 
 async def on_insights_extracted(event: InsightsExtracted, *, clusterer: Clusterer, publish: Publish) -> None:

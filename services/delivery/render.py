@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -15,6 +14,7 @@ from urllib.parse import quote
 
 import css_inline
 import jinja2
+from podbrief.clock import utcnow
 from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.tokens import Signer
 
@@ -102,7 +102,7 @@ class Renderer:
         msg["From"] = sender
         local, _, domain = to.rpartition("@")
         msg["To"] = Address(addr_spec=to) if local and domain else to
-        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Date"] = format_datetime(utcnow())
         sender_domain = sender.rsplit("@", 1)[-1].strip(" >") or "podbrief.local"
         msg["Message-ID"] = make_msgid(domain=sender_domain)
         return msg

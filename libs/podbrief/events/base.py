@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from podbrief.clock import utcnow
 from podbrief.logging import current_context
 
 
@@ -45,7 +45,7 @@ def new_event(
     # event_type comes from the subclass's Literal default.
     return cls(  # type: ignore[call-arg]
         event_id=event_id or uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
+        occurred_at=utcnow(),
         correlation_id=correlation_id,
         key=key,
         payload=payload,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
+from podbrief.clock import utcnow
 from podbrief.errors import RetryableError
 from podbrief.events.models import Transcript
 from podbrief.storage.db import session_factory
@@ -36,7 +36,7 @@ class TranscriptRepo:
             model=transcript.model,
             rtf=transcript.rtf,
             transcript=transcript.model_dump(mode="json"),
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
         )
         try:
             async with self._sessions() as session, session.begin():
