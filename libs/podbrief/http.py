@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -203,19 +203,25 @@ ADMIN_PROBLEMS = (401, 403)
 
 
 class BodySizeLimit:
-    """Refuse request bodies over a limit before reading them whole (413)."""
+    """Refuse request bodies over a limit before reading them whole (413). `max_bytes` may be a function, read
+    on each request: the chassis reads the service's settings, which exist only once its lifespan has run."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int | Callable[[], int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self._limit = max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        return self._limit() if callable(self._limit) else self._limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await problem(413, "Content Too Large", f"request body over {self.max_bytes} bytes")(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem(413, "Content Too Large", f"request body over {limit} bytes")(scope, receive, send)
             return
         seen = 0
 
@@ -224,8 +230,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"request body over {self.max_bytes} bytes")
+                if seen > limit:
+                    raise HTTPException(413, f"request body over {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
