@@ -33,11 +33,18 @@ class Flaky:
 
     failing: bool = True
     calls: list[float] = field(default_factory=list)
+    called: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def step(self) -> None:
         self.calls.append(time.monotonic())
+        self.called.set()
         if self.failing:
             raise ConnectionError("database unreachable")
+
+    async def wait_calls(self, n: int) -> None:
+        while len(self.calls) < n:
+            self.called.clear()
+            await asyncio.wait_for(self.called.wait(), 10)
 
 
 router = APIRouter()
@@ -111,8 +118,7 @@ async def test_failed_steps_are_retried_with_a_doubling_backoff_capped_by_the_in
     policy = LoopSettings(backoff_base_s=0.02, backoff_max_s=10.0, unhealthy_after=100)
     health = LoopHealth()
     task = asyncio.create_task(run_loop(Loop("flaky", step.step, interval_s=0.15), health, policy))
-    while len(step.calls) < 6:
-        await asyncio.sleep(0.01)
+    await step.wait_calls(6)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     gaps = [b - a for a, b in zip(step.calls, step.calls[1:], strict=False)]
@@ -128,8 +134,7 @@ async def test_a_loop_that_waits_first_does_nothing_until_its_interval_passed() 
     task = asyncio.create_task(run_loop(Loop("later", step.step, 0.2, delay_first=True), LoopHealth(), LoopSettings()))
     await asyncio.sleep(0.1)
     assert step.calls == []
-    while not step.calls:
-        await asyncio.sleep(0.01)
+    await step.wait_calls(1)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
