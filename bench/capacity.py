@@ -584,6 +584,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 duration_s=minutes * 60,
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "episode.transcribed": new_event(
             EpisodeTranscribed,
@@ -595,6 +596,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 language="en",
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "insights.extracted": new_event(
             InsightsExtracted,
@@ -607,6 +609,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 prompt_version="v3",
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "insight.clustered": new_event(
             InsightClustered,
@@ -621,6 +624,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 vector=tuple(rng.gauss(0, 0.05) for _ in range(dim)),
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "brief.delivered": new_event(
             BriefDelivered,
@@ -633,6 +637,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 message_id="<20261129070000.abc123@podbrief.example>",
             ),
             key="subscriber",
+            correlation_id=uuid.uuid4(),
         ),
     }
     return {name: len(encode(ev)) for name, ev in events.items()}

@@ -84,6 +84,8 @@ class Renderer:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["List-Id"] = f"{header_safe(list_id, 60)} <daily.podbrief>"
         msg["X-Podbrief-Brief-Id"] = str(brief.brief_id)
+        # The id one episode's events carried from its feed to this email (logs and events can be searched by it).
+        msg["X-Podbrief-Correlation-Id"] = str(brief.correlation_id)
         msg.set_content(text)
         msg.add_alternative(html, subtype="html")
         return msg

@@ -61,6 +61,7 @@ def event(key: str, n: int) -> BriefDelivered:
             detail=str(n),
         ),
         key=key,
+        correlation_id=uuid.uuid4(),
     )
 
 

@@ -26,7 +26,7 @@ def _event() -> BriefDelivered:
         insight_ids=(),
         status="sent",
     )
-    return new_event(BriefDelivered, payload, key="k")
+    return new_event(BriefDelivered, payload, key="k", correlation_id=uuid.uuid4())
 
 
 async def _run(failures: list[Exception]) -> tuple[int, list[BriefDelivered], BusMetrics]:

@@ -50,6 +50,7 @@ async def test_insights_are_clustered_over_the_bus(tmp_path: Path, labelled: lis
                 prompt_version="t1",
             ),
             key=str(ep.episode_id),
+            correlation_id=ep.episode_id,
         )
         for ep, ins in episodes
     ]

@@ -73,7 +73,7 @@ def transcribed(t: Transcript, n: int = 1, packed: PackedTranscript | None = Non
         duration_s=t.duration_s,
         language=t.language,
     )
-    return new_event(EpisodeTranscribed, payload, key=str(uuid.UUID(int=n)))
+    return new_event(EpisodeTranscribed, payload, key=str(uuid.UUID(int=n)), correlation_id=uuid.UUID(int=n))
 
 
 def jfk_transcript(language: str | None = "en") -> Transcript:
