@@ -336,21 +336,25 @@ def recall_at_10(found: list[list[int]], exact: list[list[int]]) -> float:
 
 
 def measure(size: int, queries: int, root: Path, *, tail: int | None = None) -> dict[str, Any]:
-    """Both sides over the same `size` points and `queries` queries; `tail` fresh points after the build
-    (default: a fifth of `size`, within the service's default limit for exactly-searched points)."""
+    """Both sides over the same `size` points and `queries` queries; then `tail` fresh points after the build
+    (default: the most the service lets stay outside the graph between two starts, at most a fifth of `size`)."""
+    if tail is None:
+        from podbrief_clustering.settings import ClusteringSettings
+
+        limit = ClusteringSettings.model_fields["build_index_min_points"].default
+        tail = min(max(limit - 1, 0), size // 5)
     root.mkdir(parents=True, exist_ok=True)
     data = root / f"data-{size}.npz"
     corpus = _run_child("data", root / f"data-{size}.json", data=data, size=size, queries=queries)
     load_before = os.getloadavg()
     store = root / f"edge-{size}"
     filled = _run_child("edge-fill", root / f"edge-fill-{size}.json", data=data, store=store)
-    fresh = size // 5 if tail is None else tail
     served = _run_child(
         "edge-serve",
         root / f"edge-serve-{size}.json",
         data=data,
         store=store,
-        tail=fresh,
+        tail=tail,
         spec=json.dumps(filled.pop("spec")),
     )
     edge = {**filled, **served}

@@ -211,6 +211,23 @@ def pipeline() -> dict[str, object]:
                 width=12,
             ),
             Panel(
+                "Feed items dropped and feeds repaired, per hour",
+                [
+                    (
+                        "sum by (reason) (increase(podbrief_ingest_items_dropped_total[1h]))",
+                        "dropped: {{reason}}",
+                    ),
+                    (
+                        "sum by (repair) (increase(podbrief_ingest_feeds_recovered_total[1h]))",
+                        "repaired: {{repair}}",
+                    ),
+                ],
+                unit="short",
+                width=12,
+                description="Items left out of the episodes when a feed is read (repeated guids, items with neither "
+                "guid nor enclosure), and feeds that were not well-formed XML and were read after a repair.",
+            ),
+            Panel(
                 "Vector search time p99, by operation",
                 [
                     (

@@ -18,25 +18,73 @@ import ipaddress
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from podbrief.errors import PermanentError, RetryableError
-from podbrief.netguard import (
-    DEFAULT_ACCEPT,
-    REDIRECT_CODES,
-    Allowance,
-    FetchResult,
-    Redirect,
-    check_address,
-    check_url,
-    raise_for_status,
-    ssl_context,
-)
+from podbrief.netguard import Allowance, check_address, check_url, raise_for_status, ssl_context
 from podbrief.settings import NetSettings
+
+MAX_REMEMBERED_URLS = 100_000
+DEFAULT_ACCEPT = "*/*"
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+
+
+@dataclass(frozen=True)
+class Redirect:
+    status: int
+    from_url: str
+    to_url: str
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in PERMANENT_REDIRECTS
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    status: int
+    url: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    history: tuple[Redirect, ...] = ()
+    elapsed_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def content_type(self) -> str:
+        value: str = self.headers.get("content-type", "")
+        return value.split(";", 1)[0].strip().lower()
+
+    @property
+    def charset(self) -> str | None:
+        """The Content-Type's charset parameter, if any."""
+        content_type: str = self.headers.get("content-type", "")
+        for param in content_type.split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip("\"'"):
+                return value.strip().strip("\"'")[:40]
+        return None
+
+    @property
+    def permanent_url(self) -> str | None:
+        """Where the resource now lives for good: the target of the leading run of permanent redirects."""
+        target: str | None = None
+        for hop in self.history:
+            if not hop.permanent:
+                break
+            target = hop.to_url
+        return target
 
 
 class GuardedResolver(AbstractResolver):
@@ -66,6 +114,9 @@ class GuardedClient:
     def __init__(self, net: NetSettings, *, per_host: int = 0) -> None:
         self.allow = Allowance(net.allowed_networks)
         self.max_redirects = net.max_redirects
+        # URLs that passed check_url (a pure function of the URL and the allow-list): a crawler asks for the
+        # same feed URLs poll after poll, and parsing a URL costs as much CPU as the rest of a 304 exchange.
+        self._passed: dict[str, None] = {}
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(self.allow),
             ssl=ssl_context(),
@@ -87,6 +138,14 @@ class GuardedClient:
 
     async def aclose(self) -> None:
         await self.session.close()
+
+    def _check(self, url: str) -> None:
+        if url in self._passed:
+            return
+        check_url(url, self.allow)
+        if len(self._passed) >= MAX_REMEMBERED_URLS:
+            self._passed.clear()
+        self._passed[url] = None
 
     async def get(
         self,
@@ -126,9 +185,9 @@ class GuardedClient:
         current = url
         req_headers = {"Accept": accept, **(headers or {})}
         while True:
-            check_url(current, self.allow)
+            self._check(current)
             try:
-                response = await self.session.get(current, headers=req_headers, allow_redirects=False)
+                response = await self.session.get(_wire(current), headers=req_headers, allow_redirects=False)
             except (PermanentError, RetryableError):
                 raise
             except (aiohttp.InvalidURL, ValueError) as exc:
@@ -162,6 +221,14 @@ class GuardedClient:
                 return FetchResult(status, current, found, body, tuple(history), time.monotonic() - started)
 
 
+def _wire(url: str) -> yarl.URL:
+    """The URL as it goes on the wire: an ASCII URL exactly as written (yarl would otherwise decode escapes
+    such as %3A, and a server may route on the raw path), anything else percent-encoded by yarl."""
+    if url.isascii() and url.isprintable() and " " not in url:
+        return yarl.URL(url, encoded=True)
+    return yarl.URL(url)
+
+
 async def _read_limited(response: Any, url: str, max_bytes: int) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes and "Content-Encoding" not in response.headers:
@@ -186,4 +253,4 @@ async def _read_limited(response: Any, url: str, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["GuardedClient", "GuardedResolver"]
+__all__ = ["FetchResult", "GuardedClient", "GuardedResolver", "Redirect"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from podbrief.bus import Transport
-from podbrief.netguard import make_http_client
+from podbrief.netfetch import GuardedClient
 from podbrief.service import Loop, ServiceContext, ServiceSpec
 from podbrief.service import create_app as chassis_create_app
 from podbrief.storage.db import create_engine, migrate
@@ -38,7 +38,7 @@ def instance_name() -> str:
 async def build_deps(ctx: ServiceContext[IngestSettings]) -> AsyncIterator[Deps]:
     settings = ctx.settings
     engine = create_engine(settings.db)
-    client = make_http_client(settings.net)
+    client = GuardedClient(settings.net, per_host=settings.per_host_concurrency)
     try:
         if settings.db.migrate_on_start:
             await migrate(engine, MIGRATIONS, "ingest")

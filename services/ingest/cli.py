@@ -133,12 +133,18 @@ def parsed_feed_json(feed: Any) -> dict[str, Any]:
 
 async def _fetch(url: str, allow: list[str]) -> tuple[bytes, str, str | None]:
     """(body, the URL it came from after redirects, the HTTP charset)."""
-    from podbrief.netguard import fetch_limited, make_http_client
+    from podbrief.netfetch import GuardedClient
+    from podbrief_ingest.adapters.fetcher import FEED_ACCEPT
 
     settings = _settings()
     net = settings.net.model_copy(update={"allowed_networks": (*settings.net.allowed_networks, *allow)})
-    async with make_http_client(net) as client:
-        res = await fetch_limited(client, url, max_bytes=settings.max_feed_bytes, deadline_s=settings.fetch_deadline_s)
+    client = GuardedClient(net)
+    try:
+        res = await client.get(
+            url, max_bytes=settings.max_feed_bytes, accept=FEED_ACCEPT, deadline_s=settings.fetch_deadline_s
+        )
+    finally:
+        await client.aclose()
     return res.body, res.url, res.charset
 
 

@@ -27,7 +27,7 @@ from podbrief.events import ids
 from podbrief.events.codec import encode
 from podbrief.events.models import Chapter, Transcript
 from podbrief.events.topics import EPISODE_DISCOVERED
-from podbrief.netguard import FetchResult
+from podbrief.netfetch import FetchResult
 from podbrief.transcripts import parse_publisher_transcript
 from podbrief_ingest.adapters.fetcher import FEED_ACCEPT, Fetcher
 from podbrief_ingest.adapters.repo import IngestRepo, NewEpisode
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 # Writes a feed row's new state and frees its lease (at once, or batched with other feeds' outcomes).
 Release = Callable[[uuid.UUID, FeedUpdate], Awaitable[None]]
 Prefetched = tuple[FetchResult, ParsedFeed]
+# Feeds leased (and their outcomes written) per statement by poll_many.
+CHUNK = 500
 
 
 @dataclass
@@ -133,7 +135,13 @@ class Crawler:
         )
         if result.not_modified:
             return result, None
-        return result, parse_feed(result.body, identity or url)
+        # Relative URLs resolve against where the document came from (after redirects); the identity stays.
+        parsed = parse_feed(result.body, identity or url, base_url=result.url, charset=result.charset)
+        for reason, n in parsed.dropped.items():
+            self.metrics.items_dropped.labels(reason).inc(n)
+        for kind in {r.kind for r in parsed.repairs}:
+            self.metrics.feeds_recovered.labels(kind).inc()
+        return result, parsed
 
     async def add_feed(self, url: str, *, validate: bool = True) -> tuple[Feed, bool, PollResult | None]:
         """Register a feed. With `validate`, fetch and parse it first (raising PipelineError when it is not a
@@ -243,8 +251,16 @@ class Crawler:
         results: list[PollResult] = []
         joined = [self._inflight[i] for i in feed_ids if i in self._inflight]
         todo = [i for i in feed_ids if i not in self._inflight]
-        for at in range(0, len(todo), 500):
-            results += await self._poll_chunk(todo[at : at + 500])
+        # Two chunks in flight: the next chunk's leases are taken while the last polls of the one before are
+        # still waiting on slow hosts, so the polls in flight never drain to zero between chunks.
+        window = asyncio.Semaphore(2)
+
+        async def chunk(ids: Sequence[uuid.UUID]) -> list[PollResult]:
+            async with window:
+                return await self._poll_chunk(ids)
+
+        for part in await asyncio.gather(*(chunk(todo[at : at + CHUNK]) for at in range(0, len(todo), CHUNK))):
+            results += part
         results += await asyncio.gather(*joined)
         return results
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
 from fastapi import Depends
 from podbrief.http import deps_of
+from podbrief.netfetch import GuardedClient
 from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.crawler import Crawler
 from podbrief_ingest.metrics import IngestMetrics
@@ -21,7 +21,7 @@ class Deps:
     settings: IngestSettings
     engine: AsyncEngine
     repo: IngestRepo
-    client: httpx.AsyncClient
+    client: GuardedClient
     crawler: Crawler
     outbox: Outbox
     metrics: IngestMetrics

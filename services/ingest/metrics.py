@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from podbrief.metrics import LATENCY_BUCKETS
+from podbrief_ingest.feedxml import REPAIRS
+from podbrief_ingest.parser import DROP_REASONS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -17,11 +19,13 @@ class IngestMetrics:
     poll_seconds: Histogram
     transcripts: Counter
     outbox_pending: Gauge
+    items_dropped: Counter
+    feeds_recovered: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> IngestMetrics:
         p = "podbrief_ingest"
-        return cls(
+        metrics = cls(
             polls=Counter(
                 f"{p}_feed_polls_total",
                 "Feed polls, by outcome (ok, not_modified, error, blocked).",
@@ -60,4 +64,24 @@ class IngestMetrics:
             outbox_pending=Gauge(
                 f"{p}_outbox_pending_messages", "Events written but not yet published.", registry=registry
             ),
+            items_dropped=Counter(
+                f"{p}_items_dropped_total",
+                "Feed items left out of the episodes when a feed is parsed, by reason (duplicate_guid, "
+                "no_guid_no_enclosure).",
+                ["reason"],
+                registry=registry,
+            ),
+            feeds_recovered=Counter(
+                f"{p}_feeds_recovered_total",
+                "Feed documents that were not well-formed and were read after a repair, by repair (encoding, "
+                "undeclared_prefix, entities, control_chars, stray_markup, leading_junk, xml_recover).",
+                ["repair"],
+                registry=registry,
+            ),
         )
+        # Every reason exists from the start (at 0), so a dashboard shows "none" rather than "no data".
+        for reason in DROP_REASONS:
+            metrics.items_dropped.labels(reason)
+        for repair in REPAIRS:
+            metrics.feeds_recovered.labels(repair)
+        return metrics

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohappyeyeballs
 import httpcore
 import pytest
 from fastapi.testclient import TestClient
@@ -90,8 +91,23 @@ def internet(monkeypatch: pytest.MonkeyPatch, loopback: LoopbackServer) -> Itera
             return await real_connect(self, "127.0.0.1", loopback.port, *args, **kwargs)
         raise httpcore.ConnectError(f"test internet: nothing at {host}")
 
+    # aiohttp (ingest's fetches, podbrief.netfetch) opens its sockets through aiohappyeyeballs, with the
+    # addresses its resolver returned: the same routing applies there.
+    real_start = aiohappyeyeballs.start_connection
+
+    async def start_connection(addr_infos: list[Any], **kwargs: Any) -> Any:
+        routed = []
+        for _family, type_, proto, canon, sockaddr in addr_infos:
+            net.connects.append(str(sockaddr[0]))
+            if sockaddr[0] == PUBLIC:
+                routed.append((socket.AF_INET, type_, proto, canon, ("127.0.0.1", loopback.port)))
+        if not routed:
+            raise OSError(f"test internet: nothing at {[a[4][0] for a in addr_infos]}")
+        return await real_start(addr_infos=routed, **kwargs)
+
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(AutoBackend, "connect_tcp", connect_tcp)
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", start_connection)
     yield net
 
 

@@ -198,9 +198,30 @@ async def test_open_builds_the_hnsw_graph_only_when_due(tmp_path: Path, caplog: 
         await index.close()
 
 
-async def test_a_failed_build_says_why(tmp_path: Path) -> None:
+async def test_a_failed_build_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(ConfigurationError, match=r"building the HNSW index of .* failed"):
         await build_index_in_child(tmp_path / "no-such-shard", SPEC, IndexInfo(points=1, indexed=0, segments=1))
+    # At start the store still serves (exactly) when the build fails; asked for explicitly, the failure is the answer.
+    await _filled(tmp_path, 50)
+
+    async def failing(*args: object) -> None:
+        raise ConfigurationError("building the HNSW index of x failed: out of memory")
+
+    monkeypatch.setattr("podbrief.storage.vectors.edge.build_index_in_child", failing)
+    index = EdgeIndex(tmp_path, replace(SPEC, build_index_min_points=10))
+    await index.open()
+    try:
+        assert await index.count() == 50 and (await index.info()).unindexed == 50
+        assert any("HNSW index build failed" in r.getMessage() for r in caplog.records)
+    finally:
+        await index.close()
+    with pytest.raises(ConfigurationError, match="out of memory"):
+        await EdgeIndex(tmp_path, SPEC).open(build_index=True)
+    again = EdgeIndex(tmp_path, SPEC)
+    await again.open()  # the failed explicit build left the store closed and unlocked
+    await again.close()
 
 
 def test_engine_errors_are_mapped_by_their_message() -> None:

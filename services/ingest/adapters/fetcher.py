@@ -1,4 +1,5 @@
-"""Fetching from feed hosts: netguard's guarded fetches, with politeness limits per host and overall."""
+"""Fetching from feed hosts: podbrief.netfetch's guarded client (aiohttp under netguard's SSRF policy), with
+politeness limits per host and overall."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-from podbrief.netguard import FetchResult, fetch_limited
+from podbrief.netfetch import FetchResult, GuardedClient
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, "
@@ -44,9 +44,9 @@ class HostLimiter:
 
 
 class Fetcher:
-    """Guarded fetches with per-host limits. Errors arrive as podbrief.errors (see netguard.fetch_limited)."""
+    """Guarded fetches with per-host limits. Errors arrive as podbrief.errors (see GuardedClient.get)."""
 
-    def __init__(self, client: httpx.AsyncClient, limiter: HostLimiter, *, deadline_s: float) -> None:
+    def __init__(self, client: GuardedClient, limiter: HostLimiter, *, deadline_s: float) -> None:
         self.client = client
         self.limiter = limiter
         self.deadline_s = deadline_s
@@ -55,13 +55,8 @@ class Fetcher:
         self, url: str, *, max_bytes: int, accept: str = "*/*", headers: Mapping[str, str] | None = None
     ) -> FetchResult:
         async def go() -> FetchResult:
-            return await fetch_limited(
-                self.client,
-                url,
-                max_bytes=max_bytes,
-                accept=accept,
-                headers=headers,
-                deadline_s=self.deadline_s,
+            return await self.client.get(
+                url, max_bytes=max_bytes, accept=accept, headers=headers, deadline_s=self.deadline_s
             )
 
         result: FetchResult = await self.limiter.run(url, go)

@@ -113,16 +113,24 @@ class IngestRepo:
             return list(res.scalars())
 
     async def release_feeds(self, updates: Sequence[tuple[uuid.UUID, FeedUpdate]], owner: str) -> None:
-        """Many feeds' new state in one transaction, each freeing its lease."""
+        """Many feeds' new state in one transaction, each freeing its lease. Updates that set the same columns
+        (every 304, every failure) share one statement run with many parameter sets, so a batch costs one
+        round trip and one statement compilation per kind of outcome rather than one per feed."""
         if not updates:
             return
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for fid, values in updates:
+            params: dict[str, Any] = {f"v_{k}": v for k, v in values.items()}
+            params["b_id"] = fid
+            groups.setdefault(tuple(sorted(values)), []).append(params)
         async with self.engine.begin() as conn:
-            for fid, values in updates:
-                await conn.execute(
+            for columns, rows in groups.items():
+                stmt = (
                     sa.update(Feed)
-                    .where(Feed.id == fid, Feed.lease_owner == owner)
-                    .values(**values, lease_owner=None, lease_until=None)
+                    .where(Feed.id == sa.bindparam("b_id"), Feed.lease_owner == owner)
+                    .values({**{c: sa.bindparam(f"v_{c}") for c in columns}, "lease_owner": None, "lease_until": None})
                 )
+                await conn.execute(stmt, rows)
 
     async def release_feed(self, feed_id: uuid.UUID, owner: str, values: FeedUpdate) -> None:
         async with self.engine.begin() as conn:

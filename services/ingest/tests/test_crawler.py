@@ -401,3 +401,32 @@ async def test_concurrent_polls_of_one_feed_in_one_replica_are_joined(
         results = await asyncio.gather(deps.crawler.poll_feed(feed.id), deps.crawler.poll_all())
         assert results[0].outcome == "ok" and results[1].ok == 1 and results[1].skipped == 0
         assert loopback.hits["/j.xml"] == 1 and len(discovered(transport)) == 2
+
+
+async def test_a_repaired_feed_with_drops_counts_them_and_resolves_against_where_it_was_fetched(
+    loopback: LoopbackServer, make_settings: Settings, transport: MemoryTransport
+) -> None:
+    """Issue 16: what was dropped and what was repaired shows in the metrics; relative URLs resolve against the
+    URL the document came from after redirects (the feed keeps its registered identity)."""
+    doc = rss(
+        [
+            item(1, enclosure_url="audio/ep1.mp3"),
+            item(2, guid="ep-1"),  # repeats ep-1's guid
+            "<item><title>no guid, no enclosure</title></item>",
+            item(3, extra="<itunes:duration>61</itunes:duration>"),
+        ]
+    ).replace('xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"', "")  # used, never declared
+    loopback.add("/pod/feed.xml", doc, "application/rss+xml")
+    url = loopback.add("/old.xml", b"", status=302, headers={"Location": "/pod/feed.xml"})
+    async with replica(make_settings(backfill_limit=-1), transport) as deps:
+        _, _, first = await deps.crawler.add_feed(url)
+        assert first is not None and (first.outcome, first.emitted) == ("ok", 2)
+        by_guid = {e.payload.guid: e.payload for e in discovered(transport)}
+        assert by_guid["ep-1"].episode.enclosure_url == loopback.url("/pod/audio/ep1.mp3")
+        assert by_guid["ep-1"].episode.episode_id == episode_id(url, "ep-1")
+        assert by_guid["ep-3"].duration_s == 61
+        m = deps.metrics
+        assert m.items_dropped.labels("duplicate_guid")._value.get() == 1
+        assert m.items_dropped.labels("no_guid_no_enclosure")._value.get() == 1
+        assert m.feeds_recovered.labels("undeclared_prefix")._value.get() == 1
+        assert m.feeds_recovered.labels("encoding")._value.get() == 0

@@ -35,7 +35,7 @@ class CollectionSpec:
     search_ef: int = 128
     quantization: Literal["none", "int8"] = "none"
     quantization_always_ram: bool = True
-    build_index_min_points: int = 20_000
+    build_index_min_points: int = 10_000
     indexing_threshold_kb: int = 10_000
 
     def __post_init__(self) -> None:

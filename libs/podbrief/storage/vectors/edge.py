@@ -200,12 +200,22 @@ class EdgeIndex:
                 _write_json(self.dir / META_FILE, record)
             self._ensure_payload_indexes()
             info = self._info()
+            automatic = build_index is None
             if build_index is None:
                 limit = self._spec.build_index_min_points
                 build_index = limit > 0 and info.unindexed >= limit
             if build_index and info.unindexed > 0:
                 self._close_shard()
-                await build_index_in_child(self.shard_dir, self._spec, info)
+                try:
+                    await build_index_in_child(self.shard_dir, self._spec, info)
+                except ConfigurationError as exc:
+                    if not automatic:
+                        raise
+                    # Every point is still searchable, the fresh ones exactly: serve slower rather than not at all.
+                    log.error(
+                        "HNSW index build failed; serving with exact search for the points outside the graph",
+                        extra={"store": str(self.dir), "unindexed": info.unindexed, "error": str(exc)},
+                    )
                 self._load()
         except BaseException:
             self._close_shard()
