@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from podbrief import __version__
 from podbrief.bus import Bus, Consumer, Subscription, Transport, make_transport
+from podbrief.errors import reason_of
 from podbrief.http import BodySizeLimit, install_problem_handlers, install_problem_openapi
 from podbrief.metrics import BusMetrics, new_registry
 from podbrief.settings import HttpSettings, LoopSettings, ServiceSettings
@@ -99,7 +100,8 @@ async def run_loop(loop: Loop, health: LoopHealth, policy: LoopSettings) -> None
             raise
         except Exception as exc:
             health.consecutive_failures += 1
-            health.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            # What /healthz shows (it answers anyone): the kind of failure, never its message; the log has that.
+            health.last_error = f"{type(exc).__name__} ({reason_of(exc)})"
             failures = health.consecutive_failures
             delay = min(loop.interval_s, policy.backoff_max_s, policy.backoff_base_s * 2 ** min(failures - 1, 30))
             extra = {"loop": loop.name, "consecutive_failures": failures, "retry_in_s": round(delay, 3)}
