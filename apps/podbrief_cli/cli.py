@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from podbrief_run.options import RunOptions
 
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
 
@@ -46,20 +47,38 @@ def run(
         list[str] | None,
         typer.Option("--feeds", "-f", help="OPML files, feed files or feed URLs; default: the bundled demo set"),
     ] = None,
-    data_dir: Annotated[Path, typer.Option(help="where the databases, vectors and briefs go")] = Path(".data"),
-    email: Annotated[str, typer.Option(help="the demo subscriber's address")] = "you@example.com",
+    all_feeds: Annotated[
+        bool, typer.Option("--all-feeds", help="also poll every feed stored by earlier runs in DATA_DIR")
+    ] = False,
+    data_dir: Annotated[Path, typer.Option(help="where the databases, the bus, vectors and briefs go")] = Path(".data"),
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="start from an empty DATA_DIR (keeps only downloaded models)")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="compose today's brief again even if an earlier run composed it")
+    ] = False,
+    email: Annotated[str, typer.Option(help="the demo subscriber's address")] = RunOptions.email,
     interests: Annotated[str, typer.Option(help="the demo subscriber's interests, in your own words")] = (
-        "artificial intelligence, small language models, energy prices, home batteries, sleep and health"
+        RunOptions.interests
     ),
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 1800.0,
+    timeout: Annotated[float, typer.Option(help="stop waiting for the pipeline after this many seconds")] = 1800.0,
 ) -> None:
-    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) until
-    idle, then write the brief as HTML and .eml under DATA_DIR and print it."""
+    """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) on the given feeds
+    until idle, compose today's brief from them, write it as HTML and .eml under DATA_DIR, and print what happened
+    to every feed and episode. Exits 1 when nothing could be processed and no brief came of the feeds."""
     from podbrief_run.runner import run_embedded
 
-    raise typer.Exit(
-        run_embedded(feeds=feeds or [], data_dir=data_dir, email=email, interests=interests, timeout_s=timeout)
+    options = RunOptions(
+        feeds=feeds or [],
+        all_feeds=all_feeds,
+        data_dir=data_dir,
+        fresh=fresh,
+        force=force,
+        email=email,
+        interests=interests,
+        timeout_s=timeout,
     )
+    raise typer.Exit(run_embedded(options))
 
 
 @app.command()
@@ -78,11 +97,18 @@ def schemas(write: Annotated[bool, typer.Option("--write", help="rewrite the com
 
 @app.command()
 def reasons(
-    markdown: Annotated[bool, typer.Option("--markdown", help="the README's table (Markdown)")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="as a Markdown table")] = False,
+    write: Annotated[
+        Path | None, typer.Option(help="write the table into this document's generated section 'reasons'")
+    ] = None,
 ) -> None:
     """The reason codes that logs, metrics, dead letters, status APIs and `podbrief run` report."""
     from podbrief import reasons as vocabulary
+    from podbrief.generated import write_section
 
+    if write is not None:
+        write_section(write, "reasons", vocabulary.markdown_table(), source="`podbrief reasons --write README.md`")
+        return
     if markdown:
         typer.echo(vocabulary.markdown_table())
         return
@@ -105,7 +131,11 @@ def _register_service_commands() -> None:
 
 
 def main() -> None:
+    from podbrief_cli import dlq, status
+
     _register_service_commands()
+    dlq.register(app)
+    status.register(app)
     app(prog_name="podbrief")
 
 

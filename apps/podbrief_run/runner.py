@@ -1,58 +1,95 @@
 """`podbrief run`: the whole pipeline in one process. The five services run with their real code on one
 in-process bus, with SQLite, Qdrant Edge (the embedded vector store) and CPU models; feeds and audio that live
-on this machine are served from loopback (`localhost.LocalHost`). It runs until the pipeline is idle, then
-composes the brief and writes it as HTML and .eml.
+on this machine are served from loopback (`localhost.LocalHost`). It polls the feeds it is given (only those,
+unless --all-feeds), runs until the pipeline is idle, composes today's brief from those feeds' insights, writes
+it as HTML and .eml, and ends with what happened to every feed and every episode, and why (`outcomes`,
+`report`).
+
+Everything stays in the data directory between runs (`layout.DataDir`), the bus included
+(podbrief.bus.memory_store): what a run left unfinished resumes in the next, dead letters wait for
+`podbrief dlq replay`, and `--fresh` starts from nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from email import policy
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from defusedxml import ElementTree
 from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
-from podbrief.clock import utcnow
-from podbrief.errors import ConfigurationError
-from podbrief.events import topics
-from podbrief.settings import BusSettings, DatabaseSettings, NetSettings, QdrantSettings
+from podbrief.bus.memory_store import MemoryStore, StoreBusyError
+from podbrief.clock import aware, utcnow
+from podbrief.errors import ConfigurationError, PipelineError
+from podbrief.events import ids
+from podbrief.events.topics import dlq_topic
+from podbrief.settings import BusSettings, NetSettings
+from podbrief.terminal import error_text
 from pydantic import SecretStr
 from rich.console import Console
-from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
+from podbrief_run.layout import SERVICES, STAGES, DataDir
 from podbrief_run.localhost import LocalHost
+from podbrief_run.options import RunOptions
+from podbrief_run.outcomes import (
+    BriefOutcome,
+    BusMark,
+    EpisodeOutcome,
+    FeedOutcome,
+    FeedState,
+    RunReport,
+    brief_sources,
+    rejected_episodes,
+    trace_episodes,
+)
+from podbrief_run.report import print_report
+
+if TYPE_CHECKING:
+    from podbrief_delivery.deps import Deps as DeliveryDeps
+    from podbrief_extraction.deps import Deps as ExtractionDeps
+    from podbrief_ingest.adapters.repo import IngestRepo
+    from podbrief_ingest.crawler import PollResult
+    from podbrief_ingest.deps import Deps as IngestDeps
 
 log = logging.getLogger(__name__)
 
-DEMO_PORT = 8737  # a fixed port keeps demo feed URLs, and so episode ids, stable across runs
+# A fixed port keeps the URLs of the demo feeds and of local feed files, and so their episode ids, the same
+# from one run to the next.
+LOCAL_PORT = 8737
 LOOPBACK = ("127.0.0.0/8", "localhost")
-STAGES = (
-    ("transcription", topics.EPISODE_DISCOVERED, "transcribing episodes"),
-    ("extraction", topics.EPISODE_TRANSCRIBED, "extracting insights"),
-    ("clustering", topics.INSIGHTS_EXTRACTED, "clustering insights"),
-    ("delivery", topics.INSIGHT_CLUSTERED, "ranking candidates"),
-)
 
 
 class FeedInputError(ValueError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedInput:
+    url: str
+    label: str  # as the user gave it (a URL, or the file the URL serves)
 
 
 class FileMailer:
@@ -72,17 +109,19 @@ class FileMailer:
         return f"<{path.name}>"
 
 
-def _serve_demo(server: LocalHost) -> list[str]:
+# Feeds ---------------------------------------------------------------------------------------------------------
+def _serve_demo(server: LocalHost) -> list[FeedInput]:
     from podbrief_run import demo
 
-    urls = []
+    inputs = []
     for slug in demo.shows():
         feed = demo.render_feed(server.base_url, slug)
-        urls.append(server.add_bytes(f"/demo/{slug}.xml", feed, "application/rss+xml"))
+        url = server.add_bytes(f"/demo/{slug}.xml", feed, "application/rss+xml")
+        inputs.append(FeedInput(url, f"demo feed {slug}"))
     for ep in demo.episodes():
         path = demo.audio_path(ep)
         server.add_file(f"/audio/{path.name}", path, demo.AUDIO_MIME_TYPE)
-    return urls
+    return inputs
 
 
 def _opml_urls(path: Path) -> list[str]:
@@ -96,62 +135,59 @@ def _opml_urls(path: Path) -> list[str]:
     return [u for u in urls if u]
 
 
-def resolve_feeds(inputs: Sequence[str], server: LocalHost) -> tuple[list[str], bool]:
-    """Feed URLs for the inputs (URLs, OPML files, feed files), and whether anything is served from loopback."""
+def resolve_feeds(inputs: Sequence[str], server: LocalHost) -> tuple[list[FeedInput], bool]:
+    """The feeds the inputs name (URLs, OPML files, feed files; none: the demo), and whether any is served from
+    loopback. A feed file is served at a URL made from its absolute path, the same in every run."""
     if not inputs:
         return _serve_demo(server), True
-    urls: list[str] = []
+    out: list[FeedInput] = []
     local = False
     for item in inputs:
         if item.startswith(("http://", "https://")):
-            urls.append(item)
+            out.append(FeedInput(item, item))
             continue
         path = Path(item)
         if not path.is_file():
             raise FeedInputError(f"{item}: not an http(s) URL and no such file")
         head = path.read_bytes()[:2048].lstrip().lower()
         if path.suffix.lower() == ".opml" or b"<opml" in head:
-            urls.extend(_opml_urls(path))
+            out.extend(FeedInput(u, f"{u} (from {item})") for u in _opml_urls(path))
         else:
-            urls.append(server.add_file(f"/files/{len(urls)}-{path.name}", path, "application/rss+xml"))
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+            url = server.add_file(f"/files/{digest}/{path.name}", path, "application/rss+xml")
+            out.append(FeedInput(url, item))
             local = True
-    return urls, local
+    unique = {f.url: f for f in reversed(out)}  # a feed given twice is polled once, labelled as first given
+    return [unique[u] for u in dict.fromkeys(f.url for f in out)], local
 
 
-def _settings(data_dir: Path, allow_loopback: bool) -> dict[str, Any]:
+# Settings and services -----------------------------------------------------------------------------------------
+def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     bus = BusSettings(kind="memory")
     net = NetSettings(allowed_networks=LOOPBACK if allow_loopback else ())
-
-    def db(name: str) -> DatabaseSettings:
-        return DatabaseSettings(url=SecretStr(f"sqlite+aiosqlite:///{data_dir / (name + '.db')}"))
-
-    secret_file = data_dir / "signing-secret"
-    if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(32))
-        secret_file.chmod(0o600)
+    if not layout.signing_secret.exists():
+        layout.signing_secret.write_text(secrets.token_urlsafe(32))
+        layout.signing_secret.chmod(0o600)
     from podbrief_clustering.settings import ClusteringSettings
     from podbrief_delivery.settings import DeliverySettings
     from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings
     from podbrief_ingest.settings import IngestSettings
     from podbrief_transcription.settings import TranscriptionSettings
 
-    common: dict[str, Any] = {"bus": bus, "data_dir": data_dir}
-    return {
-        "ingest": IngestSettings(**common, db=db("ingest"), net=net, poll_enabled=False),
-        "transcription": TranscriptionSettings(
-            **common, db=db("transcription"), net=net, models_dir=data_dir / "models"
-        ),
+    # Every store follows data_dir (the services' defaults live under it).
+    common: dict[str, Any] = {"bus": bus, "data_dir": layout.root}
+    own: dict[str, tuple[type[Any], dict[str, Any]]] = {
+        "ingest": (IngestSettings, {"net": net, "poll_enabled": False}),
+        "transcription": (TranscriptionSettings, {"net": net}),
         # The 135M model keeps at most one or two claims per window: short windows give it more chances.
-        "extraction": ExtractionSettings(
-            **common, db=db("extraction"), chunking=ChunkingSettings(window_s=30.0, overlap_s=5.0)
-        ),
-        "clustering": ClusteringSettings(
-            **common, db=db("clustering"), qdrant=QdrantSettings(path=data_dir / "qdrant"), recluster_interval_s=0
-        ),
-        "delivery": DeliverySettings(
-            **common, db=db("delivery"), signing_secret=SecretStr(secret_file.read_text()), scheduler_enabled=False
+        "extraction": (ExtractionSettings, {"chunking": ChunkingSettings(window_s=30.0, overlap_s=5.0)}),
+        "clustering": (ClusteringSettings, {"recluster_interval_s": 0}),
+        "delivery": (
+            DeliverySettings,
+            {"signing_secret": SecretStr(layout.signing_secret.read_text()), "scheduler_enabled": False},
         ),
     }
+    return {name: cls(**{**common, **kw, **overrides.get(name, {})}) for name, (cls, kw) in own.items()}
 
 
 def _create_app(name: str, settings: Any, transport: MemoryTransport) -> FastAPI:
@@ -172,164 +208,338 @@ def _create_app(name: str, settings: Any, transport: MemoryTransport) -> FastAPI
     return factories[name](settings, transport=transport)
 
 
-def _pending(transport: MemoryTransport) -> dict[str, tuple[int, int]]:
-    """(handled, total) per stage, from the bus itself: what each consumer group has committed."""
-    out = {}
-    for group, topic, _ in STAGES:
-        total = sum(transport.end_offsets(topic))
-        committed = sum(off for (t, _p), off in transport.committed(group).items() if t == topic)
-        out[group] = (committed, total)
+async def _poll(ingest: IngestDeps, feeds: Sequence[FeedInput], all_feeds: bool) -> list[FeedOutcome]:
+    """Add (and so first-poll) or poll each given feed; with `all_feeds`, every stored one too."""
+    crawler, repo = ingest.crawler, ingest.repo
+    out: list[FeedOutcome] = []
+    for f in feeds:
+        try:
+            row, created, first = await crawler.add_feed(f.url)
+        except PipelineError as exc:  # not a usable feed: nothing is stored for it
+            out.append(FeedOutcome(f.label, f.url, "failed", reason=exc.reason, message=str(exc)))
+            continue
+        except Exception as exc:  # one bad feed must not stop the others
+            log.exception("adding a feed failed", extra={"url": f.url})
+            out.append(FeedOutcome(f.label, f.url, "failed", reason="unexpected", message=repr(exc)))
+            continue
+        result = first if created and first is not None else (await crawler.poll_many([row.id]))[0]
+        out.append(await _feed_outcome(repo, f.label, f.url, result))
+    if all_feeds:
+        given = {ids.feed_id(f.url) for f in feeds}
+        rest = [i for i in await repo.all_feed_ids() if i not in given]
+        for result in await crawler.poll_many(rest):
+            stored = await repo.get_feed(result.feed_id)
+            url = stored.url if stored is not None else str(result.feed_id)
+            outcome = await _feed_outcome(repo, url, url, result)
+            outcome.stored = True
+            out.append(outcome)
     return out
 
 
-async def _wait_idle(transport: MemoryTransport, progress: Progress, tasks: dict[str, Any], timeout_s: float) -> None:
+async def _feed_outcome(repo: IngestRepo, label: str, url: str, result: PollResult) -> FeedOutcome:
+    row = await repo.get_feed(result.feed_id)
+    states: dict[str, FeedState] = {
+        "ok": "polled",
+        "not_modified": "not_modified",
+        "blocked": "blocked",
+        "skipped": "skipped",
+    }
+    state = states.get(result.outcome, "failed")
+    reason = result.reason if state == "failed" else ("blocked" if state == "blocked" else None)
+    return FeedOutcome(
+        label,
+        url,
+        state,
+        title=row.title if row is not None else None,
+        reason=reason,
+        message=result.error,
+        new=result.emitted,
+        backlog=result.backlog,
+        rejected=result.rejected,
+        feed_id=result.feed_id,
+    )
+
+
+# Waiting for the pipeline --------------------------------------------------------------------------------------
+def _progress(transport: MemoryTransport, mark: BusMark) -> dict[str, tuple[int, int, int]]:
+    """(handled, to handle, dead-lettered) per stage since the run began, from the bus itself."""
+    out = {}
+    for s in STAGES:
+        start = mark.committed.get(s.topic, {})
+        base = sum(start.values())
+        total = sum(transport.end_offsets(s.topic)) - base
+        done = sum(off for (t, _p), off in transport.committed(s.service).items() if t == s.topic) - base
+        ends = mark.ends.get(dlq_topic(s.topic), ())
+        failed = sum(transport.end_offsets(dlq_topic(s.topic))) - sum(ends)
+        out[s.service] = (done, total, failed)
+    return out
+
+
+async def _wait_idle(
+    transport: MemoryTransport, mark: BusMark, progress: Progress, tasks: dict[str, TaskID], timeout_s: float
+) -> bool:
+    """Until every stage has handled everything before it (True), or the timeout (False)."""
     deadline = time.monotonic() + timeout_s
     quiet = 0
+    labels = {s.service: s.label for s in STAGES}
     while True:
-        state = _pending(transport)
-        for group, (done, total) in state.items():
-            progress.update(tasks[group], completed=done, total=max(total, 1) if total else None)
-        busy = any(done < total for done, total in state.values())
+        state = _progress(transport, mark)
+        for service, (done, total, failed) in state.items():
+            label = labels[service] + (f" ({failed} failed)" if failed else "")
+            progress.update(tasks[service], completed=done, total=total or None, description=label)
+        busy = any(done < total for done, total, _ in state.values())
         quiet = 0 if busy else quiet + 1
         if quiet >= 4:  # idle for two seconds: nothing in flight anywhere
-            return
+            return True
         if time.monotonic() > deadline:
-            raise TimeoutError(f"pipeline still busy after {timeout_s:.0f}s: {state}")
+            return False
         await asyncio.sleep(0.5)
 
 
+# The brief -----------------------------------------------------------------------------------------------------
 def _text_part(message: EmailMessage, subtype: str) -> str:
     part = message.get_body(preferencelist=(subtype,))
     return part.get_content() if part is not None else ""
 
 
-async def _run(
-    feeds: Sequence[str], data_dir: Path, email: str, interests: str, timeout_s: float, console: Console
-) -> int:
-    try:
-        server = LocalHost(port=DEMO_PORT if not feeds else 0).start()
-    except OSError:  # the demo port is taken: any port works, only the demo's episode ids change
-        server = LocalHost().start()
-    try:
-        urls, local = resolve_feeds(feeds, server)
-    except FeedInputError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        server.stop()
-        return 2
-    settings = _settings(data_dir, allow_loopback=local or not feeds)
-    transport = MemoryTransport(partitions=4)
-    await transport.start()
-    apps = {name: _create_app(name, cfg, transport) for name, cfg in settings.items()}
-    started = time.monotonic()
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):
-                for name, app in apps.items():
-                    await stack.enter_async_context(app.router.lifespan_context(app))
-                    console.print(f"  [green]✓[/] {name}")
-            ingest = apps["ingest"].state.deps
-            from podbrief_ingest.app import poll_all_now
-
-            with console.status(f"adding {len(urls)} feed(s)…"):
-                for url in urls:
-                    try:
-                        await ingest.crawler.add_feed(url)
-                    except Exception as exc:  # one bad feed must not stop the others
-                        console.print(f"  [yellow]![/] {url}: {exc}")
-                report = await poll_all_now(ingest)
-            found = sum(transport.end_offsets(topics.EPISODE_DISCOVERED))
-            console.print(f"  {len(urls)} feed(s), {report.failed} failed; {found} new episode(s) to process")
-
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description:<22}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as progress:
-                tasks = {group: progress.add_task(label, total=None) for group, _, label in STAGES}
-                await _wait_idle(transport, progress, tasks, timeout_s)
-
-            return await _deliver(apps["delivery"].state.deps, data_dir, email, interests, console, started)
-    finally:
-        await transport.stop()
-        server.stop()
-
-
-async def _deliver(deps: Any, data_dir: Path, email: str, interests: str, console: Console, started: float) -> int:
-    """Sign the demo subscriber up (or update them), compose and "send" today's brief into .eml and .html."""
+async def _brief(
+    deps: DeliveryDeps, layout: DataDir, options: RunOptions, feed_ids: set[uuid.UUID] | None
+) -> BriefOutcome:
+    """Today's brief for the run's subscriber, from the run's feeds: composed now, or the one an earlier run
+    composed today (composed again with --force)."""
     from podbrief_delivery import subscribers
+    from podbrief_delivery.brief import Brief
     from podbrief_delivery.composing import brief_files
     from podbrief_delivery.schedule import local_day
-    from podbrief_delivery.sending import deliver_due
+    from podbrief_delivery.sending import deliver_due, reopen_day
 
-    mailer = FileMailer(data_dir / "briefs")
     repo, metrics, embedder, settings = deps.repo, deps.metrics, deps.embedder, deps.settings
-    sub = await repo.subscriber_by_email(subscribers.normalise_email(email))
+    sub = await repo.subscriber_by_email(subscribers.normalise_email(options.email))
     if sub is None:
-        profile = subscribers.SignupProfile(interests=interests)
+        profile = subscribers.SignupProfile(interests=options.interests)
         sub = await subscribers.add_active_subscriber(
-            email, profile, repo=repo, embedder=embedder, settings=settings, metrics=metrics
+            options.email, profile, repo=repo, embedder=embedder, settings=settings, metrics=metrics
         )
     else:
         if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
             sub, _key = await subscribers.confirm(sub.id, repo=repo, metrics=metrics)
-        changes = {"interests": interests, "status": "active"}
+        changes = {"interests": options.interests, "status": "active"}
         sub = await subscribers.update_profile(sub, changes, repo=repo, embedder=embedder, metrics=metrics)
-    # Delivery's own sending, with the brief "sent" into .eml files instead of by SMTP.
-    report = await deliver_due(
-        repo=repo,
-        embedder=embedder,
-        mailer=mailer,
-        renderer=deps.renderer,
-        links=deps.links,
-        publish=deps.publish,
-        settings=settings,
-        metrics=metrics,
-        force=True,
-        only=[sub.id],
-    )
     day = local_day(sub, utcnow())[0]
+    existing = await repo.brief_on(sub.id, day)
+    state: Literal["composed", "earlier"] = "composed"
+    composed_at = None
+    candidates = None
+    if existing is not None and not options.force:
+        state, composed_at = "earlier", existing.created_at
+    else:
+        if existing is not None:
+            await reopen_day(sub, day, repo=repo)
+        # Delivery's own sending, with the brief "sent" into .eml files instead of by SMTP.
+        report = await deliver_due(
+            repo=repo,
+            embedder=embedder,
+            mailer=FileMailer(layout.briefs),
+            renderer=deps.renderer,
+            links=deps.links,
+            publish=deps.publish,
+            settings=settings,
+            metrics=metrics,
+            force=True,
+            only=[sub.id],
+            feed_ids=feed_ids,
+        )
+        if report.failed or report.retry:
+            detail = "; ".join(o.detail or o.status for o in report.outcomes)
+            return BriefOutcome("none", detail=f"delivery failed: {detail}")
+        candidates = report.candidates
     stored = await brief_files(
         sub, day, repo=repo, links=deps.links, renderer=deps.renderer, sender=settings.smtp.from_address
     )
-    if stored is None:
-        console.print(f"[red]no brief was composed[/]: {report.as_dict()}")
-        return 1
+    row = await repo.brief_on(sub.id, day)
+    if stored is None or row is None:
+        return BriefOutcome("none", detail=f"the delivery service composed nothing for {sub.email} on {day}")
     page, eml = stored
-    out = data_dir / "briefs"
-    out.mkdir(parents=True, exist_ok=True)
-    html_path, eml_path = out / f"brief-{day.isoformat()}.html", out / f"brief-{day.isoformat()}.eml"
+    layout.briefs.mkdir(parents=True, exist_ok=True)
+    html_path, eml_path = (
+        layout.briefs / f"brief-{day.isoformat()}.html",
+        layout.briefs / f"brief-{day.isoformat()}.eml",
+    )
     await asyncio.to_thread(html_path.write_text, page)
     await asyncio.to_thread(eml_path.write_bytes, eml)
-    from email import message_from_bytes
-
     message = message_from_bytes(eml, policy=policy.default)
     assert isinstance(message, EmailMessage)
-    if report.sent == 0 and report.already_claimed:
-        console.print("[dim]today's brief was already composed in an earlier run; showing it again[/]")
-    console.print(Panel(_text_part(message, "plain").strip(), title=str(message["Subject"]), expand=False))
-    console.print(f"brief written to [bold]{html_path}[/] and [bold]{eml_path}[/] in {time.monotonic() - started:.0f}s")
-    return 0
+    brief = Brief.model_validate(row.body)
+    return BriefOutcome(
+        state,
+        kind=brief.kind,
+        composed_at=aware(composed_at),
+        subject=str(message["Subject"]),
+        text=_text_part(message, "plain"),
+        sources=brief_sources([(i.episode_id, i.show, i.episode_title) for i in brief.items], ()),
+        html=html_path,
+        eml=eml_path,
+        candidates=candidates,
+    )
 
 
-def run_embedded(*, feeds: Sequence[str], data_dir: Path, email: str, interests: str, timeout_s: float) -> int:
-    console = Console(stderr=True)
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+# The run -------------------------------------------------------------------------------------------------------
+async def _run(options: RunOptions, layout: DataDir, console: Console) -> int:
+    try:
+        server = LocalHost(port=LOCAL_PORT).start()
+    except OSError:  # the port is taken: any port works, only local feeds' URLs (and episode ids) change
+        console.print(Text(f"port {LOCAL_PORT} is taken; local feeds get other URLs in this run", style="yellow"))
+        server = LocalHost().start()
+    try:
+        try:
+            feeds, local = resolve_feeds(options.feeds, server)
+        except FeedInputError as exc:
+            console.print(error_text(exc))
+            return 2
+        transport = MemoryTransport(partitions=4, store=MemoryStore(layout.bus))
+        try:
+            await transport.start()
+        except StoreBusyError as exc:
+            console.print(error_text(exc))
+            return 2
+        try:
+            return await _pipeline(options, layout, feeds, local, transport, console)
+        finally:
+            await transport.stop()  # saves the bus: unfinished work and dead letters wait for the next run
+    finally:
+        server.stop()
+
+
+async def _pipeline(
+    options: RunOptions,
+    layout: DataDir,
+    feeds: list[FeedInput],
+    local: bool,
+    transport: MemoryTransport,
+    console: Console,
+) -> int:
+    settings = _settings(layout, local or not options.feeds, options.overrides)
+    apps = {name: _create_app(name, settings[name], transport) for name in SERVICES}
+    async with contextlib.AsyncExitStack() as stack:
+        with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):
+            for name, app in apps.items():
+                await stack.enter_async_context(app.router.lifespan_context(app))
+                console.print(f"  [green]✓[/] {name}")
+        ingest: IngestDeps = apps["ingest"].state.deps
+        stored = await ingest.repo.all_feed_ids()
+        given = {ids.feed_id(f.url) for f in feeds}
+        others = [i for i in stored if i not in given]
+        if others and not options.all_feeds:
+            console.print(
+                Text(
+                    f"  {len(others)} other feed(s) stored by earlier runs are not polled (--all-feeds polls them; "
+                    "--fresh forgets them)",
+                    style="dim",
+                )
+            )
+        mark = BusMark.take(transport)
+        started_at = utcnow()
+        with console.status(f"polling {len(feeds)} feed(s)…"):
+            feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
+            await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
+        new = sum(f.new for f in feed_outcomes)
+        failed = sum(1 for f in feed_outcomes if f.state == "failed")
+        pending = _progress(transport, mark)["transcription"][1] - new
+        line = f"  {len(feed_outcomes)} feed(s) polled, {failed} failed; {new} new episode(s) to process"
+        if pending > 0:
+            line += f", and {pending} left by an earlier run"
+        console.print(line)
+
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<34}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            tasks = {s.service: progress.add_task(s.label, total=None) for s in STAGES}
+            idle = await _wait_idle(transport, mark, progress, tasks, options.timeout_s)
+        await transport.save()
+        if not idle:
+            console.print(
+                Text(
+                    f"stopped waiting after {options.timeout_s:.0f}s (--timeout): what is unfinished resumes in the "
+                    "next run",
+                    style="yellow",
+                )
+            )
+
+        episodes = await _episodes(apps, transport, mark, feed_outcomes, started_at)
+        feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
+        brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
+        _mark_brief(brief, episodes)
+        report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)
+        print_report(console, report, layout.root)
+        return report.exit_code()
+
+
+async def _episodes(
+    apps: Mapping[str, FastAPI],
+    transport: MemoryTransport,
+    mark: BusMark,
+    feeds: Sequence[FeedOutcome],
+    started_at: datetime,
+) -> list[EpisodeOutcome]:
+    episodes = trace_episodes(transport, mark)
+    extraction: ExtractionDeps = apps["extraction"].state.deps
+    for e in episodes:
+        if e.insights is not None:
+            status = await extraction.repo.get(e.episode_id)
+            if status is not None:
+                e.dropped = dict(status.dropped)
+    ingest: IngestDeps = apps["ingest"].state.deps
+    titles = {f.feed_id: f.title or "" for f in feeds}
+    for f in feeds:
+        if f.rejected and f.feed_id is not None:
+            rows, _ = await ingest.repo.list_episodes(f.feed_id, limit=f.new + f.backlog + f.rejected + 50, cursor=None)
+            for e in rejected_episodes(rows, started_at):
+                e.show = titles.get(f.feed_id, "")
+                episodes.append(e)
+    return episodes
+
+
+def _mark_brief(brief: BriefOutcome, episodes: list[EpisodeOutcome]) -> None:
+    by_id = {e.episode_id: e for e in episodes}
+    for s in brief.sources:
+        ep = by_id.get(s.episode_id)
+        s.from_this_run = ep is not None
+        if ep is not None and brief.state == "composed":
+            ep.in_brief = s.insights
+
+
+def run_embedded(options: RunOptions, console: Console | None = None) -> int:
+    console = console or Console(stderr=True)
+    layout = DataDir(options.data_dir.resolve())
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if options.fresh:
+        try:
+            MemoryStore(layout.bus).check_free()
+        except StoreBusyError as exc:
+            console.print(error_text(exc))
+            return 2
+        removed = layout.wipe()
+        what = ", ".join(p.name for p in removed) or "nothing to remove"
+        console.print(Text(f"data directory {layout.root}: started afresh (removed {what})"))
+    else:
+        kept = layout.state()
+        summary = "empty" if not kept else "keeps what earlier runs stored (--fresh starts empty)"
+        console.print(Text(f"data directory {layout.root}: {summary}"))
+    console.print(Text(f"the services' logs go to {layout.log}", style="dim"))
     # The terminal shows progress; the services' JSON logs go to a file.
     plog.configure("INFO", service="embedded")
-    handler = logging.FileHandler(data_dir / "podbrief.log")
+    handler = logging.FileHandler(layout.log)
     handler.setFormatter(logging.getLogger().handlers[0].formatter)
     logging.getLogger().handlers[:] = [handler]
     try:
-        return asyncio.run(_run(feeds, data_dir, email, interests, timeout_s, console))
-    except TimeoutError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 1
+        return asyncio.run(_run(options, layout, console))
     except ConfigurationError as exc:
         # Settings or stores that cannot work (an embedding model the vector store was not built with, a store
         # in use by another process or still in an old format): say what and how, without a traceback.
-        console.print(f"[red]error:[/] {exc}")
+        console.print(error_text(exc))
         return 2

@@ -170,6 +170,17 @@ def literal_address(host: str) -> IPAddress | None:
         raise PermanentError(f"invalid numeric host {host!r}", reason="invalid_url") from None
 
 
+def raise_for_status(status: int, url: str) -> None:
+    """The error an HTTP status means for a fetch (a redirect has been followed already): 429 and 5xx are worth
+    retrying, other 4xx are not, a 3xx left over had no usable Location."""
+    if status == 429 or status >= 500:
+        raise RetryableError(f"{url} answered {status}", reason=http_status(status))
+    if status >= 400:
+        raise PermanentError(f"{url} answered {status}", reason=http_status(status))
+    if status >= 300:
+        raise PermanentError(f"{url} answered {status} without a usable Location", reason="bad_redirect")
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves once, checks every answer, connects to the checked address."""
 

@@ -12,16 +12,24 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from podbrief import __version__
 from podbrief.bus import Bus, Consumer, Subscription, Transport, make_transport
 from podbrief.errors import reason_of
-from podbrief.http import BodySizeLimit, install_problem_handlers, install_problem_openapi
+from podbrief.http import (
+    BodySizeLimit,
+    deps_of,
+    install_problem_handlers,
+    install_problem_openapi,
+    problems,
+    require_admin,
+)
 from podbrief.metrics import BusMetrics, new_registry
 from podbrief.settings import HttpSettings, LoopSettings, ServiceSettings
+from podbrief.status import ConsumerStatus, ServiceStatus, StageStatus, bus_status
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,8 @@ class ServiceSpec(Generic[S, D]):
     background: Callable[[D], Sequence[Loop]] = lambda _d: ()
     routers: Sequence[APIRouter] = ()
     ready: Callable[[D], Awaitable[bool]] | None = None
+    # Episodes per state and failures by reason from the service's store, for `GET /v1/status`.
+    status: Callable[[D], Awaitable[StageStatus]] | None = None
     description: str = ""
 
 
@@ -245,6 +255,22 @@ def create_app(
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
         )
+
+    @app.get(
+        "/v1/status",
+        tags=["ops"],
+        summary="Episodes per state, failures by reason, consumer lag and dead letters (admin)",
+        dependencies=[Depends(require_admin)],
+        responses=problems(401, 403, 503),
+    )
+    async def service_status(request: Request) -> ServiceStatus:
+        deps = deps_of(request)
+        stage = await spec.status(deps) if spec.status is not None else StageStatus()
+        consumer: ConsumerStatus | None = None
+        dead: dict[str, dict[str, int]] = {}
+        if state.consumer is not None and state.bus is not None:
+            consumer, dead = await bus_status(state.bus.transport, state.consumer.group, state.consumer.topics)
+        return ServiceStatus(service=spec.name, stage=stage, consumer=consumer, dead_letters=dead)
 
     for router in spec.routers:
         app.include_router(router)

@@ -25,6 +25,7 @@ from podbrief_clustering.deps import Deps
 from podbrief_clustering.handlers import on_insights_extracted
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
+from podbrief_clustering.status import stage_status
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ SPEC: ServiceSpec[ClusteringSettings, Deps] = ServiceSpec(
     background=_background,
     routers=[router],
     ready=_ready,
+    status=lambda d: stage_status(d.clusterer.repo.engine),
     description="Insight vectors in Qdrant, near-duplicate merging, stable topic clusters, related insights.",
 )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from podbrief.terminal import safe
 
 if TYPE_CHECKING:
     from podbrief_clustering.clusterer import Outcome
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
         try:
             lines = read_lines(file)
         except BadInput as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(safe(f"error: {exc}"), err=True)
             raise typer.Exit(2) from None
         with tempfile.TemporaryDirectory(prefix="podbrief-cluster-") as tmp:
             root = store or Path(tmp)
@@ -169,7 +170,7 @@ def register(app: typer.Typer) -> None:
                     }
                 )
             except ValidationError as exc:
-                typer.echo(f"error: invalid CLUSTERING_* settings: {exc}", err=True)
+                typer.echo(safe(f"error: invalid CLUSTERING_* settings: {exc}"), err=True)
                 raise typer.Exit(2) from None
             with Progress(
                 TextColumn("clustering"),
@@ -191,7 +192,7 @@ def register(app: typer.Typer) -> None:
                         )
                     )
                 except ConfigurationError as exc:
-                    typer.echo(f"error: {exc}", err=True)
+                    typer.echo(safe(f"error: {exc}"), err=True)
                     raise typer.Exit(2) from None
         line_of = {o.insight_id: ln.number for o, ln in zip(outcomes, lines, strict=True)}
         if format is OutputFormat.jsonl:

@@ -31,6 +31,7 @@ from podbrief_delivery.ratelimit import SignupLimits
 from podbrief_delivery.render import Links, Renderer
 from podbrief_delivery.sending import DeliveryReport, deliver_due
 from podbrief_delivery.settings import DeliverySettings
+from podbrief_delivery.status import stage_status
 from podbrief_delivery.subscribers import SignupProfile, refresh_gauge, sign_up
 from podbrief_delivery.tokens import Signer
 from podbrief_delivery.web import router as web_router
@@ -166,6 +167,7 @@ SPEC: ServiceSpec[DeliverySettings, Deps] = ServiceSpec(
     background=_background,
     routers=[api_router, web_router],
     ready=_ready,
+    status=lambda d: stage_status(d.repo.engine),
     description="Subscribers, personalised ranking, and the daily brief by email, web page and JSON.",
 )
 

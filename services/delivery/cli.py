@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
+from podbrief.terminal import safe
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class LazyEmbedder:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
+    typer.secho(safe(message), fg=typer.colors.RED, err=True)
     return typer.Exit(code)
 
 
@@ -116,7 +117,7 @@ def add(
             raise _fail(f"could not send the confirmation email: {exc}") from None
         return f"{sub.email}\t{sub.id}\t{sub.status}"
 
-    typer.echo(_run(go))
+    typer.echo(safe(_run(go)))
 
 
 @subscribers_app.command("list")
@@ -129,7 +130,7 @@ def list_(
         return list(await deps.repo.subscribers([status] if status else None))
 
     for s in _run(go):
-        typer.echo(f"{s.email}\t{s.id}\t{s.status}\t{s.timezone}\t{s.delivery_hour:02d}:00\t{s.interests}")
+        typer.echo(safe(f"{s.email}\t{s.id}\t{s.status}\t{s.timezone}\t{s.delivery_hour:02d}:00\t{s.interests}"))
 
 
 def _set_status(email: str, status: str, reason: str | None) -> None:
@@ -214,7 +215,8 @@ def brief(
         html, text = deps.renderer.email_bodies(b, links)
         return html if fmt == "html" else text
 
-    out = _run(go)
+    # Text from transcripts and feeds: nothing in it may drive the terminal.
+    out = safe(_run(go))
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
 
 

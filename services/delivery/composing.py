@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -33,9 +33,17 @@ class Pool:
     cands: Candidates
 
 
-async def load_pool(now: datetime, *, repo: Repo, embedder: TextEmbedder, ranking: RankingSettings) -> Pool:
+async def load_pool(
+    now: datetime,
+    *,
+    repo: Repo,
+    embedder: TextEmbedder,
+    ranking: RankingSettings,
+    feed_ids: Collection[uuid.UUID] | None = None,
+) -> Pool:
+    """The candidates of the ranking window (of those feeds only, when given)."""
     since = now - timedelta(days=ranking.max_age_days)
-    rows = await repo.candidates(since)
+    rows = await repo.candidates(since, feed_ids)
     # Vectors of another model (or width) cannot be ranked against this one's interest vectors.
     usable = [r for r in rows if r.vector and len(r.vector) == 4 * embedder.dim]
     vectors = (

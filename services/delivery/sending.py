@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -100,6 +100,16 @@ async def send_with_retries(
             await asyncio.sleep(smtp.retry_backoff_s * (2 ** (attempt - 1)))
 
 
+async def reopen_day(sub: Subscriber, day: date, *, repo: Repo) -> bool:
+    """Discard the brief of `day` (stored brief, ledger entry, what it marked as sent), so the next delivery run
+    composes the day again from the candidates it then has. True if there was one. For an operator's deliberate
+    re-composition (`podbrief run --force`); the scheduler never does this."""
+    reopened = await repo.reopen_day(sub.id, day)
+    if reopened:
+        log.info("brief day reopened", extra={"subscriber_id": str(sub.id), "day": day.isoformat()})
+    return reopened
+
+
 async def deliver_due(
     *,
     repo: Repo,
@@ -114,9 +124,11 @@ async def deliver_due(
     force: bool = False,
     day: date | None = None,
     only: Sequence[uuid.UUID] | None = None,
+    feed_ids: Collection[uuid.UUID] | None = None,
 ) -> DeliveryReport:
     """Compose and send every brief that is due now (`force`: due or not; `day`: for that date; `only`: for
-    these subscribers)."""
+    these subscribers; `feed_ids`: from those feeds' insights only, as the embedded runner composes from the
+    feeds it was given)."""
     now = now or utcnow()
     report = DeliveryReport(started_at=now.isoformat())
     considered, due = await due_subscribers(now, repo=repo, settings=settings, force=force, day=day, only=only)
@@ -124,7 +136,7 @@ async def deliver_due(
     if not due:
         report.finished_at = utcnow().isoformat()
         return report
-    pool = await load_pool(now, repo=repo, embedder=embedder, ranking=settings.ranking)
+    pool = await load_pool(now, repo=repo, embedder=embedder, ranking=settings.ranking, feed_ids=feed_ids)
     report.candidates = len(pool.cands)
     size = settings.batch_size
     sem = asyncio.Semaphore(SENDS_IN_FLIGHT)

@@ -25,6 +25,7 @@ from podbrief_extraction.handlers import on_episode_transcribed
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import ExtractionSettings
+from podbrief_extraction.status import stage_status
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def make_spec(llm_transport: httpx.AsyncBaseTransport | None = None) -> ServiceS
         subscriptions=subscriptions,
         routers=[router],
         ready=ready,
+        status=lambda d: stage_status(d.repo.engine),
         description="Turns transcripts into grounded insights through an OpenAI-compatible LLM endpoint.",
     )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from podbrief.terminal import error_text, plain
 
 
 def register(app: typer.Typer) -> None:
@@ -108,9 +109,11 @@ async def _run(
             extractor = Extractor(llm, settings)
             if not extractor.language_supported(transcript.language):
                 console.print(
-                    f"skipped: language {transcript.language!r} is not supported by this model "
-                    "(EXTRACTION_UNSUPPORTED_LANGUAGE=process to try anyway)",
-                    style="yellow",
+                    plain(
+                        f"skipped: language {transcript.language!r} is not supported by this model "
+                        "(EXTRACTION_UNSUPPORTED_LANGUAGE=process to try anyway)",
+                        style="yellow",
+                    )
                 )
                 return 0
             with Progress(
@@ -141,7 +144,7 @@ async def _run(
         )
         return 0
     except PipelineError as exc:
-        console.print(f"error: {exc}", style="red")
+        console.print(error_text(exc))
         return 1
     finally:
         if llama is not None:

@@ -11,10 +11,11 @@ from podbrief.clock import StoredDatetime
 from podbrief.errors import PermanentError, PipelineError
 from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
 from podbrief.netguard import Allowance, check_url
+from podbrief.reasons import split_detail
 from podbrief_ingest.deps import Deps, DepsDep
 from podbrief_ingest.models import Feed
 from podbrief_ingest.opml import parse_opml, render_opml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, computed_field
 
 URL_REASONS = frozenset({"ssrf_blocked", "bad_scheme", "invalid_url"})
 # Far beyond any registry, and well inside the 64-bit integers SQLite and PostgreSQL take for OFFSET.
@@ -89,6 +90,12 @@ class EpisodeOut(BaseModel):
     status: str
     error: str | None
     discovered_at: StoredDatetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error_reason(self) -> str | None:
+        """The reason code (podbrief.reasons) of a rejected episode's `error`."""
+        return split_detail(self.error)[0] if self.error else None
 
 
 class PollOut(BaseModel):

@@ -24,6 +24,7 @@ from podbrief_ingest.deps import Deps
 from podbrief_ingest.metrics import IngestMetrics
 from podbrief_ingest.outbox import Outbox
 from podbrief_ingest.settings import IngestSettings
+from podbrief_ingest.status import stage_status
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ SPEC: ServiceSpec[IngestSettings, Deps] = ServiceSpec(
     routers=[router],
     background=_background,
     ready=_ready,
+    status=lambda d: stage_status(d.repo.engine),
     description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
 )
 

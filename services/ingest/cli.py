@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from podbrief.terminal import safe
 
 feeds_app = typer.Typer(name="feeds", help="Parse feeds and manage the ingest feed registry.", no_args_is_help=True)
 
@@ -37,7 +38,7 @@ def _out(data: Any) -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {safe(message)}\n")
     return typer.Exit(code)
 
 

@@ -28,6 +28,7 @@ from podbrief.events.codec import encode
 from podbrief.events.models import Chapter, Transcript
 from podbrief.events.topics import EPISODE_DISCOVERED
 from podbrief.netfetch import FetchResult
+from podbrief.reasons import split_detail
 from podbrief.transcripts import parse_publisher_transcript
 from podbrief_ingest.adapters.fetcher import FEED_ACCEPT, Fetcher
 from podbrief_ingest.adapters.repo import IngestRepo, NewEpisode
@@ -299,6 +300,9 @@ class Crawler:
         for status, n in (("emitted", result.emitted), ("backlog", result.backlog), ("rejected", result.rejected)):
             if n:
                 self.metrics.episodes.labels(status).inc(n)
+        for ep in polled.episodes:
+            if ep.row["status"] == "rejected":
+                self.metrics.episodes_rejected.labels(split_detail(ep.row["error"] or "")[0] or "no_enclosure").inc()
         if outbox_ids:
             await self.outbox.dispatch(outbox_ids)
         log.info(

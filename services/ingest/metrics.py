@@ -16,6 +16,7 @@ class IngestMetrics:
     not_modified: Counter
     parse_failures: Counter
     episodes: Counter
+    episodes_rejected: Counter
     poll_seconds: Histogram
     transcripts: Counter
     outbox_pending: Gauge
@@ -47,6 +48,12 @@ class IngestMetrics:
                 f"{p}_episodes_discovered_total",
                 "New episodes, by what happened to them (emitted, backlog, rejected).",
                 ["status"],
+                registry=registry,
+            ),
+            episodes_rejected=Counter(
+                f"{p}_episodes_rejected_total",
+                "New episodes that cannot be transcribed (no usable enclosure), by reason (podbrief.reasons).",
+                ["reason"],
                 registry=registry,
             ),
             poll_seconds=Histogram(

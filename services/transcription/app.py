@@ -24,6 +24,7 @@ from podbrief_transcription.deps import Deps
 from podbrief_transcription.handlers import on_episode_discovered
 from podbrief_transcription.metrics import TranscriptionMetrics, register_gpu_memory
 from podbrief_transcription.settings import TranscriptionSettings
+from podbrief_transcription.status import stage_status
 
 
 @contextlib.asynccontextmanager
@@ -87,6 +88,7 @@ SPEC: ServiceSpec[TranscriptionSettings, Deps] = ServiceSpec(
     subscriptions=subscriptions,
     routers=[router],
     ready=ready,
+    status=lambda d: stage_status(d.repo.engine),
     description="Episodes in, timestamped transcripts out (faster-whisper).",
 )
 

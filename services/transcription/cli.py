@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+from podbrief.terminal import error_text, plain
 
 if TYPE_CHECKING:
     from podbrief.events.models import Transcript
@@ -63,7 +64,7 @@ def transcribe(
 
     err = Console(stderr=True)
     if fmt not in ("json", "vtt", "srt"):
-        err.print(f"[red]error:[/] --format must be json, vtt or srt, not {fmt!r}")
+        err.print(error_text(f"--format must be json, vtt or srt, not {fmt!r}"))
         raise typer.Exit(2)
     overrides: dict[str, Any] = {
         k: v
@@ -86,18 +87,18 @@ def transcribe(
     try:
         settings = TranscriptionSettings(**overrides)
     except ValueError as exc:
-        err.print(f"[red]error:[/] invalid settings: {exc}")
+        err.print(error_text(f"invalid settings: {exc}"))
         raise typer.Exit(2) from None
     target: str | Path = source
     if not source.startswith(("http://", "https://")):
         target = Path(source).expanduser()
         if not target.is_file():
-            err.print(f"[red]error:[/] no such file: {source}")
+            err.print(error_text(f"no such file: {source}"))
             raise typer.Exit(2)
     try:
         transcript = asyncio.run(_transcribe(target, settings, err, progress))
     except PipelineError as exc:
-        err.print(f"[red]error:[/] {exc} [dim]({exc.reason})[/]")
+        err.print(error_text(str(exc)).append(f" ({exc.reason})", style="dim"))
         raise typer.Exit(1 if exc.retryable else 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -120,13 +121,15 @@ async def _transcribe(source: str | Path, settings: TranscriptionSettings, err: 
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=True, disable=not show) as bar:
-        task = bar.add_task(f"loading {engine.model_label}", total=None, audio="")
-        await engine.start()
+        task = bar.add_task("starting", total=None, audio="")
 
         def on_progress(done: float, total: float | None) -> None:
             bar.update(task, completed=done, total=total, audio=f"{done:,.0f}/{total or 0:,.0f}s")
 
         async def run(path: Path) -> Transcript:
+            # The model loads once the audio is here: a URL that fails, fails before that wait.
+            bar.update(task, description=f"loading {engine.model_label}")
+            await engine.start()
             bar.update(task, description="transcribing")
             return await engine.transcribe(path, progress=on_progress)
 
@@ -162,7 +165,7 @@ def fetch_model(
     try:
         path = assemble(name, root)
     except PipelineError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_text(str(exc)))
         raise typer.Exit(2) from None
-    err.print(f"model {name} ready at {path}; use TRANSCRIPTION_MODEL={name} (or ={path})")
+    err.print(plain(f"model {name} ready at {path}; use TRANSCRIPTION_MODEL={name} (or ={path})"))
     sys.stdout.write(str(path) + "\n")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
 from podbrief.bus import Publish
-from podbrief.errors import PermanentError, PipelineError
+from podbrief.errors import PermanentError, is_unavailable, reason_of
 from podbrief.events.base import new_event
 from podbrief.events.ids import event_id
 from podbrief.events.models import (
@@ -71,6 +72,15 @@ def normalise_publisher(t: Transcript, *, duration_s: float | None = None, langu
     )
 
 
+async def _note_failure(repo: TranscriptRepo, episode_id: uuid.UUID, exc: BaseException) -> None:
+    """Record the failure on the episode (its status API and `podbrief status` show it); a store that cannot
+    record it must not hide the failure itself, which the bus retries or dead-letters either way."""
+    try:
+        await repo.record_failure(episode_id, reason_of(exc), str(exc) or type(exc).__name__)
+    except Exception:
+        log.warning("could not record the failure", exc_info=True, extra={"episode_id": str(episode_id)})
+
+
 async def on_episode_discovered(
     event: EpisodeDiscovered,
     *,
@@ -100,17 +110,16 @@ async def on_episode_discovered(
             transcript = await repo.save(episode.episode_id, transcript)
             if metrics is not None:
                 metrics.transcripts.labels(transcript.source).inc()
-    except PipelineError as exc:
+    except Exception as exc:
+        reason = reason_of(exc)
         if metrics is not None:
-            metrics.failures.labels(exc.reason).inc()
+            metrics.failures.labels(reason).inc()
         log.warning(
             "transcription failed",
-            extra={"episode_id": str(episode.episode_id), "reason": exc.reason, "error": str(exc)[:500]},
+            extra={"episode_id": str(episode.episode_id), "reason": reason, "error": str(exc)[:500]},
         )
-        raise
-    except Exception:
-        if metrics is not None:
-            metrics.failures.labels("unexpected").inc()
+        if not is_unavailable(exc):  # a dependency being down says nothing about this episode
+            await _note_failure(repo, episode.episode_id, exc)
         raise
     out = new_event(
         EpisodeTranscribed,

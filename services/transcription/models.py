@@ -26,3 +26,17 @@ class TranscriptRow(Base):
     # Transcript.model_dump(mode="json")
     transcript: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class FailureRow(Base):
+    """The last failure of an episode that has no transcript yet: why (a podbrief.reasons code), how often.
+    Deleted when the episode is transcribed; the bus dead-letters the message after its last attempt."""
+
+    __tablename__ = "transcription_failures"
+
+    episode_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.String(64), index=True)
+    message: Mapped[str] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_failed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

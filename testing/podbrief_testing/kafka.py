@@ -3,7 +3,6 @@ Synchronous wrappers, so process-level tests (which wait on OS processes) need n
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,7 @@ async def _partitions(bootstrap: str, topic: str) -> list[Any]:
 
 async def _topic_records(bootstrap: str, topic: str, timeout_s: float) -> list[Any]:
     from aiokafka import AIOKafkaConsumer
+    from podbrief.bus.kafka import read_to_end
 
     tps = await _partitions(bootstrap, topic)
     if not tps:
@@ -32,27 +32,7 @@ async def _topic_records(bootstrap: str, topic: str, timeout_s: float) -> list[A
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(tps)
-        begin = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            # An explicit offset, not seek_to_beginning(): its lazy reset races the fetcher, which can then move
-            # the position past records it never hands out.
-            consumer.seek(tp, begin[tp])
-        # Progress is counted from the records returned, not from position(): the fetcher may move a position
-        # past records it prefetched but has not handed out yet, which would end the read early and empty.
-        following = {tp: begin[tp] for tp in tps}
-        out: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while any(following[tp] < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
-            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
-                for m in msgs:
-                    if m.offset < end[tp]:
-                        out.append(m)
-                    following[tp] = max(following[tp], m.offset + 1)
-        return out
+        return await read_to_end(consumer, tps, timeout_s=timeout_s)
     finally:
         await consumer.stop()
 

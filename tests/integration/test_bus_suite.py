@@ -6,17 +6,17 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from podbrief.bus import Bus, Consumer, ConsumerTransport, MemoryTransport, Record, Subscription, Transport
+from podbrief.bus import Bus, Consumer, ConsumerTransport, MemoryTransport, Record, Subscription, Transport, dlq
 from podbrief.bus.base import Headers, TopicPartition
 from podbrief.bus.kafka import KafkaTransport
 from podbrief.errors import PermanentError, RetryableError
-from podbrief.events import BriefDelivered, BriefDeliveredPayload, new_event
+from podbrief.events import BriefDelivered
 from podbrief.metrics import BusMetrics, new_registry
 from podbrief.settings import BusSettings, KafkaSettings
+from podbrief_testing.bus import numbered_event
 
 
 def _settings(bootstrap: str = "127.0.0.1:9092") -> BusSettings:
@@ -44,25 +44,12 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     await b.stop()
 
 
+event = numbered_event
+
+
 @pytest.fixture
 def topic(unique: str) -> str:
     return f"podbrief.test.{unique}.v1"
-
-
-def event(key: str, n: int) -> BriefDelivered:
-    return new_event(
-        BriefDelivered,
-        BriefDeliveredPayload(
-            brief_id=uuid.uuid4(),
-            subscriber_id=uuid.uuid4(),
-            brief_date=datetime.now(UTC).date(),
-            insight_ids=(),
-            status="sent",
-            detail=str(n),
-        ),
-        key=key,
-        correlation_id=uuid.uuid4(),
-    )
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -288,6 +275,12 @@ class Spy(Transport):
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         await self.inner.ensure_topics(topics)
 
+    async def read(self, topic: str) -> list[Record]:
+        return await self.inner.read(topic)
+
+    async def group_lag(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        return await self.inner.group_lag(group, topics)
+
     def consumer(self, topics: Sequence[str], group: str) -> ConsumerTransport:
         return SpyConsumer(self, self.inner.consumer(topics, group))
 
@@ -511,6 +504,128 @@ async def test_back_pressure_bounds_the_messages_in_flight(bus: Bus, topic: str,
     await stop(consumer, task)
     assert peak <= 5
     assert len({r.header("event_id") for r in spy.fetched}) == 30
+
+
+async def test_read_returns_a_topic_without_moving_any_group(bus: Bus, topic: str, unique: str) -> None:
+    assert await bus.transport.read(topic + ".absent") == []
+    await bus.transport.ensure_topics([topic])
+    sent = [event(f"k{i % 3}", i) for i in range(7)]
+    for e in sent:
+        await bus.publish(e, topic=topic)
+    first = await bus.transport.read(topic)
+    second = await bus.transport.read(topic)
+    assert first == second
+    assert sorted(r.header("event_id") or "" for r in first) == sorted(str(e.event_id) for e in sent)
+    assert [(r.partition, r.offset) for r in first] == sorted((r.partition, r.offset) for r in first)
+    assert all(r.timestamp_ms is not None and r.timestamp_ms > 1_700_000_000_000 for r in first)
+    assert await bus.transport.group_lag(f"g-{unique}", [topic]) == {topic: 7}
+
+
+async def test_group_lag_counts_what_the_group_has_not_committed(bus: Bus, topic: str, unique: str) -> None:
+    got: list[int] = []
+
+    async def handler(e: BriefDelivered) -> None:
+        got.append(int(e.payload.detail or 0))
+
+    group = f"g-{unique}"
+    await bus.transport.ensure_topics([topic])
+    for i in range(6):
+        await bus.publish(event(f"k{i}", i), topic=topic)
+    assert await bus.transport.group_lag(group, [topic]) == {topic: 6}
+    consumer = bus.consumer([Subscription(topic, BriefDelivered, handler)], group=group)
+    task = await start(consumer)
+    await wait_until(lambda: len(got) == 6)
+    await stop(consumer, task)  # commits what finished
+    assert await bus.transport.group_lag(group, [topic]) == {topic: 0}
+    await bus.publish(event("k", 9), topic=topic)
+    assert await bus.transport.group_lag(group, [topic]) == {topic: 1}
+
+
+async def test_dlq_replay_after_the_fault_is_fixed_delivers_exactly_once(bus: Bus, topic: str, unique: str) -> None:
+    """A message fails until its fault is fixed: it is dead-lettered, listed with its error, replayed into its
+    topic after the fix and handled once; replaying again (by id or all) sends nothing more."""
+    fixed = False
+    handled: list[int] = []
+
+    async def handler(e: BriefDelivered) -> None:
+        n = int(e.payload.detail or 0)
+        if n == 2 and not fixed:
+            raise PermanentError("the enclosure is not audio", reason="bad_content_type")
+        handled.append(n)
+
+    await bus.transport.ensure_topics([topic])
+    for i in range(4):
+        await bus.publish(event("k", i), topic=topic)
+    consumer = bus.consumer([Subscription(topic, BriefDelivered, handler)], group=f"g-{unique}")
+    task = await start(consumer)
+    try:
+        await wait_until(lambda: handled == [0, 1, 3])
+        [letter] = await wait_for_letters(bus, topic, 1)
+        assert (letter.topic, letter.reason, letter.error_class, letter.attempts) == (
+            topic,
+            "bad_content_type",
+            "permanent",
+            1,
+        )
+        assert letter.key == "k" and letter.event_type == "brief.delivered" and "not audio" in letter.message
+        assert letter.consumer_group == f"g-{unique}" and letter.replayed_at is None
+        assert letter.dead_lettered_at is not None
+
+        fixed = True
+        report = await dlq.replay(bus.transport, topic, ids=[letter.id])
+        assert report.replayed == [letter.id] and report.already == [] and report.unknown == []
+        await wait_until(lambda: handled == [0, 1, 3, 2])
+
+        again = await dlq.replay(bus.transport, topic)  # all of them: the one already replayed is not resent
+        by_id = await dlq.replay(bus.transport, topic + ".dlq", ids=[letter.id, "0:999999"])
+        assert again.replayed == [] and again.already == [letter.id]
+        assert by_id.replayed == [] and by_id.unknown == ["0:999999"]
+        await asyncio.sleep(2)  # several polls: nothing else arrives
+        assert handled == [0, 1, 3, 2]
+    finally:
+        await stop(consumer, task)
+    [listed] = await dlq.dead_letters(bus.transport, topic)
+    assert listed.replayed_at is not None
+    replayed = [r for r in await bus.transport.read(topic) if r.header(dlq.REPLAYED_FROM)]
+    assert len(replayed) == 1 and replayed[0].header("event_id") == letter.event_id
+
+
+async def test_dlq_replay_selects_by_reason(bus: Bus, topic: str, unique: str) -> None:
+    failing = {1: PermanentError("bad", reason="corrupt_audio"), 2: PermanentError("gone", reason="http_410")}
+    handled: list[int] = []
+
+    async def handler(e: BriefDelivered) -> None:
+        n = int(e.payload.detail or 0)
+        if n in failing:
+            raise failing[n]
+        handled.append(n)
+
+    await bus.transport.ensure_topics([topic])
+    for i in range(3):
+        await bus.publish(event(f"k{i}", i), topic=topic)
+    consumer = bus.consumer([Subscription(topic, BriefDelivered, handler)], group=f"g-{unique}")
+    task = await start(consumer)
+    try:
+        letters = await wait_for_letters(bus, topic, 2)
+        assert sorted(d.reason for d in letters) == ["corrupt_audio", "http_410"]
+        failing.clear()
+        report = await dlq.replay(bus.transport, topic, reasons={"http_410"})
+        assert [d.reason for d in letters if d.id in report.replayed] == ["http_410"]
+        await wait_until(lambda: sorted(handled) == [0, 2])
+        await asyncio.sleep(1)
+        assert sorted(handled) == [0, 2]
+    finally:
+        await stop(consumer, task)
+
+
+async def wait_for_letters(bus: Bus, topic: str, count: int, timeout: float = 30.0) -> list[dlq.DeadLetter]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        letters = await dlq.dead_letters(bus.transport, topic)
+        if len(letters) >= count or asyncio.get_running_loop().time() > deadline:
+            assert len(letters) == count, letters
+            return letters
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.integration

@@ -271,12 +271,14 @@ ADMIN: dict[str, frozenset[tuple[str, str]]] = {
             ("POST", "/v1/feeds/{feed_id}/poll"),
             ("POST", "/v1/opml"),
             ("GET", "/v1/opml"),
+            ("GET", "/v1/status"),
         }
     ),
-    "transcription": frozenset(),
-    "extraction": frozenset(),
-    "clustering": frozenset({("POST", "/v1/admin/recluster")}),
-    "delivery": frozenset({("POST", "/v1/admin/deliveries/run"), ("POST", "/v1/admin/bounces")}),
+    # Every service: its stage's status, failures and dead letters (the chassis serves it).
+    "transcription": frozenset({("GET", "/v1/status")}),
+    "extraction": frozenset({("GET", "/v1/status")}),
+    "clustering": frozenset({("POST", "/v1/admin/recluster"), ("GET", "/v1/status")}),
+    "delivery": frozenset({("POST", "/v1/admin/deliveries/run"), ("POST", "/v1/admin/bounces"), ("GET", "/v1/status")}),
 }
 
 # Routes that need the subscriber's own credential (API key or profile token) and only ever serve that
@@ -313,7 +315,7 @@ OPS = frozenset(
 # (rate-limited) or act only through a signed, purpose-bound, expiring token in `?t=`.
 PUBLIC: dict[str, frozenset[tuple[str, str]]] = {
     "ingest": OPS,
-    "transcription": OPS | {("GET", "/v1/episodes/{episode_id}/transcript")},
+    "transcription": OPS | {("GET", "/v1/episodes/{episode_id}"), ("GET", "/v1/episodes/{episode_id}/transcript")},
     "extraction": OPS | {("GET", "/v1/episodes/{episode_id}"), ("GET", "/v1/episodes/{episode_id}/insights")},
     "clustering": OPS | {("GET", "/v1/insights/{insight_id}/related"), ("GET", "/v1/clusters"), ("GET", "/v1/search")},
     "delivery": OPS

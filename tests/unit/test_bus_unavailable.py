@@ -5,28 +5,16 @@ into the DLQ: UnavailableError is retried without counting towards `max_attempts
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 from podbrief.bus import Bus, MemoryTransport, Subscription
 from podbrief.errors import RetryableError, UnavailableError
-from podbrief.events import BriefDelivered, BriefDeliveredPayload, new_event
+from podbrief.events import BriefDelivered
 from podbrief.metrics import BusMetrics, new_registry
 from podbrief.settings import BusSettings
+from podbrief_testing.bus import numbered_event
 
 pytestmark = pytest.mark.unit
-
-
-def _event() -> BriefDelivered:
-    payload = BriefDeliveredPayload(
-        brief_id=uuid.uuid4(),
-        subscriber_id=uuid.uuid4(),
-        brief_date=datetime.now(UTC).date(),
-        insight_ids=(),
-        status="sent",
-    )
-    return new_event(BriefDelivered, payload, key="k", correlation_id=uuid.uuid4())
 
 
 async def _run(failures: list[Exception]) -> tuple[int, list[BriefDelivered], BusMetrics]:
@@ -46,7 +34,7 @@ async def _run(failures: list[Exception]) -> tuple[int, list[BriefDelivered], Bu
 
     topic = "podbrief.test.unavailable.v1"
     await bus.transport.ensure_topics([topic])
-    await bus.publish(_event(), topic=topic)
+    await bus.publish(numbered_event("k", 0), topic=topic)
     consumer = bus.consumer([Subscription(topic, BriefDelivered, handler)], group="g")
     task = asyncio.create_task(consumer.run())
     for _ in range(500):

@@ -45,8 +45,9 @@ def test_local_host_serves_bytes_and_files_and_404s_the_rest(host: LocalHost, tm
 
 
 def test_urls_pass_through_and_nothing_is_served(host: LocalHost) -> None:
-    urls, local = resolve_feeds(["https://example.com/a.xml", "http://example.org/b"], host)
-    assert urls == ["https://example.com/a.xml", "http://example.org/b"] and local is False
+    feeds, local = resolve_feeds(["https://example.com/a.xml", "http://example.org/b", "http://example.org/b"], host)
+    assert [f.url for f in feeds] == ["https://example.com/a.xml", "http://example.org/b"] and local is False
+    assert [f.label for f in feeds] == [f.url for f in feeds]
 
 
 def test_an_opml_file_gives_its_feeds(host: LocalHost, tmp_path: Path) -> None:
@@ -57,15 +58,25 @@ def test_an_opml_file_gives_its_feeds(host: LocalHost, tmp_path: Path) -> None:
         '<outline text="folder"><outline text="b" xmlUrl="https://example.com/b.xml"/></outline>'
         "</body></opml>"
     )
-    assert resolve_feeds([str(opml)], host) == (["https://example.com/a.xml", "https://example.com/b.xml"], False)
+    feeds, local = resolve_feeds([str(opml)], host)
+    assert [f.url for f in feeds] == ["https://example.com/a.xml", "https://example.com/b.xml"] and local is False
+    assert all(str(opml) in f.label for f in feeds)
 
 
 def test_a_feed_file_is_served_from_loopback(host: LocalHost, tmp_path: Path) -> None:
     feed = tmp_path / "show.xml"
     feed.write_bytes(RSS)
-    urls, local = resolve_feeds([str(feed)], host)
-    assert local is True and len(urls) == 1 and urls[0].startswith(host.base_url)
-    assert httpx.get(urls[0]).content == RSS
+    feeds, local = resolve_feeds([str(feed)], host)
+    assert local is True and len(feeds) == 1 and feeds[0].url.startswith(host.base_url)
+    assert feeds[0].label == str(feed)
+    assert httpx.get(feeds[0].url).content == RSS
+    # The same file gets the same URL in every run (its episode ids depend on it).
+    other = LocalHost(port=0).start()
+    try:
+        again, _ = resolve_feeds([str(feed)], other)
+        assert again[0].url.removeprefix(other.base_url) == feeds[0].url.removeprefix(host.base_url)
+    finally:
+        other.stop()
 
 
 @pytest.mark.parametrize(
@@ -86,7 +97,8 @@ def test_bad_inputs_say_which_and_why(host: LocalHost, tmp_path: Path, content: 
 
 
 def test_without_inputs_the_demo_shows_are_served_with_their_audio(host: LocalHost) -> None:
-    urls, local = resolve_feeds([], host)
+    feeds, local = resolve_feeds([], host)
+    urls = [f.url for f in feeds]
     assert local is True and len(urls) == len(demo.shows()) == 5
     with httpx.Client() as client:
         enclosures = []

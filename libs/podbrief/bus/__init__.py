@@ -1,5 +1,6 @@
 """The bus: one interface, a Kafka transport for production and an in-process twin with the same semantics."""
 
+from podbrief.bus import dlq
 from podbrief.bus.base import ConsumerTransport, Record, Transport
 from podbrief.bus.core import Bus, Consumer, Publish, Subscription, make_transport
 from podbrief.bus.memory import MemoryTransport
@@ -13,5 +14,6 @@ __all__ = [
     "Record",
     "Subscription",
     "Transport",
+    "dlq",
     "make_transport",
 ]

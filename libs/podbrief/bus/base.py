@@ -19,6 +19,8 @@ class Record:
     key: bytes | None
     value: bytes
     headers: Headers = field(default=())
+    # When the broker appended it (ms since the epoch), where the transport knows.
+    timestamp_ms: int | None = None
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -69,3 +71,14 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def healthy(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def read(self, topic: str) -> list[Record]:
+        """Every record `topic` holds now, in (partition, offset) order, read outside any consumer group (so
+        nobody's offsets move); [] when the topic does not exist. For operators' tools (dead letters, status),
+        not for processing."""
+
+    @abc.abstractmethod
+    async def group_lag(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        """Messages of each topic that consumer `group` has not committed yet, over all partitions (whoever owns
+        them); a topic the group never committed on counts from its beginning."""

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from podbrief import logging as plog
 from podbrief.bus.base import ConsumerTransport, Record, TopicPartition, Transport
+from podbrief.bus.dlq import dead_letter_headers
 from podbrief.errors import InvalidEventError, PermanentError, classify, is_retryable, is_unavailable, reason_of
 from podbrief.events.base import Event
 from podbrief.events.codec import decode, encode
@@ -320,23 +321,11 @@ class Consumer:
                     return True
 
     async def _dead_letter(self, record: Record, exc: BaseException, *, attempts: int) -> None:
-        error_class, reason = classify(exc), reason_of(exc)
-        headers = (
-            *((k, v) for k, v in record.headers if not k.startswith("x-")),
-            ("x-error-class", error_class.encode()),
-            ("x-error-type", type(exc).__name__.encode()),
-            ("x-error-message", str(exc)[:2000].encode("utf-8", "replace")),
-            ("x-error-reason", reason.encode()),
-            ("x-original-topic", record.topic.encode()),
-            ("x-original-partition", str(record.partition).encode()),
-            ("x-original-offset", str(record.offset).encode()),
-            ("x-attempts", str(attempts).encode()),
-            ("x-consumer-group", self.group.encode()),
-        )
+        headers = dead_letter_headers(record, exc, attempts=attempts, group=self.group)
         # If the DLQ itself cannot be written the consumer must stop here: committing would lose the message.
         await self.bus.transport.send(dlq_topic(record.topic), record.value, key=record.key, headers=headers)
         if self.bus.metrics:
-            self.bus.metrics.dead_lettered.labels(record.topic, error_class, reason).inc()
+            self.bus.metrics.dead_lettered.labels(record.topic, classify(exc), reason_of(exc)).inc()
             self.bus.metrics.messages.labels(record.topic, "dead_lettered").inc()
 
 

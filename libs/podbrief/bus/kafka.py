@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,6 +132,83 @@ class KafkaTransport(Transport):
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
         return KafkaConsumer(self.settings, list(topics), group)
+
+    async def _partitions(self, topic: str) -> list[TopicPartition]:
+        if self._admin is None:
+            raise RuntimeError("Kafka transport is not started")
+        [desc] = await self._admin.describe_topics([self._ns + topic])
+        if desc.get("error_code"):
+            return []
+        return [TopicPartition(self._ns + topic, p["partition"]) for p in desc.get("partitions", ())]
+
+    async def read(self, topic: str) -> list[Record]:
+        tps = await self._partitions(topic)
+        if not tps:
+            return []
+        reader = AIOKafkaConsumer(
+            **_common(self.settings),
+            enable_auto_commit=False,
+            fetch_max_bytes=max(52_428_800, self.settings.max_message_bytes),
+            max_partition_fetch_bytes=self.settings.max_message_bytes,
+        )
+        await reader.start()
+        try:
+            found = await read_to_end(reader, tps, timeout_s=self.settings.request_timeout_ms / 1000 * 4)
+        finally:
+            await reader.stop()
+        return sorted(
+            (
+                Record(topic, m.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ()), int(m.timestamp))
+                for m in found
+            ),
+            key=lambda r: (r.partition, r.offset),
+        )
+
+    async def group_lag(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        if self._admin is None:
+            raise RuntimeError("Kafka transport is not started")
+        committed = await self._admin.list_consumer_group_offsets(self._ns + group)
+        tps = [tp for t in topics for tp in await self._partitions(t)]
+        if not tps:
+            return {t: 0 for t in topics}
+        reader = AIOKafkaConsumer(**_common(self.settings), enable_auto_commit=False)
+        await reader.start()
+        try:
+            end = await reader.end_offsets(tps)
+        finally:
+            await reader.stop()
+        lag = dict.fromkeys(topics, 0)
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag[tp.topic[len(self._ns) :]] += max(0, end.get(tp, 0) - done)
+        return lag
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition], *, timeout_s: float) -> list[Any]:
+    """Every record of the partitions `tps` up to their end offsets now (aiokafka ConsumerRecords), read by a
+    started consumer that has no group."""
+    consumer.assign(list(tps))
+    begin = await consumer.beginning_offsets(list(tps))
+    end = await consumer.end_offsets(list(tps))
+    for tp in tps:
+        # An explicit offset, not seek_to_beginning(): its lazy reset races the fetcher, which can then move the
+        # position past records it never hands out.
+        consumer.seek(tp, begin[tp])
+    # Progress is counted from the records returned, not from position(): the fetcher may move a position past
+    # records it prefetched but has not handed out yet, which would end the read early and empty.
+    following = {tp: begin[tp] for tp in tps}
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while any(following[tp] < end[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            raise RetryableError(f"could not read {tps[0].topic} to its end in {timeout_s:.0f}s", reason="timeout")
+        for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+            for m in msgs:
+                if m.offset < end[tp]:
+                    out.append(m)
+                following[tp] = max(following[tp], m.offset + 1)
+    return out
 
 
 class KafkaConsumer(ConsumerTransport):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -35,11 +35,15 @@ class Repo:
         async with self.sessions.begin() as s:
             await s.execute(stmt)
 
-    async def candidates(self, since: datetime) -> list[CandidateInsight]:
+    async def candidates(
+        self, since: datetime, feed_ids: Collection[uuid.UUID] | None = None
+    ) -> list[CandidateInsight]:
         async with self.sessions() as s:
             # The window is when podbrief learned of an insight, not when the episode aired: a back-catalogue
             # episode ingested today is news to the subscriber. Freshness still decays by publication date.
             q = sa.select(CandidateInsight).where(CandidateInsight.received_at >= since)
+            if feed_ids is not None:
+                q = q.where(CandidateInsight.feed_id.in_(list(feed_ids)))
             return list((await s.scalars(q)).all())
 
     async def insights(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CandidateInsight]:
@@ -252,6 +256,19 @@ class Repo:
                 for sid, iid in (await s.execute(q)).all():
                     out[sid].add(iid)
         return out
+
+    async def reopen_day(self, sub_id: uuid.UUID, day: date) -> bool:
+        """Forget the brief of (subscriber, day): its ledger row, the stored brief and what it marked as sent, so
+        the day is composed again. True if there was one."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(
+                sa.delete(LedgerRow).where(LedgerRow.subscriber_id == sub_id, LedgerRow.brief_date == day)
+            )
+            await s.execute(sa.delete(BriefRow).where(BriefRow.subscriber_id == sub_id, BriefRow.brief_date == day))
+            await s.execute(
+                sa.delete(SentInsight).where(SentInsight.subscriber_id == sub_id, SentInsight.brief_date == day)
+            )
+            return bool(getattr(res, "rowcount", 0))
 
     async def mark_sent(self, sub_id: uuid.UUID, insight_ids: Sequence[uuid.UUID], day: date) -> None:
         if not insight_ids:

@@ -15,6 +15,7 @@ from podbrief.errors import PermanentError
 from podbrief.events.ids import episode_id, event_id
 from podbrief.settings import NetSettings
 from podbrief_ingest.adapters.repo import NewEpisode
+from podbrief_ingest.api import EpisodeOut
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer, Route
 
@@ -139,6 +140,9 @@ async def test_non_audio_enclosure_is_recorded_not_emitted(
         rows = {r.guid: r for r in (await deps.repo.list_episodes(feed.id, limit=10, cursor=None))[0]}
         assert rows["ep-2"].status == "rejected" and "enclosure_not_audio" in (rows["ep-2"].error or "")
         assert rows["ep-3"].status == "rejected"
+        # The same reason code in the metrics and in the episodes API.
+        assert deps.metrics.episodes_rejected.labels("enclosure_not_audio")._value.get() == 2
+        assert EpisodeOut.model_validate(rows["ep-2"]).model_dump()["error_reason"] == "enclosure_not_audio"
         # A rejected item is known: later polls do not retry or emit it.
         loopback.routes["/mixed.xml"].headers["ETag"] = '"changed"'
         again = await deps.crawler.poll_feed(feed.id)

@@ -1,4 +1,4 @@
-"""Stored transcripts, one per episode."""
+"""Stored transcripts, one per episode, and the last failure of each episode not transcribed yet."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import uuid
 from podbrief.clock import utcnow
 from podbrief.errors import RetryableError
 from podbrief.events.models import Transcript
+from podbrief.reasons import Reason
 from podbrief.storage.db import session_factory
-from podbrief_transcription.models import TranscriptRow
-from sqlalchemy import select
+from podbrief_transcription.models import FailureRow, TranscriptRow
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class TranscriptRepo:
     def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self._sessions = session_factory(engine)
 
     async def get(self, episode_id: uuid.UUID) -> Transcript | None:
@@ -41,6 +43,7 @@ class TranscriptRepo:
         try:
             async with self._sessions() as session, session.begin():
                 session.add(row)
+                await session.execute(delete(FailureRow).where(FailureRow.episode_id == episode_id))
         except IntegrityError:
             existing = await self.get(episode_id)
             if existing is None:
@@ -49,6 +52,40 @@ class TranscriptRepo:
         except OperationalError as exc:
             raise RetryableError(f"database unavailable: {exc}", reason="database") from exc
         return transcript
+
+    async def record_failure(self, episode_id: uuid.UUID, reason: Reason, message: str) -> None:
+        """Note a failed attempt: its reason and message replace the last ones, the attempts add up."""
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            row = await session.get(FailureRow, episode_id, with_for_update=True)
+            if row is None:
+                session.add(
+                    FailureRow(
+                        episode_id=episode_id,
+                        reason=reason,
+                        message=message[:2000],
+                        attempts=1,
+                        first_failed_at=now,
+                        last_failed_at=now,
+                    )
+                )
+            else:
+                row.reason, row.message, row.attempts, row.last_failed_at = (
+                    reason,
+                    message[:2000],
+                    row.attempts + 1,
+                    now,
+                )
+
+    async def status(self, episode_id: uuid.UUID) -> tuple[TranscriptRow | None, FailureRow | None]:
+        """The episode's stored transcript row, or else its last failure (or neither: never seen)."""
+        try:
+            async with self._sessions() as session:
+                done = await session.get(TranscriptRow, episode_id)
+                failed = None if done is not None else await session.get(FailureRow, episode_id)
+        except OperationalError as exc:
+            raise RetryableError(f"database unavailable: {exc}", reason="database") from exc
+        return done, failed
 
     async def count(self) -> int:
         from sqlalchemy import func

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def test_episode_through_the_service(
         parsed = parse_publisher_transcript(body.encode(), mime)
         check_transcript(parsed.text)
 
+    status = client.get(f"/v1/episodes/{episode_id}").json()
+    assert status["status"] == "transcribed" and status["source"] == "whisper" and status["duration_s"] > 10
     missing = client.get(f"/v1/episodes/{event.event_id}/transcript")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     assert client.get(f"/v1/episodes/{episode_id}/transcript", params={"format": "txt"}).status_code == 422
@@ -117,3 +120,9 @@ def test_broken_enclosures_go_to_the_dlq(
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
     metrics = client.get("/metrics/").text
     assert 'podbrief_transcription_failures_total{reason="empty_file"} 1.0' in metrics
+    # The episode status API gives the same reason code, and never the raw error.
+    for event, reason in ((empty, "empty_file"), (html, "bad_content_type")):
+        body = client.get(f"/v1/episodes/{event.payload.episode.episode_id}").json()
+        assert body["status"] == "failing" and body["error_reason"] == reason and body["attempts"] == 1, body
+        assert "message" not in body and "html" not in str(body)
+    assert client.get(f"/v1/episodes/{uuid.uuid4()}").status_code == 404

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from podbrief.errors import PermanentError, RetryableError
+from podbrief.errors import PermanentError, RetryableError, UnavailableError
 from podbrief.events.base import Event
 from podbrief.events.ids import event_id
 from podbrief.events.models import (
@@ -26,6 +26,7 @@ from podbrief_testing.transcription import FakeEngine
 from podbrief_transcription.adapters.repo import TranscriptRepo
 from podbrief_transcription.handlers import normalise_publisher, on_episode_discovered
 from podbrief_transcription.metrics import TranscriptionMetrics
+from podbrief_transcription.status import stage_status
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -237,3 +238,53 @@ async def test_migration_downgrade(tmp_path: Path) -> None:
         tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
     await engine.dispose()
     assert "transcription_transcripts" not in tables
+
+
+async def test_a_failure_is_recorded_on_the_episode_until_it_is_transcribed(
+    db: AsyncEngine, tmp_path: Path, metrics: TranscriptionMetrics, discovered: Callable[..., EpisodeDiscovered]
+) -> None:
+    repo = TranscriptRepo(db)
+    event = discovered()
+    published: list[Event] = []
+
+    async def publish(e: Event) -> None:
+        published.append(e)
+
+    async def attempt(engine: FakeEngine) -> None:
+        await on_episode_discovered(
+            event, repo=repo, engine=engine, fetcher=FakeFetcher(tmp_path), publish=publish, metrics=metrics
+        )
+
+    for _ in range(2):  # the bus retries
+        with pytest.raises(RetryableError):
+            await attempt(FakeEngine(error=RetryableError("the model server timed out", reason="timeout")))
+    done, failed = await repo.status(event.payload.episode.episode_id)
+    assert done is None and failed is not None
+    assert (failed.reason, failed.attempts, failed.message) == ("timeout", 2, "the model server timed out")
+
+    await attempt(FakeEngine("ask not what your country"))
+    done, failed = await repo.status(event.payload.episode.episode_id)
+    assert done is not None and failed is None and len(published) == 1
+    assert (await stage_status(db)).failures == {}
+
+
+async def test_a_dependency_outage_is_not_recorded_against_the_episode(
+    db: AsyncEngine, tmp_path: Path, metrics: TranscriptionMetrics, discovered: Callable[..., EpisodeDiscovered]
+) -> None:
+    repo = TranscriptRepo(db)
+    event = discovered()
+
+    async def publish(_: Event) -> None:
+        raise AssertionError("not reached")
+
+    with pytest.raises(UnavailableError):
+        await on_episode_discovered(
+            event,
+            repo=repo,
+            engine=FakeEngine(error=UnavailableError("GPU pool drained")),
+            fetcher=FakeFetcher(tmp_path),
+            publish=publish,
+            metrics=metrics,
+        )
+    assert await repo.status(event.payload.episode.episode_id) == (None, None)
+    assert metrics.failures.labels("unavailable")._value.get() == 1
