@@ -251,17 +251,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def raise_for_status(status: int, url: str) -> None:
-    """What an HTTP answer's status means for a fetch, as every fetcher of untrusted URLs maps it: 429 and 5xx
-    are worth trying again, other 4xx are not, and a 3xx that was not followed had no usable Location."""
-    if status == 429 or status >= 500:
-        raise RetryableError(f"{url} answered {status}", reason=http_status(status))
-    if status >= 400:
-        raise PermanentError(f"{url} answered {status}", reason=http_status(status))
-    if status >= 300:
-        raise PermanentError(f"{url} answered {status} without a usable Location", reason="bad_redirect")
-
-
 @functools.cache
 def ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle costs a few hundred milliseconds; one verified context serves every client.

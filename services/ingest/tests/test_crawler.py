@@ -46,6 +46,10 @@ async def test_first_poll_emits_newest_with_publisher_transcripts_then_304(
             assert p.episode.enclosure_url and p.episode.enclosure_url.startswith(loopback.url("/pc20/"))
             assert p.enclosure_type == "audio/mpeg" and p.transcripts[0].type == "application/srt"
             assert [c.title for c in p.chapters] == ["Intro", "Value4Value"]
+            # The podcast:person tags travel with the episode, for extraction to name who said what.
+            hosts = [x.name for x in p.episode.people if x.role == "host"]
+            assert hosts[:2] == ["Adam Curry", "Dave Jones"] and p.episode.people[0].href == "http://curry.com"
+            assert {x.group for x in p.episode.people} == {"cast"}
             assert p.transcript is not None
             t = p.transcript.unpack()
             assert t.source == "publisher" and t.segments[1].text == "The board meeting starts now."

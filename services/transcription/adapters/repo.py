@@ -55,7 +55,7 @@ class TranscriptRepo:
 
     async def record_failure(self, episode_id: uuid.UUID, reason: Reason, message: str) -> None:
         """Note a failed attempt: its reason and message replace the last ones, the attempts add up."""
-        now = datetime.now(UTC)
+        now = utcnow()
         async with self._sessions() as session, session.begin():
             row = await session.get(FailureRow, episode_id, with_for_update=True)
             if row is None:
