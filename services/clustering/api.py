@@ -12,6 +12,7 @@ from podbrief.clock import utcnow
 from podbrief.events import RelatedInsight
 from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
 from podbrief_clustering.adapters.repo import trend_score
+from podbrief_clustering.clusterer import ReclusterReport
 from podbrief_clustering.deps import DepsDep
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
@@ -73,18 +74,6 @@ class SearchResponse(BaseModel):
     query: str
     took_ms: float
     results: list[SearchHit]
-
-
-class ReclusterResponse(BaseModel):
-    window_insights: int
-    clusters_before: int
-    clusters_after: int
-    kept: int
-    created: int
-    removed: int
-    moved: int
-    seconds: float
-    algorithm: str
 
 
 @router.get(
@@ -166,11 +155,9 @@ async def search(
 
 @router.post(
     "/admin/recluster",
-    response_model=ReclusterResponse,
     summary="Re-cluster the window now (admin)",
     dependencies=[Depends(require_admin)],
     responses=problems(*ADMIN_PROBLEMS),
 )
-async def recluster(deps: DepsDep) -> ReclusterResponse:
-    report = await deps.clusterer.recluster()
-    return ReclusterResponse(**report.__dict__)
+async def recluster(deps: DepsDep) -> ReclusterReport:
+    return await deps.clusterer.recluster()
