@@ -32,10 +32,10 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from podbrief.clock import utcnow
 from podbrief.events.ids import NAMESPACE
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.eval import corpus
@@ -321,7 +321,7 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
                 ins["review"] = r["verdict"] if r else None
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
-    report["rescored_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["rescored_at"] = utcnow().isoformat(timespec="seconds")
     return report
 
 
@@ -470,7 +470,7 @@ def main() -> None:
         reviewed = load_reviewed()
         load_before = [round(x, 2) for x in os.getloadavg()]
         models = [asyncio.run(run_model(spec, episodes, reviewed, not args.quiet)) for spec in specs]
-        date = datetime.now(UTC)
+        date = utcnow()
         stem = f"{date:%Y-%m-%d}-{args.split}" + (f"-{int(args.max_minutes)}min" if args.max_minutes else "")
         stem += "-" + "-".join(s.label.replace("/", "_") for s in specs)
         report = {
