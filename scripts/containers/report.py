@@ -1,5 +1,5 @@
-"""Writes the last `make test-containers` run into deploy/test-containers.json and the README's section between
-`<!-- test-containers:begin -->` and `<!-- test-containers:end -->`, from what the run itself recorded under
+"""Writes the last `make test-containers` run into deploy/test-containers.json and the README's generated section
+`test-containers` (podbrief.generated, as every tool that publishes figures), from what the run itself recorded under
 test-artifacts/containers/ (phases.json from scripts/containers/run.sh, images.json from images.py, result.json
 from tests/containers). A build served from podman's layer cache keeps the last time the image was built from
 scratch, so the table always shows what a cold build costs.
@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from podbrief.generated import GeneratedSectionError, write_section
+
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = ROOT / "deploy" / "test-containers.json"
 README = ROOT / "README.md"
-BEGIN, END = "<!-- test-containers:begin -->", "<!-- test-containers:end -->"
+SECTION = "test-containers"
+SOURCE = "`make test-containers` (scripts/containers/report.py)"
 PHASES = (
     ("setup_s", "setup (packages, containers.conf, podman-compose)"),
     ("base_s", "Python base stand-in (debootstrap)"),
@@ -83,7 +85,6 @@ def render(rec: dict[str, Any]) -> str:
     ok = sum(t["outcome"] == "passed" for t in tests.values())
     smoke = rec["smoke"]
     lines = [
-        BEGIN,
         f"Last run: {rec['finished_at']}, {rec['machine']}: **{rec['outcome']}** ({ok}/{len(tests)} tests; "
         "written by `make test-containers`).",
         "",
@@ -116,8 +117,7 @@ def render(rec: dict[str, Any]) -> str:
         )
     lines += ["", "| test | outcome | s |", "| --- | --- | --- |"]
     lines += [f"| `{name}` | {t['outcome']} | {fmt_s(t['seconds'])} |" for name, t in tests.items()]
-    lines.append(END)
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -126,12 +126,12 @@ def main() -> int:
     args = parser.parse_args()
     rec = merge(args.artifacts, load(RECORD))
     RECORD.write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
-    text = README.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        sys.stderr.write(f"report: {README} has no {BEGIN} ... {END} section\n")
+    try:
+        write_section(README, SECTION, render(rec), source=SOURCE)
+    except GeneratedSectionError as exc:
+        sys.stderr.write(f"report: {README}: {exc}\n")
         return 1
-    README.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: render(rec), text, flags=re.S))
-    sys.stdout.write(render(rec) + "\n")
+    sys.stdout.write(render(rec))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from podbrief.terminal import error_text, plain
+from podbrief.terminal import error_text, plain, safe
 
 PUBLISHER_TYPES = {
     ".vtt": "text/vtt",
@@ -91,30 +91,31 @@ def extract(
     from podbrief.events.ids import NAMESPACE
     from pydantic import ValidationError
 
-    err = typer.echo
+    def err(message: str) -> None:
+        typer.echo(safe(message), err=True)  # names, keys and text from the file: plain text, no escapes
+
     try:
         transcript = _read_transcript(transcript_file)
     except FileNotFoundError:
-        err(f"error: no such file: {transcript_file}", err=True)
+        err(f"error: no such file: {transcript_file}")
         raise typer.Exit(2) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        err(f"error: cannot read {transcript_file} as JSON: {exc}", err=True)
+        err(f"error: cannot read {transcript_file} as JSON: {exc}")
         raise typer.Exit(2) from None
     except ValidationError as exc:
         err(
             f"error: {transcript_file} is not a podbrief transcript ({exc.error_count()} problems, first: "
-            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})",
-            err=True,
+            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
         )
         raise typer.Exit(2) from None
     except PipelineError as exc:
-        err(f"error: {transcript_file} is not a usable transcript: {exc}", err=True)
+        err(f"error: {transcript_file} is not a usable transcript: {exc}")
         raise typer.Exit(2) from None
     people = tuple(parse_person(p) for p in person or ())
     try:
         ep = uuid.UUID(episode_id) if episode_id else uuid.uuid5(NAMESPACE, "file:" + transcript_file.name)
     except ValueError:
-        err(f"error: --episode-id {episode_id!r} is not a UUID", err=True)
+        err(f"error: --episode-id {episode_id!r} is not a UUID")
         raise typer.Exit(2) from None
     code = asyncio.run(
         _run(

@@ -225,12 +225,28 @@ class BriefDelivered(Event):
     payload: BriefDeliveredPayload
 
 
+class FeedWithdrawnPayload(Frozen):
+    feed_id: uuid.UUID
+    # blocked: the publisher asked aggregators to stop (podcast:block); removed: an operator deleted the feed.
+    reason: Literal["blocked", "removed"]
+    withdrawn_at: AwareDatetime
+
+
+class FeedWithdrawn(Event):
+    """A feed whose episodes must no longer be shown. Published again on every poll that still finds the
+    block, so a lost message is repaired by the next one; consumers treat it as an idempotent upsert."""
+
+    event_type: Literal["feed.withdrawn"] = "feed.withdrawn"
+    payload: FeedWithdrawnPayload
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     EpisodeDiscovered,
     EpisodeTranscribed,
     InsightsExtracted,
     InsightClustered,
     BriefDelivered,
+    FeedWithdrawn,
 )
 
 __all__ = ["ALL_EVENTS", "AnyHttpUrl"]

@@ -17,7 +17,8 @@ Per model it reports, on the labelled Changelog episodes of the chosen split (se
   not visible, so its row says so), and tokens in and out, per audio hour and per stage.
 
 Results go to services/extraction/eval/results/ (JSON and Markdown, with model, date, machine and load), and
-the held-out table into services/extraction/README.md between its eval markers."""
+the held-out table into services/extraction/README.md's generated section `eval-heldout` (podbrief.generated, as
+every tool that publishes figures)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from typing import Any
 
 from podbrief.clock import utcnow
 from podbrief.events.ids import NAMESPACE
+from podbrief.generated import write_section
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.eval import corpus
 from podbrief_extraction.eval.corpus import Episode
@@ -51,7 +53,8 @@ DATASET = EVAL_DIR / "synthetic.json"
 RESULTS_DIR = EVAL_DIR / "results"
 REVIEWED = EVAL_DIR / "reviewed.json"
 README = EVAL_DIR.parent / "README.md"
-MARK_START, MARK_END = "<!-- eval:heldout:start -->", "<!-- eval:heldout:end -->"
+README_SECTION = "eval-heldout"
+README_SOURCE = "`make eval-extraction` (services/extraction/eval/run.py)"
 # The issue's trial of the default model on a quiet 2-core machine (2 threads): tokens per second.
 TRIAL_PROMPT_RATE, TRIAL_GEN_RATE = 68.0, 23.0
 
@@ -387,21 +390,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def update_readme(report: dict[str, Any]) -> None:
-    if not README.is_file():
-        return
-    text = README.read_text(encoding="utf-8")
-    if MARK_START not in text or MARK_END not in text:
+    if not README.is_file():  # an installed package, not a source checkout
         return
     m = report["machine"]
-    block = (
-        f"{MARK_START}\n"
+    body = (
         f"Held-out set ({report['episodes']} episodes, {report['audio_hours']:.2f} audio hours), {report['date']}, "
-        f"{m['cpu']} ({m['cores']} cores), load average {report['load_before']} before the run; written by "
-        f"`make eval-extraction` ([full results]({report['results_md']})):\n\n{table(report)}{MARK_END}"
+        f"{m['cpu']} ({m['cores']} cores), load average {report['load_before']} before the run "
+        f"([full results]({report['results_md']})):\n\n{table(report)}"
     )
-    head, rest = text.split(MARK_START, 1)
-    tail = rest.split(MARK_END, 1)[1]
-    README.write_text(head + block + tail, encoding="utf-8")
+    write_section(README, README_SECTION, body, source=README_SOURCE)
 
 
 async def synthetic(settings_spec: ModelSpec) -> None:

@@ -99,3 +99,31 @@ def test_scoring_an_episode() -> None:
     assert summary["recall"] == round(1 / len(ep.labels), 3)
     assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
+
+
+def test_the_held_out_table_is_a_generated_section_of_the_readme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podbrief.generated import sections
+    from podbrief_extraction.eval import run
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- generated:eval-heldout -->\n(not yet measured)\n<!-- /generated:eval-heldout -->\n")
+    monkeypatch.setattr(run, "README", readme)
+    summary = {
+        "recall": 0.5, "found": 3, "labels": 6, "precision": 0.75, "correct": 3, "kept": 4, "grounded": 1.0,
+        "synthesized": 0.75, "sponsor_insights": 0, "cpu_s_per_audio_hour": 1234.0, "tokens_in_per_audio_hour": 9000,
+        "tokens_out_per_audio_hour": 800, "wall_s_per_audio_hour": 700.0, "prompt_tokens_per_s": 68.0,
+        "generation_tokens_per_s": 23.0, "cpu_min_per_audio_hour_at_trial_rates": 12.5,
+    }  # fmt: skip
+    report = {
+        "episodes": 4, "audio_hours": 4.2, "date": "2026-12-05T03:00:00+00:00",
+        "machine": {"cpu": "AMD EPYC", "cores": 2}, "load_before": [1.0, 1.0, 1.0], "results_md": "eval/results/x.md",
+        "models": [{"model": "qwen", "preset": "qwen1.5b", "endpoint": None, "summary": summary}],
+    }  # fmt: skip
+    run.update_readme(report)
+    [s] = sections(readme.read_text())
+    assert s.name == "eval-heldout" and not s.hand_edited and "make eval-extraction" in s.source
+    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | 0.75 (3/4) |" in s.body and "not yet measured" not in s.body
+    run.update_readme(report)  # re-running replaces the section, never adds a second one
+    assert len(sections(readme.read_text())) == 1

@@ -19,7 +19,7 @@ from podbrief_ingest.api import EpisodeOut
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer, Route
 
-from .conftest import discovered, item, replica, rss, serve_pc20
+from .conftest import discovered, item, replica, rss, serve_pc20, withdrawals
 
 pytestmark = pytest.mark.unit
 
@@ -280,6 +280,12 @@ async def test_block_moves_and_permanent_redirects(
         stored = await deps.repo.get_feed(feed.id)
         assert stored is not None and stored.status == "blocked"
         assert stored.poll_interval_s == deps.settings.max_poll_interval_s
+        # Delivery learns of it (its insight pages answer 410), again on every poll that still finds the block.
+        [withdrawn] = withdrawals(transport)
+        assert withdrawn.payload.feed_id == feed.id and withdrawn.payload.reason == "blocked"
+        assert withdrawn.key == str(feed.id)
+        await deps.crawler.poll_feed(feed.id)
+        assert [w.payload.reason for w in withdrawals(transport)] == ["blocked", "blocked"]
 
     async with replica(make_settings(), transport) as deps:
         url = loopback.add("/blocked.xml", rss([item(1)], "<podcast:block>yes</podcast:block>"), "application/rss+xml")
