@@ -22,6 +22,7 @@ PINNED = {
     ("insights.extracted", str(KEY)): "dcd74e1e-c9fd-5f2d-a15d-bb334c12218c",
     ("insight.clustered", str(KEY)): "e2eeb62c-3c74-59fb-b2f1-71b5907bbd51",
     ("brief.delivered", f"{KEY}:sent"): "5c1ed42a-ed09-5629-ad28-8535d8ebc7d1",
+    ("feed.withdrawn", f"{KEY}:blocked"): "ec441642-4083-57a3-8510-8cc114062e1c",
 }
 
 
