@@ -132,8 +132,8 @@ class Links:
     def feedback(self, sub: uuid.UUID, insight_id: uuid.UUID, kind: str) -> str:
         return f"{self.base}/feedback?t={self._tok('feedback', sub, i=str(insight_id), k=kind)}"
 
-    def confirm(self, sub: uuid.UUID, ttl_s: int) -> str:
-        tok = quote(self.signer.for_subscriber("confirm", sub, ttl_s), safe="")
+    def confirm(self, sub: uuid.UUID, ttl_s: int, version: int) -> str:
+        tok = quote(self.signer.for_subscriber("confirm", sub, ttl_s, v=version), safe="")
         return f"{self.base}/confirm?t={tok}"
 
     def for_brief(self, brief: Brief, *, feedback: bool = True) -> dict[str, Any]:
