@@ -31,7 +31,9 @@ def normalise_email(email: str) -> str:
         checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from exc
-    return checked.ascii_email.lower()
+    ascii_form = checked.ascii_email  # always set when SMTPUTF8 is not allowed
+    assert ascii_form is not None
+    return ascii_form.lower()
 
 
 def mailbox_key(email: str) -> str:

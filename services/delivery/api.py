@@ -116,9 +116,7 @@ async def confirm(body: ConfirmIn, deps: DepsDep, request: Request) -> dict[str,
         "status": sub.status,
         "api_key": key,
         # Bound to the token version: revoked by unsubscribing, rotating the API key or deleting.
-        "profile_token": deps.signer.for_subscriber(
-            "profile", sub.id, deps.settings.link_ttl_s, v=sub.token_version
-        ),
+        "profile_token": deps.signer.for_subscriber("profile", sub.id, deps.settings.link_ttl_s, v=sub.token_version),
     }
 
 

@@ -180,9 +180,7 @@ class LinkUsed(InvalidInput):
     """A confirmation link that was used already, or replaced by a newer one (unsubscribing, a fresh sign-up)."""
 
 
-async def confirm(
-    sub_id: uuid.UUID, version: int, *, repo: Repo, metrics: DeliveryMetrics
-) -> tuple[Subscriber, str]:
+async def confirm(sub_id: uuid.UUID, version: int, *, repo: Repo, metrics: DeliveryMetrics) -> tuple[Subscriber, str]:
     """Activate a pending subscriber and issue their API key (shown once). A confirmation token works once: it
     carries the subscriber's token version, which confirming moves on, so the same link (or any older one) is
     refused afterwards. It never re-activates an address that unsubscribed (that moved the version too) or was
