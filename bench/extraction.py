@@ -29,7 +29,7 @@ import httpx
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.adapters.llm import LLMClient, Usage
 from podbrief_extraction.eval.run import DATASET
-from podbrief_extraction.extractor import Extractor, answer_schema, quote_choices
+from podbrief_extraction.extractor import Extractor
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.settings import ExtractionSettings
 from podbrief_run import demo
@@ -71,27 +71,21 @@ def items() -> list[Item]:
 
 
 def request_bodies(extractor: Extractor, chosen: list[Item]) -> list[dict[str, Any]]:
-    """Exactly what the service sends for each chunk (prompt, quote-constrained schema, sampling settings)."""
+    """Exactly what the service sends for each chunk's select call (prompt, schema, sampling settings)."""
     s = extractor.settings
     bodies = []
     for it in chosen:
         for chunk in extractor.chunks(it.transcript):
-            messages = extractor.prompt.render(
-                transcript=chunk.prompt_text,
-                show=it.show,
-                title=it.title,
-                max_insights=s.quality.max_insights_per_chunk,
-            )
-            schema = answer_schema(s.quality.max_insights_per_chunk, quote_choices(chunk) or None)
+            messages, schema, max_tokens = extractor.select_request(chunk, show=it.show, title=it.title)
             body: dict[str, Any] = {
                 "model": s.llm.model,
                 "messages": messages,
                 "temperature": s.llm.temperature,
-                "max_tokens": s.llm.max_tokens,
+                "max_tokens": max_tokens,
                 "stream": False,
                 "response_format": {
                     "type": "json_schema",
-                    "json_schema": {"name": "insights", "strict": True, "schema": schema},
+                    "json_schema": {"name": "points", "strict": True, "schema": schema},
                 },
             }
             if s.llm.seed is not None:
@@ -156,16 +150,14 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
 
 async def concurrent(settings: ExtractionSettings, base_url: str, chosen: list[Item]) -> dict[str, Any]:
-    """podbrief: every transcript through Extractor.extract at once; the client's semaphore bounds requests."""
+    """podbrief: every transcript's select calls through the service's Extractor at once (the calls the peer
+    makes too); the client's semaphore bounds requests in flight."""
     counting = CountingTransport()
     async with LLMClient(settings.llm, base_url=base_url, transport=counting) as llm:
         extractor = Extractor(llm, settings)
         t0 = time.perf_counter()
         results = await asyncio.gather(
-            *(
-                extractor.extract(it.transcript, episode_id=uuid.uuid5(NAMESPACE, it.key), show=it.show, title=it.title)
-                for it in chosen
-            )
+            *(extractor.select_only(it.transcript, show=it.show, title=it.title) for it in chosen)
         )
         wall = time.perf_counter() - t0
     usage = Usage()
@@ -175,7 +167,7 @@ async def concurrent(settings: ExtractionSettings, base_url: str, chosen: list[I
         "wall_s": wall,
         "chunks": sum(r.chunks_total for r in results),
         "usage": usage,
-        "insights": sum(len(r.insights) for r in results),
+        "insights": sum(r.candidates for r in results),
         "failed": sum(r.chunks_failed for r in results),
         "cached": counting.cached,
     }
@@ -241,7 +233,8 @@ def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    settings = ExtractionSettings(_env_file=None)  # type: ignore[call-arg]
+    # The small packaged model: this measures the client's concurrency against one server, not model quality.
+    settings = ExtractionSettings(_env_file=None, model_preset="tiny")  # type: ignore[call-arg]
     settings = settings.model_copy(
         update={
             "llm": settings.llm.model_copy(update={"concurrency": args.concurrency}),

@@ -13,7 +13,8 @@
 #   --reuse         run in the DIR/root an earlier --keep run left (what that run installed stays; the clone is
 #                   made anew): to run `make deps-test` (apt only) first, outside a machine-wide lock, and the
 #                   heavy `make test` under it
-#   targets         default: test. The run's output goes to DIR/run-<date>.log as well.
+#   targets         default: test. The run's output goes to DIR/run-<date>.log as well, each line time-stamped
+#                   (UTC), and what it recorded under test-artifacts/ to DIR/run-<date>-artifacts.
 # Env: PODBRIEF_KAFKA_PORT, PODBRIEF_KAFKA_CONTROLLER_PORT, PODBRIEF_PG_PORT are passed through (the chroot shares
 # this machine's network); MIRROR (default: http://deb.debian.org/debian).
 set -euo pipefail
@@ -100,6 +101,29 @@ else
   mounts+=("$run/work/shared")
 fi
 
+# The chroot shares this machine's network, and so what it trusts on it: where the network intercepts TLS with a
+# CA of its own (an egress proxy), the chroot gets the certificates this machine trusts and Debian's bundle lacks
+# (the same step an image of this workplace has; nothing of podbrief's).
+added=$(python3 - "$run" <<'PY'
+import pathlib, re, sys
+pem = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+run = pathlib.Path(sys.argv[1])
+host = pem.findall(pathlib.Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+have = set(pem.findall((run / "etc/ssl/certs/ca-certificates.crt").read_text()))
+out = run / "usr/local/share/ca-certificates"
+out.mkdir(parents=True, exist_ok=True)
+extra = [c for c in host if c not in have]
+for i, c in enumerate(extra):
+    (out / f"host-network-{i}.crt").write_text(c + "\n")
+print(len(extra))
+PY
+)
+if ((added)) || compgen -G "$run/usr/local/share/ca-certificates/host-network-*.crt" >/dev/null; then
+  log "trusting the certificate(s) this machine's network needs (its TLS-intercepting proxy): $added new"
+  # --fresh, with /proc mounted: Java's keystore (Maven fetches the Kafka jars over TLS) is rebuilt too.
+  chroot "$run" update-ca-certificates --fresh >/dev/null
+fi
+
 rm -rf "$run/work/podbrief"
 log "cloning $repo ($ref) into $run/work/podbrief"
 git clone -q --no-local --branch "$ref" "$repo" "$run/work/podbrief" 2>/dev/null ||
@@ -110,14 +134,27 @@ commit=$(git -C "$run/work/podbrief" rev-parse --short HEAD)
 out=$dir/run-$(date +%Y%m%dT%H%M%S).log
 log "chroot: make ${targets[*]} at $commit (log: $out)"
 env_vars=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 CI=true TERM=dumb)
-for v in PODBRIEF_KAFKA_PORT PODBRIEF_KAFKA_CONTROLLER_PORT PODBRIEF_PG_PORT; do
+# Passed through: our ports, and this machine's settings for its network's TLS trust (they name the system bundle,
+# which the chroot has, with the proxy's certificates added above), as any process on this machine gets them.
+for v in PODBRIEF_KAFKA_PORT PODBRIEF_KAFKA_CONTROLLER_PORT PODBRIEF_PG_PORT PIP_CERT REQUESTS_CA_BUNDLE SSL_CERT_FILE \
+  CURL_CA_BUNDLE; do
   [[ -n ${!v:-} ]] && env_vars+=("$v=${!v}")
 done
+# Where the chroot carries this network's certificates, pip (whose own bundle lacks them) and the other clients
+# read the system bundle that now has them, whether or not the caller's environment says so.
+if compgen -G "$run/usr/local/share/ca-certificates/host-network-*.crt" >/dev/null; then
+  for v in PIP_CERT REQUESTS_CA_BUNDLE SSL_CERT_FILE CURL_CA_BUNDLE; do
+    [[ -n ${!v:-} ]] || env_vars+=("$v=/etc/ssl/certs/ca-certificates.crt")
+  done
+fi
 started=$(date +%s)
+# Every line of the log carries the wall-clock time it was written, so each phase's duration (apt, pip, the
+# llama-server build, the models, lint, the suite) can be read off it.
+stamp() { local TZ=UTC; export TZ; while IFS= read -r line || [[ -n $line ]]; do printf '%(%H:%M:%S)T %s\n' -1 "$line"; done; }
 set +e
 chroot "$run" /usr/bin/env -i "${env_vars[@]}" bash -c \
   'cd /work/podbrief && echo "python: $(python3 --version), go: $(command -v go || echo none), java: $(command -v java || echo none)" && make "$@"' \
-  _ "${targets[@]}" 2>&1 | tee "$out"
+  _ "${targets[@]}" 2>&1 | stamp | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 # What the run recorded (the fault suite's tables, bench smoke, logs) outlives the root.

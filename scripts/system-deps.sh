@@ -3,7 +3,7 @@
 # packages (as root, or with passwordless sudo), or stops before anything else runs with one message that names
 # every missing tool and the command that installs it. Idempotent and quiet when everything is there.
 #
-# Usage: scripts/system-deps.sh install|test|deploy|bench [--check]
+# Usage: scripts/system-deps.sh install|test|deploy|bench|containers [--check]
 #        scripts/system-deps.sh go      prints the Go binary to build with (the newest found), or fails
 #   install  what `make install` / `make run` need: Python 3.11 or 3.12 with venv, cmake, a C++ compiler
 #   test     `make test`: install's, plus Java 17+ and Maven (the Kafka broker's jars), PostgreSQL, espeak-ng
@@ -11,6 +11,8 @@
 #            (builds the pinned kustomize; not needed once .cache/bin holds it)
 #   deploy   `make validate-deploy`: Prometheus/promtool and Go
 #   bench    `make bench`: install's, plus Java, Maven, PostgreSQL and espeak-ng
+#   containers  `make test-containers`: podman, buildah, runc, debootstrap, netavark, aardvark-dns, iptables
+#            (compose networks that resolve service names), Java and Maven (the Kafka stand-in's jars), Go (kustomize)
 #   --check  report only, never install (exit 1 when something is missing)
 # Env: PYTHON (the interpreter make uses), PODBRIEF_NO_APT=1 (never install; same as --check)
 #
@@ -29,8 +31,8 @@ group=${1:-}
 check_only=0
 [[ ${2:-} == --check || ${PODBRIEF_NO_APT:-0} == 1 ]] && check_only=1
 case $group in
-  install | test | deploy | bench | go) ;;
-  *) echo "usage: $0 install|test|deploy|bench [--check] | go" >&2; exit 2 ;;
+  install | test | deploy | bench | containers | go) ;;
+  *) echo "usage: $0 install|test|deploy|bench|containers [--check] | go" >&2; exit 2 ;;
 esac
 
 missing=()  # "tool|debian package|why" per missing tool
@@ -91,6 +93,17 @@ check_prometheus() {
     need "prometheus, promtool" prometheus "checks the alert rules and scrapes the services"
 }
 
+check_containers() {
+  command -v podman >/dev/null || need podman podman "builds and runs the images"
+  command -v buildah >/dev/null || need buildah buildah "podman build's engine"
+  command -v runc >/dev/null || need runc runc "the OCI runtime that works here (crun does not)"
+  command -v debootstrap >/dev/null || need debootstrap debootstrap "makes the Python base stand-in"
+  [[ -x /usr/lib/podman/netavark ]] || command -v netavark >/dev/null || need netavark netavark "compose networks"
+  [[ -x /usr/lib/podman/aardvark-dns ]] || command -v aardvark-dns >/dev/null ||
+    need aardvark-dns aardvark-dns "service names on compose networks"
+  command -v iptables >/dev/null || [[ -x /usr/sbin/iptables ]] || need iptables iptables "netavark's firewall rules"
+}
+
 # The newest Go among PATH, /usr/local/go and Debian's versioned packages; empty when none.
 find_go() {
   local best="" bestv="" g v
@@ -128,6 +141,7 @@ run_checks() {
     test) check_python; check_build; check_kafka; check_postgres; check_espeak; check_chromium; check_prometheus; check_go ;;
     deploy) check_prometheus; check_go ;;
     bench) check_python; check_build; check_kafka; check_postgres; check_espeak ;;
+    containers) check_containers; check_kafka; check_go ;;
   esac
 }
 

@@ -200,4 +200,5 @@ def replay(
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(app)
+    if all(group.typer_instance is not app for group in root.registered_groups):
+        root.add_typer(app)

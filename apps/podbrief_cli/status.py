@@ -209,7 +209,8 @@ def status(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status")(status)
+    if all(command.callback is not status for command in app.registered_commands):
+        app.command("status")(status)
 
 
 __all__ = ["embedded_status", "register", "remote_status"]

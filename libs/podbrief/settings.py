@@ -192,8 +192,8 @@ class ServiceSettings(BaseSettings):
     )
 
     log_level: str = "INFO"
-    # Where the service keeps what it writes: every location whose default is under .data/ (a SQLite database, the
-    # Qdrant local-mode directory, model caches) follows it unless set on its own. A container mounts its volume
+    # Where the service keeps what it writes: every location whose default is under .data/ (a SQLite database,
+    # the embedded Qdrant store, model caches) follows it unless set on its own. A container mounts its volume
     # here (<SVC>_DATA_DIR=/data), since everything else in the image is read-only.
     data_dir: Path = DEFAULT_DATA_DIR
     bus: BusSettings = BusSettings()

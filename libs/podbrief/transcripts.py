@@ -1,5 +1,11 @@
-"""Publisher transcripts (`podcast:transcript`): WebVTT, SRT, Podcasting 2.0 JSON, HTML and plain text parsed
-into the shared `Transcript`, and `Transcript` rendered back to WebVTT and SRT.
+"""Publisher transcripts (`podcast:transcript`): WebVTT, SRT, Podcasting 2.0 JSON, HTML, Markdown and plain text
+parsed into the shared `Transcript`, and `Transcript` rendered back to WebVTT and SRT.
+
+Speaker names survive every format that carries them: WebVTT voices (`<v Name>`), JSON `speaker` fields,
+`<cite>Name:</cite>` in Podcasting 2.0 HTML, `**Name:**` turns in Markdown (the Changelog's format) and
+`Name: text` labels in SRT, HTML and plain text (a label counts when it recurs, so "Note: ..." stays text).
+Formats with sparse or no times (Markdown's occasional `[04:10]`, HTML's `<time>`, untimed text with a known
+duration) get a time for every word, interpolated by word count between the known times.
 
 Real files are messy: byte-order marks, CRLF, cue times without hours, styling tags, one JSON segment per
 word. Parsing is lenient about all of that and strict only about producing no text at all."""
@@ -10,7 +16,7 @@ import html
 import re
 from collections.abc import Iterable
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -22,8 +28,11 @@ SRT_TYPES = frozenset({"application/x-subrip", "application/srt", "text/srt", "t
 JSON_TYPES = frozenset({"application/json", "text/json"})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TEXT_TYPES = frozenset({"text/plain"})
+MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown"})
 # Best first: timed formats keep timestamps that insights link to; JSON often has speakers too.
-PREFERENCE = ("json", "vtt", "srt", "html", "text")
+PREFERENCE = ("json", "vtt", "srt", "markdown", "html", "text")
+# Speech rate assumed past the last known time when nothing better is known (150 words a minute).
+SECONDS_PER_WORD = 0.4
 
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _TIMING = re.compile(r"^\s*" + _TIME + r"\s*-->\s*" + _TIME)
@@ -44,6 +53,8 @@ def kind_of(mime: str | None) -> str | None:
         return "json"
     if m in HTML_TYPES:
         return "html"
+    if m in MARKDOWN_TYPES:
+        return "markdown"
     if m in TEXT_TYPES:
         return "text"
     return None
@@ -57,8 +68,10 @@ def _sniff(text: str) -> str:
         return "json"
     if re.search(r"-->", text[:2000]):
         return "srt"
-    if re.match(r"(?is)\s*(<!doctype html|<html|<body|<p[\s>]|<div)", head):
+    if re.match(r"(?is)\s*(<!doctype html|<html|<body|<p[\s>]|<div|<cite)", head):
         return "html"
+    if _MD_SPEAKER.match(head):
+        return "markdown"
     return "text"
 
 
@@ -84,9 +97,10 @@ def _clean(text: str) -> str:
 
 
 def _parse_cues(text: str) -> list[Segment]:
-    """WebVTT and SRT share the shape that matters: a timing line, then text lines up to a blank line."""
+    """WebVTT and SRT share the shape that matters: a timing line, then text lines up to a blank line. The
+    speaker is the cue's WebVTT voice, or a recurring `Name:` label (SRT), carried to the cues that follow."""
     lines = text.split("\n")
-    segments: list[Segment] = []
+    cues: list[tuple[float, float, str, str | None]] = []
     i = 0
     while i < len(lines):
         match = _TIMING.match(lines[i])
@@ -101,14 +115,185 @@ def _parse_cues(text: str) -> list[Segment]:
             body.append(lines[i])
             i += 1
         raw = "\n".join(body)
-        speaker = None
         voice = _VOICE.search(raw)
-        if voice:
-            speaker = voice.group(1).strip() or None
         cue_text = " ".join(_clean(line) for line in body if _clean(line))
         if cue_text:
-            segments.append(Segment(start_s=start, end_s=max(start, end), text=cue_text, speaker=speaker))
+            cues.append((start, max(start, end), cue_text, voice.group(1).strip() or None if voice else None))
+    if any(who for *_, who in cues):
+        return [Segment(start_s=a, end_s=b, text=t, speaker=who) for a, b, t, who in cues]
+    labels = _recurring_labels(text for _, _, text, _ in cues)
+    segments: list[Segment] = []
+    speaker: str | None = None
+    for a, b, cue_text, _ in cues:
+        label, rest = _label(cue_text, labels)
+        speaker = label or speaker
+        if rest:
+            segments.append(Segment(start_s=a, end_s=b, text=rest, speaker=speaker))
     return segments
+
+
+_LABEL = re.compile(r"^\s*[-–>]*\s*([A-Z][\w.'’-]*(?:\s[A-Z][\w.'’-]*){0,3})\s?:\s+(\S.*)$", re.DOTALL)
+
+
+def _recurring_labels(lines: Iterable[str]) -> frozenset[str]:
+    """`Name:` prefixes that occur at least twice: speaker labels, unlike a one-off "Note: ..."."""
+    seen: dict[str, int] = {}
+    for line in lines:
+        m = _LABEL.match(line)
+        if m:
+            seen[m.group(1)] = seen.get(m.group(1), 0) + 1
+    return frozenset(name for name, n in seen.items() if n >= 2)
+
+
+_PERSON = re.compile(r"^[A-Z][\w.'’-]*(?:\s[A-Z][\w.'’-]*){0,2}$")
+
+
+def _label(line: str, labels: frozenset[str]) -> tuple[str | None, str]:
+    """(speaker, text) of a line: a recurring label, or, in a text that uses labels, any name-like one (a
+    guest who speaks once)."""
+    m = _LABEL.match(line)
+    if m and (m.group(1) in labels or (labels and _PERSON.match(m.group(1)))):
+        return m.group(1), m.group(2).strip()
+    return None, line.strip()
+
+
+class _Timeline:
+    """Paragraphs of words with a few known times (anchors); every word gets a time interpolated by word count
+    between the anchors around it, so a turn between `[04:10]` and `[08:02]` lands where its words put it."""
+
+    def __init__(self) -> None:
+        self.paragraphs: list[tuple[str | None, list[str]]] = []
+        self.anchors: list[tuple[int, float]] = []  # (index of the first word at or after it, seconds)
+        self.words = 0
+
+    def anchor(self, seconds: float) -> None:
+        # Times out of order (a typo, a re-cut) would make words run backwards: the first order wins.
+        if self.anchors and seconds <= self.anchors[-1][1]:
+            return
+        self.anchors.append((self.words, seconds))
+
+    def paragraph(self, speaker: str | None, text: str) -> None:
+        """Add a paragraph whose text may hold inline times (`[07:56]`, `\\[01:02:03.10\\]`) and stage notes."""
+        words: list[str] = []
+        pos = 0
+        for m in _INLINE_MARK.finditer(text):
+            piece = text[pos : m.start()].split()
+            words += piece
+            self.words += len(piece)
+            pos = m.end()
+            if m.group("t"):
+                self.anchor(_stamp_seconds(m.group("t")))
+        tail = text[pos:].split()
+        words += tail
+        self.words += len(tail)
+        if words:
+            self.paragraphs.append((speaker, words))
+
+    def times(self, duration_s: float | None) -> list[float]:
+        n = self.words
+        anchors = list(self.anchors)
+        if anchors and anchors[0][0] > 0 and anchors[0][1] > 0:
+            anchors.insert(0, (0, 0.0))
+        if not anchors:
+            anchors = [(0, 0.0)]
+        if duration_s and duration_s > anchors[-1][1] and n > anchors[-1][0]:
+            anchors.append((n, float(duration_s)))
+        elif len(anchors) >= 2 and n > anchors[-1][0]:
+            (i0, t0), (i1, t1) = anchors[0], anchors[-1]
+            rate = (t1 - t0) / (i1 - i0) if i1 > i0 and t1 - t0 >= 60 else SECONDS_PER_WORD
+            anchors.append((n, t1 + rate * (n - i1)))
+        out: list[float] = []
+        k = 0
+        for i in range(n + 1):
+            while k + 1 < len(anchors) and anchors[k + 1][0] <= i:
+                k += 1
+            i0, t0 = anchors[k]
+            if k + 1 < len(anchors):
+                i1, t1 = anchors[k + 1]
+                out.append(t0 + (t1 - t0) * (i - i0) / (i1 - i0))
+            else:
+                out.append(t0)
+        return out
+
+    def segments(self, duration_s: float | None) -> list[Segment]:
+        times = self.times(duration_s)
+        segments: list[Segment] = []
+        i = 0
+        for speaker, words in self.paragraphs:
+            ws = tuple(
+                Word(start_s=round(times[i + k], 3), end_s=round(times[i + k + 1], 3), text=w)
+                for k, w in enumerate(words)
+            )
+            i += len(words)
+            segments.append(
+                Segment(start_s=ws[0].start_s, end_s=ws[-1].end_s, text=" ".join(words), speaker=speaker, words=ws)
+            )
+        return segments
+
+
+_TIME_ONLY = re.compile(r"^" + _TIME + r"$")
+
+
+def _stamp_seconds(stamp: str) -> float:
+    m = _TIME_ONLY.match(stamp.strip())
+    if m is None:
+        raise ValueError(f"not a time: {stamp!r}")
+    return _seconds(*m.groups())
+
+
+# An inline time (`[07:56]`, escaped `\[07:56\]`, or inside a note: `[unintelligible 00:09:47.09]`) or a stage
+# note (`[laughter]`): both are taken out of the text, the time kept as an anchor.
+_INLINE_MARK = re.compile(
+    r"\\?\[(?:[a-z][a-z ]*?\s)?(?P<t>(?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?)\\?\]"
+    r"|\\?\[[A-Za-z][^\]\[\\]{0,60}\\?\](?!\()"
+)
+_MD_SPEAKER = re.compile(r"\s*\*\*(?P<name>[^*\n]{1,80}?)(?::\*\*|\*\*\s*:)\s*")
+_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_MD_EMPHASIS = re.compile(r"(?<!\w)[*_]{1,3}(?=\S)|(?<=\S)[*_]{1,3}(?!\w)")
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}()#+\-.!])")
+
+
+def _markdown_inline(text: str) -> str:
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_EMPHASIS.sub("", text)
+    return _MD_ESCAPE.sub(r"\1", text)
+
+
+def _parse_markdown(text: str, duration_s: float | None) -> list[Segment]:
+    """`**Speaker Name:** text` turns, continuation paragraphs without a name, sparse inline times. A turn
+    with no words (`**Break**: [27:40]`, where the ads were cut) only contributes its time."""
+    timeline = _Timeline()
+    speaker: str | None = None
+    for block in re.split(r"\n\s*\n", text):
+        block = " ".join(block.split())
+        if not block or block.startswith("#"):
+            continue
+        m = _MD_SPEAKER.match(block)
+        if m:
+            speaker = _markdown_inline(m.group("name")).strip() or None
+            block = block[m.end() :]
+        # Times and notes first: the escape `\[` must still be there for them to be recognised.
+        marks = list(_INLINE_MARK.finditer(block))
+        pieces, pos = [], 0
+        for mark in marks:
+            pieces.append(_markdown_inline(block[pos : mark.start()]))
+            pieces.append(mark.group(0) if mark.group("t") else " ")
+            pos = mark.end()
+        pieces.append(_markdown_inline(block[pos:]))
+        body = "".join(pieces)
+        if not _INLINE_MARK.sub("", body).split():
+            for mark in _INLINE_MARK.finditer(body):
+                if mark.group("t"):
+                    timeline.anchor(_stamp_seconds(mark.group("t")))
+            if m and speaker and speaker.lower() in _MARKERS:
+                speaker = None
+            continue
+        timeline.paragraph(speaker, body)
+    return timeline.segments(duration_s)
+
+
+# Turns that mark an edit rather than a voice.
+_MARKERS = frozenset({"break", "ad break", "sponsor break", "music", "jingle"})
 
 
 def _num(value: Any) -> float | None:
@@ -184,8 +369,12 @@ def _merge_words(raw: list[tuple[float, float, str, str | None]]) -> list[Segmen
 
 
 class _TextOfHtml(HTMLParser):
+    """Block-level lines of an HTML page. A Podcasting 2.0 HTML transcript's `<cite>Name:</cite>` becomes a
+    speaker line and its `<time>00:01:02</time>` a time line (marked with a leading NUL and S or T)."""
+
     _BLOCK = frozenset({"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article"})
     _SKIP = frozenset({"script", "style", "head", "title", "noscript"})
+    _MARK: ClassVar[dict[str, str]] = {"cite": "\x00S", "time": "\x00T"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -195,50 +384,73 @@ class _TextOfHtml(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
             self._skipping += 1
+        elif tag in self._MARK:
+            self.parts.append("\n" + self._MARK[tag])
         elif tag in self._BLOCK:
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self._skipping:
             self._skipping -= 1
-        elif tag in self._BLOCK:
+        elif tag in self._BLOCK or tag in self._MARK:
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
-            self.parts.append(data)
+            self.parts.append(data.replace("\n", " "))
 
 
 def _plain_lines(text: str) -> list[str]:
     return [line for line in (_SPACE.sub(" ", raw).strip() for raw in text.split("\n")) if line]
 
 
+def _parse_lines(lines: list[str], duration_s: float | None) -> list[Segment]:
+    """Untimed text lines (HTML blocks, plain text): speakers from `<cite>` marks or recurring `Name:` labels,
+    times from `<time>` marks, else spread over the known duration by word count."""
+    labels = _recurring_labels(line for line in lines if not line.startswith("\x00"))
+    timeline = _Timeline()
+    speaker: str | None = None
+    for line in lines:
+        if line.startswith("\x00S"):
+            speaker = line[2:].strip().rstrip(":").strip() or speaker
+            continue
+        if line.startswith("\x00T"):
+            stamp = line[2:].strip()
+            if _TIME_ONLY.match(stamp):
+                timeline.anchor(_stamp_seconds(stamp))
+            continue
+        label, rest = _label(line, labels)
+        speaker = label or speaker
+        if rest:
+            timeline.paragraph(speaker, rest)
+    return timeline.segments(duration_s)
+
+
 def parse_publisher_transcript(
     body: bytes, mime: str, *, language: str | None = None, duration_s: float | None = None
 ) -> Transcript:
     """Parse a publisher transcript. `mime` picks the format; a generic or wrong type is sniffed from the
-    content. Untimed formats give one segment spanning `duration_s` (0 when unknown)."""
+    content. Formats without (many) times get interpolated word times: between their own anchors, over
+    `duration_s` when known, else all at 0."""
     text = _decode(body).replace("\r\n", "\n").replace("\r", "\n")
     kind = kind_of(mime) or _sniff(text)
-    if kind in ("text", "html") and _sniff(text) in ("vtt", "srt"):
-        # Servers often label caption files text/plain; the timings are worth keeping.
+    if kind in ("text", "html") and _sniff(text) in ("vtt", "srt", "markdown"):
+        # Servers often label caption files text/plain; the timings and speakers are worth keeping.
         kind = _sniff(text)
     segments: list[Segment]
     if kind in ("vtt", "srt"):
         segments = _parse_cues(text)
     elif kind == "json":
         segments = _parse_json(text)
+    elif kind == "markdown":
+        segments = _parse_markdown(text, duration_s)
+    elif kind == "html":
+        parser = _TextOfHtml()
+        parser.feed(text)
+        parser.close()
+        segments = _parse_lines(_plain_lines("".join(parser.parts)), duration_s)
     else:
-        if kind == "html":
-            parser = _TextOfHtml()
-            parser.feed(text)
-            parser.close()
-            lines = _plain_lines("".join(parser.parts))
-        else:
-            lines = _plain_lines(text)
-        joined = " ".join(lines)
-        end = float(duration_s or 0.0)
-        segments = [Segment(start_s=0.0, end_s=end, text=joined)] if joined else []
+        segments = _parse_lines(_plain_lines(text), duration_s)
     if not segments:
         raise PermanentError(f"the {kind} transcript has no text", reason="empty_transcript")
     segments.sort(key=lambda s: s.start_s)

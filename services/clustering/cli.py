@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from podbrief.terminal import safe
+from podbrief.terminal import one_line, plain, safe
 
 if TYPE_CHECKING:
     from podbrief_clustering.core import Outcome
@@ -246,12 +246,13 @@ def _print_table(
     for cid in order:
         ls = by_cluster[cid]
         c = clusters.get(cid)
-        sample = "\n".join(f"{ln.number}: {ln.text[:90]}" for ln in ls[:4])
+        # Insight texts and labels come from transcripts: plain text, never Rich markup.
+        sample = plain("\n".join(f"{ln.number}: {' '.join(ln.text.split())[:90]}" for ln in ls[:4]))
         if len(ls) > 4:
-            sample += f"\n… {len(ls) - 4} more"
+            sample.append(f"\n… {len(ls) - 4} more")
         table.add_row(
             str(cid)[:8],
-            c.label if c else "",
+            one_line(c.label if c else ""),
             str(len(ls)),
             str(len({ln.show for ln in ls})),
             str(dups.get(cid, 0)),

@@ -16,16 +16,17 @@ import podbrief.service
 from fastapi import FastAPI
 from podbrief.bus import Publish, Subscription, Transport
 from podbrief.embeddings import Embedder, TextEmbedder
-from podbrief.events import InsightClustered
-from podbrief.events.topics import INSIGHT_CLUSTERED
+from podbrief.events import FeedWithdrawn, InsightClustered
+from podbrief.events.topics import FEED_WITHDRAWN, INSIGHT_CLUSTERED
 from podbrief.metrics import new_registry
 from podbrief.service import ServiceContext, ServiceSpec
 from podbrief.storage.db import create_engine, migrate, session_factory
+from podbrief_delivery.adapters.clustering import ClusteringClient, Search
 from podbrief_delivery.adapters.repo import Repo
 from podbrief_delivery.adapters.smtp import Mailer, SmtpMailer
 from podbrief_delivery.api import router as api_router
 from podbrief_delivery.deps import Deps
-from podbrief_delivery.handlers import on_insight_clustered
+from podbrief_delivery.handlers import on_feed_withdrawn, on_insight_clustered
 from podbrief_delivery.metrics import DeliveryMetrics
 from podbrief_delivery.models import Subscriber
 from podbrief_delivery.ratelimit import SignupLimits
@@ -36,6 +37,7 @@ from podbrief_delivery.status import stage_status
 from podbrief_delivery.subscribers import SignupProfile, refresh_gauge, sign_up
 from podbrief_delivery.tokens import Signer
 from podbrief_delivery.web import router as web_router
+from podbrief_delivery.web_insights import router as insights_router
 from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,11 @@ async def make_deps(
     registry: CollectorRegistry | None = None,
     embedder: TextEmbedder | None = None,
     mailer: Mailer | None = None,
+    search: Search | None = None,
 ) -> AsyncIterator[Deps]:
-    """Build every dependency (app, CLI and tests share this); fakes may replace embedder/mailer."""
+    """Build every dependency (app, CLI and tests share this); fakes may replace embedder/mailer/search."""
     engine = create_engine(settings.db)
+    clustering = ClusteringClient(settings.clustering_url, timeout_s=settings.clustering_timeout_s)
     try:
         if settings.db.migrate_on_start:
             await migrate(engine, MIGRATIONS, "delivery")
@@ -117,10 +121,12 @@ async def make_deps(
             renderer=renderer,
             metrics=metrics,
             limits=SignupLimits(settings.rate_limits),
+            search=search or clustering.search,
             deliver=deliver,
             sign_up=signup,
         )
     finally:
+        await clustering.aclose()
         await engine.dispose()
 
 
@@ -130,13 +136,14 @@ async def build_deps(ctx: ServiceContext[DeliverySettings]) -> AsyncIterator[Dep
         yield deps
 
 
-def _subscriptions(d: Deps) -> list[Subscription[InsightClustered]]:
+def _subscriptions(d: Deps) -> list[Subscription[Any]]:
     return [
         Subscription(
             INSIGHT_CLUSTERED,
             InsightClustered,
             functools.partial(on_insight_clustered, repo=d.repo, embedder=d.embedder, metrics=d.metrics),
-        )
+        ),
+        Subscription(FEED_WITHDRAWN, FeedWithdrawn, functools.partial(on_feed_withdrawn, repo=d.repo)),
     ]
 
 
@@ -177,7 +184,7 @@ SPEC: ServiceSpec[DeliverySettings, Deps] = ServiceSpec(
     build_deps=build_deps,
     subscriptions=_subscriptions,
     background=_background,
-    routers=[api_router, web_router],
+    routers=[api_router, web_router, insights_router],
     ready=_ready,
     status=lambda d: stage_status(d.repo.engine),
     description="Subscribers, personalised ranking, and the daily brief by email, web page and JSON.",

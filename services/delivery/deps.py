@@ -9,6 +9,7 @@ from fastapi import Depends
 from podbrief.bus import Publish
 from podbrief.embeddings import TextEmbedder
 from podbrief.service import deps_of
+from podbrief_delivery.adapters.clustering import Search
 from podbrief_delivery.adapters.repo import Repo
 from podbrief_delivery.adapters.smtp import Mailer
 from podbrief_delivery.metrics import DeliveryMetrics
@@ -32,6 +33,8 @@ class Deps:
     renderer: Renderer
     metrics: DeliveryMetrics
     limits: SignupLimits
+    # Semantic search through the clustering service's HTTP API (the public /search page).
+    search: Search
     # The operations several entry points run (routes, the CLI, the scheduler), their dependencies bound.
     deliver: Deliver
     sign_up: SignUp

@@ -1,4 +1,5 @@
-"""Bus handlers: InsightClustered events become candidate insights for tomorrow's briefs."""
+"""Bus handlers: InsightClustered events become candidate insights for tomorrow's briefs; FeedWithdrawn takes a
+feed's insights off the public pages and out of new briefs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from podbrief.embeddings import TextEmbedder
-from podbrief.events import InsightClustered
+from podbrief.events import FeedWithdrawn, InsightClustered
 from podbrief_delivery.adapters.repo import Repo
 from podbrief_delivery.metrics import DeliveryMetrics
 
@@ -63,3 +64,11 @@ async def on_insight_clustered(
     )
     if metrics is not None:
         metrics.insights.inc()
+
+
+async def on_feed_withdrawn(event: FeedWithdrawn, *, repo: Repo) -> None:
+    """Record the withdrawal (an upsert: the repeats ingest sends for a still-blocked feed change nothing). From
+    then on the feed's insight pages answer 410 Gone, and search, topics, the sitemap and briefs leave it out."""
+    p = event.payload
+    await repo.withdraw_feed(p.feed_id, p.reason, p.withdrawn_at)
+    log.info("feed withdrawn from the public pages", extra={"feed_id": str(p.feed_id), "reason": p.reason})

@@ -69,7 +69,7 @@ class DeliveryMetrics:
             ),
             rate_limited=Counter(
                 f"{p}_rate_limited_total",
-                "Sign-up and confirmation requests refused by the rate limit, by endpoint.",
+                "Sign-up, confirmation and public search requests refused by the rate limit, by endpoint.",
                 ["endpoint"],
                 registry=registry,
             ),

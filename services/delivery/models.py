@@ -1,5 +1,5 @@
 """Delivery's tables: subscribers, candidate insights, composed briefs, the delivery ledger, what each
-subscriber was already sent, and feedback."""
+subscriber was already sent, feedback, and withdrawn feeds."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class CandidateInsight(Base):
 
     insight_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
     episode_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, index=True)
-    feed_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid)
+    feed_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, index=True)
     show: Mapped[str] = mapped_column(sa.Text)
     episode_title: Mapped[str] = mapped_column(sa.Text)
     episode_link: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
@@ -126,3 +126,16 @@ class Feedback(Base):
     # up | down | more
     kind: Mapped[str] = mapped_column(sa.String(8))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class WithdrawnFeed(Base):
+    """A feed whose insights no longer appear anywhere public (FeedWithdrawn from ingest): its insight pages
+    answer 410 Gone, and search, topics, the sitemap and new briefs leave it out."""
+
+    __tablename__ = "delivery_withdrawn_feeds"
+
+    feed_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    # blocked (podcast:block) | removed
+    reason: Mapped[str] = mapped_column(sa.String(16))
+    withdrawn_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

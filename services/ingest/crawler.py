@@ -294,6 +294,12 @@ class Crawler:
         """Write what a poll decided, and publish the events of the episodes it recorded."""
         if polled.episodes is None:
             await release(feed.id, polled.feed)
+            if polled.result.outcome == "blocked":
+                try:
+                    await self.outbox.withdraw(feed.id, "blocked")
+                except Exception:
+                    # Not dropped: the next poll of this feed finds the block and publishes it again.
+                    log.warning("feed withdrawal not published; the next poll retries", exc_info=True)
             return polled.result
         outbox_ids = await self.repo.record_episodes(polled.episodes, feed.id, self.owner, polled.feed)
         result = replace(polled.result, emitted=len(outbox_ids))

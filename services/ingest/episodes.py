@@ -19,6 +19,7 @@ from podbrief.events.models import (
     EpisodeDiscoveredPayload,
     EpisodeRef,
     PackedTranscript,
+    Person,
     Transcript,
     TranscriptLink,
 )
@@ -66,6 +67,27 @@ def parse_chapters(body: bytes) -> tuple[Chapter, ...]:
     return tuple(sorted(out, key=lambda c: c.start_s))
 
 
+def episode_people(item: ParsedItem, parsed: ParsedFeed) -> tuple[Person, ...]:
+    """The episode's `podcast:person` tags, else the channel's (the Podcasting 2.0 rule); a person without a
+    role is a host, as the namespace's taxonomy says."""
+    out: list[Person] = []
+    for raw in (item.persons or parsed.persons)[:50]:
+        name = " ".join(str(raw.get("name") or "").split())[:200]
+        if not name:
+            continue
+        href = raw.get("href")
+        safe_href = href if isinstance(href, str) and href.startswith(("http://", "https://")) else None
+        out.append(
+            Person(
+                name=name,
+                role=(str(raw.get("role") or "host").strip().lower() or "host")[:100],
+                group=(str(raw["group"]).strip()[:100] or None) if raw.get("group") else None,
+                href=safe_href if safe_href and len(safe_href) <= 4096 else None,
+            )
+        )
+    return tuple(out)
+
+
 def build_event(
     feed: Feed,
     parsed: ParsedFeed,
@@ -84,6 +106,7 @@ def build_event(
         enclosure_url=item.enclosure_url,
         published_at=item.published_at,
         language=item.language,
+        people=episode_people(item, parsed),
     )
     payload = EpisodeDiscoveredPayload(
         episode=ref,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from podbrief.bus import Publish
 from podbrief.clock import utcnow
+from podbrief.events.base import new_event
 from podbrief.events.codec import decode
-from podbrief.events.models import EpisodeDiscovered
+from podbrief.events.models import EpisodeDiscovered, FeedWithdrawn, FeedWithdrawnPayload
 from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.metrics import IngestMetrics
 
@@ -55,6 +58,22 @@ class Outbox:
                     break
         self.metrics.outbox_pending.set(await self.repo.pending_count())
         return published
+
+    async def withdraw(self, feed_id: uuid.UUID, reason: Literal["blocked", "removed"]) -> bool:
+        """Tell the pipeline that a feed's episodes must no longer be shown (delivery answers 410 for them).
+        Published directly, not through the outbox table: a blocked feed publishes it again on every poll that
+        still finds the block, and a removal publishes it before the feed is deleted, so an error here leaves
+        the feed in place and the caller sees it. False when this process has no bus (the local CLI)."""
+        if self.publish is None:
+            return False
+        event = new_event(
+            FeedWithdrawn,
+            FeedWithdrawnPayload(feed_id=feed_id, reason=reason, withdrawn_at=utcnow()),
+            key=str(feed_id),
+        )
+        await self.publish(event)
+        log.info("feed withdrawn", extra={"feed_id": str(feed_id), "reason": reason})
+        return True
 
     async def _publish_batch(self, batch: Sequence[int], publish: Publish) -> int:
         claimed = await self.repo.claim_outbox(batch, self.owner, utcnow(), self.lease_s)

@@ -52,6 +52,7 @@ def clustered(
     quote: str | None = None,
     start_s: float = 61.0,
     cluster: str | uuid.UUID | None = None,
+    label: str = "",
     cluster_size: int = 1,
     cluster_shows: int = 1,
     importance: float = 0.5,
@@ -91,6 +92,7 @@ def clustered(
         episode=ep,
         insight=ins,
         cluster_id=cl,
+        cluster_label=label,
         cluster_size=cluster_size,
         cluster_shows=cluster_shows,
         related=tuple(related),
@@ -168,6 +170,20 @@ DAY: list[tuple[str, str, str, str]] = [
 ]
 
 
+# The label clustering gives each of DAY's clusters.
+LABELS = {
+    "batt": "Home batteries",
+    "nuke": "Nuclear power costs",
+    "ai": "AI on phones",
+    "sleep": "Sleep and health",
+    "rates": "Interest rates",
+    "football": "Football transfers",
+    "bread": "Sourdough baking",
+    "space": "Reusable rockets",
+    "grid": "Grid flexibility",
+}
+
+
 def day_events(embedder: Any, *, published_at: datetime | None = None) -> list[InsightClustered]:
     vecs = embedder.embed([t for *_, t in DAY])
     by_cluster: dict[str, list[int]] = {}
@@ -185,6 +201,7 @@ def day_events(embedder: Any, *, published_at: datetime | None = None) -> list[I
                 quote=text + " That is what we found.",
                 start_s=60.0 + 37 * i,
                 cluster=c,
+                label=LABELS[c],
                 cluster_size=len(members),
                 cluster_shows=len(shows),
                 vector=vecs[i],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -90,13 +91,22 @@ def release_llama(server: EmbeddedLlamaServer) -> None:
 
 
 def make_llama_fixture(
-    name: str = "llama_server", scope: Any = "session", settings: EmbeddedLlamaSettings | None = None
+    name: str = "llama_server",
+    scope: Any = "session",
+    settings: EmbeddedLlamaSettings | None = None,
+    preset: str | None = None,
 ) -> Callable[..., Any]:
-    """A pytest fixture that starts llama-server once per `scope` and stops it afterwards."""
+    """A pytest fixture that starts llama-server once per `scope` and stops it afterwards: with `settings`, or
+    the embedded settings of an extraction model preset (built when the fixture runs, not at import)."""
 
     @pytest.fixture(scope=scope, name=name)
     def _fixture() -> Iterator[EmbeddedLlamaServer]:
-        server = acquire_llama(settings)
+        chosen = settings
+        if chosen is None and preset is not None:
+            from podbrief_extraction.settings import ExtractionSettings
+
+            chosen = ExtractionSettings(model_preset=preset).llama  # type: ignore[arg-type]
+        server = acquire_llama(chosen)
         try:
             yield server
         finally:
@@ -105,7 +115,9 @@ def make_llama_fixture(
     return _fixture
 
 
+# The default model (Qwen2.5-Coder-1.5B-Instruct, installed on first use) and the small packaged one.
 llama_server = make_llama_fixture()
+tiny_llama_server = make_llama_fixture("tiny_llama_server", preset="tiny")
 
 
 Scripted = httpx.Response | dict[str, Any] | str | Exception
@@ -169,6 +181,80 @@ class FakeOpenAI:
     @staticmethod
     def user_prompt(body: dict[str, Any]) -> str:
         return str(next((m["content"] for m in body["messages"] if m["role"] == "user"), ""))
+
+
+_NUMBERED = re.compile(r"^\[(\d+)\] (.*)$")
+
+
+def numbered_sentences(body: dict[str, Any]) -> dict[int, str]:
+    """The numbered sentences of a select request's prompt: {number: sentence}."""
+    out: dict[int, str] = {}
+    for line in FakeOpenAI.user_prompt(body).splitlines():
+        m = _NUMBERED.match(line)
+        if m:
+            out[int(m.group(1))] = m.group(2)
+    return out
+
+
+def marked_sentences(body: dict[str, Any]) -> list[str]:
+    """The sentences a write request marks with >> (the quote)."""
+    return [line[3:] for line in FakeOpenAI.user_prompt(body).splitlines() if line.startswith(">> ")]
+
+
+def speaker_of(body: dict[str, Any]) -> str:
+    """The speaker line before a write request's first marked sentence, else the podcast's name."""
+    speaker = ""
+    for line in FakeOpenAI.user_prompt(body).splitlines():
+        if line.startswith("Podcast: ") and not speaker:
+            speaker = line[len("Podcast: ") :]
+        elif line.endswith(":") and not line.startswith(">>") and line != "Passage:":
+            speaker = line[:-1]
+        elif line.startswith(">> "):
+            break
+    return speaker or "The show"
+
+
+def stage_of(body: dict[str, Any]) -> str:
+    """Which extraction call a request is: select, write or verify (from its response schema's name)."""
+    name = str(((body.get("response_format") or {}).get("json_schema") or {}).get("name") or "")
+    return {"points": "select", "insight": "write", "verdict": "verify"}.get(name, name)
+
+
+class ScriptedModel:
+    """A fake extraction model for `FakeOpenAI(responder=...)`, one rule per stage, each replaceable:
+
+    - select(sentences) -> points: by default the first sentence of the chunk, importance 4;
+    - write(quote_sentences, body) -> text: by default "<the quote's speaker, or the show> says that <quote>";
+    - verify(summary, body) -> (verdict, reason): by default supported.
+
+    Every call is recorded in `calls` by stage."""
+
+    def __init__(
+        self,
+        select: Callable[[dict[int, str]], list[dict[str, Any]]] | None = None,
+        write: Callable[[list[str], dict[str, Any]], str] | None = None,
+        verify: Callable[[str, dict[str, Any]], tuple[str, str]] | None = None,
+    ) -> None:
+        self.select = select or (
+            lambda sentences: [{"s": min(sentences), "e": min(sentences), "h": "the first point", "w": 4}]
+        )
+        self.write = write or (lambda quote, body: f"{speaker_of(body)} says that " + " ".join(quote))
+        self.verify = verify or (lambda _summary, _body: ("supported", "the passage says so"))
+        self.calls: dict[str, list[dict[str, Any]]] = {"select": [], "write": [], "verify": []}
+
+    def __call__(self, body: dict[str, Any]) -> Scripted:
+        stage = stage_of(body)
+        self.calls.setdefault(stage, []).append(body)
+        if stage == "select":
+            return json.dumps({"p": self.select(numbered_sentences(body))})
+        if stage == "write":
+            text = self.write(marked_sentences(body), body)
+            return json.dumps({"t": text, "k": "claim", "tp": ["testing"]})
+        if stage == "verify":
+            summary = FakeOpenAI.user_prompt(body).rsplit("Summary: ", 1)[-1]
+            verdict, reason = self.verify(summary, body)
+            return json.dumps({"r": reason, "v": verdict})
+        return httpx.Response(400, json={"error": f"unexpected request {stage!r}"})
 
 
 class LoopbackOpenAI:

@@ -244,3 +244,19 @@ def test_the_build_context_keeps_what_the_dockerfile_copies_and_nothing_local(do
     for src in copied:
         assert any(src.rstrip("/") == k or src.startswith(k + "/") for k in kept), f"{src} is not in the context"
     assert not {".venv", ".cache", ".data", ".env"} & kept
+
+
+def test_real_deployments_build_on_bases_pinned_by_digest(compose: dict[str, Any]) -> None:
+    """Every build passes the Dockerfiles' base images by digest, for the same tags the Dockerfiles default to."""
+    defaults = {}
+    for dockerfile in (DOCKERFILES / "Dockerfile", DOCKERFILES / "Dockerfile.cuda"):
+        defaults.update(re.findall(r"^ARG\s+(\w+_IMAGE)=(\S+)", dockerfile.read_text(encoding="utf-8"), re.MULTILINE))
+    builds = [svc["build"] for svc in compose["services"].values() if "build" in svc]
+    assert builds
+    for build in builds:
+        dockerfile = (ROOT / build["dockerfile"]).read_text(encoding="utf-8")
+        used = set(re.findall(r"^ARG\s+(\w+_IMAGE)=", dockerfile, re.MULTILINE))
+        args = build.get("args", {})
+        for name in used:
+            assert re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", args.get(name, "")), f"{build['dockerfile']}: {name}"
+            assert args[name].split("@")[0] == defaults[name], f"{name}: compose pins another tag than the default"

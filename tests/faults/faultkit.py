@@ -125,16 +125,17 @@ class LlamaServer:
     """One llama-server for the whole suite (the same binary, model and flags as the embedded one)."""
 
     def __init__(self, log_path: Path) -> None:
-        from podbrief_extraction.settings import EmbeddedLlamaSettings
+        from podbrief_extraction.settings import ExtractionSettings
 
-        s = EmbeddedLlamaSettings()
+        # The small packaged model: the fault suite checks recovery, not insight quality.
+        s = ExtractionSettings(model_preset="tiny").llama
         self.port = free_port()
         self.log_path = log_path
         binary = s.binary if s.binary.is_absolute() else REPO / s.binary
         self.cmd = [
             str(binary),
             *("-m", str(s.gguf), "--host", "127.0.0.1", "--port", str(self.port)),
-            *("-t", str(s.threads), "-tb", str(s.threads), "-c", str(s.ctx_size), "-np", str(s.parallel)),
+            *("-t", str(s.thread_count), "-tb", str(s.thread_count), "-c", str(s.ctx_size), "-np", str(s.parallel)),
             *("--no-webui", "--alias", "embedded"),
         ]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -456,6 +457,8 @@ class Pipeline:
             },
             "transcription": {"NET__ALLOWED_NETWORKS": loopback},
             "extraction": {
+                # The suite's llama-server runs the small packaged model: the service uses its preset.
+                "MODEL_PRESET": "tiny",
                 "LLM__BASE_URL": infra.proxy.base_url,
                 "LLM__BACKOFF_BASE_S": "0.3",
                 "LLM__BACKOFF_MAX_S": "3",

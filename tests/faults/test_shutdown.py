@@ -203,17 +203,16 @@ def record(scenario: str, **figures: Any) -> None:
 # --- fakes the services talk to -----------------------------------------------------------------------------------
 
 LINE = "Heat pumps in Norway now outsell gas boilers three to one, the installer said."
+# One answer for every call of the three-stage extraction (each stage reads only its own keys): pick sentence 1,
+# write a synthesis of it, judge it supported.
 ANSWER = json.dumps(
     {
-        "insights": [
-            {
-                "text": "Heat pumps outsell gas boilers three to one in Norway.",
-                "quote": "heat pumps in Norway now outsell gas boilers three to one",
-                "topics": ["heat pumps"],
-                "kind": "data_point",
-                "importance": 4,
-            }
-        ]
+        "p": [{"s": 1, "e": 1, "h": "heat pumps outsell gas boilers in Norway", "w": 4}],
+        "t": "The installer says heat pumps in Norway now outsell gas boilers three to one.",
+        "k": "data_point",
+        "tp": ["heat pumps"],
+        "r": "the passage says so",
+        "v": "supported",
     }
 )
 
@@ -411,7 +410,8 @@ def test_extraction_sigterm_while_the_llm_answers_slowly_finishes_publishes_and_
 
 def test_extraction_sigterm_stops_the_embedded_llama_server(rig: Rig, running: list[ServiceProcess]) -> None:
     timeout_s = 10.0
-    extraction = start(running, rig.service("extraction", timeout_s))
+    # The small packaged model: this checks the process tree on shutdown, not the model.
+    extraction = start(running, rig.service("extraction", timeout_s, MODEL_PRESET="tiny"))
     children = psutil.Process(extraction.proc.pid).children(recursive=True)
     assert any("llama-server" in " ".join(c.cmdline()) for c in children), "no embedded llama-server child"
     rc, seconds = sigterm(extraction, 2 * timeout_s + CLOSE_MARGIN_S)  # asserts no child is left

@@ -110,3 +110,16 @@ async def test_five_services_share_one_database_and_migrate_independently(engine
             assert await drift(engine, metadata(service)) == []
     await migrate(engine, migrations_dir("extraction"), "extraction")
     assert await drift(engine, metadata("extraction")) == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_the_status_queries_run_on_the_migrated_schema(engine: AsyncEngine, service: str) -> None:
+    """`podbrief status` and `GET /v1/status` read each store with these queries, on SQLite and PostgreSQL."""
+    import importlib
+
+    await migrate(engine, migrations_dir(service), service)
+    empty = await importlib.import_module(f"podbrief_{service}.status").stage_status(engine)
+    assert all(n == 0 for n in empty.episodes.values()) and empty.failures == {}
+    await insert_one_row_per_table(engine, metadata(service))
+    status = await importlib.import_module(f"podbrief_{service}.status").stage_status(engine)
+    assert sum(status.episodes.values()) >= 1, status

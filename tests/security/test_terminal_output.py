@@ -105,6 +105,45 @@ def test_transcribe_prints_a_server_supplied_error_literally(loopback: LoopbackS
     assert "\x1b" not in result.output
 
 
+def test_extract_prints_a_hostile_file_name_and_its_errors_literally(tmp_path: Path) -> None:
+    """`podbrief extract` names the file in its errors, and quotes what the publisher's transcript holds."""
+    from podbrief_cli.cli import _register_service_commands, app
+
+    _register_service_commands()
+    name = tmp_path / "episode \x1b[2J\x07\u202e.json"
+    name.write_text("{ not json")
+    vtt = tmp_path / "episode.vtt"
+    vtt.write_text(f"not a WebVTT file {CONTROLS}")
+    for path in (name, vtt):
+        result = CliRunner().invoke(app, ["extract", str(path)])
+        assert result.exit_code == 2, result.output
+        assert "error:" in result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output and "\u202e" not in result.output
+
+
+def test_cluster_table_prints_insight_text_literally(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`podbrief cluster`'s table holds insight texts and cluster labels, both drawn from transcripts."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough for every cell on one line
+
+    from podbrief_clustering.cli import Line, _print_table
+
+    cluster, insight = uuid.uuid4(), uuid.uuid4()
+    _print_table(
+        [Line(1, HOSTILE, "show")],
+        [SimpleNamespace(insight_id=insight)],  # type: ignore[list-item]
+        {insight: SimpleNamespace(cluster_id=cluster, duplicate_of=None)},
+        {cluster: SimpleNamespace(label=HOSTILE)},
+        {insight: 1},
+    )
+    out = capsys.readouterr().out
+    assert out.count("[link=https://evil.example/steal]") == 2, out  # the label and the text
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+
+
 def test_dlq_list_prints_dead_letters_literally(tmp_path: Path) -> None:
     """A dead letter's key and error message come from the message and the failure (a feed's words quoted in
     an exception): `podbrief dlq list` and `show` print them as plain text."""

@@ -111,3 +111,39 @@ def test_split_detail_reads_stored_code_and_detail() -> None:
     assert reasons.split_detail("enclosure_not_audio (video/mp4)") == ("enclosure_not_audio", "video/mp4")
     assert reasons.split_detail("timeout: LLM request timed out") == ("timeout", "LLM request timed out")
     assert reasons.split_detail("something else") == (None, "something else")
+
+
+async def test_the_bus_logs_and_dead_letters_with_the_same_code(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from podbrief.bus import Bus, MemoryTransport, Subscription, dlq
+    from podbrief.events import BriefDelivered
+    from podbrief.metrics import BusMetrics, new_registry
+    from podbrief.settings import BusSettings
+    from podbrief_testing.bus import numbered_event
+
+    topic = "podbrief.test.reasons.v1"
+    transport = MemoryTransport()
+    metrics = BusMetrics.create("test", new_registry())
+    bus = Bus(transport, BusSettings(max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.01), metrics)
+    await bus.start()
+
+    async def handler(_e: BriefDelivered) -> None:
+        raise RetryableError("cannot resolve audio.example", reason="dns")
+
+    await transport.ensure_topics([topic])
+    await bus.publish(numbered_event("k", 0), topic=topic)
+    consumer = bus.consumer([Subscription(topic, BriefDelivered, handler)], group="g")
+    task = asyncio.create_task(consumer.run())
+    deadline = asyncio.get_running_loop().time() + 10
+    while not transport.records(topic + ".dlq"):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    consumer.stop()
+    await task
+    await bus.stop()
+    logged = [getattr(r, "reason", None) for r in caplog.records if r.name == "podbrief.bus.core"]
+    assert logged == ["dns", "dns"]  # the retry and the dead-letter
+    [letter] = await dlq.dead_letters(transport, topic)
+    assert letter.reason == "dns"
+    assert metrics.dead_lettered.labels(topic, "retryable", "dns")._value.get() == 1

@@ -1,4 +1,4 @@
-"""`<SVC>_DATA_DIR` moves every location a service writes by default (its SQLite database, Qdrant's local-mode
+"""`<SVC>_DATA_DIR` moves every location a service writes by default (its SQLite database, the embedded Qdrant
 directory, the model cache) under that directory, as the Dockerfile and compose promise: a container mounts its
 volume there, and everything else in the image is read-only. A location set on its own stays where it is set."""
 

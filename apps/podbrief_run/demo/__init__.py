@@ -5,7 +5,8 @@ themes (small language models on phones, home batteries and heat pumps,
 sleep and productivity) so that insight extraction and clustering have
 something to link across shows without any network access.
 
-* ``episodes.json`` holds the scripts and metadata (the source of truth).
+* ``episodes.json`` holds the scripts and metadata (the source of truth), including each episode's host and
+  guest, published as ``podcast:person`` tags so extraction can say who said what.
 * ``audio/<guid>.opus`` is the Ogg/Opus rendering of each script (16 kHz mono,
   espeak-ng voices), and ``audio/manifest.json`` its size, sha256, duration,
   segment times and tiny.en word error rate.  Regenerate both with
@@ -165,6 +166,12 @@ def render_feed(base_url: str, show_slug: str) -> str:
             _sub(item, itunes + "duration", str(round(duration)))
         _sub(item, itunes + "episodeType", "full")
         _sub(item, itunes + "explicit", "false")
+        # Host and guest, as Podcasting 2.0 names them (item-level tags replace the channel's).
+        for person in ep.get("people", []):
+            attrs = {"role": person.get("role", "host")}
+            if person.get("group"):
+                attrs["group"] = person["group"]
+            _sub(item, podcast + "person", person["name"], **attrs)
 
     ET.indent(rss, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="unicode") + "\n"

@@ -82,6 +82,15 @@ class Chapter(Frozen):
     title: str
 
 
+class Person(Frozen):
+    """A `podcast:person` of the feed or the episode: who hosts it, who is a guest."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: str | None = Field(default=None, max_length=100, description="host, guest, ... (Podcasting 2.0 taxonomy)")
+    group: str | None = Field(default=None, max_length=100)
+    href: Url | None = None
+
+
 class EpisodeRef(Frozen):
     """What every downstream stage needs to show and link an episode."""
 
@@ -94,6 +103,8 @@ class EpisodeRef(Frozen):
     enclosure_url: Url | None = None
     published_at: AwareDatetime | None = None
     language: str | None = None
+    # Hosts and guests named by the feed: extraction names who said what even when the transcript cannot.
+    people: tuple[Person, ...] = Field(default=(), max_length=50)
 
 
 class EpisodeDiscoveredPayload(Frozen):
@@ -214,12 +225,28 @@ class BriefDelivered(Event):
     payload: BriefDeliveredPayload
 
 
+class FeedWithdrawnPayload(Frozen):
+    feed_id: uuid.UUID
+    # blocked: the publisher asked aggregators to stop (podcast:block); removed: an operator deleted the feed.
+    reason: Literal["blocked", "removed"]
+    withdrawn_at: AwareDatetime
+
+
+class FeedWithdrawn(Event):
+    """A feed whose episodes must no longer be shown. Published again on every poll that still finds the
+    block, so a lost message is repaired by the next one; consumers treat it as an idempotent upsert."""
+
+    event_type: Literal["feed.withdrawn"] = "feed.withdrawn"
+    payload: FeedWithdrawnPayload
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     EpisodeDiscovered,
     EpisodeTranscribed,
     InsightsExtracted,
     InsightClustered,
     BriefDelivered,
+    FeedWithdrawn,
 )
 
 __all__ = ["ALL_EVENTS", "AnyHttpUrl"]

@@ -7,6 +7,7 @@ EPISODE_TRANSCRIBED = "podbrief.episode.transcribed.v1"
 INSIGHTS_EXTRACTED = "podbrief.insights.extracted.v1"
 INSIGHT_CLUSTERED = "podbrief.insight.clustered.v1"
 BRIEF_DELIVERED = "podbrief.brief.delivered.v1"
+FEED_WITHDRAWN = "podbrief.feed.withdrawn.v1"
 
 TOPICS: dict[str, str] = {
     "episode.discovered": EPISODE_DISCOVERED,
@@ -14,6 +15,7 @@ TOPICS: dict[str, str] = {
     "insights.extracted": INSIGHTS_EXTRACTED,
     "insight.clustered": INSIGHT_CLUSTERED,
     "brief.delivered": BRIEF_DELIVERED,
+    "feed.withdrawn": FEED_WITHDRAWN,
 }
 
 

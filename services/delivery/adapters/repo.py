@@ -9,7 +9,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from podbrief.clock import aware, utcnow
-from podbrief_delivery.models import BriefRow, CandidateInsight, Feedback, LedgerRow, SentInsight, Subscriber
+from podbrief_delivery.models import (
+    BriefRow,
+    CandidateInsight,
+    Feedback,
+    LedgerRow,
+    SentInsight,
+    Subscriber,
+    WithdrawnFeed,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -41,7 +49,7 @@ class Repo:
         async with self.sessions() as s:
             # The window is when podbrief learned of an insight, not when the episode aired: a back-catalogue
             # episode ingested today is news to the subscriber. Freshness still decays by publication date.
-            q = sa.select(CandidateInsight).where(CandidateInsight.received_at >= since)
+            q = sa.select(CandidateInsight).where(CandidateInsight.received_at >= since, _public())
             if feed_ids is not None:
                 q = q.where(CandidateInsight.feed_id.in_(list(feed_ids)))
             return list((await s.scalars(q)).all())
@@ -53,6 +61,76 @@ class Repo:
         async with self.sessions() as s:
             rows = (await s.scalars(sa.select(CandidateInsight).where(CandidateInsight.insight_id.in_(ids)))).all()
             return {r.insight_id: r for r in rows}
+
+    # --- the public pages: only insights whose feed was not withdrawn --------------------------------------
+    async def public_insights(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CandidateInsight]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        async with self.sessions() as s:
+            q = sa.select(CandidateInsight).where(CandidateInsight.insight_id.in_(ids), _public())
+            return {r.insight_id: r for r in (await s.scalars(q)).all()}
+
+    async def cluster_insights(self, cluster_id: uuid.UUID, limit: int = 200) -> list[CandidateInsight]:
+        """A topic's public insights, newest first (by publication, else by when podbrief learned of them)."""
+        async with self.sessions() as s:
+            q = (
+                sa.select(CandidateInsight)
+                .where(CandidateInsight.cluster_id == cluster_id, _public())
+                .order_by(_newest_first(), CandidateInsight.insight_id)
+                .limit(limit)
+            )
+            return list((await s.scalars(q)).all())
+
+    async def clusters_of(self, insight_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        ids = list(insight_ids)
+        if not ids:
+            return {}
+        async with self.sessions() as s:
+            q = sa.select(CandidateInsight.insight_id, CandidateInsight.cluster_id).where(
+                CandidateInsight.insight_id.in_(ids), _public()
+            )
+            return {i: c for i, c in (await s.execute(q)).all()}
+
+    async def cluster_activity(
+        self, since: datetime, *, cluster_ids: Collection[uuid.UUID] | None = None, limit: int = 5000
+    ) -> list[tuple[uuid.UUID, str, str, datetime]]:
+        """(cluster, label, show, received_at) of the public insights received since `since`, newest first."""
+        async with self.sessions() as s:
+            q = sa.select(
+                CandidateInsight.cluster_id,
+                CandidateInsight.cluster_label,
+                CandidateInsight.show,
+                CandidateInsight.received_at,
+            ).where(CandidateInsight.received_at >= since, _public())
+            if cluster_ids is not None:
+                q = q.where(CandidateInsight.cluster_id.in_(list(cluster_ids)))
+            q = q.order_by(CandidateInsight.received_at.desc()).limit(limit)
+            return [(c, lbl, show, aware(at)) for c, lbl, show, at in (await s.execute(q)).all()]
+
+    async def sitemap_entries(self, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
+        """(insight, cluster, updated_at) of the newest public insights."""
+        async with self.sessions() as s:
+            q = (
+                sa.select(CandidateInsight.insight_id, CandidateInsight.cluster_id, CandidateInsight.updated_at)
+                .where(_public())
+                .order_by(CandidateInsight.updated_at.desc())
+                .limit(limit)
+            )
+            return [(i, c, aware(at)) for i, c, at in (await s.execute(q)).all()]
+
+    async def withdraw_feed(self, feed_id: uuid.UUID, reason: str, withdrawn_at: datetime) -> None:
+        row = {"feed_id": feed_id, "reason": reason, "withdrawn_at": withdrawn_at, "received_at": utcnow()}
+        stmt = self._insert(WithdrawnFeed.__table__).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["feed_id"], set_={"reason": reason, "withdrawn_at": withdrawn_at}
+        )
+        async with self.sessions.begin() as s:
+            await s.execute(stmt)
+
+    async def withdrawn(self, feed_id: uuid.UUID) -> WithdrawnFeed | None:
+        async with self.sessions() as s:
+            return await s.get(WithdrawnFeed, feed_id)
 
     async def count_insights(self) -> int:
         async with self.sessions() as s:
@@ -323,3 +401,12 @@ class Repo:
         async with self.sessions() as s:
             q = sa.select(SentInsight).where(SentInsight.subscriber_id == sub_id).order_by(SentInsight.brief_date)
             return list((await s.scalars(q)).all())
+
+
+def _public() -> sa.ColumnElement[bool]:
+    """Insights of feeds that were not withdrawn (podcast:block or removed)."""
+    return CandidateInsight.feed_id.not_in(sa.select(WithdrawnFeed.feed_id))
+
+
+def _newest_first() -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(CandidateInsight.published_at, CandidateInsight.received_at).desc()

@@ -40,11 +40,20 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
+    # Prompt tokens the server took from its prompt cache instead of computing (llama-server and vLLM report
+    # them as usage.prompt_tokens_details.cached_tokens).
+    cached_tokens: int = 0
+    # The server's own time for the prompt and for generation (llama-server's `timings`; 0 when not reported).
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.requests += other.requests
+        self.cached_tokens += other.cached_tokens
+        self.prompt_ms += other.prompt_ms
+        self.generation_ms += other.generation_ms
 
 
 @dataclass(frozen=True)
@@ -149,11 +158,14 @@ class LLMClient:
         *,
         schema_name: str = "answer",
         max_tokens: int | None = None,
+        stage: str = "extract",
     ) -> Structured[T]:
         """Ask for JSON conforming to `schema`, validated by `model`. Invalid output gets one repair request;
-        if that fails too, InvalidOutputError (permanent for this input)."""
+        if that fails too, InvalidOutputError (permanent for this input). `stage` labels the token metrics."""
         usage = Usage()
-        content, u = await self.chat(messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens)
+        content, u = await self.chat(
+            messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage
+        )
         usage.add(u)
         try:
             return Structured(self._validate(content, model), usage, repaired=False)
@@ -171,7 +183,7 @@ class LLMClient:
                 + "). Reply again with only the corrected JSON object.",
             },
         ]
-        content, u = await self.chat(repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens)
+        content, u = await self.chat(repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage)
         usage.add(u)
         try:
             return Structured(self._validate(content, model), usage, repaired=True)
@@ -194,6 +206,7 @@ class LLMClient:
         schema: dict[str, Any] | None = None,
         schema_name: str = "answer",
         max_tokens: int | None = None,
+        stage: str = "extract",
     ) -> tuple[str, Usage]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -216,9 +229,19 @@ class LLMClient:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RetryableError("chat completion without choices", reason="bad_response") from exc
         raw_usage = data.get("usage") or {}
-        usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0), 1)
-        self.metrics.tokens.labels("in").inc(usage.prompt_tokens)
-        self.metrics.tokens.labels("out").inc(usage.completion_tokens)
+        cached = (raw_usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        raw_timings = data.get("timings")
+        timings: dict[str, Any] = raw_timings if isinstance(raw_timings, dict) else {}
+        usage = Usage(
+            int(raw_usage.get("prompt_tokens") or 0),
+            int(raw_usage.get("completion_tokens") or 0),
+            1,
+            int(cached or 0),
+            float(timings.get("prompt_ms") or 0.0),
+            float(timings.get("predicted_ms") or 0.0),
+        )
+        self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
+        self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)
         if choice.get("finish_reason") == "length":
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(content), usage

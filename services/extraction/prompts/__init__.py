@@ -1,53 +1,64 @@
-"""Versioned prompt templates. Each version is a pair of files, `insights_<version>.system.j2` and
-`insights_<version>.user.j2`; the version is recorded on every insight so a change of wording is traceable."""
+"""Versioned prompt templates. A version is a set of file pairs, `insights_<version>.<stage>.system.j2` and
+`insights_<version>.<stage>.user.j2`, one pair per stage (select, write, verify); the version is recorded on
+every insight so a change of wording is traceable. System prompts take no variables: they are the stable
+prefix that the server's prompt cache keeps between calls of a stage."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
 PROMPT_DIR = Path(__file__).parent
+STAGES = ("select", "write", "verify")
 
 
 def available_versions() -> tuple[str, ...]:
-    return tuple(sorted(p.name[len("insights_") : -len(".system.j2")] for p in PROMPT_DIR.glob("insights_*.system.j2")))
+    suffix = ".select.system.j2"
+    return tuple(sorted(p.name[len("insights_") : -len(suffix)] for p in PROMPT_DIR.glob(f"insights_*{suffix}")))
 
 
 @dataclass(frozen=True)
-class PromptTemplate:
-    version: str
-    system: jinja2.Template
+class StagePrompt:
+    system: str
     user: jinja2.Template
+
+    def render(self, **values: Any) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": self.user.render(**values).strip()},
+        ]
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    version: str
+    select: StagePrompt
+    write: StagePrompt
+    verify: StagePrompt
 
     @property
     def label(self) -> str:
         """What goes on each insight's `prompt_version`."""
         return f"insights_{self.version}"
 
-    def render(self, *, transcript: str, show: str, title: str, max_insights: int) -> list[dict[str, str]]:
-        values = {"transcript": transcript, "show": show, "title": title, "max_insights": max_insights}
-        return [
-            {"role": "system", "content": self.system.render(**values).strip()},
-            {"role": "user", "content": self.user.render(**values).strip()},
-        ]
-
 
 @functools.cache
-def load(version: str) -> PromptTemplate:
+def load(version: str) -> PromptSet:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(PROMPT_DIR),
         autoescape=False,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
     )
+    stages: dict[str, StagePrompt] = {}
     try:
-        return PromptTemplate(
-            version,
-            env.get_template(f"insights_{version}.system.j2"),
-            env.get_template(f"insights_{version}.user.j2"),
-        )
+        for stage in STAGES:
+            system = env.get_template(f"insights_{version}.{stage}.system.j2").render().strip()
+            stages[stage] = StagePrompt(system, env.get_template(f"insights_{version}.{stage}.user.j2"))
     except jinja2.TemplateNotFound as exc:
-        raise ValueError(f"no prompt template for version {version!r}") from exc
+        raise ValueError(f"prompt version {version!r} lacks {exc.name}") from exc
+    return PromptSet(version, **stages)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +26,7 @@ from podbrief.events.topics import EPISODE_TRANSCRIBED, INSIGHTS_EXTRACTED
 from podbrief.settings import BusSettings, DatabaseSettings
 from podbrief_extraction.app import create_app
 from podbrief_extraction.settings import ExtractionSettings, LLMSettings
-from podbrief_testing.llm import FakeOpenAI
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit
@@ -36,19 +34,9 @@ pytestmark = pytest.mark.unit
 LINE = "Heat pumps in Norway now outsell gas boilers three to one, the installer said."
 
 
-def answer(_body: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "insights": [
-                {
-                    "text": "Heat pumps outsell gas boilers three to one in Norway.",
-                    "quote": "heat pumps in Norway now outsell gas boilers three to one",
-                    "topics": ["heat pumps"],
-                    "kind": "data_point",
-                    "importance": 4,
-                }
-            ]
-        }
+def answer() -> ScriptedModel:
+    return ScriptedModel(
+        write=lambda _q, _b: "The Installer reports that heat pumps in Norway now outsell gas boilers three to one."
     )
 
 
@@ -90,7 +78,7 @@ async def until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
 async def test_transcribed_episode_becomes_insights_on_the_bus_and_the_api(tmp_path: Path) -> None:
     bus_t = MemoryTransport()
     await bus_t.start()
-    fake = FakeOpenAI(responder=answer)
+    fake = FakeOpenAI(responder=answer())
     s = settings(tmp_path)
     app = create_app(s, transport=bus_t, llm_transport=fake.transport())
     bus = Bus(bus_t, s.bus)
@@ -101,10 +89,10 @@ async def test_transcribed_episode_becomes_insights_on_the_bus_and_the_api(tmp_p
         await until(lambda: len(bus_t.records(INSIGHTS_EXTRACTED)) == 2)
         out = [decode(r.value, InsightsExtracted) for r in bus_t.records(INSIGHTS_EXTRACTED)]
         assert out[0].event_id == out[1].event_id and out[0].payload == out[1].payload
-        assert len(fake.requests) == 1
+        assert len(fake.requests) == 3  # select, write, verify
         [ins] = out[0].payload.insights
         assert ins.speaker == "Installer" and (ins.start_s, ins.end_s) == (12.0, 17.5)
-        assert ins.quote == "Heat pumps in Norway now outsell gas boilers three to one,"
+        assert ins.quote == LINE and ins.text.startswith("The Installer reports")
         assert bus_t.records(INSIGHTS_EXTRACTED)[0].key == str(uuid.UUID(int=1)).encode()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
             r = await client.get(f"/v1/episodes/{uuid.UUID(int=1)}")
@@ -117,7 +105,8 @@ async def test_transcribed_episode_becomes_insights_on_the_bus_and_the_api(tmp_p
             assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
             metrics = (await client.get("/metrics/")).text
             assert "podbrief_extraction_insights_kept_total 1.0" in metrics
-            assert 'podbrief_extraction_llm_tokens_total{direction="in"} 100.0' in metrics
+            assert 'podbrief_extraction_llm_tokens_total{direction="in",stage="select"} 100.0' in metrics
+            assert 'podbrief_extraction_verifications_total{verdict="supported"} 1.0' in metrics
             assert 'podbrief_extraction_chunks_total{outcome="ok"} 1.0' in metrics
             assert (await client.get("/readyz")).status_code == 200
     await bus_t.stop()

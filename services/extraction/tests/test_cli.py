@@ -13,20 +13,14 @@ import pytest
 import typer
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.cli import register
-from podbrief_testing.llm import completion
+from podbrief_testing.llm import ScriptedModel, completion
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit
 
 LINE = "Our tests show the new solid-state cells charge to eighty percent in twelve minutes."
 
-INSIGHT = {
-    "text": "Solid-state cells charge to eighty percent in twelve minutes in the company's tests.",
-    "quote": "the new solid-state cells charge to eighty percent in twelve minutes",
-    "topics": ["batteries"],
-    "kind": "data_point",
-    "importance": 4,
-}
+TEXT = "Battery Talk's guest says solid-state cells charge to 80% in 12 minutes in the company's tests."
 
 
 def cli() -> typer.Typer:
@@ -43,6 +37,7 @@ def cli() -> typer.Typer:
 @pytest.fixture
 def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     seen: list[dict[str, Any]] = []
+    model = ScriptedModel(write=lambda _q, _b: TEXT)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -50,7 +45,9 @@ def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
         def do_POST(self) -> None:
             seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            body = json.dumps(completion(json.dumps({"insights": [INSIGHT]}))).encode()
+            answer = model(seen[-1])
+            assert isinstance(answer, str)
+            body = json.dumps(completion(answer)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -89,9 +86,26 @@ def test_prints_one_json_insight_per_line(tmp_path: Path, openai_server: tuple[s
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1
-    assert lines[0]["quote"] == "the new solid-state cells charge to eighty percent in twelve minutes."
-    assert lines[0]["start_s"] == 1.0 and lines[0]["kind"] == "data_point"
+    assert lines[0]["quote"] == LINE and lines[0]["text"] == TEXT
+    assert lines[0]["start_s"] == 1.0
     assert "Podcast: Battery Talk" in seen[0]["messages"][1]["content"]
+
+
+def test_publisher_transcripts_are_read_with_their_speakers(
+    tmp_path: Path, openai_server: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, seen = openai_server
+    path = tmp_path / "episode.vtt"
+    path.write_text(f"WEBVTT\n\n00:01.000 --> 00:08.000\n<v Dr Ana Lima>{LINE}\n")
+    result = CliRunner().invoke(
+        cli(),
+        ["extract", str(path), "--base-url", url, "--show", "Battery Talk", "--person", "Dr Ana Lima:guest"],
+    )
+    assert result.exit_code == 0, result.output
+    [insight] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert insight["speaker"] == "Dr Ana Lima" and insight["quote"] == LINE
+    write = next(b for b in seen if b["response_format"]["json_schema"]["name"] == "insight")
+    assert "People: Dr Ana Lima (guest)" in write["messages"][1]["content"]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Extraction end to end through the real client against a fake OpenAI server."""
+"""Extraction end to end through the real client against a fake OpenAI server: select, the episode-level pass,
+write, verify, and what the gates keep."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from podbrief.errors import RetryableError
-from podbrief.events import Segment, Transcript, insight_id
+from podbrief.events import Person, Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
-from podbrief_extraction.extractor import Extractor, answer_schema
+from podbrief_extraction.extractor import Extractor, tidy_text
+from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
-from podbrief_testing.llm import FakeOpenAI
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
 
 pytestmark = pytest.mark.unit
 
@@ -23,52 +25,22 @@ LINES = [
     "Home battery prices fell by half between 2020 and 2024 in Germany.",
     "We should all stop checking email before ten in the morning, it ruins focus.",
     "I think small language models will run on every phone by 2027.",
-    "Our sponsor today is a mattress company, use the code BRIEF.",
+    "Nuclear fusion startups raised four billion dollars last year from private investors.",
 ]
+SPONSOR = "This episode is brought to you by Acme Mattress, use the code BRIEF for 20% off at acme.com/brief."
 
 
-def long_transcript(n: int = 40) -> Transcript:
+def long_transcript(n: int = 40, speaker: str | None = "Dana Whitfield") -> Transcript:
     segs = tuple(
-        Segment(start_s=i * 30.0, end_s=i * 30.0 + 29.0, text=LINES[i % len(LINES)] + f" Part {i}.") for i in range(n)
+        Segment(
+            start_s=i * 30.0,
+            end_s=i * 30.0 + 29.0,
+            text=LINES[i % len(LINES)] + f" That was part {i} of the talk.",
+            speaker=speaker,
+        )
+        for i in range(n)
     )
     return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=n * 30.0, segments=segs)
-
-
-def transcript_of(body: dict[str, Any]) -> str:
-    prompt = FakeOpenAI.user_prompt(body)
-    return prompt.split("Transcript:\n", 1)[1].rsplit("\n\n", 1)[0]
-
-
-def good_answer(body: dict[str, Any]) -> str:
-    """A model that quotes the first line of its window, plus a fabrication and a vague summary."""
-    first = transcript_of(body).splitlines()[0]
-    return json.dumps(
-        {
-            "insights": [
-                {
-                    "text": "Guest claim: " + first,
-                    "quote": first,
-                    "topics": ["Energy", "energy"],
-                    "kind": "claim",
-                    "importance": 4,
-                },
-                {
-                    "text": "The moon landing was staged in a studio in Nevada.",
-                    "quote": "the moon landing was staged in a studio",
-                    "topics": [],
-                    "kind": "claim",
-                    "importance": 5,
-                },
-                {
-                    "text": "They discussed batteries and phones.",
-                    "quote": first,
-                    "topics": [],
-                    "kind": "story",
-                    "importance": 2,
-                },
-            ]
-        }
-    )
 
 
 def settings(**overrides: Any) -> ExtractionSettings:
@@ -85,43 +57,188 @@ def extractor(fake: FakeOpenAI, s: ExtractionSettings | None = None) -> Extracto
     return Extractor(LLMClient(s.llm, transport=fake.transport()), s)
 
 
-async def test_gates_keep_grounded_specific_insights_with_transcript_times() -> None:
-    fake = FakeOpenAI(responder=good_answer)
-    ex = extractor(fake, settings(quality={"text_fallback": "drop", "quote_choices": False}))
-    t = long_transcript()
-    result = await ex.extract(t, episode_id=EP, show="Energy Hour", title="Batteries")
-    assert result.chunks_total == len(fake.requests) > 5 and result.chunks_failed == 0
-    assert result.dropped["ungrounded"] == result.chunks_total
-    assert result.dropped["vague"] == result.chunks_total
-    assert result.insights, "grounded insights survive"
+async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_times() -> None:
+    model = ScriptedModel()
+    fake = FakeOpenAI(responder=model)
+    t = long_transcript(12)
+    result = await extractor(fake).extract(t, episode_id=EP, show="Energy Hour", title="Batteries")
+    assert result.chunks_total == len(model.calls["select"]) > 2 and result.chunks_failed == 0
+    assert result.insights and len(model.calls["write"]) == len(model.calls["verify"])
     for ins in result.insights:
-        seg = next(s for s in t.segments if ins.quote.split()[0] in s.text and s.start_s == ins.start_s)
-        assert ins.end_s == seg.end_s  # from the segment, never from the model
+        seg = next(s for s in t.segments if s.text.startswith(ins.quote))
+        # The quote is the transcript's own sentence and the time comes from it, never from the model.
+        assert ins.start_s == seg.start_s and ins.end_s <= seg.end_s
+        assert ins.text == f"Dana Whitfield says that {ins.quote}" and ins.speaker == "Dana Whitfield"
         assert ins.insight_id == insight_id(EP, ins.quote, ins.start_s)
-        assert ins.prompt_version == "insights_v1" and ins.model == "fake-7b"
-        assert ins.topics == ("energy",) and ins.importance == 0.8
-    # Overlapping windows quote the same passage: merged, not duplicated.
-    assert len({i.insight_id for i in result.insights}) == len(result.insights)
-    assert result.usage.requests == result.chunks_total
-    # Prompts carry the show and title; the schema bounds every string and array.
-    assert "Podcast: Energy Hour" in FakeOpenAI.user_prompt(fake.requests[0])
-    schema = fake.requests[0]["response_format"]["json_schema"]["schema"]
-    item = schema["properties"]["insights"]["items"]["properties"]
-    assert schema["properties"]["insights"]["maxItems"] == 3
-    assert all("maxLength" in item[k] for k in ("text", "quote")) and item["topics"]["maxItems"] == 3
+        assert ins.prompt_version == "insights_v2" and ins.model == "fake-7b" and ins.topics == ("testing",)
+    # Overlapping windows pick the same sentence: merged, not duplicated.
+    assert len({i.quote for i in result.insights}) == len(result.insights)
+    assert result.usage.requests == sum(len(c) for c in model.calls.values())
+    assert set(result.stages) == {"select", "write", "verify"}
+    # The select prompt numbers the sentences; its schema bounds every number and string.
+    body = model.calls["select"][0]
+    assert "Podcast: Energy Hour" in FakeOpenAI.user_prompt(body) and "[1] " in FakeOpenAI.user_prompt(body)
+    schema = body["response_format"]["json_schema"]["schema"]
+    point = schema["properties"]["p"]["items"]["properties"]
+    assert schema["properties"]["p"]["maxItems"] == 3 and point["s"]["maximum"] >= 1 and "maxLength" in point["h"]
+
+
+async def test_system_prompts_are_a_stable_prefix_per_stage() -> None:
+    """The server's prompt cache keeps a stage's system prompt between calls only if it never changes."""
+    model = ScriptedModel()
+    await extractor(FakeOpenAI(responder=model)).extract(long_transcript(12), episode_id=EP, show="S", title="T")
+    for stage, calls in model.calls.items():
+        systems = {c["messages"][0]["content"] for c in calls}
+        assert len(systems) == 1, stage
+        assert calls[0]["messages"][0]["role"] == "system"
+
+
+@pytest.mark.parametrize(
+    ("verdict", "kept"),
+    [("supported", True), ("partly", False), ("unsupported", False)],
+)
+async def test_the_verifiers_decision_is_final(verdict: str, kept: bool) -> None:
+    model = ScriptedModel(verify=lambda _s, _b: (verdict, "checked against the passage"))
+    result = await extractor(FakeOpenAI(responder=model), settings(quality={"text_fallback": "drop"})).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    assert bool(result.insights) is kept
+    assert result.verdicts[verdict] == 1
+    if not kept:
+        assert result.dropped[f"verdict_{verdict}"] == 1
+        [decision] = [d for d in result.decisions if d.outcome.startswith("verdict")]
+        assert decision.reason == "checked against the passage" and decision.verdict == verdict
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "Dana Whitfield says home battery prices fell by 70% between 2020 and 2024 in Germany.",
+            "unsupported_number",
+        ),
+        (
+            "Dana Whitfield says home battery prices fell by half between 2019 and 2024 in Germany.",
+            "unsupported_number",
+        ),
+        ("Dana Whitfield of Tesla says home battery prices fell by half between 2020 and 2024.", "unsupported_name"),
+    ],
+)
+async def test_numbers_and_names_not_in_the_passage_are_refused_without_asking_the_verifier(
+    text: str, reason: str
+) -> None:
+    model = ScriptedModel(write=lambda _q, _b: text)
+    result = await extractor(FakeOpenAI(responder=model), settings(quality={"text_fallback": "drop"})).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    assert result.insights == [] and result.dropped[reason] == 1
+    assert model.calls["verify"] == [], "a text the code refuses costs no verification call"
+
+
+async def test_a_paraphrase_with_spelled_out_numbers_and_the_feeds_people_passes() -> None:
+    t = Transcript(
+        text="x",
+        language="en",
+        duration_s=30,
+        segments=(
+            Segment(
+                start_s=0, end_s=30, text="The price of running a model fell by ninety percent in eighteen months."
+            ),
+        ),
+    )
+    text = "Tom Brady of The Margin Call says the cost of running a language model dropped 90% in 18 months."
+    model = ScriptedModel(write=lambda _q, _b: text)
+    people = (Person(name="Tom Brady", role="guest", group="cast"),)
+    result = await extractor(FakeOpenAI(responder=model)).extract(
+        t, episode_id=EP, show="The Margin Call", title="Cheaper models", people=people
+    )
+    [ins] = result.insights
+    assert ins.text == text and ins.speaker == "Tom Brady"  # the feed's only person speaks an unlabelled transcript
+    assert "People: Tom Brady (guest)" in FakeOpenAI.user_prompt(model.calls["write"][0])
+
+
+async def test_unsupported_text_falls_back_to_the_quote_when_asked() -> None:
+    model = ScriptedModel(verify=lambda _s, _b: ("unsupported", "the passage says nothing about that"))
+    result = await extractor(FakeOpenAI(responder=model), settings(quality={"text_fallback": "quote"})).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    [ins] = result.insights
+    assert ins.text == ins.quote == LINES[0] and ins.kind == "claim"
+    assert result.text_from_quote == 1
+
+
+async def test_sponsor_reads_are_never_written_up() -> None:
+    segs = (
+        Segment(start_s=0, end_s=20, text=SPONSOR + " Acme mattresses cut back pain by 40 percent.", speaker="Host"),
+        Segment(start_s=20, end_s=40, text=LINES[3], speaker="Guest"),
+    )
+    t = Transcript(text="x", language="en", duration_s=40, segments=segs)
+    # The model picks every sentence, the ad's claims first.
+    model = ScriptedModel(
+        select=lambda s: [{"s": n, "e": n, "h": f"point {n}", "w": 5 if n < 3 else 3} for n in sorted(s)][:3]
+    )
+    result = await extractor(FakeOpenAI(responder=model)).extract(t, episode_id=EP, show="S", title="T")
+    assert result.dropped["promotional"] >= 1
+    assert [i.quote for i in result.insights] == [LINES[3]]
+    assert not any("Acme" in q for b in model.calls["write"] for q in marked_sentences(b))
+
+
+async def test_the_episodes_top_points_are_written_not_the_first_ones() -> None:
+    """Candidates from every chunk are ranked first; only the head of the ranking costs write/verify calls."""
+    facts = [
+        "Helion expects its fusion plant to deliver power to Microsoft by 2028.",
+        "Commonwealth Fusion raised two billion dollars for its tokamak in Massachusetts.",
+        "Tokamak magnets made of new superconductors shrank reactors by a factor of forty.",
+        "Fusion fuel from seawater could power cities for millions of years.",
+    ]
+    segs = tuple(
+        Segment(
+            start_s=i * 30.0,
+            end_s=i * 30.0 + 29.0,
+            text=facts[i // 4] if i % 4 == 3 else LINES[i % 3] + f" That was part {i} of the talk.",
+            speaker="Dana Whitfield",
+        )
+        for i in range(16)
+    )
+    t = Transcript(text="x", language="en", duration_s=480.0, segments=segs)
+
+    def select(sentences: dict[int, str]) -> list[dict[str, Any]]:
+        return [
+            {"s": n, "e": n, "h": text[:80], "w": 5 if "usion" in text or "okamak" in text else 2}
+            for n, text in sorted(sentences.items())
+            if not text.startswith("That was")
+        ][:3]
+
+    model = ScriptedModel(select=select)
+    s = settings(quality={"max_insights_per_episode": 2, "novelty": 0.0})
+    result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
+    assert len(result.insights) == 2
+    assert all(i.quote in facts for i in result.insights), [i.quote for i in result.insights]
+    assert len(model.calls["write"]) == 2, "only the candidates that can make the top 2 are written"
+    assert result.dropped["episode_cap"] > 0 and result.candidates > 4
+
+
+async def test_a_short_episode_keeps_fewer_insights() -> None:
+    model = ScriptedModel(select=lambda s: [{"s": n, "e": n, "h": f"point {n}", "w": 4} for n in sorted(s)][:3])
+    s = settings(quality={"max_insights_per_episode": 8, "minutes_per_insight": 1.5})
+    result = await extractor(FakeOpenAI(responder=model), s).extract(
+        long_transcript(4), episode_id=EP, show="S", title="T"
+    )
+    # Two minutes of audio: at most two insights, and no more than two write calls.
+    assert len(result.insights) <= 2 and len(model.calls["write"]) <= 2
 
 
 async def test_invalid_chunk_fails_alone_and_the_episode_completes() -> None:
-    calls = {"n": 0}
+    model = ScriptedModel()
 
-    def answer(body: dict[str, Any]) -> str:
-        calls["n"] += 1
-        if "Part 0." in transcript_of(body):
+    def answer(body: dict[str, Any]) -> Any:
+        if stage_of(body) == "select" and "part 0 " in FakeOpenAI.user_prompt(body):
             return "I'm sorry, I cannot do that."  # first answer and repair both invalid
-        return good_answer(body)
+        return model(body)
 
-    fake = FakeOpenAI(responder=answer)
-    result = await extractor(fake).extract(long_transcript(12), episode_id=EP, show="S", title="T")
+    result = await extractor(FakeOpenAI(responder=answer)).extract(
+        long_transcript(12), episode_id=EP, show="S", title="T"
+    )
     assert result.chunks_failed == 1 and result.chunks_total > 1
     assert result.insights
 
@@ -138,88 +255,44 @@ async def test_empty_transcript_makes_no_requests() -> None:
     assert result.insights == [] and result.chunks_total == 0 and fake.requests == []
 
 
-@pytest.mark.parametrize("policy,requests", [("skip", 0), ("process", 1)])
+@pytest.mark.parametrize(("policy", "requests"), [("skip", 0), ("process", 3)])
 async def test_unsupported_language_policy(policy: str, requests: int) -> None:
-    fake = FakeOpenAI(responder=good_answer)
+    fake = FakeOpenAI(responder=ScriptedModel())
     t = Transcript(text=LINES[0], language="de", duration_s=5, segments=(Segment(start_s=0, end_s=5, text=LINES[0]),))
     result = await extractor(fake, settings(unsupported_language=policy)).extract(t, episode_id=EP, show="S", title="T")
     assert len(fake.requests) == requests
     assert result.status == ("skipped" if policy == "skip" else "done")
 
 
-async def test_episode_cap_keeps_the_most_important() -> None:
-    def answer(body: dict[str, Any]) -> str:
-        lines = transcript_of(body).splitlines()
-        return json.dumps(
-            {
-                "insights": [
-                    {
-                        "text": "Claim: " + line,
-                        "quote": line,
-                        "topics": [],
-                        "kind": "claim",
-                        "importance": 5 if "language models" in line else 1,
-                    }
-                    for i, line in enumerate(lines[:5])
-                ]
-            }
-        )
-
-    fake = FakeOpenAI(responder=answer)
-    s = settings(quality={"max_insights_per_episode": 2, "merge_similarity": 1.0})
-    result = await extractor(fake, s).extract(long_transcript(16), episode_id=EP, show="S", title="T")
-    assert len(result.insights) == 2
-    assert all("language models" in i.quote for i in result.insights)
-    assert result.dropped["episode_cap"] > 0
-
-
-async def test_unusable_text_falls_back_to_the_grounded_quote() -> None:
-    def answer(body: dict[str, Any]) -> str:
-        first = transcript_of(body).splitlines()[0]
-        return json.dumps(
-            {
-                "insights": [
-                    {
-                        "quote": first,
-                        "text": "The guest predicts cheaper electric cars.",
-                        "topics": ["electric cars", "battery"],
-                        "kind": "prediction",
-                        "importance": 5,
-                    }
-                ]
-            }
-        )
-
-    fake = FakeOpenAI(responder=answer)
-    result = await extractor(fake).extract(long_transcript(1), episode_id=EP, show="S", title="T")
+async def test_model_picks_out_of_range_are_clamped_and_fragments_widened() -> None:
+    model = ScriptedModel(select=lambda s: [{"s": 99, "e": 1, "h": "everything", "w": 9}])
+    t = Transcript(
+        text="x",
+        language="en",
+        duration_s=20,
+        segments=(Segment(start_s=0, end_s=20, text="Yes. Fusion startups raised four billion dollars last year."),),
+    )
+    result = await extractor(FakeOpenAI(responder=model)).extract(t, episode_id=EP, show="S", title="T")
     [ins] = result.insights
-    assert ins.text == ins.quote == LINES[0] + " Part 0."
-    assert ins.kind == "claim" and ins.topics == ("battery",) and ins.importance == 0.8
-    assert result.text_from_quote == 1
-    # With the fallback off, the same answer is dropped.
-    fake = FakeOpenAI(responder=answer)
-    off = await extractor(fake, settings(quality={"text_fallback": "drop"})).extract(
-        long_transcript(1), episode_id=EP, show="S", title="T"
+    # "Yes." alone is too short to quote: the range grows by a sentence, within the chunk.
+    assert norm_tokens(ins.quote) == norm_tokens("Yes. Fusion startups raised four billion dollars last year.")
+
+
+def test_tidy_text_keeps_whole_sentences() -> None:
+    assert (
+        tidy_text("One claim here. Why it matters.  A third. A fourth one.")
+        == "One claim here. Why it matters. A third."
     )
-    assert off.insights == [] and off.dropped["unsupported_text"] == 1
+    assert tidy_text("A text cut off by the length bo") is None
+    assert tidy_text('He said "yes." Then left.') == 'He said "yes." Then left.'
 
 
-def test_schema_bounds_and_quote_choices() -> None:
-    schema = answer_schema(3)
-    assert schema["properties"]["insights"]["maxItems"] == 3
-    from podbrief_extraction.chunking import Chunk
-    from podbrief_extraction.extractor import quote_choices
-
-    long = "word, " * 80 + "end."
-    chunk = Chunk(
-        0,
-        (
-            Segment(start_s=0, end_s=5, text="First point here. Second point there! Ok."),
-            Segment(start_s=5, end_s=9, text=long),
-        ),
-    )
-    choices = quote_choices(chunk)
-    assert choices[:2] == ["First point here.", "Second point there!"]
-    assert all(len(c) <= 300 for c in choices) and len(choices) > 2
-    constrained = answer_schema(3, choices)["properties"]["insights"]["items"]["properties"]["quote"]
-    assert constrained == {"type": "string", "enum": choices}
+async def test_answers_stay_small() -> None:
+    """Generation is the expensive part on a CPU: every call's answer is bounded."""
+    model = ScriptedModel()
+    await extractor(FakeOpenAI(responder=model)).extract(long_transcript(4), episode_id=EP, show="S", title="T")
+    budgets = {stage: {c["max_tokens"] for c in calls} for stage, calls in model.calls.items()}
+    assert max(budgets["select"]) <= 160 and max(budgets["write"]) <= 200 and max(budgets["verify"]) <= 64
+    verify_schema = model.calls["verify"][0]["response_format"]["json_schema"]["schema"]
+    assert verify_schema["properties"]["v"]["enum"] == ["supported", "partly", "unsupported"]
+    assert json.loads(json.dumps(verify_schema))["properties"]["r"]["maxLength"] <= 120

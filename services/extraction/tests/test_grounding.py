@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from podbrief.events import Segment
-from podbrief_extraction.grounding import Candidate, ground, merge_and_cap, specificity_problem, tokens_of
+from podbrief_extraction.grounding import ground, specificity_problem, tokens_of
 
 pytestmark = pytest.mark.unit
 
@@ -84,43 +84,16 @@ def test_vague_or_unanchored_text_is_refused(text: str, reason: str | None) -> N
         "Kennedy asks Americans to ask what they can do for their country, not what it can do for them.",
         "Home battery prices fell by half between 2020 and 2024, according to the guest.",
         "The tax is about to rise by 2% next year.",
+        "Moshi's reply time is about 200 milliseconds, close to a human's.",
     ],
 )
 def test_specific_claims_pass(text: str) -> None:
     assert specificity_problem(text, min_words=4) is None
 
 
-def test_text_must_share_content_with_its_quote() -> None:
-    quote = "ask not what your country can do for you"
+def test_text_must_share_content_with_its_passage() -> None:
+    passage = "ask not what your country can do for you, ask what you can do for your country"
     example = "A survey found that most nurses plan to leave the profession within five years."
-    assert specificity_problem(example, min_words=4, quote=quote) == "unsupported_text"
-    housing = "The guest predicts that renting will become cheaper than buying by 2025."
-    quote2 = "In most big cities renting is cheaper than buying by about thirty percent per month."
-    assert specificity_problem(housing, min_words=4, quote=quote2) == "unsupported_number"
+    assert specificity_problem(example, min_words=4, context=passage) == "unsupported_text"
     good = "Kennedy tells Americans to ask what they can do for their country."
-    assert specificity_problem(good, min_words=4, quote=quote) is None
-
-
-def cand(text: str, quote: str, start: float, importance: float = 0.6, topics: list[str] | None = None) -> Candidate:
-    return Candidate(
-        text=text,
-        quote=quote,
-        start_s=start,
-        end_s=start + 5,
-        speaker=None,
-        topics=topics or [],
-        importance=importance,
-        kind="claim",
-        grounding=1.0,
-    )
-
-
-def test_near_identical_insights_merge_and_the_cap_keeps_the_best() -> None:
-    a = cand("Battery prices fell by half since 2020.", "battery prices fell by half", 10, 0.6, ["energy"])
-    b = cand("Battery prices fell by half since 2020!", "prices fell by half since", 11, 0.8, ["batteries"])
-    c = cand("Sleep before midnight improves memory consolidation.", "sleep before midnight", 50, 0.4)
-    d = cand("Vertical farms use 95 percent less water than fields.", "use 95 percent less water", 90, 1.0)
-    kept, merged, capped = merge_and_cap([a, b, c, d], threshold=0.8, cap=2)
-    assert merged == 1 and capped == 1
-    assert [k.text for k in kept] == [b.text, d.text]  # the best two, in time order
-    assert set(kept[0].topics) == {"energy", "batteries"}
+    assert specificity_problem(good, min_words=4, context=passage) is None

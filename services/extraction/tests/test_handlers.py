@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from podbrief_extraction.extractor import Extractor
 from podbrief_extraction.handlers import extracted_event_id, on_episode_transcribed
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import ExtractionSettings, LLMSettings
-from podbrief_testing.llm import FakeOpenAI
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit
@@ -38,19 +37,12 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
 
-def jfk_answer(_body: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "insights": [
-                {
-                    "text": "Kennedy urges Americans to ask what they can do for their country.",
-                    "quote": "ask what you can do for your country",
-                    "topics": ["civic duty"],
-                    "kind": "advice",
-                    "importance": 5,
-                }
-            ]
-        }
+def jfk_model() -> ScriptedModel:
+    """Picks the speech's one sentence; writes a synthesis that names Kennedy (the show's title says who)."""
+    return ScriptedModel(
+        write=lambda _q, _b: (
+            "President Kennedy urges Americans to ask what they can do for their country, not the reverse."
+        )
     )
 
 
@@ -60,7 +52,7 @@ def episode(n: int = 1) -> EpisodeRef:
         feed_id=uuid.UUID(int=99),
         feed_url="http://feeds.test/a.xml",
         show="Speeches",
-        title="Inaugural address",
+        title="President Kennedy's inaugural address",
     )
 
 
@@ -116,22 +108,23 @@ def harness(repo: ExtractionRepo, fake: FakeOpenAI, **overrides: Any) -> Harness
 
 
 async def test_redelivery_republishes_stored_result_without_calling_the_model(repo: ExtractionRepo) -> None:
-    h = harness(repo, FakeOpenAI(responder=jfk_answer))
+    h = harness(repo, FakeOpenAI(responder=jfk_model()))
     event = transcribed(jfk_transcript())
     await h.handle(event)
     await h.handle(event)  # redelivered
-    assert len(h.fake.requests) == 1
+    assert len(h.fake.requests) == 3  # select, write, verify: once
     first, second = h.published
     assert isinstance(first, InsightsExtracted) and isinstance(second, InsightsExtracted)
     assert first.event_id == second.event_id == extracted_event_id(uuid.UUID(int=1))
     assert first.key == str(uuid.UUID(int=1)) and first.correlation_id == event.correlation_id
     assert first.payload == second.payload
     [ins] = first.payload.insights
-    assert ins.quote == "ask what you can do for your country." and ins.start_s == 0.0 and ins.end_s == 10.5
-    assert ins.kind == "advice" and first.payload.chunks_total == 1 and first.payload.chunks_failed == 0
+    assert ins.quote == JFK and ins.start_s == 0.0 and ins.end_s == 10.5
+    assert ins.text.startswith("President Kennedy urges")
+    assert first.payload.chunks_total == 1 and first.payload.chunks_failed == 0
     status = await repo.get(uuid.UUID(int=1))
     assert status is not None and status.status == "done" and status.insights_kept == 1 and status.attempts == 1
-    assert status.tokens_in == 100 and status.tokens_out == 20
+    assert status.tokens_in == 300 and status.tokens_out == 60
 
 
 async def test_empty_transcript_completes_with_no_insights(repo: ExtractionRepo) -> None:
@@ -161,7 +154,7 @@ async def test_endpoint_down_is_retryable_visible_and_recovers(repo: ExtractionR
     status = await repo.get(uuid.UUID(int=1))
     assert status is not None and status.status == "error" and status.last_error_reason == "http_5xx"
     assert h.published == []  # nothing published for a failed attempt
-    fake.responder = jfk_answer  # the bus redelivers once the endpoint is back
+    fake.responder = jfk_model()  # the bus redelivers once the endpoint is back
     await h.handle(event)
     status = await repo.get(uuid.UUID(int=1))
     assert status is not None and status.status == "done" and status.attempts == 2 and status.last_error is None

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 from podbrief.errors import ConfigurationError
-from podbrief_extraction.eval.run import covers
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.settings import EmbeddedLlamaSettings, packaged_smollm2
 
@@ -48,6 +47,7 @@ def executable(path: Path, text: str) -> Path:
 def settings(tmp_path: Path, binary: Path, **kw: object) -> EmbeddedLlamaSettings:
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")
+    kw.setdefault("threads", 1)
     return EmbeddedLlamaSettings(binary=binary, gguf=gguf, **kw)  # type: ignore[arg-type]
 
 
@@ -98,12 +98,20 @@ def test_packaged_model_is_located_without_importing_it() -> None:
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
 
 
-def test_eval_matching_rule() -> None:
-    assert covers(
-        "home battery prices fell by about half between 2020 and 2024.",
-        "home battery prices fell by about half between 2020 and 2024",
-    )
-    assert not covers("Welcome back to the show", "home battery prices fell by about half")
+def test_all_cores_by_default(tmp_path: Path) -> None:
+    import os
+
+    s = EmbeddedLlamaSettings(binary=tmp_path / "llama-server", gguf=tmp_path / "m.gguf")
+    assert s.threads == 0 and s.thread_count == (os.cpu_count() or 1)
+    command = EmbeddedLlamaServer(s).command()
+    assert command[command.index("-t") + 1] == str(s.thread_count)
+
+
+async def test_missing_model_says_how_to_install_it(tmp_path: Path) -> None:
+    binary = executable(tmp_path / "llama-server", FAKE_SERVER)
+    s = EmbeddedLlamaSettings(binary=binary, gguf=tmp_path / "absent.gguf", threads=1)
+    with pytest.raises(ConfigurationError, match="podbrief extraction fetch-model"):
+        await EmbeddedLlamaServer(s).start()
 
 
 def test_fixtures_share_one_server_per_settings(tmp_path: Path) -> None:
@@ -117,3 +125,43 @@ def test_fixtures_share_one_server_per_settings(tmp_path: Path) -> None:
     assert b.running  # still held by the other fixture
     release_llama(b)
     assert not a.running
+
+
+def test_the_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A killed service or evaluation (SIGKILL: no cleanup runs) must not leave llama-server holding the CPU."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    binary = executable(tmp_path / "llama-server", FAKE_SERVER)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from podbrief_extraction.llama_server import EmbeddedLlamaServer\n"
+        "from podbrief_extraction.settings import EmbeddedLlamaSettings\n"
+        f"s = EmbeddedLlamaSettings(binary=Path({str(binary)!r}), gguf=Path({str(gguf)!r}), threads=1)\n"
+        "server = EmbeddedLlamaServer(s).start_blocking()\n"
+        "print(server._proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        # A child reparented to init is reaped by it; a zombie of ours is not running either.
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("llama-server outlived the process that started it")

@@ -74,8 +74,8 @@ async def test_request_carries_schema_seed_temperature_and_key() -> None:
     assert body["temperature"] == 0.0 and body["seed"] == 7 and body["model"] == "m"
     assert fake.headers[0]["authorization"] == "Bearer sk-test"
     assert out.usage.prompt_tokens == 100 and out.usage.completion_tokens == 20
-    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in"}) == 100
-    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "out"}) == 20
+    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in", "stage": "extract"}) == 100
+    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "out", "stage": "extract"}) == 20
     await llm.aclose()
 
 

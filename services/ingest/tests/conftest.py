@@ -14,8 +14,8 @@ import httpx
 import pytest
 from podbrief.bus import Bus, MemoryTransport
 from podbrief.events.codec import decode
-from podbrief.events.models import EpisodeDiscovered
-from podbrief.events.topics import EPISODE_DISCOVERED
+from podbrief.events.models import EpisodeDiscovered, FeedWithdrawn
+from podbrief.events.topics import EPISODE_DISCOVERED, FEED_WITHDRAWN
 from podbrief.metrics import new_registry
 from podbrief.service import ServiceContext
 from podbrief.settings import BusSettings, DatabaseSettings, HttpSettings, NetSettings
@@ -74,6 +74,10 @@ async def replica(settings: IngestSettings, transport: MemoryTransport) -> Async
 
 def discovered(transport: MemoryTransport) -> list[EpisodeDiscovered]:
     return [decode(r.value, EpisodeDiscovered) for r in transport.records(EPISODE_DISCOVERED)]
+
+
+def withdrawals(transport: MemoryTransport) -> list[FeedWithdrawn]:
+    return [decode(r.value, FeedWithdrawn) for r in transport.records(FEED_WITHDRAWN)]
 
 
 def route_path(url: str) -> str:

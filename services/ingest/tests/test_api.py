@@ -16,7 +16,7 @@ from podbrief_ingest.app import create_app, poll_all_now
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer
 
-from .conftest import API_KEY, discovered, item, rss, serve_pc20
+from .conftest import API_KEY, discovered, item, rss, serve_pc20, withdrawals
 
 pytestmark = pytest.mark.unit
 
@@ -96,7 +96,10 @@ def test_add_feed_poll_and_browse(
         assert 'podbrief_ingest_episodes_discovered_total{status="backlog"} 53.0' in metrics
         assert "podbrief_ingest_poll_seconds_count 2.0" in metrics
 
+        assert withdrawals(bus) == []
         assert client.delete(f"/v1/feeds/{feed_id}", headers=AUTH).status_code == 204
+        [removed] = withdrawals(bus)
+        assert str(removed.payload.feed_id) == feed_id and removed.payload.reason == "removed"
         gone = client.get(f"/v1/feeds/{feed_id}", headers=AUTH)
         assert gone.status_code == 404 and gone.json()["status"] == 404
 

@@ -19,7 +19,7 @@ from podbrief_ingest.api import EpisodeOut
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer, Route
 
-from .conftest import discovered, item, replica, rss, serve_pc20
+from .conftest import discovered, item, replica, rss, serve_pc20, withdrawals
 
 pytestmark = pytest.mark.unit
 
@@ -46,6 +46,10 @@ async def test_first_poll_emits_newest_with_publisher_transcripts_then_304(
             assert p.episode.enclosure_url and p.episode.enclosure_url.startswith(loopback.url("/pc20/"))
             assert p.enclosure_type == "audio/mpeg" and p.transcripts[0].type == "application/srt"
             assert [c.title for c in p.chapters] == ["Intro", "Value4Value"]
+            # The podcast:person tags travel with the episode, for extraction to name who said what.
+            hosts = [x.name for x in p.episode.people if x.role == "host"]
+            assert hosts[:2] == ["Adam Curry", "Dave Jones"] and p.episode.people[0].href == "http://curry.com"
+            assert {x.group for x in p.episode.people} == {"cast"}
             assert p.transcript is not None
             t = p.transcript.unpack()
             assert t.source == "publisher" and t.segments[1].text == "The board meeting starts now."
@@ -276,6 +280,12 @@ async def test_block_moves_and_permanent_redirects(
         stored = await deps.repo.get_feed(feed.id)
         assert stored is not None and stored.status == "blocked"
         assert stored.poll_interval_s == deps.settings.max_poll_interval_s
+        # Delivery learns of it (its insight pages answer 410), again on every poll that still finds the block.
+        [withdrawn] = withdrawals(transport)
+        assert withdrawn.payload.feed_id == feed.id and withdrawn.payload.reason == "blocked"
+        assert withdrawn.key == str(feed.id)
+        await deps.crawler.poll_feed(feed.id)
+        assert [w.payload.reason for w in withdrawals(transport)] == ["blocked", "blocked"]
 
     async with replica(make_settings(), transport) as deps:
         url = loopback.add("/blocked.xml", rss([item(1)], "<podcast:block>yes</podcast:block>"), "application/rss+xml")

@@ -1,0 +1,111 @@
+"""What each LLM call answers, as pydantic models and as the JSON schemas the server enforces with a grammar.
+
+Keys are one or two letters and there is no free prose beyond the fields that are the product (the insight's
+text) or the verifier's short reason: generation is the expensive part of a CPU run (~23 tokens/s for the
+1.5B model on 2 cores, against ~68 tokens/s of prompt), so every output token is budgeted. Every string and
+array is bounded, so no model can run on inside one value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podbrief.events import InsightKind
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+KINDS = tuple(k.value for k in InsightKind)
+VERDICTS = ("supported", "partly", "unsupported")
+
+
+class Point(BaseModel):
+    """A point picked in a chunk: its first and last sentence number, a headline, an importance."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    s: int
+    e: int
+    h: str = Field(default="", max_length=300)
+    w: int = 3
+
+
+class SelectAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    p: list[Point] = Field(default_factory=list, max_length=50)
+
+
+class WriteAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    t: str = Field(max_length=2000)
+    k: str = "claim"
+    tp: list[str] = Field(default_factory=list)
+
+    @field_validator("tp", mode="before")
+    @classmethod
+    def _topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+
+class VerifyAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    r: str = Field(default="", max_length=1000)
+    v: str
+
+
+def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
+    number = {"type": "integer", "minimum": 1, "maximum": max(1, sentences)}
+    return {
+        "type": "object",
+        "properties": {
+            "p": {
+                "type": "array",
+                "maxItems": max_points,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "s": number,
+                        "e": number,
+                        "h": {"type": "string", "minLength": 8, "maxLength": 100},
+                        "w": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+                    },
+                    "required": ["s", "e", "h", "w"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["p"],
+        "additionalProperties": False,
+    }
+
+
+def write_schema(max_chars: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
+            "k": {"type": "string", "enum": list(KINDS)},
+            "tp": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 3,
+                "items": {"type": "string", "minLength": 2, "maxLength": 30},
+            },
+        },
+        "required": ["t", "k", "tp"],
+        "additionalProperties": False,
+    }
+
+
+def verify_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "r": {"type": "string", "maxLength": 120},
+            "v": {"type": "string", "enum": list(VERDICTS)},
+        },
+        "required": ["r", "v"],
+        "additionalProperties": False,
+    }

@@ -1,0 +1,182 @@
+"""The episode's top points, not its first ones: candidates from every chunk are pooled, sponsor reads and
+housekeeping are set aside, duplicates (the same passage seen by two overlapping chunks, or the same point
+made twice) are merged, and the rest are ranked by importance, specificity and novelty. Only the head of that
+ranking is written up and verified, so the costly calls go to candidates that can still make the top N."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from podbrief_extraction.chunking import Sentence
+from podbrief_extraction.grounding import content_words, norm_tokens
+
+# Phrases of sponsor reads, ads and show housekeeping. A turn that holds one is promotional as a whole: a
+# sponsor read is one long turn, and the claims inside it ("cuts your bill by 40%") are the advertiser's.
+_PROMO = re.compile(
+    r"\b(?:brought to you by|sponsored by|(?:our|today'?s|this (?:episode'?s|week'?s)) sponsors?\b"
+    r"|thanks? (?:again )?to (?:our )?(?:sponsors?|partners?)|a word from our|promo(?:tion)? code|coupon code"
+    r"|use (?:the )?code\b|discount code|\d+% off\b|free trial|sign up (?:today|now|at)"
+    r"|go to [\w-]+\.(?:com|io|fm|dev|ai|co)\b|visit [\w-]+\.(?:com|io|fm|dev|ai|co)\b|[\w-]+\.(?:com|io|fm)/\w+"
+    r"|subscribe (?:to|on|wherever)|leave (?:us )?a review|rate (?:and|&) review|(?:our|the) newsletter"
+    r"|patreon|join (?:our|the) (?:discord|slack|community)|support the show|become a (?:member|supporter)"
+    r"|(?:this|that)'?s (?:all|it) for (?:this|today)|see you next (?:time|week)|thanks for listening"
+    r"|welcome (?:back )?to (?:the|another episode|this episode|episode))",
+    re.IGNORECASE,
+)
+
+
+def promotional(text: str) -> bool:
+    """Whether a passage reads as a sponsor read, an ad or show housekeeping."""
+    return _PROMO.search(text) is not None
+
+
+@dataclass
+class Candidate:
+    """A point the model picked in one chunk: its sentences (the quote), headline and weight."""
+
+    chunk: int
+    sentences: tuple[Sentence, ...]
+    headline: str
+    weight: int  # the model's importance, 1-5
+    order: int = 0  # position within its chunk's answer (0 = the model's first pick)
+    promotional: bool = False
+    merged: int = 0
+    score: float = 0.0
+    duplicates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def quote(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+    @property
+    def start_s(self) -> float:
+        return self.sentences[0].start_s
+
+    @property
+    def end_s(self) -> float:
+        return max(s.end_s for s in self.sentences)
+
+    @property
+    def speaker(self) -> str | None:
+        speakers = {s.speaker for s in self.sentences if s.speaker}
+        return speakers.pop() if len(speakers) == 1 else None
+
+
+_CAPITAL = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z]+")
+
+
+def specificity(text: str) -> float:
+    """0-1: how concrete a passage is: numbers, named things and length count; a question is not a claim."""
+    tokens = norm_tokens(text)
+    if not tokens:
+        return 0.0
+    numbers = sum(1 for t in tokens if any(ch.isdigit() for ch in t))
+    numbers += sum(1 for t in tokens if t in _NUMBER_WORDS)
+    names = len(_CAPITAL.findall(text))
+    words = len(content_words(text))
+    score = 0.35 * min(1.0, numbers / 2) + 0.35 * min(1.0, names / 3) + 0.3 * min(1.0, words / 12)
+    if text.rstrip().endswith("?"):
+        score *= 0.3
+    return score
+
+
+_NUMBER_WORDS = frozenset(
+    "two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty sixty seventy "
+    "eighty ninety hundred thousand million billion trillion percent half double triple".split()
+)
+
+
+def _similar(a: Candidate, b: Candidate, threshold: float) -> bool:
+    overlap = min(a.end_s, b.end_s) - max(a.start_s, b.start_s)
+    shorter = max(1e-6, min(a.end_s - a.start_s, b.end_s - b.start_s))
+    if overlap / shorter >= 0.5:
+        return True
+    return _jaccard(content_words(a.headline), content_words(b.headline)) >= threshold
+
+
+def _jaccard(x: set[str], y: set[str]) -> float:
+    return len(x & y) / len(x | y) if x and y else 0.0
+
+
+def rank(candidates: Sequence[Candidate], *, merge_similarity: float, novelty: float = 0.5) -> list[Candidate]:
+    """Candidates best first, duplicates merged into the better twin (which keeps a count of them).
+
+    Score = 0.55 importance + 0.3 specificity of the quote + 0.15 the model's own order, plus a small bonus for
+    a point the model picked in two chunks. Then a greedy pass (maximal marginal relevance) lowers candidates
+    that say what a better-ranked one already says, so the top N covers the episode instead of one topic."""
+    pool = [c for c in candidates if not c.promotional]
+    for c in pool:
+        c.score = 0.55 * (max(1, min(5, c.weight)) - 1) / 4 + 0.3 * specificity(c.quote) + 0.15 / (1 + c.order)
+    kept: list[Candidate] = []
+    for c in sorted(pool, key=lambda c: (-c.score, c.start_s)):
+        twin = next((k for k in kept if _similar(k, c, merge_similarity)), None)
+        if twin is None:
+            kept.append(c)
+        else:
+            twin.merged += 1
+            twin.duplicates.append(c)
+    for c in kept:
+        c.score += 0.05 * min(2, c.merged)
+    ordered: list[Candidate] = []
+    rest = list(kept)
+    while rest:
+
+        def value(c: Candidate) -> float:
+            words = content_words(c.headline) | content_words(c.quote)
+            overlap = max(
+                (_jaccard(words, content_words(o.headline) | content_words(o.quote)) for o in ordered), default=0.0
+            )
+            return c.score - novelty * overlap
+
+        best = max(rest, key=lambda c: (value(c), -c.start_s))
+        ordered.append(best)
+        rest.remove(best)
+    return ordered
+
+
+_CLAIM_MARKERS = re.compile(
+    r"\b(?:because|the reason|we found|we learned|we realized|the key|important|i think|i believe|prediction"
+    r"|predict|will be|should|recommend|advice|the problem|the trick|percent|times (?:faster|cheaper|more)"
+    r"|million|billion|thousand|costs?|prices?|cheaper|faster|better than|the biggest|the most|never|always)\b",
+    re.IGNORECASE,
+)
+
+
+def dense_sentences(sentences: Sequence[Sentence], keep: float) -> set[int]:
+    """The numbers of the sentences most likely to carry a point, about `keep` of the chunk's words: each
+    sentence scored on specificity and claim markers ("because", "we found", numbers), smoothed with its
+    neighbours so that a dense passage is kept whole; questions and backchannel score low. Lets the select call
+    read part of a window when the model is too slow to read it all."""
+    if keep >= 1.0 or not sentences:
+        return {s.number for s in sentences}
+
+    def raw(text: str) -> float:
+        if len(text.split()) < 5:
+            return 0.0
+        value = specificity(text) + 0.15 * len(_CLAIM_MARKERS.findall(text))
+        return value * 0.2 if text.rstrip().endswith("?") else value
+
+    scores = [raw(s.text) for s in sentences]
+    smooth = [
+        scores[i] + 0.5 * (scores[i - 1] if i else 0.0) + 0.5 * (scores[i + 1] if i + 1 < len(scores) else 0.0)
+        for i in range(len(scores))
+    ]
+    total = sum(len(s.text.split()) for s in sentences)
+    shown: set[int] = set()
+    words = 0
+    for i in sorted(range(len(sentences)), key=lambda i: (-smooth[i], i)):
+        if words >= keep * total:
+            break
+        shown.add(sentences[i].number)
+        words += len(sentences[i].text.split())
+    return shown
+
+
+def episode_cap(duration_s: float, *, max_insights: int, minutes_per_insight: float) -> int:
+    """How many insights an episode can give: `max_insights`, fewer for a short episode (at least 1)."""
+    if minutes_per_insight <= 0 or duration_s <= 0:
+        return max_insights
+    return max(1, min(max_insights, math.ceil(duration_s / 60 / minutes_per_insight)))

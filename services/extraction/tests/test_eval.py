@@ -1,0 +1,129 @@
+"""The evaluation's own logic: the labelled corpus is consistent with the transcripts, and the scoring rules
+(label match by evidence overlap, sponsor reads, grounded, synthesized) decide as documented in LABELLING.md."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from podbrief.events import Insight, insight_id
+from podbrief_extraction.eval import corpus
+from podbrief_extraction.eval.run import Meter, is_synthesis, score_episode, summarise
+from podbrief_extraction.extractor import ExtractionResult
+
+pytestmark = pytest.mark.unit
+
+SHARED = Path(__file__).resolve().parents[3] / "../shared/data/transcripts/changelog"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared transcripts are not available")
+
+
+@needs_shared
+def test_every_label_is_evidenced_and_every_break_has_a_sponsor_read() -> None:
+    import json
+
+    episodes = corpus.load(transcripts=SHARED)
+    reads = json.loads(corpus.SPONSOR_READS.read_text())
+    all_reads = [r[:40] for r in reads["dev"] + reads["heldout"]]
+    assert len(episodes) == 8
+    assert {e.split for e in episodes} == {"dev", "heldout"}
+    assert sum(e.split == "heldout" for e in episodes) == 4
+    for ep in episodes:
+        assert len(ep.labels) >= 5, ep.file
+        assert ep.ads, ep.file
+        assert all(p.role in ("host", "guest") for p in ep.people)
+        # Reads are spoken by a host, on the path a publisher transcript takes.
+        hosts = {p.name for p in ep.people if p.role == "host"}
+        read_segments = [s for s in ep.transcript.segments if any(r in s.text for r in all_reads)]
+        assert read_segments and all(s.speaker in hosts for s in read_segments)
+
+
+def test_spans_overlap_by_at_least_min_8_tokens_or_half_the_shorter() -> None:
+    assert corpus.overlaps((0, 20), (12, 40))
+    assert not corpus.overlaps((0, 20), (14, 40))  # 6 shared tokens of a 20-token span
+    assert corpus.overlaps((10, 14), (12, 30))  # half of a 4-token span
+    assert not corpus.overlaps((0, 10), (10, 20))
+
+
+def test_the_sponsor_read_goes_after_each_break() -> None:
+    md = "**A:** one.\n\n**Break**: \\[01:00\\]\n\n**A:** two.\n\n**Break**: \\[02:00\\]\n\n**B:** three."
+    out, used = corpus.insert_sponsor_reads(md, "Host Name", ["READ ONE.", "READ TWO."])
+    assert used == ["READ ONE.", "READ TWO."]
+    assert out.index("**Host Name:** READ ONE.") < out.index("**A:** two.") < out.index("**Host Name:** READ TWO.")
+    plain, used = corpus.insert_sponsor_reads("**A:** one.\n\n**B:** two.\n\n**A:** three.", "H", ["R."])
+    assert used == ["R."] and "**H:** R." in plain
+
+
+@pytest.mark.parametrize(
+    ("text", "quote", "synthesized"),
+    [
+        (
+            "So Kyutai is a non-profit lab.",
+            "So Kyutai is a non-profit lab that we launched a year ago in Paris.",
+            False,
+        ),
+        ("Kyutai, a Paris non-profit founded a year ago, builds open models.", "So Kyutai is a non-profit lab.", True),
+        ("so kyutai is a NON-PROFIT lab", "So Kyutai is a non-profit lab.", False),
+    ],
+)
+def test_synthesis_means_not_the_quote_or_a_piece_of_it(text: str, quote: str, synthesized: bool) -> None:
+    assert is_synthesis(text, quote) is synthesized
+
+
+@needs_shared
+def test_scoring_an_episode() -> None:
+    [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"})
+    label = next(lab for lab in ep.labels if lab.id == "modality-gap")
+    episode = uuid.uuid4()
+
+    def insight(text: str, quote: str) -> Insight:
+        return Insight(insight_id=insight_id(episode, quote, 1.0), text=text, quote=quote, start_s=1.0, end_s=2.0)
+
+    evidence = "And the model would get much better replies on trivia QA than it would get with the audio."
+    ad = "This episode is brought to you by Nimbus Logs."
+    result = ExtractionResult(
+        [
+            insight("Moshi answers trivia better in text mode than by voice, a modality gap.", evidence),
+            insight(ad, ad),
+            insight("Something not in the transcript.", "words that nobody ever said on this show at all"),
+        ]
+    )
+    meter = Meter(None)
+    score = score_episode(ep, result, meter, {})
+    assert score.found == [label.id]
+    rows = score.insights
+    assert rows[0]["labels"] == [label.id] and rows[0]["grounded"] and rows[0]["synthesized"]
+    assert rows[1]["sponsor"] and not rows[1]["synthesized"]
+    assert not rows[2]["grounded"] and rows[2]["labels"] == []
+    summary = summarise([score], remote=False)
+    assert summary["recall"] == round(1 / len(ep.labels), 3)
+    assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
+    assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
+
+
+def test_the_held_out_table_is_a_generated_section_of_the_readme(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podbrief.generated import sections
+    from podbrief_extraction.eval import run
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- generated:eval-heldout -->\n(not yet measured)\n<!-- /generated:eval-heldout -->\n")
+    monkeypatch.setattr(run, "README", readme)
+    summary = {
+        "recall": 0.5, "found": 3, "labels": 6, "precision": 0.75, "correct": 3, "kept": 4, "grounded": 1.0,
+        "synthesized": 0.75, "sponsor_insights": 0, "cpu_s_per_audio_hour": 1234.0, "tokens_in_per_audio_hour": 9000,
+        "tokens_out_per_audio_hour": 800, "wall_s_per_audio_hour": 700.0, "prompt_tokens_per_s": 68.0,
+        "generation_tokens_per_s": 23.0, "cpu_min_per_audio_hour_at_trial_rates": 12.5,
+    }  # fmt: skip
+    report = {
+        "episodes": 4, "audio_hours": 4.2, "date": "2026-12-05T03:00:00+00:00",
+        "machine": {"cpu": "AMD EPYC", "cores": 2}, "load_before": [1.0, 1.0, 1.0], "results_md": "eval/results/x.md",
+        "models": [{"model": "qwen", "preset": "qwen1.5b", "endpoint": None, "summary": summary}],
+    }  # fmt: skip
+    run.update_readme(report)
+    [s] = sections(readme.read_text())
+    assert s.name == "eval-heldout" and not s.hand_edited and "make eval-extraction" in s.source
+    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | 0.75 (3/4) |" in s.body and "not yet measured" not in s.body
+    run.update_readme(report)  # re-running replaces the section, never adds a second one
+    assert len(sections(readme.read_text())) == 1

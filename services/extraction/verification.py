@@ -1,0 +1,178 @@
+"""Is a written insight true to its passage? Two checks, both must pass:
+
+1. In code: every number, name and date in the insight's text appears in the passage or in what the feed says
+   about the episode (show, title, people). Numbers are compared by value, so "90%" matches "ninety percent"
+   and "8,000" matches "eight thousand"; names are capitalised words that are not merely sentence-initial.
+2. A constrained LLM call reads the passage and the text and answers supported / partly / unsupported with a
+   reason. Only "supported" is kept.
+
+Well-written paraphrases pass both; invented numbers, people, products and claims do not."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from podbrief.reasons import Reason
+from podbrief_extraction.grounding import norm_tokens
+
+Verdict = Literal["supported", "partly", "unsupported"]
+
+_UNITS = {
+    "zero": 0,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000, "trillion": 10**12}
+_SUFFIX = {"k": 1_000, "m": 1_000_000, "mm": 1_000_000, "b": 1_000_000_000, "bn": 1_000_000_000}
+# "one" and "a" are left out on purpose: "one of the first" is not a figure to check.
+_FRACTIONS = {"half": (0.5, 50.0), "quarter": (0.25, 25.0), "double": (2.0,), "twice": (2.0,), "triple": (3.0,)}
+
+_NUM = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(k|m|mm|b|bn|x|%|s)?(?![\w])", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).replace("\u2019", "'")
+
+
+def numbers(text: str) -> set[float]:
+    """The values of the numbers a text states, in digits or in words ("twelve thousand" -> 12000.0)."""
+    text = _fold(text)
+    out: set[float] = set()
+    for m in _NUM.finditer(text):
+        value = float(m.group(1).replace(",", ""))
+        suffix = (m.group(2) or "").lower()
+        if suffix == "s" and len(m.group(1)) == 4:  # the 1990s
+            out.add(value)
+            continue
+        out.add(value * _SUFFIX.get(suffix, 1))
+    words = [w.lower() for w in _WORD.findall(text)]
+    expanded: list[str] = []
+    for w in words:
+        expanded.extend(w.split("-"))
+    i = 0
+    while i < len(expanded):
+        w = expanded[i]
+        if w in _FRACTIONS:
+            out.update(_FRACTIONS[w])
+            i += 1
+            continue
+        if w not in _UNITS and w not in _TENS:
+            i += 1
+            continue
+        total, current = 0.0, 0.0
+        while i < len(expanded):
+            w = expanded[i]
+            if w in _UNITS:
+                current += _UNITS[w]
+            elif w in _TENS:
+                current += _TENS[w]
+            elif w in _SCALES:
+                current = max(current, 1.0) * _SCALES[w]
+                if _SCALES[w] >= 1000:
+                    total, current = total + current, 0.0
+            elif w == "and" and i + 1 < len(expanded) and (expanded[i + 1] in _UNITS or expanded[i + 1] in _TENS):
+                pass
+            else:
+                break
+            i += 1
+        out.add(total + current)
+    # "1.5 billion", "12 thousand": a digit followed by a scale word.
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s+(hundred|thousand|million|billion|trillion)\b", text, re.IGNORECASE):
+        out.add(float(m.group(1)) * _SCALES[m.group(2).lower()])
+    return out
+
+
+_NAME = re.compile(r"[A-Z][\w'’.&+-]*[\w+]|[A-Z]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|[\"“(]\s*)$")
+
+
+def names(text: str) -> set[str]:
+    """Capitalised words that name something: not "I", and not a sentence's first word unless it looks like a
+    name anyway (an inner capital or digit: "OpenAI", "GPT-4")."""
+    text = _fold(text)
+    out: set[str] = set()
+    for m in _NAME.finditer(text):
+        word = m.group(0)
+        if word == "I" or (m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "'’")):
+            continue
+        initial = _SENTENCE_START.search(text[: m.start()]) is not None
+        if initial and not any(ch.isupper() or ch.isdigit() for ch in word[1:]):
+            continue
+        token = re.sub(r"['’]s$", "", word)
+        for part in norm_tokens(token):
+            if not part.isdigit():
+                out.add(part)
+    return out
+
+
+@dataclass(frozen=True)
+class FactCheck:
+    missing_numbers: tuple[float, ...] = ()
+    missing_names: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_numbers and not self.missing_names
+
+    @property
+    def reason(self) -> Reason | None:
+        if self.missing_numbers:
+            return "unsupported_number"
+        if self.missing_names:
+            return "unsupported_name"
+        return None
+
+    def describe(self) -> str:
+        parts = []
+        if self.missing_numbers:
+            parts.append("numbers " + ", ".join(f"{n:g}" for n in self.missing_numbers))
+        if self.missing_names:
+            parts.append("names " + ", ".join(self.missing_names))
+        return "; ".join(parts) + " not in the passage" if parts else "ok"
+
+
+def _close(value: float, known: Iterable[float]) -> bool:
+    return any(abs(value - k) <= 1e-9 + 1e-6 * abs(k) for k in known)
+
+
+def check_facts(text: str, context: str) -> FactCheck:
+    """Every number, name and date in `text` must appear in `context` (the passage plus the episode's
+    metadata)."""
+    known_numbers = numbers(context)
+    known_words = set(norm_tokens(context))
+    # Possessives and plurals of names in the context ("Kyutai's", "LLMs").
+    known_words |= {w[:-1] for w in known_words if w.endswith("s")}
+    missing_numbers = tuple(sorted(n for n in numbers(text) if not _close(n, known_numbers)))
+    missing_names = tuple(sorted(n for n in names(text) if n not in known_words and n.rstrip("s") not in known_words))
+    return FactCheck(missing_numbers, missing_names)
