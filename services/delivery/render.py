@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import css_inline
 import jinja2
+from podbrief.text import single_line
 from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.tokens import Signer
 
@@ -23,10 +24,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def header_safe(text: str, limit: int = 120) -> str:
-    """Collapse CR/LF and other control characters so feed text cannot inject headers, then trim."""
-    text = _CONTROL.sub(" ", text).strip()
-    text = re.sub(r"\s+", " ", text)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    """One line for a header: CR/LF and other controls become spaces, so feed text cannot inject headers;
+    bidi-control and zero-width characters go (they reorder or hide text in a Subject); then trimmed."""
+    return single_line(_CONTROL.sub(" ", text), limit)
 
 
 class PlainHeader(str):
