@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 CODE := libs services apps testing tests bench conftest.py
 
 .PHONY: deps-test deps-bench deps-deploy help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
-        bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e capacity \
+        bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
         services-up services-down up down llama eval-extraction clean validate-deploy test-containers
 
 help: ## list the targets
@@ -102,8 +102,12 @@ bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters,
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: deps-bench $(STAMP) $(LLAMA) ## 10 x 5-min episodes through the five services on real Kafka + PostgreSQL (~20 min)
+bench-e2e: deps-bench $(STAMP) $(LLAMA) ## 5-min episodes alone (podbrief run; five services on Kafka) and a stream: p50, p95/p50, stages
 	$(PY) -m bench.run --only e2e,capacity
+
+bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI-compatible URL> [LLM_MODEL=...]; x real time and tokens/s beside the capacity model
+	@test -n "$(WHISPER_MODEL)" -a -n "$(LLM_URL)" || { echo "usage: make bench-gpu WHISPER_MODEL=/path/to/ct2-whisper LLM_URL=http://host:8000/v1 [LLM_MODEL=name] [ARGS='--batch-size 16 --concurrency 32']" >&2; exit 2; }
+	$(PY) -m bench.gpu --whisper-model "$(WHISPER_MODEL)" --llm-url "$(LLM_URL)" $(if $(LLM_MODEL),--llm-model "$(LLM_MODEL)") $(ARGS)
 
 capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
 	$(PY) -m bench.capacity
@@ -115,7 +119,8 @@ validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compos
 	scripts/validate_deploy.sh --compose
 
 eval-extraction: install ## extraction quality on the held-out real episodes, default model beside SmolLM2 (BASE_URL=... MODEL=... for an endpoint)
-	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET))
+	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET)) \
+		$(if $(EPISODES),--episodes $(EPISODES)) $(if $(MINUTES),--max-minutes $(MINUTES)) $(EVAL_ARGS)
 
 services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start

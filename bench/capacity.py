@@ -173,6 +173,34 @@ def _gpus(v: dict[str, float]) -> list[Gpu]:
     return [Gpu(k, mem[k], v[f"bw:{k}"], v[f"price:{k}"]) for k in GPU_KINDS]
 
 
+def whisper_speed(bandwidth_gbs: float, ref_bandwidth_gbs: float) -> float:
+    """Assumed faster-whisper speed (x real time) on a GPU: the published reference run, scaled by memory
+    bandwidth (batched beam search is dominated by reading weights and the KV cache)."""
+    return WHISPER_AUDIO_S / WHISPER_RUNS[WHISPER_CHOSEN] * bandwidth_gbs / ref_bandwidth_gbs
+
+
+def llm_8b_tokens_per_s(bandwidth_gbs: float) -> float:
+    """Assumed total (prompt + generated) tokens/s of an 8B model on vLLM: the published H100 run, scaled by memory
+    bandwidth (decode is bandwidth-bound)."""
+    return VLLM_8B_H100_TOK_S * bandwidth_gbs / 3_350
+
+
+def gpu_assumptions() -> dict[str, dict[str, float]]:
+    """What the model assumes each GPU does (the reference GPU of the Whisper figure, then the kinds it sizes):
+    Whisper's speed and the 8B LLM's tokens/s, for bench/gpu.py to print beside what it measures."""
+    v = {k: i.value for k, i in gather_inputs(Measured()).items()}
+    out = {
+        WHISPER_REF_GPU: {"bandwidth_gbs": v["bw_ref"], "whisper_x_realtime": whisper_speed(v["bw_ref"], v["bw_ref"])}
+    }
+    for g in _gpus(v):
+        out[g.name] = {
+            "bandwidth_gbs": g.bandwidth_gbs,
+            "whisper_x_realtime": whisper_speed(g.bandwidth_gbs, v["bw_ref"]),
+            "llm_tokens_per_s": llm_8b_tokens_per_s(g.bandwidth_gbs),
+        }
+    return out
+
+
 # --- reading results.json ---------------------------------------------------------------------------------------
 
 
@@ -290,7 +318,7 @@ def gather_inputs(m: Measured) -> dict[str, Input]:
             300,
             "tokens",
             "default",
-            f"up to {QualitySettings().max_insights_per_chunk} insights per chunk as JSON, ~100 tokens each",
+            f"up to {QualitySettings().max_points_per_chunk} points picked per chunk as JSON, ~100 tokens each",
         ),
         Input(
             "llm_concurrency",
@@ -783,7 +811,7 @@ def compute(inp: dict[str, Input], *, episode_min: float | None = None, llm: str
     )
     trans: dict[str, dict[str, float]] = {}
     for g in gpus:
-        speed = ref_speed * g.bandwidth_gbs / ref_bw
+        speed = whisper_speed(g.bandwidth_gbs, ref_bw)
         raw = audio_s / (speed * DAY_S * U)
         per_h = 1 / (speed * U)
         peak_n = math.ceil(raw * P)
@@ -861,7 +889,7 @@ def compute(inp: dict[str, Input], *, episode_min: float | None = None, llm: str
     extr: dict[str, dict[str, float]] = {}
     for g in gpus:
         if llm == "8B":
-            tp, tok_s = 1, VLLM_8B_H100_TOK_S * g.bandwidth_gbs / 3_350
+            tp, tok_s = 1, llm_8b_tokens_per_s(g.bandwidth_gbs)
             formula = f"{n(VLLM_8B_H100_TOK_S)} x {n(g.bandwidth_gbs)} / 3,350 = {n(tok_s)}"
         else:
             if g.mem_gb < 80:

@@ -191,7 +191,7 @@ def _reference(path: Path) -> str | None:
     return ref.read_text() if ref.exists() else None
 
 
-def _two_voice_episode(dest: Path) -> Path:
+def two_voice_episode(dest: Path) -> Path:
     """A ~5-minute two-voice episode: the bundled demo episodes (espeak-ng, a host and a guest voice each)
     back to back with a second of silence between them; the script text is written beside it as the reference."""
     from podbrief_run import demo
@@ -236,7 +236,7 @@ def _report(threads: int, batch: int, out_dir: Path, smoke: bool, memory_minutes
 
     files = [SHARED_AUDIO / "jfk.flac"]
     if not smoke:
-        files.append(_two_voice_episode(Path("/tmp/podbrief-two-voice-episode.wav")))
+        files.append(two_voice_episode(Path("/tmp/podbrief-two-voice-episode.wav")))
     rows: list[dict[str, object]] = []
     comparisons = []
     peer = "plain faster-whisper"

@@ -82,6 +82,20 @@ def run(
 
 
 @app.command()
+def web(
+    data_dir: Annotated[Path, typer.Option(help="the data directory of `podbrief run`")] = Path(".data"),
+    host: Annotated[str, typer.Option(help="bind address of the pages")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the pages (the brief's links point at 8005)")] = 8005,
+    clustering_port: Annotated[int, typer.Option(help="port of the search API the pages ask")] = 8004,
+) -> None:
+    """Serve the web pages of what `podbrief run` stored: the briefs, each insight's page, topics, trending
+    topics and search, so the links of a brief written by `podbrief run` open. Ctrl-C stops."""
+    from podbrief_run.web import run_web
+
+    raise typer.Exit(run_web(data_dir, host=host, port=port, clustering_port=clustering_port))
+
+
+@app.command()
 def schemas(write: Annotated[bool, typer.Option("--write", help="rewrite the committed snapshots")] = False) -> None:
     """Print the event JSON schemas, or refresh the committed snapshots with --write."""
     from podbrief.events.models import ALL_EVENTS

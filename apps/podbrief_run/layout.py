@@ -68,13 +68,18 @@ class DataDir:
     def signing_secret(self) -> Path:
         return self.root / "signing-secret"
 
+    @property
+    def timeline(self) -> Path:
+        """When the last run reached each milestone and each episode each stage (podbrief_run.timeline)."""
+        return self.root / "run-timeline.json"
+
     def state(self) -> list[Path]:
         """What an earlier run left that `--fresh` removes: stores, the bus, briefs and the log. The models
         (downloads and builds, not state) stay."""
         names = [self.db(s) for s in SERVICES]
         wal = [p.with_name(p.name + suffix) for p in [*names, self.bus] for suffix in ("-wal", "-shm", "-journal")]
         candidates = [*names, *wal, self.bus]
-        candidates += [self.qdrant, self.briefs, self.log, self.signing_secret]
+        candidates += [self.qdrant, self.briefs, self.log, self.signing_secret, self.timeline]
         return [p for p in candidates if p.exists()]
 
     def wipe(self) -> list[Path]:

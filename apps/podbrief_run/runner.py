@@ -66,6 +66,7 @@ from podbrief_run.outcomes import (
     trace_episodes,
 )
 from podbrief_run.report import print_report
+from podbrief_run.timeline import Timeline
 
 if TYPE_CHECKING:
     from podbrief_delivery.deps import Deps as DeliveryDeps
@@ -281,22 +282,21 @@ def _progress(transport: MemoryTransport, mark: BusMark) -> dict[str, tuple[int,
 async def _wait_idle(
     transport: MemoryTransport, mark: BusMark, progress: Progress, tasks: dict[str, TaskID], timeout_s: float
 ) -> bool:
-    """Until every stage has handled everything before it (True), or the timeout (False)."""
+    """Until every stage has handled everything before it (True), or the timeout (False). That is exact, with no
+    quiet period to wait out: a handler publishes before it returns and its offset is committed after (a dead
+    letter too), so while anything is in flight some stage's committed offset is behind its topic's end."""
     deadline = time.monotonic() + timeout_s
-    quiet = 0
     labels = {s.service: s.label for s in STAGES}
     while True:
         state = _progress(transport, mark)
         for service, (done, total, failed) in state.items():
             label = labels[service] + (f" ({failed} failed)" if failed else "")
             progress.update(tasks[service], completed=done, total=total or None, description=label)
-        busy = any(done < total for done, total, _ in state.values())
-        quiet = 0 if busy else quiet + 1
-        if quiet >= 4:  # idle for two seconds: nothing in flight anywhere
+        if all(done >= total for done, total, _ in state.values()):
             return True
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
 
 
 # The brief -----------------------------------------------------------------------------------------------------
@@ -441,10 +441,15 @@ async def _pipeline(
     if not await _extraction_model_ready(settings["extraction"], console):
         return 2
     apps = {name: _create_app(name, settings[name], transport) for name in SERVICES}
+    timeline = Timeline()
+    # Before any consumer starts: work an earlier run left (or `podbrief dlq replay` put back) may be taken up while
+    # the services start, and it is this run's.
+    mark = BusMark.take(transport)
     async with contextlib.AsyncExitStack() as stack:
         with console.status("starting the services (loading Whisper, MiniLM and the LLM)…"):
             for name, app in apps.items():
                 await stack.enter_async_context(app.router.lifespan_context(app))
+                timeline.mark(f"ready:{name}")
                 console.print(f"  [green]✓[/] {name}")
         ingest: IngestDeps = apps["ingest"].state.deps
         stored = await ingest.repo.all_feed_ids()
@@ -458,11 +463,12 @@ async def _pipeline(
                     style="dim",
                 )
             )
-        mark = BusMark.take(transport)
         started_at = datetime.now(UTC)
         with console.status(f"polling {len(feeds)} feed(s)…"):
+            timeline.mark("poll")
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
             await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
+            timeline.mark("polled")
         new = sum(f.new for f in feed_outcomes)
         failed = sum(1 for f in feed_outcomes if f.state == "failed")
         pending = _progress(transport, mark)["transcription"][1] - new
@@ -481,6 +487,7 @@ async def _pipeline(
         ) as progress:
             tasks = {s.service: progress.add_task(s.label, total=None) for s in STAGES}
             idle = await _wait_idle(transport, mark, progress, tasks, options.timeout_s)
+        timeline.mark("idle")
         await transport.save()
         if not idle:
             console.print(
@@ -494,6 +501,8 @@ async def _pipeline(
         episodes = await _episodes(apps, transport, mark, feed_outcomes, started_at)
         feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
         brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
+        timeline.mark("brief")
+        timeline.write(layout, transport, mark)
         _mark_brief(brief, episodes)
         report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)
         print_report(console, report, layout.root)

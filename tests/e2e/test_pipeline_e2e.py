@@ -83,6 +83,7 @@ def pipeline(
             "SIGNING_SECRET": secrets.token_urlsafe(32),
             "SCHEDULER_ENABLED": "false",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['delivery']}",
+            "CLUSTERING_URL": f"http://127.0.0.1:{ports['clustering']}",
         },
     }
     procs: dict[str, ServiceProcess] = {}
@@ -188,6 +189,22 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert thumbs_up, "no feedback link in the brief"
     r = httpx.get(thumbs_up.group(1).replace("&amp;", "&"), timeout=30)
     assert r.status_code == 200, r.text
+
+    # Each pick links to its public page, which resolves and shows the quote, its topic's page and the related
+    # insights' pages resolve too, and the public search (through clustering's HTTP API) finds the pick.
+    pages = sorted(set(re.findall(r'href="(http://127\.0\.0\.1:\d+/insights/[0-9a-f-]+)(?:\?t=[^"]+)?"', html)))
+    assert pages, "no insight page link in the brief"
+    for url in pages:
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200, (url, page.text)
+        assert 'property="og:title"' in page.text and f'<link rel="canonical" href="{url}">' in page.text
+        topic = re.search(r'id="topic" href="([^"]+)"', page.text)
+        assert topic and httpx.get(topic.group(1), timeout=30).status_code == 200
+        for related in re.findall(r'<a class="insight-link" href="([^"]+)"', page.text):
+            assert httpx.get(related, timeout=30).status_code == 200, related
+    assert pages[0].rsplit("/", 1)[1] in httpx.get(delivery + "/sitemap.xml", timeout=30).text
+    found_pages = httpx.get(delivery + "/search", params={"q": "what you can do for your country"}, timeout=30)
+    assert found_pages.status_code == 200 and "/insights/" in found_pages.text, found_pages.text
 
     # The operator's view of the run (`podbrief status --url ...`): every episode at every stage, no failure, no
     # dead letter, no lag, read from the five services' GET /v1/status (PostgreSQL counts, Kafka group offsets).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -99,6 +100,16 @@ def test_unreachable_enclosures_are_reported_with_their_reasons_and_the_run_fail
     assert "podbrief dlq replay podbrief.episode.discovered.v1" in text
     assert "exit 1" in text
 
+    # The run's timeline: its milestones in order, and each of its episodes with the stages it reached.
+    timeline = json.loads(DataDir(tmp_path / "data").timeline.read_text())
+    marks = timeline["marks"]
+    order = [f"ready:{s}" for s in ("ingest", "transcription", "extraction", "clustering", "delivery")]
+    order += ["poll", "polled", "idle", "brief"]
+    assert list(marks) == order and [marks[m] for m in order] == sorted(marks.values())
+    assert len(timeline["episodes"]) == 2  # the PDF was rejected before the bus
+    for stages in timeline["episodes"].values():
+        assert set(stages) == {"discovered"} and marks["poll"] <= stages["discovered"] <= marks["polled"]
+
     # `podbrief status` on the data directory says the same, by reason.
     statuses, note = asyncio.run(embedded_status(DataDir(tmp_path / "data")))
     by = {s.service: s for s in statuses}
@@ -116,7 +127,7 @@ def test_unreachable_enclosures_are_reported_with_their_reasons_and_the_run_fail
     replayed = cli.invoke(app, ["dlq", "replay", "episode.discovered", "--all", "--data-dir", str(tmp_path / "data")])
     assert "replayed 2 dead letter(s)" in replayed.output, replayed.output
     code, out = run(tmp_path, a)
-    assert code == 1
+    assert code == 1, out
     assert flat(out).count("(replayed") == 2
     assert "failed at transcription: dns" in row_of(out, "Episode on a host that does not exist")
 

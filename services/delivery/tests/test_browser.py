@@ -50,12 +50,12 @@ def chromium() -> str:
 
 
 class Served:
-    """The delivery app under uvicorn in a thread, on a real port, as a browser needs it."""
+    """The delivery app (or another ASGI app) under uvicorn in a thread, on a real port, as a browser needs it."""
 
-    def __init__(self, settings: DeliverySettings, port: int) -> None:
+    def __init__(self, settings: DeliverySettings | None, port: int, app: Any = None) -> None:
         self.server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings),
+                app if app is not None else create_app(settings),
                 host="127.0.0.1",
                 port=port,
                 log_config=None,
