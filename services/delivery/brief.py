@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
+from podbrief.text import single_line
 from podbrief_delivery.models import CandidateInsight
 from podbrief_delivery.ranking import Pick
-from podbrief.text import single_line
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 STRONG_PHRASE_MATCH = 0.3
