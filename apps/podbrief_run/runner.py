@@ -293,6 +293,8 @@ async def _wait_idle(
             label = labels[service] + (f" ({failed} failed)" if failed else "")
             progress.update(tasks[service], completed=done, total=total or None, description=label)
         if all(done >= total for done, total, _ in state.values()):
+            for service, (done, total, _failed) in state.items():
+                progress.update(tasks[service], completed=done, total=total)  # a stage given nothing: 0/0
             return True
         if time.monotonic() > deadline:
             return False
@@ -474,7 +476,7 @@ async def _pipeline(
         pending = _progress(transport, mark)["transcription"][1] - new
         line = f"  {len(feed_outcomes)} feed(s) polled, {failed} failed; {new} new episode(s) to process"
         if pending > 0:
-            line += f", and {pending} left by an earlier run"
+            line += f", and {pending} left by an earlier run or replayed"
         console.print(line)
 
         with Progress(
