@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from podbrief.errors import RetryableError
-from podbrief.http import ProblemError, check_api_key, problems
+from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
 from podbrief_delivery import subscribers
 from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.models import Subscriber
@@ -225,20 +225,12 @@ async def brief_on(day: date, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     return row.body
 
 
-def require_admin(request: Request, deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    key = deps.settings.http.admin_api_key
-    if key is None:
-        raise ProblemError(403, "Forbidden", "admin endpoints are disabled (no admin API key configured)")
-    if not check_api_key(x_api_key, key.get_secret_value()):
-        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
-
-
 @router.post(
     "/admin/deliveries/run",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     summary="Compose and send the due briefs now",
-    responses=problems(401, 403),
+    responses=problems(*ADMIN_PROBLEMS),
 )
 async def run_deliveries(
     deps: DepsDep,
@@ -266,7 +258,7 @@ class BounceIn(BaseModel):
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     summary="Report an asynchronous bounce (a DSN) to pause that subscriber",
-    responses=problems(401, 403, 404, 422),
+    responses=problems(*ADMIN_PROBLEMS, 404, 422),
 )
 async def bounce(body: BounceIn, deps: DepsDep) -> dict[str, Any]:
     try:

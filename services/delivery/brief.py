@@ -54,6 +54,9 @@ class BriefItem(BaseModel):
     score: float
     explanation: str
     related: list[RelatedItem] = []
+    # The correlation id the insight's episode carried through the pipeline (None for insights stored before
+    # delivery kept it).
+    correlation_id: uuid.UUID | None = None
 
 
 class Brief(BaseModel):
@@ -71,6 +74,12 @@ class Brief(BaseModel):
     @property
     def insight_ids(self) -> list[uuid.UUID]:
         return [i.insight_id for i in self.items]
+
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        """What ties the brief to the pipeline's logs and events: its top pick's episode correlation id, carried
+        from the feed; the brief's own id when it has no pick that carries one (a note, or older insights)."""
+        return next((i.correlation_id for i in self.items if i.correlation_id is not None), self.brief_id)
 
 
 def safe_http_url(url: str | None) -> str | None:
@@ -223,4 +232,5 @@ def build_item(
         score=round(pick.score, 4),
         explanation=explain(pick, row, phrases, vector, min_relevance),
         related=related_for(row, pool, minimum=related_min, maximum=related_max),
+        correlation_id=row.correlation_id,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -15,6 +14,7 @@ from urllib.parse import quote
 
 import css_inline
 import jinja2
+from podbrief.clock import utcnow
 from podbrief.text import single_line
 from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.tokens import Signer
@@ -109,6 +109,8 @@ class Renderer:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["List-Id"] = f"{header_safe(list_id, 60)} <daily.podbrief>"
         msg["X-Podbrief-Brief-Id"] = str(brief.brief_id)
+        # The id one episode's events carried from its feed to this email (logs and events can be searched by it).
+        msg["X-Podbrief-Correlation-Id"] = str(brief.correlation_id)
         msg.set_content(text)
         msg.add_alternative(html, subtype="html")
         return msg
@@ -127,7 +129,7 @@ class Renderer:
         msg["From"] = sender
         local, _, domain = to.rpartition("@")
         msg["To"] = Address(addr_spec=to) if local and domain else to
-        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Date"] = format_datetime(utcnow())
         sender_domain = sender.rsplit("@", 1)[-1].strip(" >") or "podbrief.local"
         msg["Message-ID"] = make_msgid(domain=sender_domain)
         return msg

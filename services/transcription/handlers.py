@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
+from podbrief.bus import Publish
 from podbrief.errors import PermanentError, is_unavailable, reason_of
-from podbrief.events import ids
-from podbrief.events.base import Event, new_event
+from podbrief.events.base import new_event
+from podbrief.events.ids import event_id
 from podbrief.events.models import (
     EpisodeDiscovered,
     EpisodeTranscribed,
@@ -28,16 +28,9 @@ from podbrief_transcription.metrics import TranscriptionMetrics
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Event], Awaitable[None]]
-
 
 class Fetcher(Protocol):
     def fetch(self, url: str) -> AbstractAsyncContextManager[Path]: ...
-
-
-def transcribed_event_id(episode_id: uuid.UUID) -> uuid.UUID:
-    """The same episode always yields the same EpisodeTranscribed id, so consumers can drop redeliveries."""
-    return uuid.uuid5(ids.NAMESPACE, f"episode.transcribed:{episode_id}")
 
 
 def normalise_publisher(t: Transcript, *, duration_s: float | None = None, language: str | None = None) -> Transcript:
@@ -144,6 +137,7 @@ async def on_episode_discovered(
         ),
         key=str(episode.episode_id),
         correlation_id=event.correlation_id,
-        event_id=transcribed_event_id(episode.episode_id),
+        # The same episode always yields the same event id, so consumers can drop redeliveries.
+        event_id=event_id("episode.transcribed", episode.episode_id),
     )
     await publish(out)

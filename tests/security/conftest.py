@@ -333,7 +333,7 @@ PUBLIC: dict[str, frozenset[tuple[str, str]]] = {
         ("GET", "/briefs/{brief_id}"),
         ("GET", "/archive"),
         ("GET", "/o/{token}.gif"),
-        # The public pages (#18): insights, topics, search (rate-limited per client), robots and sitemap.
+        # The public insight pages: what the briefs already publish, search rate-limited.
         ("GET", "/insights/{insight_id}"),
         ("GET", "/topics"),
         ("GET", "/topics/{cluster_id}"),

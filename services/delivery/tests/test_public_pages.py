@@ -178,6 +178,7 @@ async def test_withdrawn_feed_answers_410_and_leaves_every_public_list(site: Sit
         FeedWithdrawn,
         FeedWithdrawnPayload(feed_id=ev.payload.episode.feed_id, reason=reason, withdrawn_at=utcnow()),
         key=str(ev.payload.episode.feed_id),
+        correlation_id=ev.payload.episode.feed_id,
     )
     await on_feed_withdrawn(withdrawn, repo=site.deps.repo)
     await on_feed_withdrawn(withdrawn, repo=site.deps.repo)  # a repeat changes nothing

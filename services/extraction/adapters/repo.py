@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from podbrief.clock import utcnow
 from podbrief.errors import RetryableError
 from podbrief.events import EpisodeRef, Insight
 from podbrief.reasons import Reason, meaning
@@ -94,10 +95,6 @@ def public_error(raw: str | None, reason: str | None) -> str | None:
     return meaning(reason) if reason else "the last attempt failed; see the service's logs"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class ExtractionRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -113,7 +110,7 @@ class ExtractionRepo:
         try:
             async with self.sessions.begin() as s:
                 row = await s.get(EpisodeRow, episode.episode_id, with_for_update=True)
-                now = _now()
+                now = utcnow()
                 if row is None:
                     row = EpisodeRow(
                         episode_id=episode.episode_id,
@@ -139,7 +136,7 @@ class ExtractionRepo:
             await s.execute(
                 sa.update(EpisodeRow)
                 .where(EpisodeRow.episode_id == episode_id)
-                .values(status="error", last_error=error[:2000], last_error_reason=reason, updated_at=_now())
+                .values(status="error", last_error=error[:2000], last_error_reason=reason, updated_at=utcnow())
             )
 
     async def finish(
@@ -158,7 +155,7 @@ class ExtractionRepo:
         detail: str | None,
     ) -> None:
         """Store it in one transaction (insights replaced, row updated) before anything is published."""
-        now = _now()
+        now = utcnow()
         async with self.sessions.begin() as s:
             await s.execute(sa.delete(InsightRow).where(InsightRow.episode_id == episode_id))
             for pos, ins in enumerate(insights):
