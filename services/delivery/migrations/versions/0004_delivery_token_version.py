@@ -1,7 +1,7 @@
 """delivery: a per-subscriber token version, so confirmation and profile tokens can be revoked
 
-Revision ID: 0003_delivery
-Revises: 0002_delivery
+Revision ID: 0004_delivery
+Revises: 0003_delivery
 Create Date: 2026-12-05
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_delivery"
-down_revision: str | None = "0002_delivery"
+revision: str = "0004_delivery"
+down_revision: str | None = "0003_delivery"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
