@@ -74,7 +74,7 @@ def discovered(transcript: Transcript, language: str | None = "en") -> EpisodeDi
         language=language,
     )
     payload = EpisodeDiscoveredPayload(episode=ref, guid=guid, transcript=PackedTranscript.pack(transcript))
-    return new_event(EpisodeDiscovered, payload, key=str(ref.episode_id))
+    return new_event(EpisodeDiscovered, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
 
 async def transcribe(tmp_path: Path, event: EpisodeDiscovered, engine: FakeEngine | None = None) -> Transcript:
