@@ -522,9 +522,10 @@ def _line(text: str) -> str:
 def to_vtt(t: Transcript) -> str:
     out = ["WEBVTT", ""]
     for i, seg in enumerate(_timed(t), 1):
-        text = html.escape(seg.text, quote=False)
+        # Cue text is escaped (WebVTT has its own tags), and cleaned like stored text in case it never was.
+        text = html.escape(_line(seg.text), quote=False)
         if seg.speaker:
-            text = f"<v {html.escape(seg.speaker, quote=False)}>{text}"
+            text = f"<v {html.escape(_line(seg.speaker), quote=False)}>{text}"
         out += [str(i), f"{_stamp(seg.start_s, '.')} --> {_stamp(seg.end_s, '.')}", text, ""]
     return "\n".join(out)
 

@@ -154,3 +154,24 @@ async def test_whisper_output_is_cleaned_too(tmp_path: Path) -> None:
     assert_clean(t.text)
     assert t.text == "hello blink reversed world"
     assert [w.text for w in t.segments[0].words] == ["hello", "blink", "reversed", "world"]
+
+
+def test_srt_and_vtt_of_a_transcript_stored_before_cleaning_print_no_tag_or_escape() -> None:
+    """Transcripts stored before the cleaning (or built elsewhere) still render safely."""
+    raw = Transcript(
+        text="x",
+        duration_s=2.0,
+        segments=(
+            Segment(
+                start_s=0.0,
+                end_s=2.0,
+                text="look <img src=x onerror=alert(1)> \x1b[31mred\x1b[0m\n2\n00:00:00,000 --> 00:00:09,000",
+                speaker="Eve\u202e\x1b[2J<b>",
+            ),
+        ),
+    )
+    srt, vtt = to_srt(raw), to_vtt(raw)
+    assert "<img" not in srt and "<b>" not in srt and "\x1b" not in srt and "\u202e" not in srt
+    # One cue: the text's line break and arrow cannot start a second one.
+    assert srt.count("-->") == 1 and len(srt.strip().split("\n")) == 3
+    assert "<img" not in vtt and "\x1b" not in vtt and "\u202e" not in vtt and vtt.count("-->") == 1
