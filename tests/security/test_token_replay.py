@@ -56,6 +56,8 @@ def test_a_replayed_confirmation_after_unsubscribing_is_refused(started: Callabl
         r = client.post("/v1/subscribers/confirm", json={"token": tok})
         assert r.status_code == 400, r.text
         assert client.post("/confirm", data={"t": tok}).status_code == 400
+        page = client.get(f"/confirm?t={quote(tok, safe='')}")
+        assert page.status_code == 400 and "already used" in page.text and "<form" not in page.text
         assert status_of(client, email) == "unsubscribed"
     # The profile token of the unsubscribed address opens nothing, and cannot mint a key.
     assert client.get(f"/v1/subscribers/{member.id}", headers=as_profile(member.profile_token)).status_code == 401
