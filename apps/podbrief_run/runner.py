@@ -327,7 +327,7 @@ async def _brief(
         )
     else:
         if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
-            sub, _key = await subscribers.confirm(sub.id, repo=repo, metrics=metrics)
+            sub = await subscribers.activate(sub.id, repo=repo, metrics=metrics)
         changes = {"interests": options.interests, "status": "active"}
         sub = await subscribers.update_profile(sub, changes, repo=repo, embedder=embedder, metrics=metrics)
     day = local_day(sub, utcnow())[0]

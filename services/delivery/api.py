@@ -16,7 +16,7 @@ from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.models import Subscriber
 from podbrief_delivery.ratelimit import retry_after
 from podbrief_delivery.subscribers import InvalidInput, SignupProfile, public_profile, refresh_gauge
-from podbrief_delivery.tokens import TokenError, hash_api_key
+from podbrief_delivery.tokens import TokenError, hash_api_key, version_of
 from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/v1")
@@ -107,15 +107,16 @@ async def sign_up(body: SignupIn, deps: DepsDep, request: Request) -> dict[str, 
 async def confirm(body: ConfirmIn, deps: DepsDep, request: Request) -> dict[str, Any]:
     refuse_if_limited(deps, "confirm", deps.limits.confirm(deps.limits.client(request)))
     try:
-        sub_id, _ = deps.signer.subscriber_of(body.token, "confirm")
-        sub, key = await subscribers.confirm(sub_id, repo=deps.repo, metrics=deps.metrics)
+        sub_id, claims = deps.signer.subscriber_of(body.token, "confirm")
+        sub, key = await subscribers.confirm(sub_id, version_of(claims), repo=deps.repo, metrics=deps.metrics)
     except (TokenError, InvalidInput) as exc:
         raise ProblemError(400, "Invalid confirmation", str(exc)) from exc
     return {
         "subscriber_id": str(sub.id),
         "status": sub.status,
         "api_key": key,
-        "profile_token": deps.signer.for_subscriber("profile", sub.id, deps.settings.link_ttl_s),
+        # Bound to the token version: revoked by unsubscribing, rotating the API key or deleting.
+        "profile_token": deps.signer.for_subscriber("profile", sub.id, deps.settings.link_ttl_s, v=sub.token_version),
     }
 
 
@@ -134,10 +135,13 @@ async def current_subscriber(
         sub = await deps.repo.subscriber_by_key(hash_api_key(key))
     elif x_subscriber_token or t:
         try:
-            sid, _ = deps.signer.subscriber_of(x_subscriber_token or t or "", "profile")
+            sid, claims = deps.signer.subscriber_of(x_subscriber_token or t or "", "profile")
+            version = version_of(claims)
         except TokenError as exc:
             raise ProblemError(401, "Unauthorized", "invalid or expired token") from exc
         sub = await deps.repo.subscriber(sid)
+        if sub is not None and sub.token_version != version:
+            raise ProblemError(401, "Unauthorized", "this token was revoked (the API key was rotated)")
     else:
         raise ProblemError(401, "Unauthorized", "send your API key as 'Authorization: Bearer ...'")
     if sub is None or sub.id != subscriber_id or sub.status == "unsubscribed":

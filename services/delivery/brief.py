@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
+from podbrief.text import single_line
 from podbrief_delivery.models import CandidateInsight
 from podbrief_delivery.ranking import Pick
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 STRONG_PHRASE_MATCH = 0.3
+# Text shown on one line in the email (HTML and plain), the web page and the Subject: whitespace folded (no
+# forged lines), control, bidi-control and zero-width characters removed (#21), whatever upstream let through.
+Line = Annotated[str, AfterValidator(single_line)]
 
 
 class RelatedItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     insight_id: uuid.UUID
-    text: str
-    quote: str | None = None
-    show: str
-    episode_title: str
+    text: Line
+    quote: Line | None = None
+    show: Line
+    episode_title: Line
     timestamp_s: float | None = None
     timestamp_label: str | None = None
     timestamp_url: str | None = None
@@ -33,17 +37,17 @@ class BriefItem(BaseModel):
 
     insight_id: uuid.UUID
     rank: int
-    text: str
-    quote: str
-    speaker: str | None = None
-    show: str
-    episode_title: str
+    text: Line
+    quote: Line
+    speaker: Line | None = None
+    show: Line
+    episode_title: Line
     episode_id: uuid.UUID
     episode_url: str | None = None
     timestamp_s: float
     timestamp_label: str
     timestamp_url: str | None = None
-    topics: list[str] = []
+    topics: list[Line] = []
     importance: float
     cluster_size: int
     cluster_shows: int

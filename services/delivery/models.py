@@ -38,6 +38,9 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     confirmed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    # Confirmation and profile tokens carry the version they were issued under and are refused once it moved:
+    # confirming, unsubscribing and rotating the API key bump it (tokens.py, subscribers.py).
+    token_version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
 
 class CandidateInsight(Base):

@@ -21,6 +21,7 @@ from podbrief.events.models import (
     Transcript,
     Word,
 )
+from podbrief.transcripts import clean_transcript
 from podbrief_transcription.adapters.engine import Engine
 from podbrief_transcription.adapters.repo import TranscriptRepo
 from podbrief_transcription.metrics import TranscriptionMetrics
@@ -106,6 +107,9 @@ async def on_episode_discovered(
                     transcript = await engine.transcribe(path)
             else:
                 raise PermanentError("the episode has neither an enclosure nor a transcript", reason="no_enclosure")
+            # Nothing downstream (terminal, email, HTML, SRT/VTT) gets markup, escapes or controls from it, and
+            # no field exceeds what a later stage accepts (#21).
+            transcript = clean_transcript(transcript)
             # Write before publish: a crash after this line re-publishes the stored transcript on redelivery.
             transcript = await repo.save(episode.episode_id, transcript)
             if metrics is not None:

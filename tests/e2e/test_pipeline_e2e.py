@@ -158,6 +158,9 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert token, body
     r = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
+    # The probe's replay (#21): the link works once, a second confirmation issues no key or profile token.
+    again = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
+    assert again.status_code == 400 and "api_key" not in again.json(), again.text
 
     # The feed goes in through ingest's API; everything after that happens over Kafka.
     r = httpx.post(procs["ingest"].base_url + "/v1/feeds", json={"url": feed_url}, headers=admin, timeout=60)

@@ -39,7 +39,7 @@ async def seed(deps: Deps, embedder: Embedder, **kw: Any) -> None:
 
 async def subscriber(deps: Deps, email: str, interests: str, **kw: Any) -> Subscriber:
     sub = await deps.sign_up(email, subscribers.SignupProfile(interests=interests, **kw))
-    sub, key = await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
+    sub, key = await subscribers.confirm(sub.id, sub.token_version, repo=deps.repo, metrics=deps.metrics)
     assert key is not None and sub.status == "active"
     return sub
 

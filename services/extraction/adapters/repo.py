@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from podbrief.clock import utcnow
 from podbrief.errors import RetryableError
 from podbrief.events import EpisodeRef, Insight
-from podbrief.reasons import Reason
+from podbrief.reasons import Reason, meaning
 from podbrief.storage.db import session_factory
 from podbrief_extraction.models import EpisodeRow, InsightRow
 from sqlalchemy.exc import OperationalError
@@ -78,11 +78,21 @@ class EpisodeStatus:
             "model": self.model,
             "prompt_version": self.prompt_version,
             "detail": self.detail,
-            "last_error": self.last_error,
+            # A stable code and a short reason only: the raw error (a validation message with the model's input,
+            # a URL) stays in the row and the logs, never in a public response.
             "error_reason": self.last_error_reason,
+            "error": public_error(self.last_error, self.last_error_reason),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+
+def public_error(raw: str | None, reason: str | None) -> str | None:
+    """What a public response says about an episode's last error: the reason code's meaning, or for an error
+    recorded without a code, that there was one."""
+    if raw is None and reason is None:
+        return None
+    return meaning(reason) if reason else "the last attempt failed; see the service's logs"
 
 
 class ExtractionRepo:
