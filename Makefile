@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
-.PHONY: deps-test deps-bench deps-deploy help install run test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
+.PHONY: deps-test deps-bench deps-deploy help install run web test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
         services-up services-down up down llama eval-extraction clean validate-deploy test-containers
 
@@ -45,6 +45,9 @@ install: $(STAMP) $(LLAMA) $(DEFAULT_GGUF) ## create .venv, install pinned deps 
 
 run: install ## run the whole pipeline on this machine (demo feeds, or FEEDS="a.opml b.xml")
 	$(VENV)/bin/podbrief run $(foreach f,$(FEEDS),--feeds $(f))
+
+web: $(STAMP) ## serve the web pages (briefs, insights, topics, search) of what `make run` stored, on :8005
+	$(VENV)/bin/podbrief web
 
 # The system tools first (installed as root, or one message naming what is missing), so nothing fails halfway.
 deps-test:
@@ -119,7 +122,8 @@ validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compos
 	scripts/validate_deploy.sh --compose
 
 eval-extraction: install ## extraction quality on the held-out real episodes, default model beside SmolLM2 (BASE_URL=... MODEL=... for an endpoint)
-	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET))
+	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET)) \
+		$(if $(EPISODES),--episodes $(EPISODES)) $(if $(MINUTES),--max-minutes $(MINUTES)) $(EVAL_ARGS)
 
 services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start

@@ -9,7 +9,12 @@
    needs): below saturation, where the latency says how the pipeline schedules work rather than how long a
    backlog has grown.
 
-    python -m bench.e2e [--alone 3] [--stream 8] [--interval S] [--minutes 5] [--no-embedded] [--smoke]
+    python -m bench.e2e [--alone 3] [--stream 8] [--interval S] [--minutes 5] [--no-embedded | --keep-embedded]
+                        [--smoke]
+
+A run too long for one sitting splits in two: `--stream 0` first (both alone parts), then `--keep-embedded` (the
+five services again, with the stream), which takes the embedded runs from the section the first run wrote and
+says so in the notes.
 
 Reports the p50 of each alone set with its time per stage, the stream's p50, p95 and p95/p50 and episodes per
 hour, CPU seconds per audio minute per service (model loading excluded, reported apart) and peak RSS per service
@@ -43,6 +48,7 @@ KEY, TITLE, ORDER = "e2e", "End to end: feed update to brief", 5
 # no longer than 1.5 times the median.
 TARGET_ALONE_P50_S = 180.0
 TARGET_P95_OVER_P50 = 1.5
+EMBEDDED_TABLE = "alone: embedded `podbrief run` (seconds)"
 STREAM_LOAD = 0.8
 SERVICE_STEPS = (
     ("ingest", None, "discovered"),
@@ -61,6 +67,7 @@ class Config:
     shows: int
     interval_s: float | None
     embedded: bool
+    keep_embedded: bool
     idle_s: float
     timeout_s: float
     peer_episodes: int
@@ -355,7 +362,7 @@ def write_section(cfg: Config, r: dict[str, Any] | None, emb: list[EmbeddedRun],
     alone = r["alone"] if r else []
     details["time per stage, p50 of the alone runs"] = stage_table(embedded_rows, alone)
     if embedded_rows:
-        details["alone: embedded `podbrief run` (seconds)"] = embedded_rows
+        details[EMBEDDED_TABLE] = embedded_rows
     if alone:
         details["alone: five services on Kafka (seconds; handler and CPU seconds per service)"] = [
             {
@@ -475,6 +482,8 @@ def notes(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) -> str:
         "Only transcription has a like-for-like peer (plain faster-whisper, same files and settings). The machine is "
         "shared with other work: wall-clock figures are noisy, CPU seconds less so."
     )
+    if extra["embedded"].get("kept_from"):
+        text += f" The embedded runs are kept from the run of {extra['embedded']['kept_from']} (--keep-embedded)."
     if r is not None:
         text += f" Logs: {r['logs']}."
         if r["failure"]:
@@ -482,6 +491,16 @@ def notes(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) -> str:
         if r["timed_out"]:
             text += f" TIMED OUT: {extra['episodes_finished']} of {extra['episodes']} finished."
     return text
+
+
+def kept_embedded(out_dir: Path) -> tuple[list[EmbeddedRun], str]:
+    """The embedded runs of the e2e section an earlier run wrote (`--keep-embedded`), and that run's date."""
+    section = report.load(out_dir)["sections"].get(KEY)
+    rows = (section or {}).get("details", {}).get(EMBEDDED_TABLE)
+    if not rows:
+        raise SystemExit(f"--keep-embedded: {out_dir / 'results.json'} has no embedded runs in its {KEY!r} section")
+    runs = [EmbeddedRun(r, r.get("cpu_s") or 0.0, r.get("peak_rss_mb") or 0.0, "exit_code" not in r) for r in rows]
+    return runs, str(section["extra"]["embedded"].get("kept_from") or section["date"])  # type: ignore[index]
 
 
 def print_summary(extra: dict[str, Any]) -> None:
@@ -516,6 +535,11 @@ def parse(argv: list[str] | None) -> Config:
     ap.add_argument("--minutes", type=float, default=None, help="minutes of audio per episode (5; smoke 0.33)")
     ap.add_argument("--shows", type=int, default=None, help="feeds, up to 3 (3; smoke 1)")
     ap.add_argument("--no-embedded", action="store_true", help="skip the embedded `podbrief run` part")
+    ap.add_argument(
+        "--keep-embedded",
+        action="store_true",
+        help="skip it, and keep the embedded runs of the e2e section already in results.json (from an earlier run)",
+    )
     ap.add_argument("--idle", type=float, default=None, help="seconds of idle measurement (10; smoke 3)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds an episode alone may take (900)")
     ap.add_argument("--peer-episodes", type=int, default=None, help="episodes for the faster-whisper peer (1)")
@@ -529,7 +553,8 @@ def parse(argv: list[str] | None) -> Config:
         minutes=a.minutes if a.minutes is not None else (20 / 60 if s else 5.0),
         shows=a.shows if a.shows is not None else (1 if s else 3),
         interval_s=a.interval if a.interval is not None else (5.0 if s else None),
-        embedded=not a.no_embedded,
+        embedded=not (a.no_embedded or a.keep_embedded),
+        keep_embedded=a.keep_embedded,
         idle_s=a.idle if a.idle is not None else (3.0 if s else 10.0),
         timeout_s=a.timeout if a.timeout is not None else 900.0,
         peer_episodes=a.peer_episodes if a.peer_episodes is not None else 1,
@@ -552,6 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(episodes)} episodes, {sum(e.duration_s for e in episodes) / 60:.1f} audio min ready")
     logs = REPO / "test-artifacts" / "bench-e2e"
     emb: list[EmbeddedRun] = []
+    kept_from = None
+    if cfg.keep_embedded:
+        emb, kept_from = kept_embedded(cfg.out_dir)
+        log(f"embedded part: {len(emb)} run(s) kept from the section of {kept_from}")
     if cfg.embedded:
         # Before the services start: one LLM process on the machine at a time.
         emb = run_embedded(alone, Path(f"/tmp/podbrief-bench-embedded-{os.getpid()}"), logs / "embedded", cfg.timeout_s)
@@ -566,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         if peer is not None:
             peer["files"] = len(files)
     extra = summarise(cfg, emb, r, peer, load)
+    if kept_from is not None:
+        extra["embedded"]["kept_from"] = kept_from
     write_section(cfg, r, emb, extra)
     print_summary(extra)
     log(f"wrote section {KEY!r} to {cfg.out_dir / 'results.json'} and RESULTS.md ({time.monotonic() - t0:.0f} s)")

@@ -84,7 +84,8 @@ def infrastructure() -> Iterator[Infra]:
             local = "127.0.0.1:" + os.environ.get("PODBRIEF_KAFKA_PORT", "9092")
             infra.kafka = _ensure("kafka.sh", "Kafka", local, infra)
         if not infra.pg_url:
-            infra.pg_url = _ensure("postgres.sh", "PostgreSQL", DEFAULT_PG, infra)
+            port = os.environ.get("PODBRIEF_PG_PORT", "54329")  # as scripts/postgres.sh reads it
+            infra.pg_url = _ensure("postgres.sh", "PostgreSQL", DEFAULT_PG.replace(":54329/", f":{port}/"), infra)
         yield infra
     finally:
         for name in reversed(infra.started):

@@ -65,7 +65,8 @@ def run(
 ) -> None:
     """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) on the given feeds
     until idle, compose today's brief from them, write it as HTML and .eml under DATA_DIR, and print what happened
-    to every feed and episode. Exits 1 when nothing could be processed and no brief came of the feeds."""
+    to every feed and episode. Exits 1 when none of the episodes could be processed and no brief drew on the
+    feeds; 2 for unusable input."""
     from podbrief_run.runner import run_embedded
 
     options = RunOptions(
@@ -79,6 +80,20 @@ def run(
         timeout_s=timeout,
     )
     raise typer.Exit(run_embedded(options))
+
+
+@app.command()
+def web(
+    data_dir: Annotated[Path, typer.Option(help="the data directory of `podbrief run`")] = Path(".data"),
+    host: Annotated[str, typer.Option(help="bind address of the pages")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port of the pages (the brief's links point at 8005)")] = 8005,
+    clustering_port: Annotated[int, typer.Option(help="port of the search API the pages ask")] = 8004,
+) -> None:
+    """Serve the web pages of what `podbrief run` stored: the briefs, each insight's page, topics, trending
+    topics and search, so the links of a brief written by `podbrief run` open. Ctrl-C stops."""
+    from podbrief_run.web import run_web
+
+    raise typer.Exit(run_web(data_dir, host=host, port=port, clustering_port=clustering_port))
 
 
 @app.command()

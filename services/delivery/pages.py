@@ -52,6 +52,13 @@ class Card:
 
 
 @dataclass(frozen=True)
+class Gone:
+    """An insight whose feed was withdrawn: `reason` is blocked (podcast:block) or removed."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class InsightPage:
     card: Card
     related: list[Card]
@@ -118,15 +125,15 @@ def card(row: CandidateInsight, label: str | None = None) -> Card:
 
 async def insight_page(
     insight_id: uuid.UUID, *, repo: Repo, related_min: int, related_max: int
-) -> InsightPage | CandidateInsight | None:
-    """The page of a public insight; the row itself when its feed was withdrawn (the caller answers 410 Gone);
-    None when podbrief never had it."""
-    known = await repo.insights([insight_id])
-    row = known.get(insight_id)
+) -> InsightPage | Gone | None:
+    """The page of a public insight; Gone when its feed was withdrawn (the caller answers 410); None when
+    podbrief never had it."""
+    row = (await repo.insights([insight_id])).get(insight_id)
     if row is None:
         return None
-    if await repo.withdrawn(row.feed_id) is not None:
-        return row
+    withdrawn = await repo.withdrawn(row.feed_id)
+    if withdrawn is not None:
+        return Gone(withdrawn.reason)
     mates = await repo.cluster_insights(row.cluster_id)
     label = topic_label(row.cluster_label, mates or [row])
     pool = {m.insight_id: m for m in mates}
@@ -146,27 +153,14 @@ async def insight_page(
     )
 
 
-def _summaries(activity: list[tuple[uuid.UUID, str, str, datetime]]) -> list[TopicSummary]:
-    count: Counter[uuid.UUID] = Counter()
-    shows: dict[uuid.UUID, set[str]] = defaultdict(set)
-    labels: dict[uuid.UUID, str] = {}
-    last: dict[uuid.UUID, datetime] = {}
-    for cid, label, show, at in activity:
-        count[cid] += 1
-        shows[cid].add(show.casefold())
-        if label and cid not in labels:
-            labels[cid] = label
-        last[cid] = max(last.get(cid, at), at)
-    return [
-        TopicSummary(Topic(cid, topic_label(labels.get(cid, ""))), n, len(shows[cid]), last[cid])
-        for cid, n in count.items()
-    ]
+def _summaries(activity: list[tuple[uuid.UUID, str, int, int, datetime]]) -> list[TopicSummary]:
+    return [TopicSummary(Topic(cid, topic_label(label)), n, shows, last) for cid, label, n, shows, last in activity]
 
 
 async def trending(*, repo: Repo, now: datetime | None = None, limit: int = 30) -> list[TopicSummary]:
     """This week's topics by new insights, weighted by how many distinct shows carry them."""
     since = (now or utcnow()) - timedelta(days=TRENDING_DAYS)
-    found = _summaries(await repo.cluster_activity(since))
+    found = _summaries(await repo.topic_activity(since))
     found.sort(key=lambda t: (-t.score, -t.shows, -t.last_seen.timestamp(), str(t.topic.cluster_id)))
     return found[:limit]
 
@@ -188,7 +182,7 @@ async def topic_page(cluster_id: uuid.UUID, *, repo: Repo, limit: int = 200) -> 
     related: list[TopicSummary] = []
     if votes:
         top = [c for c, _ in votes.most_common(5)]
-        activity = await repo.cluster_activity(EPOCH, cluster_ids=top)
+        activity = await repo.topic_activity(EPOCH, cluster_ids=top)
         summaries = {s.topic.cluster_id: s for s in _summaries(activity)}
         related = [summaries[c] for c in top if c in summaries]
     return TopicPage(

@@ -15,7 +15,7 @@ from podbrief_delivery import pages
 from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.ratelimit import retry_after
 from podbrief_delivery.tokens import TokenError
-from podbrief_delivery.web import html, message
+from podbrief_delivery.web import html
 
 router = APIRouter(include_in_schema=False)
 Token = Annotated[str | None, Query(max_length=2048)]
@@ -39,21 +39,27 @@ def _common(deps: Deps) -> dict[str, Any]:
     return {"base": deps.links.base, "picks": s.picks_per_brief, "default_tz": s.default_timezone}
 
 
+def notice(deps: Deps, title: str, *paragraphs: str, status: int) -> HTMLResponse:
+    """A public page's 404 or 410, in the public pages' layout, with the way on."""
+    return html(
+        deps, "notice.html.j2", status, title=title, paragraphs=list(paragraphs), canonical=None, **_common(deps)
+    )
+
+
 @router.get("/insights/{insight_id}")
 async def insight(insight_id: uuid.UUID, deps: DepsDep, t: Token = None) -> HTMLResponse:
     found = await pages.insight_page(
         insight_id, repo=deps.repo, related_min=deps.settings.related_min, related_max=deps.settings.related_max
     )
     if found is None:
-        return message(deps, "Insight not found", "There is no insight at this address.", status=404)
-    if not isinstance(found, pages.InsightPage):
-        gone = await deps.repo.withdrawn(found.feed_id)
+        return notice(deps, "Insight not found", "There is no insight at this address.", status=404)
+    if isinstance(found, pages.Gone):
         why = (
             "The podcast's publisher has asked services like podbrief to stop showing its episodes."
-            if gone is not None and gone.reason == "blocked"
+            if found.reason == "blocked"
             else "Its podcast is no longer in podbrief."
         )
-        return message(deps, "This insight is no longer available", why, status=410)
+        return notice(deps, "This insight is no longer available", why, status=410)
     reader = _reader(deps, t)
     feedback = (
         {k: deps.links.feedback(reader, insight_id, k) for k in ("up", "down", "more")} if reader is not None else None
@@ -88,7 +94,7 @@ async def topics(deps: DepsDep) -> HTMLResponse:
 async def topic(cluster_id: uuid.UUID, deps: DepsDep) -> HTMLResponse:
     found = await pages.topic_page(cluster_id, repo=deps.repo)
     if found is None:
-        return message(deps, "Topic not found", "There is no topic at this address.", status=404)
+        return notice(deps, "Topic not found", "There is no topic at this address.", status=404)
     return html(
         deps,
         "topic.html.j2",

@@ -92,21 +92,25 @@ class Repo:
             )
             return {i: c for i, c in (await s.execute(q)).all()}
 
-    async def cluster_activity(
-        self, since: datetime, *, cluster_ids: Collection[uuid.UUID] | None = None, limit: int = 5000
-    ) -> list[tuple[uuid.UUID, str, str, datetime]]:
-        """(cluster, label, show, received_at) of the public insights received since `since`, newest first."""
+    async def topic_activity(
+        self, since: datetime, *, cluster_ids: Collection[uuid.UUID] | None = None
+    ) -> list[tuple[uuid.UUID, str, int, int, datetime]]:
+        """Per topic, over the public insights received since `since`: (cluster, label, insights, distinct
+        shows, latest received_at)."""
         async with self.sessions() as s:
             q = sa.select(
                 CandidateInsight.cluster_id,
-                CandidateInsight.cluster_label,
-                CandidateInsight.show,
-                CandidateInsight.received_at,
+                sa.func.max(CandidateInsight.cluster_label),
+                sa.func.count(),
+                sa.func.count(sa.distinct(sa.func.lower(CandidateInsight.show))),
+                sa.func.max(CandidateInsight.received_at),
             ).where(CandidateInsight.received_at >= since, _public())
             if cluster_ids is not None:
                 q = q.where(CandidateInsight.cluster_id.in_(list(cluster_ids)))
-            q = q.order_by(CandidateInsight.received_at.desc()).limit(limit)
-            return [(c, lbl, show, aware(at)) for c, lbl, show, at in (await s.execute(q)).all()]
+            q = q.group_by(CandidateInsight.cluster_id)
+            return [
+                (c, lbl or "", int(n), int(shows), aware(at)) for c, lbl, n, shows, at in (await s.execute(q)).all()
+            ]
 
     async def sitemap_entries(self, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
         """(insight, cluster, updated_at) of the newest public insights."""
@@ -164,10 +168,26 @@ class Repo:
         except IntegrityError:
             return False
 
-    async def update_subscriber(self, sub_id: uuid.UUID, **values: Any) -> Subscriber | None:
+    async def update_subscriber(
+        self, sub_id: uuid.UUID, *, bump_tokens: bool = False, **values: Any
+    ) -> Subscriber | None:
+        """Change a subscriber; `bump_tokens` also moves their token version, revoking every confirmation and
+        profile token issued before."""
+        return await self.update_subscriber_if(sub_id, {}, bump_tokens=bump_tokens, **values)
+
+    async def update_subscriber_if(
+        self, sub_id: uuid.UUID, expect: dict[str, Any], *, bump_tokens: bool = False, **values: Any
+    ) -> Subscriber | None:
+        """Change a subscriber only while their row still holds `expect` (column: value), in one statement, so
+        two requests racing on the same token cannot both win. None when no row matched."""
         values["updated_at"] = utcnow()
+        if bump_tokens:
+            values["token_version"] = Subscriber.token_version + 1
+        cond = [Subscriber.id == sub_id] + [getattr(Subscriber, k) == v for k, v in expect.items()]
         async with self.sessions.begin() as s:
-            await s.execute(sa.update(Subscriber).where(Subscriber.id == sub_id).values(**values))
+            res = await s.execute(sa.update(Subscriber).where(*cond).values(**values))
+            if not getattr(res, "rowcount", 0):
+                return None
         return await self.subscriber(sub_id)
 
     async def counts_by_status(self) -> dict[str, int]:

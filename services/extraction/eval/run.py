@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -33,10 +34,10 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from podbrief.clock import utcnow
 from podbrief.events.ids import NAMESPACE
 from podbrief.generated import write_section
 from podbrief_extraction.adapters.llm import LLMClient
@@ -114,6 +115,10 @@ class EpisodeScore:
     verdicts: dict[str, int]
     candidates: int
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # When this episode ran, and the machine's load average (1, 5, 15 min) just before: slices of one
+    # evaluation run at different times.
+    finished_at: str = ""
+    load_before: list[float] = field(default_factory=list)
 
 
 def is_synthesis(text: str, quote: str) -> bool:
@@ -248,47 +253,83 @@ def settings_for(spec: ModelSpec) -> ExtractionSettings:
     return s.model_copy(update={"llm": s.llm.model_copy(update=updates)})
 
 
+def fingerprint(settings: ExtractionSettings, max_minutes: float | None) -> str:
+    """What an episode's cached result depends on: the model, the prompts and every extraction setting."""
+    from podbrief_extraction.prompts import PROMPT_DIR
+
+    h = hashlib.sha256()
+    h.update(settings.model_dump_json(include={"llm", "chunking", "quality", "prompt_version"}).encode())
+    h.update(repr(max_minutes).encode())
+    for f in sorted(PROMPT_DIR.glob(f"insights_{settings.prompt_version}.*")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_score(path: Path, key: str, ep: Episode, reviewed: dict[str, Any]) -> EpisodeScore | None:
+    """An episode's saved result when it was made with the same model, prompts and settings; reviews re-applied."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("fingerprint") != key or data.get("labels") != len(ep.labels):
+        return None
+    data.pop("fingerprint")
+    for ins in data["insights"]:
+        r = reviewed.get(review_key(ep.file, ins["quote"], ins["text"]))
+        ins["review"] = r["verdict"] if r else None
+    return EpisodeScore(**data)
+
+
 async def run_model(
-    spec: ModelSpec, episodes: list[Episode], reviewed: dict[str, Any], verbose: bool
+    spec: ModelSpec,
+    episodes: list[Episode],
+    reviewed: dict[str, Any],
+    verbose: bool,
+    cache_dir: Path | None = None,
+    max_minutes: float | None = None,
+    saved_only: bool = False,
 ) -> dict[str, Any]:
+    """One model over the episodes. With `cache_dir`, each episode's result is saved as it finishes and reused
+    by the next run with the same model, prompts and settings: a long evaluation runs in slices (one episode per
+    call, `--episodes`), and the last call assembles the table from the saved results."""
     settings = settings_for(spec)
+    key = fingerprint(settings, max_minutes)
+    scores: list[EpisodeScore] = []
+    todo: list[tuple[Episode, Path | None]] = []
+    for ep in episodes:
+        path = cache_dir / spec.label.replace("/", "_") / f"{Path(ep.file).stem}.json" if cache_dir else None
+        saved = cached_score(path, key, ep, reviewed) if path else None
+        if saved is not None:
+            if verbose:
+                sys.stderr.write(f"  {spec.label} {ep.file}: saved result ({path})\n")
+            scores.append(saved)
+        elif not saved_only:
+            todo.append((ep, path))
+        elif verbose:
+            sys.stderr.write(f"  {spec.label} {ep.file}: no saved result, left out\n")
     server: EmbeddedLlamaServer | None = None
     base_url = settings.llm.base_url
-    if base_url is None:
-        server = EmbeddedLlamaServer(settings.llama)
-        await server.start()
-        base_url = server.base_url
-    scores: list[EpisodeScore] = []
     try:
-        async with LLMClient(settings.llm, base_url=base_url) as llm:
-            extractor = Extractor(llm, settings)
-            for ep in episodes:
-                pid = server._proc.pid if server is not None and server._proc is not None else None
-                with Meter(pid) as meter:
-
-                    def progress(done: int, total: int | None, _f: str = ep.file) -> None:
-                        if verbose:
-                            sys.stderr.write(f"\r  {spec.label} {_f}: {done}/{total} calls ")
-                            sys.stderr.flush()
-
-                    result = await extractor.extract(
-                        ep.transcript,
-                        episode_id=uuid.uuid5(NAMESPACE, "eval:" + ep.file),
-                        show=ep.show,
-                        title=ep.title,
-                        people=ep.people,
-                        progress=progress,
-                    )
-                score = score_episode(ep, result, meter, reviewed)
-                scores.append(score)
-                if verbose:
-                    sys.stderr.write(
-                        f"\r  {spec.label} {ep.file}: {len(score.found)}/{score.labels} labels, "
-                        f"{len(score.insights)} kept, {score.wall_s:.0f}s wall, {score.cpu_s:.0f} CPU-s\n"
-                    )
+        if todo and base_url is None:
+            server = EmbeddedLlamaServer(settings.llama)
+            await server.start()
+            base_url = server.base_url
+        if todo:
+            async with LLMClient(settings.llm, base_url=base_url) as llm:
+                extractor = Extractor(llm, settings)
+                for ep, path in todo:
+                    score = await _run_episode(spec, extractor, server, ep, reviewed, verbose)
+                    scores.append(score)
+                    if path is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(
+                            json.dumps({"fingerprint": key, **score.__dict__}, indent=1, ensure_ascii=False),
+                            encoding="utf-8",
+                        )
     finally:
         if server is not None:
             await server.aclose()
+    order = {ep.file: n for n, ep in enumerate(episodes)}
+    scores.sort(key=lambda s: order[s.file])
     return {
         "label": spec.label,
         "model": settings.llm.model,
@@ -296,9 +337,45 @@ async def run_model(
         "endpoint": spec.base_url or "embedded llama-server",
         "threads": settings.llama.thread_count if spec.base_url is None else None,
         "prompt_version": f"insights_{settings.prompt_version}",
+        "fingerprint": key,
         "summary": summarise(scores, remote=spec.base_url is not None),
         "episodes": [s.__dict__ for s in scores],
     }
+
+
+async def _run_episode(
+    spec: ModelSpec,
+    extractor: Extractor,
+    server: EmbeddedLlamaServer | None,
+    ep: Episode,
+    reviewed: dict[str, Any],
+    verbose: bool,
+) -> EpisodeScore:
+    pid = server._proc.pid if server is not None and server._proc is not None else None
+    load = [round(x, 2) for x in os.getloadavg()]
+    with Meter(pid) as meter:
+
+        def progress(done: int, total: int | None) -> None:
+            if verbose:
+                sys.stderr.write(f"\r  {spec.label} {ep.file}: {done}/{total} calls ")
+                sys.stderr.flush()
+
+        result = await extractor.extract(
+            ep.transcript,
+            episode_id=uuid.uuid5(NAMESPACE, "eval:" + ep.file),
+            show=ep.show,
+            title=ep.title,
+            people=ep.people,
+            progress=progress,
+        )
+    score = score_episode(ep, result, meter, reviewed)
+    score.finished_at, score.load_before = utcnow().isoformat(timespec="seconds"), load
+    if verbose:
+        sys.stderr.write(
+            f"\r  {spec.label} {ep.file}: {len(score.found)}/{score.labels} labels, "
+            f"{len(score.insights)} kept, {score.wall_s:.0f}s wall, {score.cpu_s:.0f} CPU-s\n"
+        )
+    return score
 
 
 def machine() -> dict[str, Any]:
@@ -324,7 +401,7 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
                 ins["review"] = r["verdict"] if r else None
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
-    report["rescored_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["rescored_at"] = utcnow().isoformat(timespec="seconds")
     return report
 
 
@@ -356,7 +433,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Extraction evaluation: {report['set']} set, {report['date']}",
         "",
-        f"{report['episodes']} episodes, {report['audio_hours']:.2f} audio hours; machine: {m['cpu']}, {m['cores']} "
+        f"{scope(report)}; machine: {m['cpu']}, {m['cores']} "
         f"cores; load average before {report['load_before']}, after {report['load_after']}. "
         f"Written by `python -m podbrief_extraction.eval.run`.",
         "",
@@ -379,6 +456,11 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"### {ep['file']}: {len(ep['found'])}/{ep['labels']} labels, {len(ep['insights'])} kept, "
                 f"{ep['wall_s']:.0f} s wall, {ep['cpu_s']:.0f} CPU-s"
+                + (
+                    f" (ran {ep['finished_at']}, load average before {ep['load_before']})"
+                    if ep.get("finished_at")
+                    else ""
+                )
             )
             lines.append("")
             for ins in ep["insights"]:
@@ -389,12 +471,23 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def scope(report: dict[str, Any]) -> str:
+    """What the figures cover: the episodes, how much of each, and any a model has no result for."""
+    text = f"{report['episodes']} episodes, {report['audio_hours']:.2f} audio hours"
+    if report.get("max_minutes"):
+        text += f": the first {report['max_minutes']:g} minutes of each"
+    missing = {k: v for k, v in (report.get("missing") or {}).items() if v}
+    for label, files in missing.items():
+        text += f"; {label} has no result for {', '.join(files)}"
+    return text
+
+
 def update_readme(report: dict[str, Any]) -> None:
     if not README.is_file():  # an installed package, not a source checkout
         return
     m = report["machine"]
     body = (
-        f"Held-out set ({report['episodes']} episodes, {report['audio_hours']:.2f} audio hours), {report['date']}, "
+        f"Held-out set ({scope(report)}), {report['date']}, "
         f"{m['cpu']} ({m['cores']} cores), load average {report['load_before']} before the run "
         f"([full results]({report['results_md']})):\n\n{table(report)}"
     )
@@ -438,7 +531,16 @@ def main() -> None:
     parser.add_argument("--models", default="qwen1.5b,tiny", help="embedded presets to compare (comma-separated)")
     parser.add_argument("--base-url", default=os.environ.get("BASE_URL") or None, help="an OpenAI-compatible endpoint")
     parser.add_argument("--model", default=os.environ.get("MODEL") or None, help="the model name at --base-url")
-    parser.add_argument("--episodes", help="only these episode files (comma-separated stems)")
+    parser.add_argument(
+        "--episodes",
+        help="only these episode files (comma-separated stems): a slice, saved for the full run to assemble",
+    )
+    parser.add_argument("--fresh", action="store_true", help="run every episode again (ignore saved results)")
+    parser.add_argument(
+        "--saved-only",
+        action="store_true",
+        help="make the table from the saved episode results only (no model runs; the report names what is missing)",
+    )
     parser.add_argument("--max-minutes", type=float, help="only the first minutes of each episode (development)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--rescore", type=Path, help="recompute a saved report with the current reviewer list")
@@ -466,8 +568,24 @@ def main() -> None:
             parser.error("no episodes selected")
         reviewed = load_reviewed()
         load_before = [round(x, 2) for x in os.getloadavg()]
-        models = [asyncio.run(run_model(spec, episodes, reviewed, not args.quiet)) for spec in specs]
-        date = datetime.now(UTC)
+        cache = None if args.fresh else args.out_dir / "episodes"
+        models = [
+            asyncio.run(run_model(spec, episodes, reviewed, not args.quiet, cache, args.max_minutes, args.saved_only))
+            for spec in specs
+        ]
+        if only:
+            # A slice: its episodes' results are saved; the table is made by a run over the whole split.
+            for m in models:
+                s = m["summary"]
+                sys.stdout.write(
+                    f"{m['label']}: {s['found']}/{s['labels']} labels, {s['kept']} kept, "
+                    f"{s['sponsor_insights']} from sponsor reads, {s['cpu_s_per_audio_hour']} CPU s / audio h\n"
+                )
+            sys.stdout.write(f"saved under {cache}; run without --episodes for the table\n")
+            return
+        date = utcnow()
+        ran = {x["file"] for m in models for x in m["episodes"]}
+        covered = [e for e in episodes if e.file in ran]
         stem = f"{date:%Y-%m-%d}-{args.split}" + (f"-{int(args.max_minutes)}min" if args.max_minutes else "")
         stem += "-" + "-".join(s.label.replace("/", "_") for s in specs)
         report = {
@@ -476,8 +594,12 @@ def main() -> None:
             "machine": machine(),
             "load_before": load_before,
             "load_after": [round(x, 2) for x in os.getloadavg()],
-            "episodes": len(episodes),
-            "audio_hours": round(sum(e.transcript.duration_s for e in episodes) / 3600, 3),
+            "episodes": len(covered),
+            "audio_hours": round(sum(e.transcript.duration_s for e in covered) / 3600, 3),
+            # Episodes of the split that a model has no result for (--saved-only): its figures leave them out.
+            "missing": {
+                m["label"]: sorted({e.file for e in episodes} - {x["file"] for x in m["episodes"]}) for m in models
+            },
             "max_minutes": args.max_minutes,
             "models": models,
         }
@@ -489,7 +611,7 @@ def main() -> None:
         args.rescore = json_path
     sys.stdout.write(table(report))
     sys.stdout.write(f"results: {args.rescore} and {args.rescore.with_suffix('.md')}\n")
-    if report["set"] == "heldout" and not report.get("max_minutes") and not args.no_readme:
+    if report["set"] == "heldout" and not args.no_readme:
         update_readme(report)
 
 

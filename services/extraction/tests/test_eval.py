@@ -101,6 +101,37 @@ def test_scoring_an_episode() -> None:
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
 
 
+@needs_shared
+def test_a_saved_episode_result_is_reused_only_with_the_same_model_prompts_and_settings(tmp_path: Path) -> None:
+    import json
+
+    from podbrief_extraction.eval.run import cached_score, fingerprint, review_key
+    from podbrief_extraction.settings import ExtractionSettings, QualitySettings
+
+    [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"})
+    quote = "And the model would get much better replies on trivia QA than it would get with the audio."
+    text = "Moshi answers trivia better in text mode than by voice."
+    episode = uuid.uuid4()
+    result = ExtractionResult(
+        [Insight(insight_id=insight_id(episode, quote, 1.0), text=text, quote=quote, start_s=1.0, end_s=2.0)]
+    )
+    score = score_episode(ep, result, Meter(None), {})
+    key = fingerprint(ExtractionSettings(), None)
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps({"fingerprint": key, **score.__dict__}))
+
+    # Same settings: the saved result, with the reviewer list as it is now.
+    reviewed = {review_key(ep.file, quote, text): {"verdict": "specific_true"}}
+    again = cached_score(path, key, ep, reviewed)
+    assert again is not None and again.found == score.found and again.insights[0]["review"] == "specific_true"
+    # Another model, other settings or another slice of the episode: run again.
+    assert fingerprint(ExtractionSettings(model_preset="tiny"), None) != key
+    assert fingerprint(ExtractionSettings(quality=QualitySettings(max_insights_per_episode=5)), None) != key
+    assert fingerprint(ExtractionSettings(), 10.0) != key
+    assert cached_score(path, "another", ep, reviewed) is None
+    assert cached_score(tmp_path / "missing.json", key, ep, reviewed) is None
+
+
 def test_the_held_out_table_is_a_generated_section_of_the_readme(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
