@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,7 +32,7 @@ from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
 from podbrief.bus.memory_store import MemoryStore, StoreBusyError
-from podbrief.clock import aware
+from podbrief.clock import aware, utcnow
 from podbrief.errors import ConfigurationError, PipelineError
 from podbrief.events import ids
 from podbrief.events.topics import dlq_topic
@@ -327,10 +327,10 @@ async def _brief(
         )
     else:
         if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
-            sub, _key = await subscribers.confirm(sub.id, repo=repo, metrics=metrics)
+            sub = await subscribers.activate(sub.id, repo=repo, metrics=metrics)
         changes = {"interests": options.interests, "status": "active"}
         sub = await subscribers.update_profile(sub, changes, repo=repo, embedder=embedder, metrics=metrics)
-    day = local_day(sub, datetime.now(UTC))[0]
+    day = local_day(sub, utcnow())[0]
     existing = await repo.brief_on(sub.id, day)
     state: Literal["composed", "earlier"] = "composed"
     composed_at = None
@@ -465,7 +465,7 @@ async def _pipeline(
                     style="dim",
                 )
             )
-        started_at = datetime.now(UTC)
+        started_at = utcnow()
         with console.status(f"polling {len(feeds)} feed(s)…"):
             timeline.mark("poll")
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
