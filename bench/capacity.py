@@ -612,6 +612,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 duration_s=minutes * 60,
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "episode.transcribed": new_event(
             EpisodeTranscribed,
@@ -623,6 +624,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 language="en",
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "insights.extracted": new_event(
             InsightsExtracted,
@@ -635,6 +637,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 prompt_version="v3",
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "insight.clustered": new_event(
             InsightClustered,
@@ -649,6 +652,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 vector=tuple(rng.gauss(0, 0.05) for _ in range(dim)),
             ),
             key=key,
+            correlation_id=uuid.uuid4(),
         ),
         "brief.delivered": new_event(
             BriefDelivered,
@@ -661,6 +665,7 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
                 message_id="<20261129070000.abc123@podbrief.example>",
             ),
             key="subscriber",
+            correlation_id=uuid.uuid4(),
         ),
     }
     return {name: len(encode(ev)) for name, ev in events.items()}
@@ -668,8 +673,8 @@ def event_sizes(minutes: float, wpm: float, insights_per_episode: int, dim: int)
 
 def _payload_bytes() -> float:
     """JSON size of one Qdrant point's payload, built by clustering's own point_payload()."""
-    from podbrief_clustering.adapters import Member
-    from podbrief_clustering.core import Item, point_payload
+    from podbrief_clustering.adapters.repo import Member
+    from podbrief_clustering.clusterer import Item, point_payload
 
     rng = random.Random(11)
     ref, ins = _ref(rng), _insight(rng)

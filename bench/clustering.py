@@ -33,7 +33,7 @@ async def throughput(n: int, root: Path) -> dict[str, Any]:
     from podbrief.events import EpisodeRef, Insight
     from podbrief.settings import DatabaseSettings, QdrantSettings
     from podbrief_clustering.app import open_clusterer
-    from podbrief_clustering.core import Item
+    from podbrief_clustering.clusterer import Item
     from podbrief_clustering.settings import ClusteringSettings
     from pydantic import SecretStr
 

@@ -149,6 +149,7 @@ def _event(path: Path, threads: int, batch: int) -> dict[str, object]:
                     EpisodeDiscovered,
                     EpisodeDiscoveredPayload(episode=ref, guid=path.name, enclosure_type=mime),
                     key=str(eid),
+                    correlation_id=eid,
                 )
                 cpu0 = time.process_time()
                 started = time.perf_counter()

@@ -65,7 +65,8 @@ def run(
 ) -> None:
     """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) on the given feeds
     until idle, compose today's brief from them, write it as HTML and .eml under DATA_DIR, and print what happened
-    to every feed and episode. Exits 1 when nothing could be processed and no brief came of the feeds."""
+    to every feed and episode. Exits 1 when none of the episodes could be processed and no brief drew on the
+    feeds; 2 for unusable input."""
     from podbrief_run.runner import run_embedded
 
     options = RunOptions(

@@ -93,19 +93,23 @@ def list_(
     for t, letters in found.items():
         if not letters and not topic:
             continue
-        table = Table(title=plain(f"{t}.dlq"), title_justify="left", show_lines=False)
-        for col in ("id", "dead-lettered", "key", "reason", "class", "tries", "message", "replayed"):
-            table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
+        table = Table(title=plain(f"{t}.dlq (times in UTC)"), title_justify="left", show_lines=False)
+        table.add_column("id", no_wrap=True)
+        table.add_column("dead-lettered", overflow="fold")
+        for col in ("key", "reason", "class", "tries"):
+            table.add_column(col, overflow="fold")  # wrapped, never cut: the key is the episode id to look up
+        table.add_column("message", overflow="fold")
+        table.add_column("replayed", overflow="fold")
         for d in letters:
             table.add_row(
                 d.id,
-                plain(d.dead_lettered_at or "?"),
+                _when(d.dead_lettered_at) or "?",
                 one_line(d.key or "", 36),
                 plain(d.reason),
                 plain(d.error_class),
                 str(d.attempts),
                 one_line(d.message, 160),
-                plain(d.replayed_at or "no"),
+                _when(d.replayed_at) or "no",
             )
         out.print(table)
         counts = Counter(d.reason for d in letters)
@@ -119,6 +123,11 @@ def list_(
                 style="dim",
             )
         )
+
+
+def _when(iso: str | None) -> str | None:
+    """A UTC ISO timestamp of the dead-letter headers, as `2026-12-05 02:44:12` for the table."""
+    return iso[:19].replace("T", " ") if iso else None
 
 
 def _shorten(value: Any, limit: int = 400) -> Any:

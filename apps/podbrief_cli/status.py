@@ -119,7 +119,7 @@ def render(console: Console, statuses: list[ServiceStatus | str], names: list[st
             continue
         other = {k: v for k, v in s.stage.episodes.items() if k != dict(STAGE_COLUMNS).get(name)}
         if other:
-            console.print(Text(f"{name}: ", style="bold").append(", ".join(f"{v} {k}" for k, v in other.items())))
+            console.print(Text(f"{name}: ", style="bold").append(", ".join(f"{k}: {v}" for k, v in other.items())))
 
     failures = Table(title="Failures by reason", title_justify="left")
     for col in ("service", "what", "reason", "count", "meaning"):

@@ -207,7 +207,7 @@ def print_report(console: Console, report: RunReport, data_dir: Path) -> None:
     if code:
         console.print(
             Text(
-                "exit 1: no episode could be processed and no brief was composed from this run's feeds",
+                "exit 1: none of this run's episodes could be processed, and no brief drew on its feeds",
                 style="bold red",
             )
         )

@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,7 +32,7 @@ from fastapi import FastAPI
 from podbrief import logging as plog
 from podbrief.bus import MemoryTransport
 from podbrief.bus.memory_store import MemoryStore, StoreBusyError
-from podbrief.clock import aware
+from podbrief.clock import aware, utcnow
 from podbrief.errors import ConfigurationError, PipelineError
 from podbrief.events import ids
 from podbrief.events.topics import dlq_topic
@@ -293,6 +293,8 @@ async def _wait_idle(
             label = labels[service] + (f" ({failed} failed)" if failed else "")
             progress.update(tasks[service], completed=done, total=total or None, description=label)
         if all(done >= total for done, total, _ in state.values()):
+            for service, (done, total, _failed) in state.items():
+                progress.update(tasks[service], completed=done, total=total)  # a stage given nothing: 0/0
             return True
         if time.monotonic() > deadline:
             return False
@@ -325,10 +327,10 @@ async def _brief(
         )
     else:
         if sub.status not in ("active", "paused"):  # left pending or unsubscribed by an earlier run
-            sub, _key = await subscribers.confirm(sub.id, repo=repo, metrics=metrics)
+            sub = await subscribers.activate(sub.id, repo=repo, metrics=metrics)
         changes = {"interests": options.interests, "status": "active"}
         sub = await subscribers.update_profile(sub, changes, repo=repo, embedder=embedder, metrics=metrics)
-    day = local_day(sub, datetime.now(UTC))[0]
+    day = local_day(sub, utcnow())[0]
     existing = await repo.brief_on(sub.id, day)
     state: Literal["composed", "earlier"] = "composed"
     composed_at = None
@@ -463,7 +465,7 @@ async def _pipeline(
                     style="dim",
                 )
             )
-        started_at = datetime.now(UTC)
+        started_at = utcnow()
         with console.status(f"polling {len(feeds)} feed(s)…"):
             timeline.mark("poll")
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
@@ -474,7 +476,7 @@ async def _pipeline(
         pending = _progress(transport, mark)["transcription"][1] - new
         line = f"  {len(feed_outcomes)} feed(s) polled, {failed} failed; {new} new episode(s) to process"
         if pending > 0:
-            line += f", and {pending} left by an earlier run"
+            line += f", and {pending} left by an earlier run or replayed"
         console.print(line)
 
         with Progress(

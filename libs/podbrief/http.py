@@ -1,13 +1,14 @@
-"""HTTP pieces every service API shares: RFC 9457 problem details, the admin API key, body size limits."""
+"""HTTP pieces every service API shares: RFC 9457 problem details, the routes' access to the service's
+dependencies, the admin API key, body size limits."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -172,31 +173,55 @@ def check_api_key(presented: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
-def require_admin_key(request: Request) -> None:
-    """A route dependency: the app's admin key (`<P>_HTTP__ADMIN_API_KEY`) in X-API-Key; 403 when none is
-    configured, 401 when it is missing or wrong."""
-    settings = getattr(request.app.state, "settings", None)
-    key = settings.http.admin_api_key if settings is not None else None
-    if key is None:
-        raise ProblemError(403, "Forbidden", "admin endpoints are disabled (no admin API key configured)")
-    if not check_api_key(request.headers.get("x-api-key"), key.get_secret_value()):
+def _started(request: Request, what: str) -> Any:
+    value = getattr(request.app.state, what, None)
+    if value is None:
+        raise ProblemError(503, "Service starting", "dependencies are not ready yet")
+    return value
+
+
+def deps_of(request: Request) -> Any:
+    """The service's dependencies, for its routes. Each service declares its one alias with it, in deps.py:
+    `DepsDep = Annotated[Deps, Depends(deps_of)]`."""
+    return _started(request, "deps")
+
+
+def require_admin(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """The dependency of every admin route: 403 while no admin key is configured (admin endpoints are closed),
+    401 when the X-API-Key header is missing or wrong. The key is compared in constant time."""
+    settings = _started(request, "settings")
+    expected = settings.http.admin_api_key
+    if expected is None:
+        prefix = str(type(settings).model_config.get("env_prefix") or "")
+        raise ProblemError(403, "Forbidden", f"admin endpoints are disabled: set {prefix}HTTP__ADMIN_API_KEY")
+    if not check_api_key(x_api_key, expected.get_secret_value()):
         raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
 
 
-class BodySizeLimit:
-    """Refuse request bodies over a limit before reading them whole (413)."""
+# `responses=` of an admin route: what `require_admin` answers.
+ADMIN_PROBLEMS = (401, 403)
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse request bodies over a limit before reading them whole (413). `max_bytes` may be a function, read
+    on each request: the chassis reads the service's settings, which exist only once its lifespan has run."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int | Callable[[], int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self._limit = max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        return self._limit() if callable(self._limit) else self._limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await problem(413, "Content Too Large", f"request body over {self.max_bytes} bytes")(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem(413, "Content Too Large", f"request body over {limit} bytes")(scope, receive, send)
             return
         seen = 0
 
@@ -205,8 +230,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"request body over {self.max_bytes} bytes")
+                if seen > limit:
+                    raise HTTPException(413, f"request body over {limit} bytes")
             return message
 
         await self.app(scope, limited, send)

@@ -1,14 +1,15 @@
 """The service chassis: one FastAPI app per service whose lifespan builds settings, clients and the consumer,
-and tears them down in order. Liveness, readiness and metrics come with it."""
+runs the background loops under one failure policy, and tears them down in order. Liveness, readiness and
+metrics come with it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -17,15 +18,17 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 
 from podbrief import __version__
 from podbrief.bus import Bus, Consumer, Subscription, Transport, make_transport
+from podbrief.errors import reason_of
 from podbrief.http import (
     BodySizeLimit,
+    deps_of,
     install_problem_handlers,
     install_problem_openapi,
     problems,
-    require_admin_key,
+    require_admin,
 )
 from podbrief.metrics import BusMetrics, new_registry
-from podbrief.settings import ServiceSettings
+from podbrief.settings import HttpSettings, LoopSettings, ServiceSettings
 from podbrief.status import ConsumerStatus, ServiceStatus, StageStatus, bus_status
 
 log = logging.getLogger(__name__)
@@ -44,26 +47,39 @@ class ServiceContext(Generic[S]):
     registry: CollectorRegistry
 
 
+@dataclass(frozen=True)
+class Loop:
+    """A long-running job beside the consumer (feed polling, the outbox sweep, the delivery scheduler,
+    re-clustering): the chassis runs `step` every `interval_s` seconds, and applies the one failure policy
+    (`LoopSettings`) to it. Each step must be safe to cancel at shutdown and to run again."""
+
+    name: str
+    step: Callable[[], Awaitable[object]]
+    interval_s: float
+    # Wait one interval before the first step (re-clustering has nothing to do at start-up).
+    delay_first: bool = False
+
+
+@dataclass
+class LoopHealth:
+    consecutive_failures: int = 0
+    last_error: str | None = None
+
+
 @dataclass
 class ServiceSpec(Generic[S, D]):
     name: str
     settings_cls: type[S]
     # The composition root: builds every dependency of the handlers and routes, closes them on exit.
     build_deps: Callable[[ServiceContext[S]], AbstractAsyncContextManager[D]]
+    # The consumer (its group is the service's name) handles these.
     subscriptions: Callable[[D], Sequence[Subscription[Any]]] = lambda _d: ()
-    # Long-running loops besides the consumer (feed polling, the delivery scheduler).
-    background: Callable[[D], Sequence[Callable[[], Coroutine[Any, Any, None]]]] = lambda _d: ()
+    background: Callable[[D], Sequence[Loop]] = lambda _d: ()
     routers: Sequence[APIRouter] = ()
     ready: Callable[[D], Awaitable[bool]] | None = None
     # Episodes per state and failures by reason from the service's store, for `GET /v1/status`.
     status: Callable[[D], Awaitable[StageStatus]] | None = None
-    consumer_group: str | None = None
-    # None: the service's `shutdown_timeout_s` setting.
-    drain_timeout_s: float | None = None
-    extra_setup: Callable[[FastAPI], None] | None = None
-    title: str | None = None
     description: str = ""
-    static: dict[str, Any] = field(default_factory=dict)
 
 
 class ServiceState:
@@ -73,8 +89,42 @@ class ServiceState:
         self.consumer: Consumer | None = None
         self.consumer_task: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.loops: dict[str, LoopHealth] = {}
         self.fatal: BaseException | None = None
         self.started = False
+
+    def failing_loops(self, policy: LoopSettings) -> dict[str, LoopHealth]:
+        return {n: h for n, h in self.loops.items() if h.consecutive_failures >= policy.unhealthy_after}
+
+
+async def run_loop(loop: Loop, health: LoopHealth, policy: LoopSettings) -> None:
+    """Run `loop` until cancelled. A failed step is logged, counted and tried again after a backoff that doubles
+    from `policy.backoff_base_s` (capped by `policy.backoff_max_s` and the loop's interval); a step that succeeds
+    clears the count."""
+    if loop.delay_first:
+        await asyncio.sleep(loop.interval_s)
+    while True:
+        try:
+            await loop.step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            health.consecutive_failures += 1
+            # What /healthz shows (it answers anyone): the kind of failure, never its message; the log has that.
+            health.last_error = f"{type(exc).__name__} ({reason_of(exc)})"
+            failures = health.consecutive_failures
+            delay = min(loop.interval_s, policy.backoff_max_s, policy.backoff_base_s * 2 ** min(failures - 1, 30))
+            extra = {"loop": loop.name, "consecutive_failures": failures, "retry_in_s": round(delay, 3)}
+            if failures == policy.unhealthy_after:
+                log.error("background loop keeps failing; /healthz fails until it succeeds", exc_info=exc, extra=extra)
+            else:
+                log.warning("background loop step failed; retrying", exc_info=exc, extra=extra)
+        else:
+            if health.consecutive_failures:
+                log.info("background loop recovered", extra={"loop": loop.name, "after": health.consecutive_failures})
+            health.consecutive_failures, health.last_error = 0, None
+            delay = loop.interval_s
+        await asyncio.sleep(delay)
 
 
 def create_app(
@@ -108,13 +158,15 @@ def create_app(
                 app.state.deps = deps
                 subs = list(spec.subscriptions(deps))
                 if subs:
-                    state.consumer = bus.consumer(subs, group=spec.consumer_group or spec.name)
+                    state.consumer = bus.consumer(subs, group=spec.name)
                     state.consumer_task = _watch(
                         asyncio.create_task(state.consumer.run(), name=f"{spec.name}-consumer"), state, on_fatal
                     )
                     state.tasks.append(state.consumer_task)
                 for loop in spec.background(deps):
-                    state.tasks.append(_watch(asyncio.create_task(loop(), name=f"{spec.name}-loop"), state, on_fatal))
+                    health = state.loops[loop.name] = LoopHealth()
+                    task = asyncio.create_task(run_loop(loop, health, cfg.loops), name=f"{spec.name}-{loop.name}")
+                    state.tasks.append(_watch(task, state, on_fatal))
                 state.started = True
                 log.info("service started", extra={"service": spec.name, "version": __version__})
                 try:
@@ -131,7 +183,7 @@ def create_app(
                         if t is not consumer_task:
                             t.cancel()
                     if consumer_task is not None and not consumer_task.done():
-                        drain_s = spec.drain_timeout_s if spec.drain_timeout_s is not None else cfg.shutdown_timeout_s
+                        drain_s = cfg.shutdown_timeout_s
                         done, _ = await asyncio.wait([consumer_task], timeout=drain_s)
                         if not done:
                             log.warning(
@@ -146,7 +198,7 @@ def create_app(
             log.info("service stopped", extra={"service": spec.name})
 
     app = FastAPI(
-        title=spec.title or f"podbrief {spec.name}",
+        title=f"podbrief {spec.name}",
         version=__version__,
         description=spec.description,
         lifespan=lifespan,
@@ -158,15 +210,27 @@ def create_app(
 
     status_body = {"application/json": {"schema": {"type": "object"}}}
 
+    def policy() -> LoopSettings:
+        cfg = getattr(app.state, "settings", None)
+        return cfg.loops if cfg is not None else LoopSettings()
+
     @app.get(
         "/healthz",
         tags=["ops"],
-        summary="Liveness: fails when a core task has died",
-        responses={503: {"description": "a core task has died", "content": status_body}},
+        summary="Liveness: fails when a core task has died or a background loop keeps failing",
+        responses={
+            503: {"description": "a core task has died, or a loop failed too often in a row", "content": status_body}
+        },
     )
     async def healthz() -> JSONResponse:
         if state.fatal is not None:
             return JSONResponse({"status": "dead", "error": repr(state.fatal)}, status_code=503)
+        failing = state.failing_loops(policy())
+        if failing:
+            loops = {
+                n: {"consecutive_failures": h.consecutive_failures, "error": h.last_error} for n, h in failing.items()
+            }
+            return JSONResponse({"status": "failing", "service": spec.name, "loops": loops}, status_code=503)
         return JSONResponse({"status": "ok", "service": spec.name})
 
     @app.get(
@@ -179,6 +243,7 @@ def create_app(
         checks: dict[str, bool] = {
             "started": state.started,
             "tasks": state.fatal is None and all(not t.done() for t in state.tasks),
+            "loops": not state.failing_loops(policy()),
         }
         checks["bus"] = bool(state.bus and await state.bus.healthy())
         if spec.ready is not None and state.deps is not None:
@@ -195,7 +260,7 @@ def create_app(
         "/v1/status",
         tags=["ops"],
         summary="Episodes per state, failures by reason, consumer lag and dead letters (admin)",
-        dependencies=[Depends(require_admin_key)],
+        dependencies=[Depends(require_admin)],
         responses=problems(401, 403, 503),
     )
     async def service_status(request: Request) -> ServiceStatus:
@@ -210,10 +275,13 @@ def create_app(
     for router in spec.routers:
         app.include_router(router)
     app.mount("/metrics", make_asgi_app(registry))
-    if spec.extra_setup:
-        spec.extra_setup(app)
-    max_body = settings.http.max_body_bytes if settings is not None else 1_000_000
-    app.add_middleware(BodySizeLimit, max_bytes=max_body)
+
+    def max_body_bytes() -> int:
+        # The settings the lifespan built (from the environment, when none were given); the default before that.
+        cfg = getattr(app.state, "settings", None) or settings
+        return cfg.http.max_body_bytes if cfg is not None else HttpSettings().max_body_bytes
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     return app
 
 
@@ -231,13 +299,3 @@ def _watch(
 
     task.add_done_callback(done)
     return task
-
-
-def deps_of(request: Request) -> Any:
-    """Routes read the service's dependencies from here (wrapped in typed Annotated aliases per service)."""
-    deps = getattr(request.app.state, "deps", None)
-    if deps is None:
-        from podbrief.http import ProblemError
-
-        raise ProblemError(503, "Service starting", "dependencies are not ready yet")
-    return deps

@@ -175,6 +175,19 @@ class HttpSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
 
 
+class LoopSettings(BaseModel):
+    """The one failure policy of every background loop (feed polling, the outbox sweep, the delivery scheduler,
+    re-clustering): a step that fails is tried again after a backoff that doubles from base to max (never
+    longer than the loop's own interval), and after `unhealthy_after` failures in a row /healthz fails (so the
+    orchestrator restarts the process) until a step succeeds again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backoff_base_s: float = Field(default=1.0, gt=0, le=3600)
+    backoff_max_s: float = Field(default=60.0, gt=0, le=86400)
+    unhealthy_after: int = Field(default=5, ge=1, le=1000)
+
+
 class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set `model_config` with their own `env_prefix`."""
 
@@ -198,6 +211,7 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     bus: BusSettings = BusSettings()
     http: HttpSettings = HttpSettings()
+    loops: LoopSettings = LoopSettings()
     # What a SIGTERM grants in-flight work, twice over: open HTTP requests get this long, then the consumer's
     # in-flight handlers get this long (what does not finish stays uncommitted and is redelivered). A process
     # exits within about 2x this plus the producer flush; set the pod's terminationGracePeriodSeconds above it.

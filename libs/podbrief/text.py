@@ -26,6 +26,13 @@ _UNSAFE_LINE = re.compile(f"[{re.escape(_C0_C1 + BIDI_CONTROLS + INVISIBLE)}\U00
 _UNSAFE_TEXT = re.compile(
     "[" + re.escape("".join(c for c in _C0_C1 if c not in "\t\n") + INVISIBLE) + "\U000e0000-\U000e007f]"
 )
+# Terminal escape sequences as a whole (CSI "ESC [ ... final", OSC "ESC ] ... BEL or ESC \\", two-character
+# escapes, and the 8-bit CSI and OSC), so no "[31m" is left behind once the ESC itself would be removed.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-Z\\-_]"
+)
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 ELLIPSIS = "…"
@@ -33,9 +40,9 @@ ELLIPSIS = "…"
 
 def single_line(value: object, max_chars: int | None = None) -> str:
     """One line of display text: whitespace of every kind (CR, LF, tab, U+2028, NBSP, ...) folded to single
-    spaces, control, bidi-control and invisible characters removed, and at most `max_chars` characters (cut at
-    a word boundary when one is near, ending in "…")."""
-    text = " ".join(str(value or "").split())
+    spaces, terminal escape sequences, control, bidi-control and invisible characters removed, and at most
+    `max_chars` characters (cut at a word boundary when one is near, ending in "…")."""
+    text = " ".join(_ESCAPES.sub("", str(value or "")).split())
     cleaned = _UNSAFE_LINE.sub("", text)
     if cleaned != text:
         # A removed character may have stood between two spaces.
@@ -44,9 +51,10 @@ def single_line(value: object, max_chars: int | None = None) -> str:
 
 
 def multi_line(value: object, max_chars: int | None = None) -> str:
-    """Plain text that may keep its line breaks: CRLF and CR become LF, controls other than tab and LF and
-    the invisible characters are removed, runs of spaces and of blank lines are collapsed."""
-    text = str(value or "").replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
+    """Plain text that may keep its line breaks: CRLF and CR become LF, terminal escape sequences, controls
+    other than tab and LF and the invisible characters are removed, runs of spaces and of blank lines are
+    collapsed."""
+    text = _ESCAPES.sub("", str(value or "")).replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
     text = text.replace("\u2029", "\n\n")
     text = _UNSAFE_TEXT.sub("", text)
     text = _SPACES.sub(" ", text)

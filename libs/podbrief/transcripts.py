@@ -22,6 +22,7 @@ import orjson
 
 from podbrief.errors import PermanentError
 from podbrief.events.models import Segment, Transcript, Word
+from podbrief.text import single_line
 
 VTT_TYPES = frozenset({"text/vtt", "text/webvtt"})
 SRT_TYPES = frozenset({"application/x-subrip", "application/srt", "text/srt", "text/x-srt", "application/x-srt"})
@@ -33,6 +34,11 @@ MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown"})
 PREFERENCE = ("json", "vtt", "srt", "markdown", "html", "text")
 # Speech rate assumed past the last known time when nothing better is known (150 words a minute).
 SECONDS_PER_WORD = 0.4
+# Bounds of the fields that stages after transcription store or validate (`clean_transcript`): an insight's
+# speaker (events.Insight), transcription's language and model columns.
+SPEAKER_MAX = 200
+LANGUAGE_MAX = 20
+MODEL_MAX = 500
 
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?"
 _TIMING = re.compile(r"^\s*" + _TIME + r"\s*-->\s*" + _TIME)
@@ -93,7 +99,9 @@ def _seconds(h: str | None, m: str, s: str, frac: str | None) -> float:
 
 
 def _clean(text: str) -> str:
-    return _SPACE.sub(" ", html.unescape(_TAG.sub("", text))).strip()
+    # Entities are decoded before the tags go, and tags go again after: "&lt;img onerror=...&gt;" in a cue is
+    # markup that was escaped once, and must not come out as a live tag.
+    return _SPACE.sub(" ", _TAG.sub("", html.unescape(_TAG.sub("", text)))).strip()
 
 
 def _parse_cues(text: str) -> list[Segment]:
@@ -479,12 +487,45 @@ def _timed(t: Transcript) -> Iterable[Segment]:
         yield seg if seg.end_s > seg.start_s else seg.model_copy(update={"end_s": seg.start_s + 1.0})
 
 
+def clean_transcript(t: Transcript) -> Transcript:
+    """A transcript as podbrief stores and passes it on, whoever wrote it (a publisher, Whisper): every text one
+    line of display text without markup, terminal escapes, control, bidi-control or invisible characters, and
+    every field within the limits of the stages after it, so one long or hostile field never costs the episode.
+    A speaker name is at most `SPEAKER_MAX` characters (an insight's speaker), a language tag at most
+    `LANGUAGE_MAX` (longer ones are no language tag, and are dropped)."""
+    segments: list[Segment] = []
+    for seg in t.segments:
+        text = _line(seg.text)
+        if not text:
+            continue
+        words = tuple(w.model_copy(update={"text": _line(w.text)}) for w in seg.words if _line(w.text))
+        speaker = single_line(_TAG.sub("", html.unescape(seg.speaker or "")), SPEAKER_MAX) or None
+        segments.append(seg.model_copy(update={"text": text, "speaker": speaker, "words": words}))
+    language = single_line(t.language or "") or None
+    return t.model_copy(
+        update={
+            "text": " ".join(s.text for s in segments) if segments else _line(t.text),
+            "segments": tuple(segments),
+            "language": language if language and len(language) <= LANGUAGE_MAX else None,
+            "model": single_line(t.model or "", MODEL_MAX) or None,
+        }
+    )
+
+
+def _line(text: str) -> str:
+    """Transcript text as one line of plain text (see `clean_transcript`)."""
+    if "<" in text or "&" in text:
+        text = _TAG.sub("", html.unescape(_TAG.sub("", text)))
+    return single_line(text)
+
+
 def to_vtt(t: Transcript) -> str:
     out = ["WEBVTT", ""]
     for i, seg in enumerate(_timed(t), 1):
-        text = html.escape(seg.text, quote=False)
+        # Cue text is escaped (WebVTT has its own tags), and cleaned like stored text in case it never was.
+        text = html.escape(_line(seg.text), quote=False)
         if seg.speaker:
-            text = f"<v {html.escape(seg.speaker, quote=False)}>{text}"
+            text = f"<v {html.escape(_line(seg.speaker), quote=False)}>{text}"
         out += [str(i), f"{_stamp(seg.start_s, '.')} --> {_stamp(seg.end_s, '.')}", text, ""]
     return "\n".join(out)
 
@@ -492,11 +533,13 @@ def to_vtt(t: Transcript) -> str:
 def to_srt(t: Transcript) -> str:
     out: list[str] = []
     for i, seg in enumerate(_timed(t), 1):
-        text = seg.text.replace("-->", "->")
+        # SRT has no escaping: what reads as a tag is dropped (players render <i>, <b>, <font>), and a line
+        # break or an arrow could start a cue of its own.
+        text = _line(seg.text).replace("-->", "->")
         if seg.speaker:
-            text = f"{seg.speaker}: {text}"
+            text = f"{_line(seg.speaker).replace('-->', '->')}: {text}"
         out += [str(i), f"{_stamp(seg.start_s, ',')} --> {_stamp(seg.end_s, ',')}", text, ""]
     return "\n".join(out)
 
 
-__all__ = ["PREFERENCE", "kind_of", "parse_publisher_transcript", "to_srt", "to_vtt"]
+__all__ = ["PREFERENCE", "clean_transcript", "kind_of", "parse_publisher_transcript", "to_srt", "to_vtt"]

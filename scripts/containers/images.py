@@ -7,7 +7,7 @@
   images this machine cannot pull.
 
 Builds use `--format docker` (OCI images drop HEALTHCHECK) and `--network host`. With HEAVY_LOCK set to a lock
-file (on the shared development machine: /work/.heavy.lock) the builds hold that lock while they run.
+file (on the shared development machine: /work/.heavy.lock) each build holds that lock while it runs.
 
     .venv/bin/python scripts/containers/images.py [--only kafka,podbrief:local] [--out test-artifacts/containers]
 """
@@ -59,7 +59,10 @@ class Built:
     user: str
     healthcheck: bool
     stands_in_for: str | None
+    # Any step served from podman's layer cache (the build was not cold), and how long the image's last cold build
+    # took (carried over from the previous record when this one was not cold).
     cached: bool
+    cold_build_s: float | None = None
 
 
 def log(msg: str) -> None:
@@ -191,8 +194,9 @@ def build(spec: Build, logs: Path) -> Built:
         tail = "".join(logfile.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-40:])
         raise SystemExit(f"containers/images: building {spec.tag} failed (exit {proc.returncode}):\n{tail}")
     text = logfile.read_text(encoding="utf-8", errors="replace")
-    steps = len(re.findall(r"^STEP \d+/\d+", text, re.MULTILINE))
-    cached = steps > 0 and text.count("--> Using cache") >= len(re.findall(r"^STEP \d+/\d+: (?!FROM)", text, re.M))
+    # A multi-stage build prefixes each step with its stage ("[2/3] STEP 4/13: ...").
+    steps = len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+", text, re.MULTILINE))
+    cached = steps > 0 and "--> Using cache" in text
     info = inspect(spec.tag)
     config = info.get("Config") or {}
     return Built(
@@ -204,6 +208,7 @@ def build(spec: Build, logs: Path) -> Built:
         healthcheck=bool(info.get("Healthcheck") or config.get("Healthcheck")),
         stands_in_for=spec.stands_in_for,
         cached=cached,
+        cold_build_s=None if cached else round(seconds, 1),
     )
 
 
@@ -219,12 +224,19 @@ def main() -> int:
     specs = [*standin_builds(), *compose_builds(args.compose_file, args.profile)]
     if only:
         specs = [s for s in specs if s.name in only or s.tag in only]
-    # One hold of the machine-wide lock for all the builds: a cold build of everything takes about half an hour.
-    with heavy():
-        results = [build(spec, args.out) for spec in specs]
+    # One hold of the machine-wide lock per build: a cold build of everything takes about half an hour, most of it
+    # the llama-server compile in extraction-cpu, and other work on the machine may run between the builds.
+    results = []
+    for spec in specs:
+        with heavy():
+            results.append(build(spec, args.out))
     record = args.out / "images.json"
-    previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() and only else {}
-    merged = {**previous, **{r.tag: asdict(r) for r in results}}
+    previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    for r in results:
+        before = previous.get(r.tag, {})
+        if r.cold_build_s is None:
+            r.cold_build_s = before.get("cold_build_s") or (None if before.get("cached", True) else before["seconds"])
+    merged = {**(previous if only else {}), **{r.tag: asdict(r) for r in results}}
     record.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     for r in results:
         what = f"stand-in for {r.stands_in_for}" if r.stands_in_for else "project image"

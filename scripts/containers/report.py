@@ -1,8 +1,8 @@
 """Writes the last `make test-containers` run into deploy/test-containers.json and the README's generated section
 `test-containers` (podbrief.generated, as every tool that publishes figures), from what the run itself recorded under
 test-artifacts/containers/ (phases.json from scripts/containers/run.sh, images.json from images.py, result.json
-from tests/containers). A build served from podman's layer cache keeps the last time the image was built from
-scratch, so the table always shows what a cold build costs.
+from tests/containers). A build that used podman's layer cache shows the last time the image was built from
+scratch (images.py carries it over), so the table always shows what a cold build costs.
 
     .venv/bin/python scripts/containers/report.py [--artifacts test-artifacts/containers]
 """
@@ -56,10 +56,9 @@ def merge(artifacts: Path, previous: dict[str, Any]) -> dict[str, Any]:
     phases, images, result = (load(artifacts / n) for n in ("phases.json", "images.json", "result.json"))
     old_images = previous.get("images", {})
     for tag, img in images.items():
-        if img.get("cached"):
-            img["cold_build_s"] = old_images.get(tag, {}).get("cold_build_s")
-        else:
-            img["cold_build_s"] = img["seconds"]
+        if img.get("cold_build_s") is None:
+            cold = old_images.get(tag, {}).get("cold_build_s") if img.get("cached") else img["seconds"]
+            img["cold_build_s"] = cold
     tests = result.get("tests", {})
     passed = bool(tests) and all(t["outcome"] == "passed" for t in tests.values()) and phases.get("rc", 1) == 0
     return {
@@ -110,7 +109,7 @@ def render(rec: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for tag, img in sorted(rec["images"].items(), key=lambda kv: (kv[1]["stands_in_for"] is not None, kv[0])):
-        cached = " (cached)" if img.get("cached") else ""
+        cached = " (layer cache)" if img.get("cached") else ""
         lines.append(
             f"| `{tag}` | {img['stands_in_for'] or 'project image'} | {img['size_bytes'] / 1e6:,.0f} | "
             f"{fmt_s(img['seconds'])}{cached} | {fmt_s(img.get('cold_build_s'))} | {img['user']} |"

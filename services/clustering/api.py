@@ -7,10 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Query
+from podbrief.clock import utcnow
 from podbrief.events import RelatedInsight
-from podbrief.http import ProblemError, check_api_key, problems
-from podbrief_clustering.adapters import trend_score
+from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
+from podbrief_clustering.adapters.repo import trend_score
+from podbrief_clustering.clusterer import ReclusterReport
 from podbrief_clustering.deps import DepsDep
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
@@ -74,18 +76,6 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
 
 
-class ReclusterResponse(BaseModel):
-    window_insights: int
-    clusters_before: int
-    clusters_after: int
-    kept: int
-    created: int
-    removed: int
-    moved: int
-    seconds: float
-    algorithm: str
-
-
 @router.get(
     "/insights/{insight_id}/related",
     response_model=RelatedResponse,
@@ -109,7 +99,7 @@ async def related(
 async def clusters(
     deps: DepsDep, since: Since = None, limit: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> ClustersResponse:
-    start = since or datetime.now(UTC) - timedelta(days=7)
+    start = since or utcnow() - timedelta(days=7)
 
     rows = await deps.clusterer.repo.trending(start, limit)
     return ClustersResponse(
@@ -165,15 +155,9 @@ async def search(
 
 @router.post(
     "/admin/recluster",
-    response_model=ReclusterResponse,
     summary="Re-cluster the window now (admin)",
-    responses=problems(403),
+    dependencies=[Depends(require_admin)],
+    responses=problems(*ADMIN_PROBLEMS),
 )
-async def recluster(
-    deps: DepsDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
-) -> ReclusterResponse:
-    key = deps.settings.http.admin_api_key
-    if not check_api_key(x_api_key, key.get_secret_value() if key else None):
-        raise ProblemError(403, "Forbidden", "a valid X-API-Key is required for admin endpoints")
-    report = await deps.clusterer.recluster()
-    return ReclusterResponse(**report.__dict__)
+async def recluster(deps: DepsDep) -> ReclusterReport:
+    return await deps.clusterer.recluster()

@@ -6,21 +6,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from podbrief.bus import Subscription, Transport
-from podbrief.errors import ConfigurationError, RetryableError
+from podbrief.embeddings import TextEmbedder
+from podbrief.errors import ConfigurationError
 from podbrief.events import InsightsExtracted
 from podbrief.events.topics import INSIGHTS_EXTRACTED
-from podbrief.service import ServiceContext, ServiceSpec
+from podbrief.service import Loop, ServiceContext, ServiceSpec
 from podbrief.service import create_app as _create_app
 from podbrief.storage.vectors.base import CollectionSpec
 from podbrief_clustering.api import router
-from podbrief_clustering.core import Clusterer, TextEmbedder
+from podbrief_clustering.clusterer import Clusterer
 from podbrief_clustering.deps import Deps
 from podbrief_clustering.handlers import on_insights_extracted
 from podbrief_clustering.metrics import ClusteringMetrics
@@ -43,7 +43,8 @@ async def open_clusterer(
     from podbrief.embeddings import Embedder
     from podbrief.storage import create_engine, migrate
     from podbrief.storage.vectors import make_vector_index
-    from podbrief_clustering.adapters import ClusterRepo, InsightIndex
+    from podbrief_clustering.adapters.index import InsightIndex
+    from podbrief_clustering.adapters.repo import ClusterRepo
 
     if embedder is None:
         real: TextEmbedder = await asyncio.to_thread(Embedder, settings.embedding)
@@ -66,7 +67,7 @@ async def open_clusterer(
 
 def collection_spec(settings: ClusteringSettings, *, model: str, dim: int) -> CollectionSpec:
     """The insights collection as these settings describe it."""
-    from podbrief_clustering.adapters import PAYLOAD_INDEXES
+    from podbrief_clustering.adapters.index import PAYLOAD_INDEXES
 
     return CollectionSpec(
         name=settings.qdrant.collection,
@@ -89,20 +90,11 @@ async def build_deps(ctx: ServiceContext[ClusteringSettings]) -> AsyncIterator[D
         yield Deps(settings=ctx.settings, clusterer=clusterer, metrics=metrics, publish=ctx.bus.publish)
 
 
-async def recluster_loop(clusterer: Clusterer, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await clusterer.recluster()
-        except RetryableError as exc:
-            # The store was briefly unreachable; the next run covers the same window.
-            log.warning("re-clustering postponed", extra={"error": str(exc), "reason": exc.reason})
-
-
-def _background(deps: Deps) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
+def _background(deps: Deps) -> list[Loop]:
+    # A run that fails (the store briefly unreachable) is retried by the chassis; the next covers the same window.
     if deps.settings.recluster_interval_s <= 0:
-        return ()
-    return (functools.partial(recluster_loop, deps.clusterer, deps.settings.recluster_interval_s),)
+        return []
+    return [Loop("recluster", deps.clusterer.recluster, deps.settings.recluster_interval_s, delay_first=True)]
 
 
 def _subscriptions(deps: Deps) -> list[Subscription[InsightsExtracted]]:

@@ -15,7 +15,7 @@ import typer
 from podbrief.terminal import one_line, plain, safe
 
 if TYPE_CHECKING:
-    from podbrief_clustering.core import Outcome
+    from podbrief_clustering.clusterer import Outcome
     from podbrief_clustering.settings import ClusteringSettings
 
 # Lines are embedded and assigned in chunks so the progress bar moves; order is kept across chunks.
@@ -84,7 +84,7 @@ async def cluster_lines(
     """Each line becomes one insight of its own episode, then goes through the service's clusterer."""
     from podbrief.events import EpisodeRef, Insight
     from podbrief_clustering.app import open_clusterer
-    from podbrief_clustering.core import Item
+    from podbrief_clustering.clusterer import Item
 
     items = []
     for ln in lines:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends
-from podbrief.service import deps_of
-from podbrief_clustering.core import Clusterer
-from podbrief_clustering.handlers import Publish
+from podbrief.bus import Publish
+from podbrief.http import deps_of
+from podbrief_clustering.clusterer import Clusterer
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
 
@@ -21,10 +21,4 @@ class Deps:
     publish: Publish
 
 
-def _deps(deps: Annotated[Any, Depends(deps_of)]) -> Deps:
-    if not isinstance(deps, Deps):
-        raise TypeError("the app's dependencies are not clustering Deps")
-    return deps
-
-
-DepsDep = Annotated[Deps, Depends(_deps)]
+DepsDep = Annotated[Deps, Depends(deps_of)]

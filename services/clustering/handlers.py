@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
-
-from podbrief.events import Event, InsightClustered, InsightsExtracted, new_event
-from podbrief.events.ids import NAMESPACE
+from podbrief.bus import Publish
+from podbrief.events import InsightClustered, InsightsExtracted, new_event
+from podbrief.events.ids import event_id
 from podbrief.events.models import InsightClusteredPayload
-from podbrief_clustering.core import Clusterer, Item
-
-Publish = Callable[[Event], Awaitable[None]]
-
-
-def clustered_event_id(insight_id: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"insight.clustered:{insight_id}")
+from podbrief_clustering.clusterer import Clusterer, Item
 
 
 async def on_insights_extracted(event: InsightsExtracted, *, clusterer: Clusterer, publish: Publish) -> None:
@@ -44,6 +36,6 @@ async def on_insights_extracted(event: InsightsExtracted, *, clusterer: Clustere
                 payload,
                 key=str(episode.episode_id),
                 correlation_id=event.correlation_id,
-                event_id=clustered_event_id(insight.insight_id),
+                event_id=event_id("insight.clustered", insight.insight_id),
             )
         )

@@ -10,13 +10,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from podbrief.errors import RetryableError
-from podbrief.http import ProblemError, check_api_key, problems
+from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
 from podbrief_delivery import subscribers
 from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.models import Subscriber
 from podbrief_delivery.ratelimit import retry_after
 from podbrief_delivery.subscribers import InvalidInput, SignupProfile, public_profile, refresh_gauge
-from podbrief_delivery.tokens import TokenError, hash_api_key
+from podbrief_delivery.tokens import TokenError, hash_api_key, version_of
 from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/v1")
@@ -107,15 +107,16 @@ async def sign_up(body: SignupIn, deps: DepsDep, request: Request) -> dict[str, 
 async def confirm(body: ConfirmIn, deps: DepsDep, request: Request) -> dict[str, Any]:
     refuse_if_limited(deps, "confirm", deps.limits.confirm(deps.limits.client(request)))
     try:
-        sub_id, _ = deps.signer.subscriber_of(body.token, "confirm")
-        sub, key = await subscribers.confirm(sub_id, repo=deps.repo, metrics=deps.metrics)
+        sub_id, claims = deps.signer.subscriber_of(body.token, "confirm")
+        sub, key = await subscribers.confirm(sub_id, version_of(claims), repo=deps.repo, metrics=deps.metrics)
     except (TokenError, InvalidInput) as exc:
         raise ProblemError(400, "Invalid confirmation", str(exc)) from exc
     return {
         "subscriber_id": str(sub.id),
         "status": sub.status,
         "api_key": key,
-        "profile_token": deps.signer.for_subscriber("profile", sub.id, deps.settings.link_ttl_s),
+        # Bound to the token version: revoked by unsubscribing, rotating the API key or deleting.
+        "profile_token": deps.signer.for_subscriber("profile", sub.id, deps.settings.link_ttl_s, v=sub.token_version),
     }
 
 
@@ -134,10 +135,13 @@ async def current_subscriber(
         sub = await deps.repo.subscriber_by_key(hash_api_key(key))
     elif x_subscriber_token or t:
         try:
-            sid, _ = deps.signer.subscriber_of(x_subscriber_token or t or "", "profile")
+            sid, claims = deps.signer.subscriber_of(x_subscriber_token or t or "", "profile")
+            version = version_of(claims)
         except TokenError as exc:
             raise ProblemError(401, "Unauthorized", "invalid or expired token") from exc
         sub = await deps.repo.subscriber(sid)
+        if sub is not None and sub.token_version != version:
+            raise ProblemError(401, "Unauthorized", "this token was revoked (the API key was rotated)")
     else:
         raise ProblemError(401, "Unauthorized", "send your API key as 'Authorization: Bearer ...'")
     if sub is None or sub.id != subscriber_id or sub.status == "unsubscribed":
@@ -221,20 +225,12 @@ async def brief_on(day: date, sub: SubDep, deps: DepsDep) -> dict[str, Any]:
     return row.body
 
 
-def require_admin(request: Request, deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    key = deps.settings.http.admin_api_key
-    if key is None:
-        raise ProblemError(403, "Forbidden", "admin endpoints are disabled (no admin API key configured)")
-    if not check_api_key(x_api_key, key.get_secret_value()):
-        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
-
-
 @router.post(
     "/admin/deliveries/run",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     summary="Compose and send the due briefs now",
-    responses=problems(401, 403),
+    responses=problems(*ADMIN_PROBLEMS),
 )
 async def run_deliveries(
     deps: DepsDep,
@@ -262,7 +258,7 @@ class BounceIn(BaseModel):
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     summary="Report an asynchronous bounce (a DSN) to pause that subscriber",
-    responses=problems(401, 403, 404, 422),
+    responses=problems(*ADMIN_PROBLEMS, 404, 422),
 )
 async def bounce(body: BounceIn, deps: DepsDep) -> dict[str, Any]:
     try:

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from podbrief.embeddings import Embedder, TextEmbedder
 from podbrief.events import FeedWithdrawn, InsightClustered
 from podbrief.events.topics import FEED_WITHDRAWN, INSIGHT_CLUSTERED
 from podbrief.metrics import new_registry
-from podbrief.service import ServiceContext, ServiceSpec
+from podbrief.service import Loop, ServiceContext, ServiceSpec
 from podbrief.storage.db import create_engine, migrate, session_factory
 from podbrief_delivery.adapters.clustering import ClusteringClient, Search
 from podbrief_delivery.adapters.repo import Repo
@@ -147,30 +147,19 @@ def _subscriptions(d: Deps) -> list[Subscription[Any]]:
     ]
 
 
-async def scheduler_loop(deps: Deps) -> None:
-    """Every interval: send what is due. A run that fails is logged and tried again next tick; five
-    failures in a row end the loop, which makes the service unready so the orchestrator restarts it."""
-    failures = 0
+async def deliver_and_count(deps: Deps) -> None:
+    """One tick of the scheduler: send what is due, then refresh the subscribers gauge."""
     await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
-    while True:
-        try:
-            await deps.deliver()
-            await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
-            failures = 0
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            failures += 1
-            log.exception("delivery run failed", extra={"consecutive_failures": failures})
-            if failures >= 5:
-                raise
-        await asyncio.sleep(deps.settings.scheduler_interval_s)
+    await deps.deliver()
+    await refresh_gauge(repo=deps.repo, metrics=deps.metrics)
 
 
-def _background(d: Deps) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+def _background(d: Deps) -> list[Loop]:
+    # A run that fails is retried by the chassis; a brief is claimed in the ledger before it is sent, so a
+    # retried run never sends one twice.
     if not d.settings.scheduler_enabled:
         return []
-    return [functools.partial(scheduler_loop, d)]
+    return [Loop("scheduler", functools.partial(deliver_and_count, d), d.settings.scheduler_interval_s)]
 
 
 async def _ready(d: Deps) -> bool:

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
+from podbrief.text import single_line
 from podbrief_delivery.models import CandidateInsight
 from podbrief_delivery.ranking import Pick
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 STRONG_PHRASE_MATCH = 0.3
+# Text shown on one line in the email (HTML and plain), the web page and the Subject: whitespace folded (no
+# forged lines), control, bidi-control and zero-width characters removed (#21), whatever upstream let through.
+Line = Annotated[str, AfterValidator(single_line)]
 
 
 class RelatedItem(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     insight_id: uuid.UUID
-    text: str
-    quote: str | None = None
-    show: str
-    episode_title: str
+    text: Line
+    quote: Line | None = None
+    show: Line
+    episode_title: Line
     timestamp_s: float | None = None
     timestamp_label: str | None = None
     timestamp_url: str | None = None
@@ -33,23 +37,26 @@ class BriefItem(BaseModel):
 
     insight_id: uuid.UUID
     rank: int
-    text: str
-    quote: str
-    speaker: str | None = None
-    show: str
-    episode_title: str
+    text: Line
+    quote: Line
+    speaker: Line | None = None
+    show: Line
+    episode_title: Line
     episode_id: uuid.UUID
     episode_url: str | None = None
     timestamp_s: float
     timestamp_label: str
     timestamp_url: str | None = None
-    topics: list[str] = []
+    topics: list[Line] = []
     importance: float
     cluster_size: int
     cluster_shows: int
     score: float
     explanation: str
     related: list[RelatedItem] = []
+    # The correlation id the insight's episode carried through the pipeline (None for insights stored before
+    # delivery kept it).
+    correlation_id: uuid.UUID | None = None
 
 
 class Brief(BaseModel):
@@ -67,6 +74,12 @@ class Brief(BaseModel):
     @property
     def insight_ids(self) -> list[uuid.UUID]:
         return [i.insight_id for i in self.items]
+
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        """What ties the brief to the pipeline's logs and events: its top pick's episode correlation id, carried
+        from the feed; the brief's own id when it has no pick that carries one (a note, or older insights)."""
+        return next((i.correlation_id for i in self.items if i.correlation_id is not None), self.brief_id)
 
 
 def safe_http_url(url: str | None) -> str | None:
@@ -219,4 +232,5 @@ def build_item(
         score=round(pick.score, 4),
         explanation=explain(pick, row, phrases, vector, min_relevance),
         related=related_for(row, pool, minimum=related_min, maximum=related_max),
+        correlation_id=row.correlation_id,
     )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 from podbrief.bus import Publish
 from podbrief.embeddings import TextEmbedder
-from podbrief.service import deps_of
+from podbrief.http import deps_of
 from podbrief_delivery.adapters.clustering import Search
 from podbrief_delivery.adapters.repo import Repo
 from podbrief_delivery.adapters.smtp import Mailer

@@ -60,6 +60,7 @@ async def on_insight_clustered(
             "related": related,
             "embedding_model": embedder.name,
             "vector": np.asarray(vec, np.float32).tobytes(),
+            "correlation_id": event.correlation_id,
         }
     )
     if metrics is not None:

@@ -38,6 +38,9 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     confirmed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    # Confirmation and profile tokens carry the version they were issued under and are refused once it moved:
+    # confirming, unsubscribing and rotating the API key bump it (tokens.py, subscribers.py).
+    token_version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
 
 class CandidateInsight(Base):
@@ -67,6 +70,8 @@ class CandidateInsight(Base):
     related: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     embedding_model: Mapped[str] = mapped_column(sa.String(200))
     vector: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # The correlation id of the events that brought the insight (its episode's, from the feed on).
+    correlation_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, nullable=True)
     received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 

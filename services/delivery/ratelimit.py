@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from podbrief_delivery.addresses import mailbox_key
 from podbrief_delivery.settings import RateLimitSettings
 from starlette.requests import Request
 
@@ -96,7 +97,8 @@ class SignupLimits:
         wait = self.signup_ip.hit(client)
         if wait is not None:
             return wait
-        return self.signup_email.hit(email.strip().lower()[:320])
+        # One mailbox, one count, however it is spelled (IDNA, NFC, case).
+        return self.signup_email.hit(mailbox_key(email))
 
     def confirm(self, client: str) -> float | None:
         if not self.settings.enabled:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -15,6 +14,8 @@ from urllib.parse import quote
 
 import css_inline
 import jinja2
+from podbrief.clock import utcnow
+from podbrief.text import single_line
 from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.tokens import Signer
 
@@ -23,10 +24,34 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
 def header_safe(text: str, limit: int = 120) -> str:
-    """Collapse CR/LF and other control characters so feed text cannot inject headers, then trim."""
-    text = _CONTROL.sub(" ", text).strip()
-    text = re.sub(r"\s+", " ", text)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    """One line for a header: CR/LF and other controls become spaces, so feed text cannot inject headers;
+    bidi-control and zero-width characters go (they reorder or hide text in a Subject); then trimmed."""
+    return single_line(_CONTROL.sub(" ", text), limit)
+
+
+class PlainHeader(str):
+    """A header sent as plain ASCII, folded only at whitespace (RFC 5322 section 2.2.3), never rewritten into
+    RFC 2047 encoded-words, which some mail clients do not decode in List-Unsubscribe (RFC 2369 wants the URL
+    as is). The email package keeps a value whose `name` matches the header unmodified and asks it to fold
+    itself (`email.policy.EmailPolicy.header_store_parse`)."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> PlainHeader:
+        if not value.isascii() or _CONTROL.search(value):
+            raise ValueError(f"{name} must be printable ASCII on one line")
+        obj = super().__new__(cls, value)
+        obj.name = name
+        return obj
+
+    def fold(self, *, policy: Any) -> str:
+        limit = policy.max_line_length or 998
+        lines = [f"{self.name}:"]
+        for word in self.split():
+            if len(lines[-1]) + 1 + len(word) > limit and lines[-1].strip() != f"{self.name}:":
+                lines.append("")
+            lines[-1] += " " + word
+        return str(policy.linesep).join(lines) + str(policy.linesep)
 
 
 class Renderer:
@@ -80,10 +105,12 @@ class Renderer:
         html, text = self.email_bodies(brief, links)
         msg = self._envelope(to=to, sender=sender, subject=self.subject(brief))
         # RFC 8058: the mail client POSTs "List-Unsubscribe=One-Click" to this URL, no page involved.
-        msg["List-Unsubscribe"] = f"<{links['unsubscribe']}>"
+        msg["List-Unsubscribe"] = PlainHeader("List-Unsubscribe", f"<{links['unsubscribe']}>")
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["List-Id"] = f"{header_safe(list_id, 60)} <daily.podbrief>"
         msg["X-Podbrief-Brief-Id"] = str(brief.brief_id)
+        # The id one episode's events carried from its feed to this email (logs and events can be searched by it).
+        msg["X-Podbrief-Correlation-Id"] = str(brief.correlation_id)
         msg.set_content(text)
         msg.add_alternative(html, subtype="html")
         return msg
@@ -102,7 +129,7 @@ class Renderer:
         msg["From"] = sender
         local, _, domain = to.rpartition("@")
         msg["To"] = Address(addr_spec=to) if local and domain else to
-        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Date"] = format_datetime(utcnow())
         sender_domain = sender.rsplit("@", 1)[-1].strip(" >") or "podbrief.local"
         msg["Message-ID"] = make_msgid(domain=sender_domain)
         return msg
@@ -141,8 +168,8 @@ class Links:
     def topic_page(self, cluster_id: uuid.UUID) -> str:
         return f"{self.base}/topics/{cluster_id}"
 
-    def confirm(self, sub: uuid.UUID, ttl_s: int) -> str:
-        tok = quote(self.signer.for_subscriber("confirm", sub, ttl_s), safe="")
+    def confirm(self, sub: uuid.UUID, ttl_s: int, version: int) -> str:
+        tok = quote(self.signer.for_subscriber("confirm", sub, ttl_s, v=version), safe="")
         return f"{self.base}/confirm?t={tok}"
 
     def for_brief(self, brief: Brief, *, feedback: bool = True) -> dict[str, Any]:

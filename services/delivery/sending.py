@@ -14,6 +14,7 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
 
+from podbrief import logging as plog
 from podbrief.bus import Publish
 from podbrief.clock import aware, utcnow
 from podbrief.embeddings import TextEmbedder
@@ -141,21 +142,23 @@ async def deliver_due(
     sem = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
     async def send(sub: Subscriber, brief: Brief, d: date, token: uuid.UUID, at: datetime | None) -> DeliveryOutcome:
-        async with sem:
-            return await _send_one(
-                sub,
-                brief,
-                d,
-                token,
-                at,
-                repo=repo,
-                mailer=mailer,
-                renderer=renderer,
-                links=links,
-                publish=publish,
-                settings=settings,
-                metrics=metrics,
-            )
+        # Its log lines carry the brief's correlation id: the one its top pick's episode carried from the feed.
+        with plog.bind(correlation_id=str(brief.correlation_id), brief_id=str(brief.brief_id)):
+            async with sem:
+                return await _send_one(
+                    sub,
+                    brief,
+                    d,
+                    token,
+                    at,
+                    repo=repo,
+                    mailer=mailer,
+                    renderer=renderer,
+                    links=links,
+                    publish=publish,
+                    settings=settings,
+                    metrics=metrics,
+                )
 
     for i in range(0, len(due), size):
         claimed: list[tuple[Subscriber, date, uuid.UUID]] = []
@@ -301,6 +304,7 @@ async def announce(
             BriefDelivered,
             payload,
             key=str(brief.subscriber_id),
+            correlation_id=brief.correlation_id,
             event_id=event_id("brief.delivered", f"{brief.brief_id}:{status}"),
         )
     )

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from podbrief.clock import aware, utcnow
 from podbrief.embeddings import TextEmbedder
 from podbrief.errors import RetryableError
+from podbrief_delivery import addresses
 from podbrief_delivery.adapters.repo import Repo
 from podbrief_delivery.adapters.smtp import Mailer
 from podbrief_delivery.interests import embed_interests, from_bytes, moved_by_feedback, to_bytes
@@ -38,9 +38,10 @@ class SignUp(Protocol):
 
 
 def normalise_email(email: str) -> str:
+    """The address as stored and sent to (`addresses.normalise_email`); InvalidInput saying what is wrong."""
     try:
-        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
+        return addresses.normalise_email(email)
+    except addresses.InvalidAddress as exc:
         raise InvalidInput(str(exc)) from exc
 
 
@@ -112,7 +113,9 @@ async def sign_up(
     fields.update(await embed_interests(fields["interests"], topics, embedder=embedder))
     if existing is None:
         now = utcnow()
-        sub = Subscriber(id=uuid.uuid4(), email=addr, status="pending", created_at=now, updated_at=now, **fields)
+        sub = Subscriber(
+            id=uuid.uuid4(), email=addr, status="pending", token_version=0, created_at=now, updated_at=now, **fields
+        )
         if not await repo.add_subscriber(sub):
             again = await repo.subscriber_by_email(addr)
             if again is None:
@@ -125,7 +128,7 @@ async def sign_up(
     msg = renderer.confirmation_email(
         to=sub.email,
         sender=s.smtp.from_address,
-        confirm_url=links.confirm(sub.id, s.confirmation_ttl_s),
+        confirm_url=links.confirm(sub.id, s.confirmation_ttl_s, sub.token_version),
         hours=s.confirmation_ttl_s // 3600,
     )
     await mailer.send(msg)
@@ -164,6 +167,7 @@ async def add_active_subscriber(
         created_at=now,
         updated_at=now,
         confirmed_at=now,
+        token_version=0,
         **(await embed_interests(profile.interests, topics, embedder=embedder)),
     )
     if not await repo.add_subscriber(sub):
@@ -172,25 +176,53 @@ async def add_active_subscriber(
     return sub
 
 
-async def confirm(sub_id: uuid.UUID, *, repo: Repo, metrics: DeliveryMetrics) -> tuple[Subscriber, str | None]:
-    """Activate a pending subscriber and issue their API key (shown once). Confirming twice is harmless."""
+class LinkUsed(InvalidInput):
+    """A confirmation link that was used already, or replaced by a newer one (unsubscribing, a fresh sign-up)."""
+
+
+async def confirm(sub_id: uuid.UUID, version: int, *, repo: Repo, metrics: DeliveryMetrics) -> tuple[Subscriber, str]:
+    """Activate a pending subscriber and issue their API key (shown once). A confirmation token works once: it
+    carries the subscriber's token version, which confirming moves on, so the same link (or any older one) is
+    refused afterwards. It never re-activates an address that unsubscribed (that moved the version too) or was
+    deleted: that takes a fresh sign-up and its new link."""
     sub = await repo.subscriber(sub_id)
     if sub is None:
-        raise InvalidInput("this subscription no longer exists")
-    if sub.status not in ("pending", "unsubscribed"):
-        return sub, None
+        raise InvalidInput("this subscription no longer exists; sign up again")
+    used = LinkUsed("this confirmation link was already used or has been replaced; sign up again for a new one")
+    if sub.status != "pending" or sub.token_version != version:
+        raise used
     key = new_api_key()
-    updated = await repo.update_subscriber(
-        sub.id, status="active", confirmed_at=utcnow(), api_key_hash=hash_api_key(key), paused_reason=None
+    updated = await repo.update_subscriber_if(
+        sub.id,
+        {"status": "pending", "token_version": version},
+        bump_tokens=True,
+        status="active",
+        confirmed_at=utcnow(),
+        api_key_hash=hash_api_key(key),
+        paused_reason=None,
     )
-    assert updated is not None
+    if updated is None:  # another request confirmed with the same token first
+        raise used
     await refresh_gauge(repo=repo, metrics=metrics)
     return updated, key
 
 
+async def activate(sub_id: uuid.UUID, *, repo: Repo, metrics: DeliveryMetrics) -> Subscriber:
+    """An operator (the embedded runner) re-activates a pending or unsubscribed address without a token; its
+    earlier tokens stay revoked and no API key is issued."""
+    updated = await repo.update_subscriber(
+        sub_id, bump_tokens=True, status="active", confirmed_at=utcnow(), paused_reason=None
+    )
+    if updated is None:
+        raise InvalidInput("this subscription no longer exists")
+    await refresh_gauge(repo=repo, metrics=metrics)
+    return updated
+
+
 async def rotate_key(sub_id: uuid.UUID, *, repo: Repo) -> str:
+    """A new API key; the old one and every profile token issued before stop working."""
     key = new_api_key()
-    await repo.update_subscriber(sub_id, api_key_hash=hash_api_key(key))
+    await repo.update_subscriber(sub_id, bump_tokens=True, api_key_hash=hash_api_key(key))
     return key
 
 
@@ -233,11 +265,15 @@ async def update_profile(
 
 
 async def unsubscribe(sub_id: uuid.UUID, *, repo: Repo, metrics: DeliveryMetrics) -> bool:
+    """Stop deliveries to a subscriber. False when there is no such subscriber."""
     sub = await repo.subscriber(sub_id)
     if sub is None:
         return False
     if sub.status != "unsubscribed":
-        await repo.update_subscriber(sub_id, status="unsubscribed", api_key_hash=None, paused_reason="unsubscribed")
+        # The key goes and the token version moves: no earlier confirmation or profile token works again.
+        await repo.update_subscriber(
+            sub_id, bump_tokens=True, status="unsubscribed", api_key_hash=None, paused_reason="unsubscribed"
+        )
         await refresh_gauge(repo=repo, metrics=metrics)
     return True
 

@@ -81,6 +81,15 @@ class Signer:
             raise TokenError("token names no subscriber") from exc
 
 
+def version_of(body: dict[str, Any]) -> int:
+    """The subscriber's token version a confirmation or profile token was issued under (see
+    `subscribers.confirm`); tokens from before versions existed carry none and are refused."""
+    v = body.get("v")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TokenError("token carries no version; it was issued before tokens could be revoked")
+    return v
+
+
 def new_api_key() -> str:
     return "pbk_" + secrets.token_urlsafe(32)
 

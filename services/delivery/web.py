@@ -13,7 +13,7 @@ from podbrief_delivery import subscribers
 from podbrief_delivery.brief import Brief
 from podbrief_delivery.deps import Deps, DepsDep
 from podbrief_delivery.ratelimit import retry_after
-from podbrief_delivery.tokens import TokenError
+from podbrief_delivery.tokens import TokenError, version_of
 
 router = APIRouter(include_in_schema=False)
 Token = Annotated[str | None, Query(max_length=2048)]
@@ -136,14 +136,27 @@ async def signup_submit(request: Request, deps: DepsDep) -> HTMLResponse:
 async def confirm_page(deps: DepsDep, t: Token = None) -> HTMLResponse:
     # A button, not an automatic confirmation: mail scanners fetch links, people press buttons.
     try:
-        deps.signer.subscriber_of(t or "", "confirm")
+        sub_id, claims = deps.signer.subscriber_of(t or "", "confirm")
+        version = version_of(claims)
     except TokenError:
         return message(deps, "This link is not valid", "It may have expired; sign up again.", status=400)
+    sub = await deps.repo.subscriber(sub_id)
+    if sub is None or sub.status != "pending" or sub.token_version != version:
+        return used_link(deps)
     return message(
         deps,
         "Confirm your subscription",
         "One click and your daily brief is on its way.",
         form={"action": "/confirm", "fields": {"t": t}, "button": "Confirm my subscription"},
+    )
+
+
+def used_link(deps: Deps) -> HTMLResponse:
+    return message(
+        deps,
+        "This link was already used",
+        "A confirmation link works once. If you unsubscribed since, sign up again for a new link.",
+        status=400,
     )
 
 
@@ -154,12 +167,12 @@ async def confirm_submit(request: Request, deps: DepsDep) -> HTMLResponse:
         return _limited(deps, "confirm", wait)
     form = await request.form()
     try:
-        sub_id, _ = deps.signer.subscriber_of(str(form.get("t", "")), "confirm")
-        sub, key = await subscribers.confirm(sub_id, repo=deps.repo, metrics=deps.metrics)
+        sub_id, claims = deps.signer.subscriber_of(str(form.get("t", "")), "confirm")
+        sub, key = await subscribers.confirm(sub_id, version_of(claims), repo=deps.repo, metrics=deps.metrics)
+    except subscribers.LinkUsed:
+        return used_link(deps)
     except (TokenError, subscribers.InvalidInput):
         return message(deps, "This link is not valid", "It may have expired; sign up again.", status=400)
-    if key is None:
-        return message(deps, "Already confirmed", "Your subscription is active.")
     return message(
         deps,
         "You're subscribed",

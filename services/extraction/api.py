@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from podbrief.http import ProblemError, problems
-from podbrief.service import deps_of
-from podbrief_extraction.deps import Deps
+from podbrief_extraction.deps import DepsDep
 
 router = APIRouter(prefix="/v1", tags=["extraction"])
-
-
-DepsDep = Annotated[Deps, Depends(deps_of)]
 
 
 @router.get("/episodes/{episode_id}", summary="An episode's extraction status and counters", responses=problems(404))

@@ -6,31 +6,25 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 
+from podbrief.bus import Publish
 from podbrief.errors import InvalidEventError, reason_of
 from podbrief.events import (
     EpisodeTranscribed,
-    Event,
     InsightsExtracted,
     InsightsExtractedPayload,
     Transcript,
     new_event,
 )
-from podbrief.events.ids import NAMESPACE
+from podbrief.events.ids import event_id
 from podbrief_extraction.adapters.repo import EpisodeStatus, ExtractionRepo
 from podbrief_extraction.extractor import Extractor
 from podbrief_extraction.metrics import ExtractionMetrics
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Event], Awaitable[None]]
 
 FINISHED = ("done", "skipped")
-
-
-def extracted_event_id(episode_id: uuid.UUID) -> uuid.UUID:
-    return uuid.uuid5(NAMESPACE, f"insights.extracted:{episode_id}")
 
 
 async def publish_stored(
@@ -50,7 +44,7 @@ async def publish_stored(
         payload,
         key=str(status.episode_id),
         correlation_id=correlation_id,
-        event_id=extracted_event_id(status.episode_id),
+        event_id=event_id("insights.extracted", status.episode_id),
     )
     await publish(event)
     return event

@@ -6,10 +6,10 @@ import uuid
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from podbrief.clock import StoredDatetime
 from podbrief.errors import PermanentError, PipelineError
-from podbrief.http import ProblemError, check_api_key, problems
+from podbrief.http import ADMIN_PROBLEMS, ProblemError, problems, require_admin
 from podbrief.netguard import Allowance, check_url
 from podbrief.reasons import split_detail
 from podbrief_ingest.deps import Deps, DepsDep
@@ -22,15 +22,9 @@ URL_REASONS = frozenset({"ssrf_blocked", "bad_scheme", "invalid_url"})
 MAX_OFFSET = 1_000_000_000
 
 
-def require_admin(deps: DepsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    expected = deps.settings.http.admin_api_key
-    if expected is None:
-        raise ProblemError(403, "Forbidden", "admin API disabled: set INGEST_HTTP__ADMIN_API_KEY")
-    if not check_api_key(x_api_key, expected.get_secret_value()):
-        raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key")
-
-
-router = APIRouter(prefix="/v1", tags=["feeds"], dependencies=[Depends(require_admin)], responses=problems(401, 403))
+router = APIRouter(
+    prefix="/v1", tags=["feeds"], dependencies=[Depends(require_admin)], responses=problems(*ADMIN_PROBLEMS)
+)
 
 
 class FeedIn(BaseModel):

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from podbrief.bus import Transport
 from podbrief.netfetch import GuardedClient
-from podbrief.service import ServiceContext, ServiceSpec
+from podbrief.service import Loop, ServiceContext, ServiceSpec
 from podbrief.service import create_app as chassis_create_app
 from podbrief.storage.db import create_engine, migrate
 from podbrief_ingest.adapters.fetcher import Fetcher, HostLimiter
@@ -70,30 +68,13 @@ async def poll_all_now(deps: Deps) -> PollReport:
     return await deps.crawler.poll_all()
 
 
-async def _poll_loop(deps: Deps) -> None:
-    while True:
-        try:
-            await deps.crawler.poll_due()
-        except Exception:
-            # Feed-level failures never get here (they are recorded on the feed); this is the database
-            # being unreachable, which the next tick retries.
-            log.exception("poll tick failed")
-        await asyncio.sleep(deps.settings.poll_tick_s)
-
-
-async def _outbox_loop(deps: Deps) -> None:
-    while True:
-        try:
-            await deps.outbox.dispatch()
-        except Exception:
-            log.exception("outbox sweep failed")
-        await asyncio.sleep(deps.settings.outbox_sweep_s)
-
-
-def _background(deps: Deps) -> Sequence[Callable[[], Coroutine[Any, Any, None]]]:
-    loops: list[Callable[[], Coroutine[Any, Any, None]]] = [lambda: _outbox_loop(deps)]
+def _background(deps: Deps) -> list[Loop]:
+    # A step that fails is the database being unreachable (a feed's own failures are recorded on the feed): the
+    # chassis retries it with backoff. Cancelling a poll mid-way at shutdown is safe: its transaction rolls back,
+    # its lease expires, the outbox keeps anything committed.
+    loops = [Loop("outbox", deps.outbox.dispatch, deps.settings.outbox_sweep_s)]
     if deps.settings.poll_enabled:
-        loops.append(lambda: _poll_loop(deps))
+        loops.append(Loop("poll", deps.crawler.poll_due, deps.settings.poll_tick_s))
     return loops
 
 
@@ -102,8 +83,6 @@ async def _ready(deps: Deps) -> bool:
     return ok
 
 
-# The chassis cancels background loops at shutdown; cancelling a poll mid-way is safe (its transaction rolls back,
-# its lease expires, the outbox keeps anything committed).
 SPEC: ServiceSpec[IngestSettings, Deps] = ServiceSpec(
     name="ingest",
     settings_cls=IngestSettings,
@@ -112,7 +91,6 @@ SPEC: ServiceSpec[IngestSettings, Deps] = ServiceSpec(
     background=_background,
     ready=_ready,
     status=lambda d: stage_status(d.repo.engine),
-    title="podbrief ingest",
     description="Feed registry and crawler: emits podbrief.episode.discovered.v1",
 )
 

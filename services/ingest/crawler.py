@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
 
 import orjson
 from podbrief.clock import utcnow
@@ -41,7 +40,7 @@ from podbrief_ingest.episodes import (
     transcript_candidates,
 )
 from podbrief_ingest.metrics import IngestMetrics
-from podbrief_ingest.models import Feed, FeedUpdate
+from podbrief_ingest.models import Feed, FeedUpdate, NewFeed
 from podbrief_ingest.outbox import Outbox, short
 from podbrief_ingest.parser import ParsedFeed, ParsedItem, parse_feed
 from podbrief_ingest.schedule import backoff_s, cadence_interval, jittered
@@ -153,7 +152,7 @@ class Crawler:
             return existing, False, None
         now = utcnow()
         fid = ids.feed_id(url)
-        values: dict[str, Any] = {
+        values: NewFeed = {
             "id": fid,
             "source_url": url,
             "url": url,
@@ -179,7 +178,8 @@ class Crawler:
         assert parsed is not None
         if parsed.blocked:
             raise PermanentError("the publisher blocks aggregators from this feed (podcast:block)", reason="blocked")
-        values.update(title=parsed.title, link=parsed.link, language=parsed.language, podcast_guid=parsed.podcast_guid)
+        values["title"], values["link"] = parsed.title, parsed.link
+        values["language"], values["podcast_guid"] = parsed.language, parsed.podcast_guid
         created = await self.repo.create_feed(values)
         feed = await self.repo.get_feed(fid)
         assert feed is not None

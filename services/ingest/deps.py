@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
+from podbrief.http import deps_of
 from podbrief.netfetch import GuardedClient
-from podbrief.service import deps_of
 from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.crawler import Crawler
 from podbrief_ingest.metrics import IngestMetrics

@@ -82,6 +82,14 @@ class FeedUpdate(TypedDict, total=False):
     updated_at: datetime
 
 
+class NewFeed(FeedUpdate, total=False):
+    """A feed's row as it is first stored: its id, the URL it was added by and when, and what a poll writes."""
+
+    id: uuid.UUID
+    source_url: str
+    created_at: datetime
+
+
 class Episode(Base):
     __tablename__ = "ingest_episodes"
     __table_args__ = (sa.Index("ix_ingest_episodes_feed_sort", "feed_id", "sort_at", "id"),)

@@ -18,6 +18,7 @@ from podbrief.bus import Publish
 from podbrief.clock import utcnow
 from podbrief.events.base import new_event
 from podbrief.events.codec import decode
+from podbrief.events.ids import event_id
 from podbrief.events.models import EpisodeDiscovered, FeedWithdrawn, FeedWithdrawnPayload
 from podbrief_ingest.adapters.repo import IngestRepo
 from podbrief_ingest.metrics import IngestMetrics
@@ -70,6 +71,10 @@ class Outbox:
             FeedWithdrawn,
             FeedWithdrawnPayload(feed_id=feed_id, reason=reason, withdrawn_at=utcnow()),
             key=str(feed_id),
+            # A feed's withdrawal belongs to no one episode: the feed's id ties its withdrawals together.
+            correlation_id=feed_id,
+            # Every repeat of one withdrawal (a feed still blocked) is the same event, so consumers may drop it.
+            event_id=event_id("feed.withdrawn", f"{feed_id}:{reason}"),
         )
         await self.publish(event)
         log.info("feed withdrawn", extra={"feed_id": str(feed_id), "reason": reason})

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from podbrief.clock import StoredDatetime
 from podbrief.http import ProblemError, problems
-from podbrief.service import deps_of
 from podbrief.transcripts import to_srt, to_vtt
-from podbrief_transcription.deps import Deps
+from podbrief_transcription.deps import DepsDep
 from pydantic import BaseModel
 
 router = APIRouter(prefix="/v1", tags=["transcripts"])
-
-
-def _deps(deps: Annotated[object, Depends(deps_of)]) -> Deps:
-    return cast(Deps, deps)
-
-
-DepsDep = Annotated[Deps, Depends(_deps)]
 
 
 class EpisodeStatusOut(BaseModel):

@@ -95,6 +95,8 @@ def transcribe(
         if not target.is_file():
             err.print(error_text(f"no such file: {source}"))
             raise typer.Exit(2)
+    from podbrief.transcripts import clean_transcript
+
     try:
         transcript = asyncio.run(_transcribe(target, settings, err, progress))
     except PipelineError as exc:
@@ -102,7 +104,8 @@ def transcribe(
         raise typer.Exit(1 if exc.retryable else 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    sys.stdout.write(render(transcript, fmt))
+    # The same cleaning as the service's (no escapes or controls reach the terminal or the file).
+    sys.stdout.write(render(clean_transcript(transcript), fmt))
     sys.stdout.flush()
 
 

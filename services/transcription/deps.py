@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import httpx
+from fastapi import Depends
+from podbrief.bus import Publish
+from podbrief.http import deps_of
 from podbrief_transcription.adapters.download import EnclosureFetcher
 from podbrief_transcription.adapters.engine import Transcriber
 from podbrief_transcription.adapters.repo import TranscriptRepo
-from podbrief_transcription.handlers import Publish
 from podbrief_transcription.metrics import TranscriptionMetrics
 from podbrief_transcription.settings import TranscriptionSettings
 
@@ -22,3 +25,6 @@ class Deps:
     publish: Publish
     metrics: TranscriptionMetrics
     http: httpx.AsyncClient
+
+
+DepsDep = Annotated[Deps, Depends(deps_of)]

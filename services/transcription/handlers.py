@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
+from podbrief.bus import Publish
 from podbrief.errors import PermanentError, is_unavailable, reason_of
-from podbrief.events import ids
-from podbrief.events.base import Event, new_event
+from podbrief.events.base import new_event
+from podbrief.events.ids import event_id
 from podbrief.events.models import (
     EpisodeDiscovered,
     EpisodeTranscribed,
@@ -21,22 +21,16 @@ from podbrief.events.models import (
     Transcript,
     Word,
 )
+from podbrief.transcripts import clean_transcript
 from podbrief_transcription.adapters.engine import Engine
 from podbrief_transcription.adapters.repo import TranscriptRepo
 from podbrief_transcription.metrics import TranscriptionMetrics
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Event], Awaitable[None]]
-
 
 class Fetcher(Protocol):
     def fetch(self, url: str) -> AbstractAsyncContextManager[Path]: ...
-
-
-def transcribed_event_id(episode_id: uuid.UUID) -> uuid.UUID:
-    """The same episode always yields the same EpisodeTranscribed id, so consumers can drop redeliveries."""
-    return uuid.uuid5(ids.NAMESPACE, f"episode.transcribed:{episode_id}")
 
 
 def normalise_publisher(t: Transcript, *, duration_s: float | None = None, language: str | None = None) -> Transcript:
@@ -113,6 +107,9 @@ async def on_episode_discovered(
                     transcript = await engine.transcribe(path)
             else:
                 raise PermanentError("the episode has neither an enclosure nor a transcript", reason="no_enclosure")
+            # Nothing downstream (terminal, email, HTML, SRT/VTT) gets markup, escapes or controls from it, and
+            # no field exceeds what a later stage accepts (#21).
+            transcript = clean_transcript(transcript)
             # Write before publish: a crash after this line re-publishes the stored transcript on redelivery.
             transcript = await repo.save(episode.episode_id, transcript)
             if metrics is not None:
@@ -140,6 +137,7 @@ async def on_episode_discovered(
         ),
         key=str(episode.episode_id),
         correlation_id=event.correlation_id,
-        event_id=transcribed_event_id(episode.episode_id),
+        # The same episode always yields the same event id, so consumers can drop redeliveries.
+        event_id=event_id("episode.transcribed", episode.episode_id),
     )
     await publish(out)

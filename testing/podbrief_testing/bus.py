@@ -19,4 +19,4 @@ def numbered_event(key: str, n: int) -> BriefDelivered:
         status="sent",
         detail=str(n),
     )
-    return new_event(BriefDelivered, payload, key=key)
+    return new_event(BriefDelivered, payload, key=key, correlation_id=uuid.uuid4())

@@ -99,7 +99,9 @@ def clustered(
         embedding_model=model,
         vector=tuple(float(x) for x in vector),
     )
-    return new_event(InsightClustered, payload, key=str(ep_id), event_id=uuid.uuid5(iid, "clustered"))
+    return new_event(
+        InsightClustered, payload, key=str(ep_id), correlation_id=ep_id, event_id=uuid.uuid5(iid, "clustered")
+    )
 
 
 # A small day of insights: (cluster, show, episode title, text). Texts are embedded by the real model.

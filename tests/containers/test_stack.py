@@ -100,8 +100,17 @@ def test_images_are_non_root_have_a_health_check_and_the_extraction_image_is_sli
             assert info.get("Healthcheck"), f"{svc['image']}: no HEALTHCHECK"
         sizes[svc["image"]] = int(info["Size"])
     result["image_sizes_bytes"] = sizes
+    # The extraction image bakes in its default model (so a container never downloads it); what must stay slim is
+    # the rest, and the llama-server build's toolchain must not be in it at all.
     extraction = derived["services"]["extraction-cpu"]["image"]
-    assert sizes[extraction] < EXTRACTION_IMAGE_LIMIT, f"{extraction} is {sizes[extraction] / 1e9:.2f} GB"
+    tools = "for t in cc gcc c++ g++ cmake make ld; do command -v $t; done"
+    probe = f"du -cb /app/.cache/models | tail -n 1 | cut -f1; {tools}"
+    out = run(["podman", "run", "--rm", "--entrypoint", "sh", extraction, "-c", f"{probe}; true"]).stdout.split()
+    model_bytes, toolchain = int(out[0]), out[1:]
+    assert toolchain == [], f"{extraction} carries a toolchain: {toolchain}"
+    result["extraction_model_bytes"] = model_bytes
+    without_model = sizes[extraction] - model_bytes
+    assert without_model < EXTRACTION_IMAGE_LIMIT, f"{extraction} is {without_model / 1e9:.2f} GB without its model"
 
 
 def test_every_container_is_healthy_and_ready(stack: Stack, result: dict[str, Any]) -> None:

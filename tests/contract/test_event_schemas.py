@@ -85,6 +85,7 @@ def examples() -> list[Event]:
             EpisodeDiscovered,
             EpisodeDiscoveredPayload(episode=REF, guid="guid-1", transcript=PackedTranscript.pack(TRANSCRIPT)),
             key=str(EP),
+            correlation_id=EP,
         ),
         new_event(
             EpisodeTranscribed,
@@ -96,6 +97,7 @@ def examples() -> list[Event]:
                 language="en",
             ),
             key=str(EP),
+            correlation_id=EP,
         ),
         new_event(
             InsightsExtracted,
@@ -108,6 +110,7 @@ def examples() -> list[Event]:
                 prompt_version="insights-v1",
             ),
             key=str(EP),
+            correlation_id=EP,
         ),
         new_event(
             InsightClustered,
@@ -132,6 +135,7 @@ def examples() -> list[Event]:
                 vector=(0.1, 0.2),
             ),
             key=str(EP),
+            correlation_id=EP,
         ),
         new_event(
             BriefDelivered,
@@ -143,6 +147,7 @@ def examples() -> list[Event]:
                 status="sent",
             ),
             key="sub",
+            correlation_id=uuid.uuid4(),
         ),
     ]
 

@@ -1,6 +1,7 @@
 """The whole pipeline as five OS processes on a real Kafka broker and PostgreSQL: a real podcast feed served from
 loopback (its enclosures rewritten to real speech), Whisper, the LLM, Qdrant, ranking, and an email received by a
-real SMTP server, carrying an insight drawn from that speech with its quote and timestamp."""
+real SMTP server, carrying an insight drawn from that speech with its quote and timestamp, and the one correlation
+id its episode carried from the feed."""
 
 from __future__ import annotations
 
@@ -15,10 +16,26 @@ from pathlib import Path
 
 import httpx
 import pytest
+from podbrief.events import BriefDelivered, decode
 from podbrief.events.ids import episode_id
+from podbrief.events.topics import (
+    BRIEF_DELIVERED,
+    EPISODE_DISCOVERED,
+    EPISODE_TRANSCRIBED,
+    INSIGHT_CLUSTERED,
+    INSIGHTS_EXTRACTED,
+)
 from podbrief.status import ServiceStatus
 from podbrief_cli.status import remote_status
-from podbrief_testing import LoopbackServer, ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
+from podbrief_testing import (
+    LoopbackServer,
+    ServiceProcess,
+    SmtpSink,
+    create_database,
+    free_port,
+    scrape_metric,
+    topic_records,
+)
 from podbrief_testing.feeds import feed_with_local_audio
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
@@ -56,6 +73,11 @@ def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]
     raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
+def namespace(unique: str) -> str:
+    """This run's topics and consumer groups, apart from any other run's on the shared broker."""
+    return f"e2e{unique}."
+
+
 @pytest.fixture
 def pipeline(
     tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink, unique: str
@@ -66,6 +88,7 @@ def pipeline(
     common = {
         "BUS__KIND": "kafka",
         "BUS__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "BUS__KAFKA__NAMESPACE": namespace(unique),
         "DB__URL": db_url,
         "HTTP__ADMIN_API_KEY": admin_key,
         "LOG_LEVEL": "INFO",
@@ -110,6 +133,8 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     loopback: LoopbackServer,
     smtp_sink: SmtpSink,
     shared_dir: Path,
+    kafka_bootstrap: str,
+    unique: str,
 ) -> None:
     procs, admin_key, prom = pipeline
     admin = {"X-API-Key": admin_key}
@@ -133,6 +158,9 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert token, body
     r = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
     assert r.status_code == 200 and r.json()["status"] == "active", r.text
+    # The probe's replay (#21): the link works once, a second confirmation issues no key or profile token.
+    again = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
+    assert again.status_code == 400 and "api_key" not in again.json(), again.text
 
     # The feed goes in through ingest's API; everything after that happens over Kafka.
     r = httpx.post(procs["ingest"].base_url + "/v1/feeds", json={"url": feed_url}, headers=admin, timeout=60)
@@ -183,6 +211,19 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
     assert re.search(r"#t=\d+", html), "no timestamp link in the brief"
     assert re.search(r"\b0:\d\d\b|\b00:\d\d\b", text), "no timestamp shown in the brief"
     assert uuid.UUID(str(episodes[0]))
+
+    # One correlation id from feed to email: every event about an episode, at every stage, carries the id ingest
+    # gave it (the episode's own); the brief's BriefDelivered event and its email carry its top pick's.
+    ns = namespace(unique)
+    for topic in (EPISODE_DISCOVERED, EPISODE_TRANSCRIBED, INSIGHTS_EXTRACTED, INSIGHT_CLUSTERED):
+        events = [decode(r.value) for r in topic_records(kafka_bootstrap, ns + topic)]
+        assert events, f"nothing on {topic}"
+        for event in events:
+            assert event.correlation_id == event.payload.episode.episode_id, (topic, event.event_id)  # type: ignore[attr-defined]
+    [delivered] = [decode(r.value) for r in topic_records(kafka_bootstrap, ns + BRIEF_DELIVERED)]
+    assert isinstance(delivered, BriefDelivered) and str(delivered.payload.brief_id) == brief["X-Podbrief-Brief-Id"]
+    assert str(delivered.correlation_id) == brief["X-Podbrief-Correlation-Id"]
+    assert delivered.correlation_id in episodes, (delivered.correlation_id, episodes)
 
     # The reader likes the pick: the thumbs-up link in the email works and is counted.
     thumbs_up = re.search(r'href="([^"]*/feedback\?t=[^"]+)"', html)

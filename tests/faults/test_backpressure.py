@@ -300,7 +300,7 @@ def big_transcribed(n: int, rng: random.Random, words: int) -> EpisodeTranscribe
     payload = EpisodeTranscribedPayload(
         episode=ref, transcript=PackedTranscript.pack(transcript), source="whisper", duration_s=3600.0, language="en"
     )
-    return new_event(EpisodeTranscribed, payload, key=str(ref.episode_id))
+    return new_event(EpisodeTranscribed, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
 
 def test_a_backlog_of_1000_large_transcripts_does_not_grow_a_slow_extractors_memory(

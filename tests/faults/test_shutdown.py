@@ -248,7 +248,12 @@ def episode_ref(n: int, *, enclosure: str | None = None, show: str = "Energy Hou
 
 def discovered(n: int, enclosure: str) -> EpisodeDiscovered:
     ref = episode_ref(n, enclosure=enclosure)
-    return new_event(EpisodeDiscovered, EpisodeDiscoveredPayload(episode=ref, guid=f"ep-{n}"), key=str(ref.episode_id))
+    return new_event(
+        EpisodeDiscovered,
+        EpisodeDiscoveredPayload(episode=ref, guid=f"ep-{n}"),
+        key=str(ref.episode_id),
+        correlation_id=ref.episode_id,
+    )
 
 
 def transcribed(n: int) -> EpisodeTranscribed:
@@ -257,7 +262,7 @@ def transcribed(n: int) -> EpisodeTranscribed:
     payload = EpisodeTranscribedPayload(
         episode=ref, transcript=PackedTranscript.pack(t), source="whisper", duration_s=30.0, language="en"
     )
-    return new_event(EpisodeTranscribed, payload, key=str(ref.episode_id))
+    return new_event(EpisodeTranscribed, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
 
 TOPICS_TEXT = [
@@ -286,7 +291,7 @@ def extracted(n: int, insights: int) -> InsightsExtracted:
     payload = InsightsExtractedPayload(
         episode=ref, insights=tuple(items), chunks_total=1, chunks_failed=0, model="fake", prompt_version="v1"
     )
-    return new_event(InsightsExtracted, payload, key=str(ref.episode_id))
+    return new_event(InsightsExtracted, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
 
 def clustered(n: int) -> InsightClustered:
@@ -303,7 +308,7 @@ def clustered(n: int) -> InsightClustered:
         embedding_model="some-other-model",
         vector=tuple(float(x) for x in np.ones(8) / np.sqrt(8)),
     )
-    return new_event(InsightClustered, payload, key=str(ref.episode_id))
+    return new_event(InsightClustered, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
 
 # --- the scenarios ------------------------------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def test_no_secret_in_any_log_or_response(
 
     def llm_failed() -> bool:
         r = httpx.get(extraction, timeout=10)
-        return r.status_code == 200 and bool(r.json().get("last_error"))
+        return r.status_code == 200 and bool(r.json().get("error_reason"))
 
     wait_until(llm_failed, "extraction to fail on the refusing LLM", 240, procs)
     run.responses.append(httpx.get(extraction, timeout=10))

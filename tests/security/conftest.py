@@ -333,6 +333,13 @@ PUBLIC: dict[str, frozenset[tuple[str, str]]] = {
         ("GET", "/briefs/{brief_id}"),
         ("GET", "/archive"),
         ("GET", "/o/{token}.gif"),
+        # The public insight pages: what the briefs already publish, search rate-limited.
+        ("GET", "/insights/{insight_id}"),
+        ("GET", "/topics"),
+        ("GET", "/topics/{cluster_id}"),
+        ("GET", "/search"),
+        ("GET", "/robots.txt"),
+        ("GET", "/sitemap.xml"),
     },
 }
 

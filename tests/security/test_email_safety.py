@@ -54,6 +54,7 @@ BRIEF_HEADERS = {
     "list-unsubscribe-post",
     "list-id",
     "x-podbrief-brief-id",
+    "x-podbrief-correlation-id",
     "mime-version",
     "content-type",
 }

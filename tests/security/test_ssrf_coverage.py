@@ -299,7 +299,10 @@ def test_the_transcription_handler_uses_the_guarded_fetcher(
         enclosure_url="http://169.254.169.254/latest/meta-data/",
     )
     event = new_event(
-        EpisodeDiscovered, EpisodeDiscoveredPayload(episode=ref, guid="g1", enclosure_type="audio/mpeg"), key="k"
+        EpisodeDiscovered,
+        EpisodeDiscoveredPayload(episode=ref, guid="g1", enclosure_type="audio/mpeg"),
+        key="k",
+        correlation_id=ref.episode_id,
     )
     bus = client.app.state.service.bus
     client.portal.call(bus.publish, event)

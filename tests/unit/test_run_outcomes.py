@@ -47,14 +47,19 @@ def ref(guid: str) -> EpisodeRef:
 
 def discovered(guid: str) -> EpisodeDiscovered:
     r = ref(guid)
-    return new_event(EpisodeDiscovered, EpisodeDiscoveredPayload(episode=r, guid=guid), key=str(r.episode_id))
+    return new_event(
+        EpisodeDiscovered,
+        EpisodeDiscoveredPayload(episode=r, guid=guid),
+        key=str(r.episode_id),
+        correlation_id=r.episode_id,
+    )
 
 
 def transcribed(guid: str) -> EpisodeTranscribed:
     r = ref(guid)
     packed = PackedTranscript.pack(Transcript(text="hello", duration_s=61.0, source="whisper"))
     payload = EpisodeTranscribedPayload(episode=r, transcript=packed, source="whisper", duration_s=61.0)
-    return new_event(EpisodeTranscribed, payload, key=str(r.episode_id))
+    return new_event(EpisodeTranscribed, payload, key=str(r.episode_id), correlation_id=r.episode_id)
 
 
 def extracted(guid: str) -> InsightsExtracted:
@@ -62,7 +67,7 @@ def extracted(guid: str) -> InsightsExtracted:
     payload = InsightsExtractedPayload(
         episode=r, insights=(), chunks_total=1, chunks_failed=0, model="m", prompt_version="v"
     )
-    return new_event(InsightsExtracted, payload, key=str(r.episode_id))
+    return new_event(InsightsExtracted, payload, key=str(r.episode_id), correlation_id=r.episode_id)
 
 
 async def dead(transport: MemoryTransport, topic: str, event: EpisodeDiscovered, reason: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from podbrief.bus.base import Headers, Record, Transport
+from podbrief.clock import utcnow
 from podbrief.errors import classify, reason_of
 from podbrief.events.topics import TOPICS, dlq_topic
 
@@ -195,7 +196,7 @@ async def replay(
     if reasons is not None:
         chosen = [d for d in chosen if d.reason in reasons]
     await transport.ensure_topics([source, replay_ledger(source)])
-    stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    stamp = (now or utcnow()).isoformat(timespec="seconds")
     for d in chosen:
         if d.replayed_at is not None:
             report.already.append(d.id)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from podbrief.logging import current_context
+from podbrief.clock import utcnow
 
 
 class Frozen(BaseModel):
@@ -35,17 +34,15 @@ def new_event(
     payload: Any,
     *,
     key: str,
-    correlation_id: uuid.UUID | None = None,
+    correlation_id: uuid.UUID,
     event_id: uuid.UUID | None = None,
 ) -> E:
-    """Build an event; the correlation id follows the event being handled unless given."""
-    if correlation_id is None:
-        ctx = current_context().get("correlation_id")
-        correlation_id = uuid.UUID(str(ctx)) if ctx else uuid.uuid4()
+    """Build an event. The correlation id is always given: the episode's id at ingest, then the correlation id of
+    the event being handled, so one id follows an episode from its feed to the brief that carries it."""
     # event_type comes from the subclass's Literal default.
     return cls(  # type: ignore[call-arg]
         event_id=event_id or uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
+        occurred_at=utcnow(),
         correlation_id=correlation_id,
         key=key,
         payload=payload,

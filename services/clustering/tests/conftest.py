@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from podbrief.events import EpisodeRef, Insight
 from podbrief.settings import DatabaseSettings, QdrantSettings
-from podbrief_clustering.core import Item
+from podbrief_clustering.clusterer import Item
 from podbrief_clustering.settings import ClusteringSettings
 from pydantic import SecretStr
 

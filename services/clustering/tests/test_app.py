@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from podbrief.bus import Bus, MemoryTransport
 from podbrief.events import InsightClustered, InsightsExtracted, decode, new_event
+from podbrief.events.ids import event_id
 from podbrief.events.models import InsightsExtractedPayload
 from podbrief.events.topics import INSIGHT_CLUSTERED
 from podbrief_clustering.app import create_app
-from podbrief_clustering.handlers import clustered_event_id
 
 from .conftest import episodes_of, make_settings
 
@@ -50,6 +50,7 @@ async def test_insights_are_clustered_over_the_bus(tmp_path: Path, labelled: lis
                 prompt_version="t1",
             ),
             key=str(ep.episode_id),
+            correlation_id=ep.episode_id,
         )
         for ep, ins in episodes
     ]
@@ -70,7 +71,7 @@ async def test_insights_are_clustered_over_the_bus(tmp_path: Path, labelled: lis
         by_insight = {e.payload.insight.insight_id: e for e in out}
         assert len(by_insight) == total
         for e in out:
-            assert e.event_id == clustered_event_id(e.payload.insight.insight_id)
+            assert e.event_id == event_id("insight.clustered", e.payload.insight.insight_id)
             assert e.key == str(e.payload.episode.episode_id)
             assert len(e.payload.vector) == 384 and e.payload.embedding_model == settings.embedding.name
             assert e.payload.cluster_size >= 1 and e.payload.cluster_shows >= 1
@@ -98,8 +99,8 @@ async def test_insights_are_clustered_over_the_bus(tmp_path: Path, labelled: lis
         assert trending and trending[0]["growth"] >= trending[-1]["growth"]
         assert all(c["label"] for c in trending)
 
-        assert client.post("/v1/admin/recluster").status_code == 403
-        assert client.post("/v1/admin/recluster", headers={"X-API-Key": "wrong"}).status_code == 403
+        assert client.post("/v1/admin/recluster").status_code == 401
+        assert client.post("/v1/admin/recluster", headers={"X-API-Key": "wrong"}).status_code == 401
         report = client.post("/v1/admin/recluster", headers={"X-API-Key": ADMIN_KEY})
         assert report.status_code == 200 and report.json()["window_insights"] > 0
 

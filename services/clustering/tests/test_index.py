@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from podbrief.errors import ConfigurationError
 from podbrief.storage.vectors.edge import EdgeIndex
 from podbrief_clustering.app import open_clusterer
-from podbrief_clustering.core import Item
+from podbrief_clustering.clusterer import Item
 from podbrief_clustering.labels import ctfidf_labels, terms
 from podbrief_clustering.models import ClusterRow, MemberRow
 from pydantic import ValidationError

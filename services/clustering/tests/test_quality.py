@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from podbrief_clustering.app import open_clusterer
-from podbrief_clustering.core import Item
+from podbrief_clustering.clusterer import Item
 from podbrief_clustering.settings import ClusteringSettings
 from sklearn.metrics import adjusted_rand_score
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from podbrief_clustering.app import open_clusterer
-from podbrief_clustering.core import Item
+from podbrief_clustering.clusterer import Item
 
 from .conftest import episodes_of, insight_for, make_settings
 

@@ -13,7 +13,7 @@ import pytest
 import typer
 from podbrief.storage.vectors import CollectionSpec, Point
 from podbrief.storage.vectors.edge import EdgeIndex
-from podbrief_clustering.adapters import PAYLOAD_INDEXES
+from podbrief_clustering.adapters.index import PAYLOAD_INDEXES
 from podbrief_clustering.vectors_cli import vectors
 from typer.testing import CliRunner
 

@@ -168,10 +168,26 @@ class Repo:
         except IntegrityError:
             return False
 
-    async def update_subscriber(self, sub_id: uuid.UUID, **values: Any) -> Subscriber | None:
+    async def update_subscriber(
+        self, sub_id: uuid.UUID, *, bump_tokens: bool = False, **values: Any
+    ) -> Subscriber | None:
+        """Change a subscriber; `bump_tokens` also moves their token version, revoking every confirmation and
+        profile token issued before."""
+        return await self.update_subscriber_if(sub_id, {}, bump_tokens=bump_tokens, **values)
+
+    async def update_subscriber_if(
+        self, sub_id: uuid.UUID, expect: dict[str, Any], *, bump_tokens: bool = False, **values: Any
+    ) -> Subscriber | None:
+        """Change a subscriber only while their row still holds `expect` (column: value), in one statement, so
+        two requests racing on the same token cannot both win. None when no row matched."""
         values["updated_at"] = utcnow()
+        if bump_tokens:
+            values["token_version"] = Subscriber.token_version + 1
+        cond = [Subscriber.id == sub_id] + [getattr(Subscriber, k) == v for k, v in expect.items()]
         async with self.sessions.begin() as s:
-            await s.execute(sa.update(Subscriber).where(Subscriber.id == sub_id).values(**values))
+            res = await s.execute(sa.update(Subscriber).where(*cond).values(**values))
+            if not getattr(res, "rowcount", 0):
+                return None
         return await self.subscriber(sub_id)
 
     async def counts_by_status(self) -> dict[str, int]:

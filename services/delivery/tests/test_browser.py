@@ -180,7 +180,7 @@ async def prepare(settings: DeliverySettings, embedder: Embedder) -> str:
                 interests="home batteries, energy storage, nuclear power, AI models, sleep and health"
             ),
         )
-        await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
+        await subscribers.confirm(sub.id, sub.token_version, repo=deps.repo, metrics=deps.metrics)
         report = await deps.deliver(now=NOW, force=True)
         assert report.sent == 1 and report.outcomes[0].picks == 5
         return deps.links.brief_page(sub.id, uuid_of(report.outcomes[0].brief_id))

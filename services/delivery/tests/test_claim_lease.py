@@ -27,7 +27,7 @@ async def test_a_dead_senders_claim_is_taken_over_after_the_lease(
     for ev in day_events(embedder):
         await on_insight_clustered(ev, repo=deps.repo, embedder=deps.embedder, metrics=deps.metrics)
     sub = await deps.sign_up("crash@example.com", subscribers.SignupProfile(interests="batteries"))
-    sub, _ = await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
+    sub, _ = await subscribers.confirm(sub.id, sub.token_version, repo=deps.repo, metrics=deps.metrics)
     day = NOW.date()
     # The dead replica: it claimed the brief and never recorded an outcome.
     assert await deps.repo.claim(sub.id, day, brief_id(sub.id, day), None) is not None

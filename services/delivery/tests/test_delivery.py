@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from podbrief.embeddings import Embedder
 from podbrief.events import BriefDelivered
+from podbrief.events.ids import brief_id
 from podbrief_delivery import schedule, subscribers
 from podbrief_delivery.app import make_deps
 from podbrief_delivery.deps import Deps
@@ -38,7 +39,7 @@ async def seed(deps: Deps, embedder: Embedder, **kw: Any) -> None:
 
 async def subscriber(deps: Deps, email: str, interests: str, **kw: Any) -> Subscriber:
     sub = await deps.sign_up(email, subscribers.SignupProfile(interests=interests, **kw))
-    sub, key = await subscribers.confirm(sub.id, repo=deps.repo, metrics=deps.metrics)
+    sub, key = await subscribers.confirm(sub.id, sub.token_version, repo=deps.repo, metrics=deps.metrics)
     assert key is not None and sub.status == "active"
     return sub
 
@@ -98,6 +99,22 @@ async def test_brief_email_mime_structure(deps: Deps, embedder: Embedder, smtp_s
     [event] = deps.published  # type: ignore[attr-defined]
     assert isinstance(event, BriefDelivered) and event.payload.status == "sent"
     assert len(event.payload.insight_ids) == 5
+    # Each pick carries its episode's correlation id (the test events use the episode id, as ingest does); the
+    # brief, its BriefDelivered event and its email carry the top pick's.
+    assert all(i["correlation_id"] == i["episode_id"] for i in items)
+    assert str(event.correlation_id) == items[0]["correlation_id"] == msg["X-Podbrief-Correlation-Id"]
+
+
+async def test_a_brief_without_picks_is_correlated_by_its_own_id(
+    deps: Deps, embedder: Embedder, smtp_sink: SmtpSink
+) -> None:
+    sub = await subscriber(deps, "quiet@example.com", "medieval tapestry restoration")
+    report = await deps.deliver(now=NOW, force=True)
+    assert report.sent == 1 and report.outcomes[0].kind == "note"
+    [event] = deps.published  # type: ignore[attr-defined]
+    [msg] = briefs_in(smtp_sink)
+    assert event.correlation_id == event.payload.brief_id == brief_id(sub.id, NOW.date())
+    assert msg["X-Podbrief-Correlation-Id"] == str(event.correlation_id)
 
 
 async def test_feed_text_is_escaped_and_cannot_inject_headers(

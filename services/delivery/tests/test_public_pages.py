@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from podbrief.bus import MemoryTransport
 from podbrief.clock import utcnow
 from podbrief.embeddings import Embedder
-from podbrief.errors import UnavailableError
+from podbrief.errors import PermanentError, UnavailableError
 from podbrief.events import FeedWithdrawn, FeedWithdrawnPayload, new_event
 from podbrief_delivery.adapters.clustering import SearchHit
 from podbrief_delivery.app import create_app
@@ -50,6 +50,8 @@ class Site:
         self.searches.append(q)
         if self.search_down:
             raise UnavailableError("clustering is down")
+        if q == "refused by clustering":
+            raise PermanentError("clustering search refused the query (422)")
         words = set(q.lower().split())
         hits = [e for e in self.events if words & set(e.payload.insight.text.lower().split())]
         return [SearchHit(insight_id=e.payload.insight.insight_id, score=0.9) for e in hits][:limit]
@@ -178,6 +180,7 @@ async def test_withdrawn_feed_answers_410_and_leaves_every_public_list(site: Sit
         FeedWithdrawn,
         FeedWithdrawnPayload(feed_id=ev.payload.episode.feed_id, reason=reason, withdrawn_at=utcnow()),
         key=str(ev.payload.episode.feed_id),
+        correlation_id=ev.payload.episode.feed_id,
     )
     await on_feed_withdrawn(withdrawn, repo=site.deps.repo)
     await on_feed_withdrawn(withdrawn, repo=site.deps.repo)  # a repeat changes nothing
@@ -253,6 +256,8 @@ async def test_search_shows_cards_and_clear_messages(site: Site) -> None:
     assert "2 insights for “nuclear reactors”" in text_of(r.text)
     none = await site.client.get("/search", params={"q": "zebras"})
     assert none.status_code == 200 and "No insights match “zebras”" in text_of(none.text)
+    refused = await site.client.get("/search", params={"q": "refused by clustering"})
+    assert refused.status_code == 400 and "could not run that search" in refused.text
     site.search_down = True
     down = await site.client.get("/search", params={"q": "nuclear"})
     assert down.status_code == 503 and "not available right now" in down.text

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from podbrief.clock import utcnow
 from podbrief.errors import RetryableError
 from podbrief.events import EpisodeRef, Insight
-from podbrief.reasons import Reason
+from podbrief.reasons import Reason, meaning
 from podbrief.storage.db import session_factory
 from podbrief_extraction.models import EpisodeRow, InsightRow
 from sqlalchemy.exc import OperationalError
@@ -77,15 +78,21 @@ class EpisodeStatus:
             "model": self.model,
             "prompt_version": self.prompt_version,
             "detail": self.detail,
-            "last_error": self.last_error,
+            # A stable code and a short reason only: the raw error (a validation message with the model's input,
+            # a URL) stays in the row and the logs, never in a public response.
             "error_reason": self.last_error_reason,
+            "error": public_error(self.last_error, self.last_error_reason),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def public_error(raw: str | None, reason: str | None) -> str | None:
+    """What a public response says about an episode's last error: the reason code's meaning, or for an error
+    recorded without a code, that there was one."""
+    if raw is None and reason is None:
+        return None
+    return meaning(reason) if reason else "the last attempt failed; see the service's logs"
 
 
 class ExtractionRepo:
@@ -103,7 +110,7 @@ class ExtractionRepo:
         try:
             async with self.sessions.begin() as s:
                 row = await s.get(EpisodeRow, episode.episode_id, with_for_update=True)
-                now = _now()
+                now = utcnow()
                 if row is None:
                     row = EpisodeRow(
                         episode_id=episode.episode_id,
@@ -129,7 +136,7 @@ class ExtractionRepo:
             await s.execute(
                 sa.update(EpisodeRow)
                 .where(EpisodeRow.episode_id == episode_id)
-                .values(status="error", last_error=error[:2000], last_error_reason=reason, updated_at=_now())
+                .values(status="error", last_error=error[:2000], last_error_reason=reason, updated_at=utcnow())
             )
 
     async def finish(
@@ -148,7 +155,7 @@ class ExtractionRepo:
         detail: str | None,
     ) -> None:
         """Store it in one transaction (insights replaced, row updated) before anything is published."""
-        now = _now()
+        now = utcnow()
         async with self.sessions.begin() as s:
             await s.execute(sa.delete(InsightRow).where(InsightRow.episode_id == episode_id))
             for pos, ins in enumerate(insights):

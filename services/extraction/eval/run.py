@@ -34,10 +34,10 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from podbrief.clock import utcnow
 from podbrief.events.ids import NAMESPACE
 from podbrief.generated import write_section
 from podbrief_extraction.adapters.llm import LLMClient
@@ -369,7 +369,7 @@ async def _run_episode(
             progress=progress,
         )
     score = score_episode(ep, result, meter, reviewed)
-    score.finished_at, score.load_before = datetime.now(UTC).isoformat(timespec="seconds"), load
+    score.finished_at, score.load_before = utcnow().isoformat(timespec="seconds"), load
     if verbose:
         sys.stderr.write(
             f"\r  {spec.label} {ep.file}: {len(score.found)}/{score.labels} labels, "
@@ -401,7 +401,7 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
                 ins["review"] = r["verdict"] if r else None
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
-    report["rescored_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["rescored_at"] = utcnow().isoformat(timespec="seconds")
     return report
 
 
@@ -583,7 +583,7 @@ def main() -> None:
                 )
             sys.stdout.write(f"saved under {cache}; run without --episodes for the table\n")
             return
-        date = datetime.now(UTC)
+        date = utcnow()
         ran = {x["file"] for m in models for x in m["episodes"]}
         covered = [e for e in episodes if e.file in ran]
         stem = f"{date:%Y-%m-%d}-{args.split}" + (f"-{int(args.max_minutes)}min" if args.max_minutes else "")

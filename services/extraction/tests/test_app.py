@@ -65,7 +65,7 @@ def event(n: int) -> EpisodeTranscribed:
     payload = EpisodeTranscribedPayload(
         episode=ref, transcript=PackedTranscript.pack(t), source="whisper", duration_s=30.0, language="en"
     )
-    return new_event(EpisodeTranscribed, payload, key=str(ref.episode_id))
+    return new_event(EpisodeTranscribed, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
 
 async def until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -20,12 +20,13 @@ from podbrief.events import (
     Transcript,
     new_event,
 )
+from podbrief.events.ids import event_id
 from podbrief.settings import DatabaseSettings
 from podbrief.storage.db import create_engine, migrate
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.adapters.repo import ExtractionRepo
 from podbrief_extraction.extractor import Extractor
-from podbrief_extraction.handlers import extracted_event_id, on_episode_transcribed
+from podbrief_extraction.handlers import on_episode_transcribed
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import ExtractionSettings, LLMSettings
 from podbrief_testing.llm import FakeOpenAI, ScriptedModel
@@ -64,7 +65,7 @@ def transcribed(t: Transcript, n: int = 1, packed: PackedTranscript | None = Non
         duration_s=t.duration_s,
         language=t.language,
     )
-    return new_event(EpisodeTranscribed, payload, key=str(uuid.UUID(int=n)))
+    return new_event(EpisodeTranscribed, payload, key=str(uuid.UUID(int=n)), correlation_id=uuid.UUID(int=n))
 
 
 def jfk_transcript(language: str | None = "en") -> Transcript:
@@ -115,7 +116,7 @@ async def test_redelivery_republishes_stored_result_without_calling_the_model(re
     assert len(h.fake.requests) == 3  # select, write, verify: once
     first, second = h.published
     assert isinstance(first, InsightsExtracted) and isinstance(second, InsightsExtracted)
-    assert first.event_id == second.event_id == extracted_event_id(uuid.UUID(int=1))
+    assert first.event_id == second.event_id == event_id("insights.extracted", uuid.UUID(int=1))
     assert first.key == str(uuid.UUID(int=1)) and first.correlation_id == event.correlation_id
     assert first.payload == second.payload
     [ins] = first.payload.insights

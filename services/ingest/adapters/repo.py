@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from podbrief.clock import aware, utcnow
 from podbrief.storage.db import session_factory
-from podbrief_ingest.models import Episode, Feed, FeedUpdate, Outbox
+from podbrief_ingest.models import Episode, Feed, FeedUpdate, NewFeed, Outbox
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -63,7 +63,7 @@ class IngestRepo:
         async with self.sessions() as s:
             return int((await s.execute(sa.select(sa.func.count()).select_from(Feed))).scalar_one())
 
-    async def create_feed(self, values: dict[str, Any]) -> bool:
+    async def create_feed(self, values: NewFeed) -> bool:
         """Insert unless a feed with this id exists; True when inserted."""
         async with self.engine.begin() as conn:
             stmt = self._insert(Feed.__table__).values(**values).on_conflict_do_nothing()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
+from podbrief.clock import utcnow
 from podbrief.errors import RetryableError
 from podbrief.events.models import Transcript
 from podbrief.reasons import Reason
@@ -38,7 +38,7 @@ class TranscriptRepo:
             model=transcript.model,
             rtf=transcript.rtf,
             transcript=transcript.model_dump(mode="json"),
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
         )
         try:
             async with self._sessions() as session, session.begin():
@@ -55,7 +55,7 @@ class TranscriptRepo:
 
     async def record_failure(self, episode_id: uuid.UUID, reason: Reason, message: str) -> None:
         """Note a failed attempt: its reason and message replace the last ones, the attempts add up."""
-        now = datetime.now(UTC)
+        now = utcnow()
         async with self._sessions() as session, session.begin():
             row = await session.get(FailureRow, episode_id, with_for_update=True)
             if row is None:

@@ -60,7 +60,7 @@ def discovered() -> Callable[..., EpisodeDiscovered]:
         payload = EpisodeDiscoveredPayload(
             episode=ref, guid=guid, enclosure_type="audio/flac", transcript=transcript, chapters=chapters
         )  # type: ignore[arg-type]
-        return new_event(EpisodeDiscovered, payload, key=str(ref.episode_id))
+        return new_event(EpisodeDiscovered, payload, key=str(ref.episode_id), correlation_id=ref.episode_id)
 
     return build
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from podbrief.errors import PermanentError, RetryableError, UnavailableError
 from podbrief.events.base import Event
+from podbrief.events.ids import event_id
 from podbrief.events.models import (
     Chapter,
     EpisodeDiscovered,
@@ -23,7 +24,7 @@ from podbrief.settings import DatabaseSettings
 from podbrief.storage.db import create_engine, migrate
 from podbrief_testing.transcription import FakeEngine
 from podbrief_transcription.adapters.repo import TranscriptRepo
-from podbrief_transcription.handlers import normalise_publisher, on_episode_discovered, transcribed_event_id
+from podbrief_transcription.handlers import normalise_publisher, on_episode_discovered
 from podbrief_transcription.metrics import TranscriptionMetrics
 from podbrief_transcription.status import stage_status
 from prometheus_client import CollectorRegistry
@@ -87,7 +88,7 @@ async def test_transcribes_stores_and_publishes(
     out = published[0]
     assert isinstance(out, EpisodeTranscribed)
     assert out.key == str(episode_id)
-    assert out.event_id == transcribed_event_id(episode_id)
+    assert out.event_id == event_id("episode.transcribed", episode_id)
     assert out.correlation_id == event.correlation_id
     assert out.payload.source == "whisper" and out.payload.chapters == event.payload.chapters
     assert out.payload.transcript.unpack().text == "ask not what your country"

@@ -39,7 +39,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +46,7 @@ import numpy as np
 import orjson
 import qdrant_edge as qe
 
+from podbrief.clock import utcnow
 from podbrief.errors import ConfigurationError, PermanentError, RetryableError, UnavailableError
 from podbrief.storage.vectors.base import (
     CollectionSpec,
@@ -251,7 +251,7 @@ class EdgeIndex:
             "model": p.model,
             "dim": p.dim,
             "distance": "cosine",
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_at": utcnow().isoformat(timespec="seconds"),
         }
 
     def _load(self) -> None:

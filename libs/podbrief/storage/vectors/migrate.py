@@ -13,11 +13,11 @@ import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from podbrief.clock import utcnow
 from podbrief.errors import ConfigurationError
 from podbrief.storage.vectors.base import CollectionSpec, Point, VectorIndex
 
@@ -98,7 +98,7 @@ async def migrate_local_mode(
 
     names = local_mode_collections(source)
     in_place = target is None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     dest = source.with_name(f"{source.name}.edge-migration-{uuid.uuid4().hex[:8]}") if in_place else target
     assert dest is not None
     if dest.exists() and any(dest.iterdir()):

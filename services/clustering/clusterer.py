@@ -1,5 +1,5 @@
-"""The clustering logic, shared by the service's handler and API and by the `podbrief cluster` command:
-embed, spot near-duplicates, assign clusters online, find related insights, re-cluster a time window."""
+"""The clusterer, shared by the service's handler and API and by the `podbrief cluster` command: embed, spot
+near-duplicates, assign clusters online, find related insights, search, re-cluster a time window."""
 
 from __future__ import annotations
 
@@ -11,28 +11,22 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
+from podbrief.clock import utcnow
+from podbrief.embeddings import TextEmbedder
 from podbrief.events import EpisodeRef, Insight, RelatedInsight
 from podbrief.events.ids import NAMESPACE
-from podbrief_clustering.adapters import Cluster, ClusterRepo, Hit, InsightIndex, Member
+from podbrief.storage.vectors import Hit
+from podbrief_clustering.adapters.index import InsightIndex
+from podbrief_clustering.adapters.repo import Cluster, ClusterRepo, Member
 from podbrief_clustering.labels import TermStats
 from podbrief_clustering.metrics import ClusteringMetrics
 from podbrief_clustering.settings import ClusteringSettings
 
 log = logging.getLogger(__name__)
-
-
-class TextEmbedder(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -72,10 +66,6 @@ class SearchResult:
     insight_id: uuid.UUID
     score: float
     payload: dict[str, Any] = field(default_factory=dict)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def founding_cluster_id(insight_id: uuid.UUID) -> uuid.UUID:

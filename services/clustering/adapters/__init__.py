@@ -1,0 +1,2 @@
+"""Clustering's outside world: the vector store (`index`) and the database (`repo`). Import each from its own
+module."""
