@@ -467,7 +467,8 @@ async def _pipeline(
             )
         started_at = utcnow()
         with console.status(f"polling {len(feeds)} feed(s)…"):
-            timeline.mark("poll")
+            registries = {name: app.state.registry for name, app in apps.items()}
+            timeline.mark("poll", registries)
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
             await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
             timeline.mark("polled")
@@ -503,7 +504,7 @@ async def _pipeline(
         episodes = await _episodes(apps, transport, mark, feed_outcomes, started_at)
         feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
         brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
-        timeline.mark("brief")
+        timeline.mark("brief", {name: app.state.registry for name, app in apps.items()})
         timeline.write(layout, transport, mark)
         _mark_brief(brief, episodes)
         report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)
