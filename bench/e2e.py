@@ -17,7 +17,7 @@ B. stream (`--stream N`, section `e2e-stream`): whether the pipeline has a batch
    rather than how long a backlog has grown. The section states the preset and the episode length: it measures
    the scheduling, not the default model's speed (part A does).
 
-    python -m bench.e2e [--alone 3] [--stream 24] [--minutes 5] [--preset NAME] [--no-embedded | --keep-embedded]
+    python -m bench.e2e [--alone 3] [--stream 20] [--minutes 5] [--preset NAME] [--no-embedded | --keep-embedded]
                         [--stream-minutes 1.5] [--stream-preset tiny] [--calibrate 2] [--interval S] [--smoke]
 
 `--stream 0` runs part A only, `--alone 0` part B only. `--keep-embedded` skips the embedded runs and keeps
@@ -285,11 +285,9 @@ def summarise_alone(
             "ok": sum(x.ok for x in emb),
             "latency_s": {"p50": pct(emb_lat, 50), "max": max(emb_lat) if emb_lat else None},
             "stage_p50_s": {
-                n: pct([x[f"{n} s"] for x in embedded_rows if x.get(f"{n} s") is not None], 50)
-                for n in ["startup", *fine]
-                if n != "startup"
-            }
-            | {"startup": pct([x["startup_s"] for x in embedded_rows if x.get("startup_s") is not None], 50)},
+                n: pct([x[k] for x in embedded_rows if x.get(k) is not None], 50)
+                for n, k in [("startup", "startup_s"), *((n, f"{n} s") for n in fine)]
+            },
             "cpu_s_p50": pct([x.cpu_s for x in emb if x.ok], 50),
             "peak_rss_mb": round(max((x.peak_rss_mb for x in emb), default=0.0), 1),
         },
@@ -663,7 +661,7 @@ def parse(argv: list[str] | None) -> Config:
     ap.add_argument("--alone", type=int, default=None, help="episodes run alone, embedded and on Kafka (3; smoke 1)")
     ap.add_argument("--minutes", type=float, default=None, help="minutes of audio per alone episode (5; smoke 0.33)")
     ap.add_argument("--preset", default=None, help="extraction model preset of the alone part (default: the default)")
-    ap.add_argument("--stream", type=int, default=None, help="episodes of the stream on Kafka (24; smoke 2)")
+    ap.add_argument("--stream", type=int, default=None, help="episodes of the stream on Kafka (20; smoke 2)")
     ap.add_argument("--stream-minutes", type=float, default=None, help="minutes per stream episode (1.5; smoke 0.33)")
     ap.add_argument("--stream-preset", default="tiny", help="extraction model preset of the stream ('' = default)")
     ap.add_argument("--calibrate", type=int, default=None, help="stream episodes first run alone (2; smoke 1)")
@@ -684,7 +682,7 @@ def parse(argv: list[str] | None) -> Config:
     s = a.smoke
     return Config(
         alone=a.alone if a.alone is not None else (1 if s else 3),
-        stream=a.stream if a.stream is not None else (2 if s else 24),
+        stream=a.stream if a.stream is not None else (2 if s else 20),
         minutes=a.minutes if a.minutes is not None else (20 / 60 if s else 5.0),
         shows=a.shows if a.shows is not None else (1 if s else 3),
         interval_s=a.interval if a.interval is not None else (5.0 if s else None),

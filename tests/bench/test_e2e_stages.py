@@ -4,12 +4,15 @@ up to the total."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from podbrief.metrics import new_registry, running_totals
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import e2e, e2e_stages
+from bench import e2e, e2e_stages, report
+from bench.e2e_embedded import EmbeddedRun
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +95,62 @@ def test_the_stage_table_has_every_row_and_the_shares_of_the_total() -> None:
     )
     assert by["startup"]["embedded p50 s"] == 20.0 and by["startup"]["five services p50 s"] == "– (running)"
     assert by["feed update to brief"]["embedded p50 s"] == 185.0
+
+
+def services_run(alone: list[dict[str, object]], stream: list[dict[str, object]]) -> dict[str, object]:
+    """What bench.e2e.run_services returns, for a run that went well."""
+    per = {n: 1.0 for n in e2e.SERVICES}
+    return {
+        "alone": alone,
+        "stream": stream,
+        "interval_s": 30.0,
+        "busy_s_per_episode": [sum(r["handler_s"].values()) for r in alone],  # type: ignore[attr-defined]
+        "stream_wall_s": 400.0,
+        "stream_span_s": 390.0 if stream else None,
+        "stream_finished": len(stream),
+        "last_release_s": 300.0 if stream else None,
+        "cpu_s": {n: 60.0 for n in e2e.SERVICES},
+        "timed_out": False,
+        "failure": None,
+        "startup_s": per,
+        "startup_cpu_s": per,
+        "idle_cpu_s_per_s": per,
+        "tokens": {"prompt": 4000, "completion": 400},
+        "chunks": 2.0,
+        "transcribed_audio_s": 300.0,
+        "dead_lettered": {},
+        "peaks": {n: {"total_mb": 500.0, "main_mb": 400.0, "children_mb": 100.0} for n in e2e.SERVICES},
+        "delivery_runs": 1,
+        "emails": 3,
+        "logs": "test-artifacts/bench-e2e/x",
+        "namespace": "benchx.",
+    }
+
+
+def test_both_parts_write_their_sections(tmp_path: Path) -> None:
+    b = e2e_stages.breakdown({**POINTS, "brief": 1165.0}, used())
+    row = {"episode": "a", "audio_s": 300.0, "clip": "jfk.flac", "insights": 2, e2e.TOTAL: 165.0}
+    row |= {f"{n}_s": 1.0 for n, _, _ in e2e.SERVICE_STEPS} | {f"{k} s": v for k, v in b["stages_s"].items()}
+    row |= {"llm_requests": 6, "llm_tokens_in": 4000, "llm_tokens_out": 400}
+    row |= {"handler_s": b["handler_s"], "cpu_s": {n: 12.0 for n in e2e.SERVICES}}
+    emb_row = {k: v for k, v in row.items() if k not in ("handler_s", "cpu_s")} | {"startup_s": 20.0, e2e.TOTAL: 185.0}
+    cfg = e2e.parse(["--alone", "1", "--stream", "3", "--out-dir", str(tmp_path)])
+    load = {"before": (1.0, 1.0, 1.0), "after": (2.0, 2.0, 2.0)}
+    r = services_run([row], [])
+    alone = e2e.summarise_alone(cfg, [EmbeddedRun(emb_row, 200.0, 2000.0, True)], r, load)
+    e2e.write_alone(cfg, r, [EmbeddedRun(emb_row, 200.0, 2000.0, True)], alone, None)
+    ep = {"episode": "s", "show": "x", "audio_s": 90.0, "clip": "jfk.flac", "insights": 1}
+    stream = [ep | {"discovered_s": 1.0, "transcribed_s": 20.0, "extracted_s": 40.0, "clustered_s": 41.0}] * 3
+    stream = [s | {"in_brief_s": 42.0 + i} for i, s in enumerate(stream)]
+    r = services_run([row], stream)
+    e2e.write_stream(cfg, r, e2e.summarise_stream(cfg, r, load), None)
+
+    data = report.load(tmp_path)
+    assert report.validate(data) == []
+    a, s = data["sections"][e2e.KEY], data["sections"][e2e.STREAM_KEY]
+    assert a["extra"]["alone"]["stage_p50_s"]["extraction: LLM"] == 90.0
+    assert a["extra"]["embedded"]["stage_p50_s"]["startup"] == 20.0
+    assert [t["verdict"] for t in a["details"]["targets"]] == ["NOT met", "met"]  # 185 s embedded, 165 s on Kafka
+    assert s["extra"]["latency_s"]["p50"] == 43.0 and s["extra"]["stream"]["p95_over_p50"] == 1.02  # p95 43.9 s
+    assert "preset tiny" in s["extra"]["extraction_model"] and "preset tiny" in s["notes"]
+    assert s["details"]["targets"][0]["verdict"] == "met"
