@@ -33,6 +33,26 @@ class SelectAnswer(BaseModel):
     p: list[Point] = Field(default_factory=list, max_length=50)
 
 
+class PickedPoint(BaseModel):
+    """A point picked and written in one call: its sentence range, the insight's text, kind, topics and
+    importance."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    s: int
+    e: int
+    t: str = Field(max_length=2000)
+    k: str = "claim"
+    tp: list[str] = Field(default_factory=list)
+    w: int = 3
+
+
+class PickAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    p: list[PickedPoint] = Field(default_factory=list, max_length=50)
+
+
 class WriteAnswer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -72,6 +92,40 @@ def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
                         "w": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
                     },
                     "required": ["s", "e", "h", "w"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["p"],
+        "additionalProperties": False,
+    }
+
+
+def pick_schema(max_points: int, sentences: int, max_chars: int) -> dict[str, Any]:
+    """Select and write in one call: per point the sentence range, then the insight written from it."""
+    number = {"type": "integer", "minimum": 1, "maximum": max(1, sentences)}
+    return {
+        "type": "object",
+        "properties": {
+            "p": {
+                "type": "array",
+                "maxItems": max_points,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "s": number,
+                        "e": number,
+                        "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
+                        "k": {"type": "string", "enum": list(KINDS)},
+                        "tp": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 2,
+                            "items": {"type": "string", "minLength": 2, "maxLength": 30},
+                        },
+                        "w": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+                    },
+                    "required": ["s", "e", "t", "k", "tp", "w"],
                     "additionalProperties": False,
                 },
             }
