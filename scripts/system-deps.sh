@@ -3,16 +3,17 @@
 # packages (as root, or with passwordless sudo), or stops before anything else runs with one message that names
 # every missing tool and the command that installs it. Idempotent and quiet when everything is there.
 #
-# Usage: scripts/system-deps.sh install|test|deploy|bench|containers [--check]
+# Usage: scripts/system-deps.sh install|test|deploy|bench|containers|browser [--check]
 #        scripts/system-deps.sh go      prints the Go binary to build with (the newest found), or fails
 #   install  what `make install` / `make run` need: Python 3.11 or 3.12 with venv, cmake, a C++ compiler
 #   test     `make test`: install's, plus Java 17+ and Maven (the Kafka broker's jars), PostgreSQL, espeak-ng
-#            (spoken test episodes), Chromium (the brief page in a browser), Prometheus and promtool, and Go 1.22.7+
-#            (builds the pinned kustomize; not needed once .cache/bin holds it)
+#            (spoken test episodes), Chromium and a colour emoji font (the brief page in a browser), Prometheus and
+#            promtool, and Go 1.22.7+ (builds the pinned kustomize; not needed once .cache/bin holds it)
 #   deploy   `make validate-deploy`: Prometheus/promtool and Go
 #   bench    `make bench`: install's, plus Java, Maven, PostgreSQL and espeak-ng
 #   containers  `make test-containers`: podman, buildah, runc, debootstrap, netavark, aardvark-dns, iptables
 #            (compose networks that resolve service names), Java and Maven (the Kafka stand-in's jars), Go (kustomize)
+#   browser  scripts/brief-screenshot.sh: Chromium and a colour emoji font (both also in test)
 #   --check  report only, never install (exit 1 when something is missing)
 # Env: PYTHON (the interpreter make uses), PODBRIEF_NO_APT=1 (never install; same as --check)
 #
@@ -31,8 +32,8 @@ group=${1:-}
 check_only=0
 [[ ${2:-} == --check || ${PODBRIEF_NO_APT:-0} == 1 ]] && check_only=1
 case $group in
-  install | test | deploy | bench | containers | go) ;;
-  *) echo "usage: $0 install|test|deploy|bench|containers [--check] | go" >&2; exit 2 ;;
+  install | test | deploy | bench | containers | browser | go) ;;
+  *) echo "usage: $0 install|test|deploy|bench|containers|browser [--check] | go" >&2; exit 2 ;;
 esac
 
 missing=()  # "tool|debian package|why" per missing tool
@@ -86,6 +87,9 @@ check_espeak() {
 check_chromium() {
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null ||
     need chromium chromium "the brief page and sign-up in a real browser"
+  # Without one, the pages' emoji (the brief's 👍/👎 feedback buttons) are empty boxes in the screenshots.
+  compgen -G "/usr/share/fonts/truetype/noto/NotoColorEmoji*.ttf" >/dev/null ||
+    need "a colour emoji font" fonts-noto-color-emoji "the pages' emoji in browser screenshots"
 }
 
 check_prometheus() {
@@ -142,6 +146,7 @@ run_checks() {
     deploy) check_prometheus; check_go ;;
     bench) check_python; check_build; check_kafka; check_postgres; check_espeak ;;
     containers) check_containers; check_kafka; check_go ;;
+    browser) check_chromium ;;
   esac
 }
 
