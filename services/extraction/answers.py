@@ -75,8 +75,10 @@ class VerifyAnswer(BaseModel):
     v: str
 
 
-def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
+def _points_schema(max_points: int, sentences: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """{"p": [...]}: at most `max_points` points, each a sentence range ("s", "e") and `fields`, all required."""
     number = {"type": "integer", "minimum": 1, "maximum": max(1, sentences)}
+    properties = {"s": number, "e": number, **fields}
     return {
         "type": "object",
         "properties": {
@@ -85,72 +87,48 @@ def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
                 "maxItems": max_points,
                 "items": {
                     "type": "object",
-                    "properties": {
-                        "s": number,
-                        "e": number,
-                        "h": {"type": "string", "minLength": 8, "maxLength": 100},
-                        "w": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                    },
-                    "required": ["s", "e", "h", "w"],
+                    "properties": properties,
+                    "required": list(properties),
                     "additionalProperties": False,
                 },
             }
         },
         "required": ["p"],
         "additionalProperties": False,
+    }
+
+
+_IMPORTANCE = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+
+
+def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
+    return _points_schema(
+        max_points, sentences, {"h": {"type": "string", "minLength": 8, "maxLength": 100}, "w": _IMPORTANCE}
+    )
+
+
+def _insight_fields(max_chars: int, max_topics: int) -> dict[str, Any]:
+    """The written insight: its text, kind and topics."""
+    return {
+        "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
+        "k": {"type": "string", "enum": list(KINDS)},
+        "tp": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": max_topics,
+            "items": {"type": "string", "minLength": 2, "maxLength": 30},
+        },
     }
 
 
 def pick_schema(max_points: int, sentences: int, max_chars: int) -> dict[str, Any]:
     """Select and write in one call: per point the sentence range, then the insight written from it."""
-    number = {"type": "integer", "minimum": 1, "maximum": max(1, sentences)}
-    return {
-        "type": "object",
-        "properties": {
-            "p": {
-                "type": "array",
-                "maxItems": max_points,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "s": number,
-                        "e": number,
-                        "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
-                        "k": {"type": "string", "enum": list(KINDS)},
-                        "tp": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": 2,
-                            "items": {"type": "string", "minLength": 2, "maxLength": 30},
-                        },
-                        "w": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                    },
-                    "required": ["s", "e", "t", "k", "tp", "w"],
-                    "additionalProperties": False,
-                },
-            }
-        },
-        "required": ["p"],
-        "additionalProperties": False,
-    }
+    return _points_schema(max_points, sentences, {**_insight_fields(max_chars, 2), "w": _IMPORTANCE})
 
 
 def write_schema(max_chars: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
-            "k": {"type": "string", "enum": list(KINDS)},
-            "tp": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 3,
-                "items": {"type": "string", "minLength": 2, "maxLength": 30},
-            },
-        },
-        "required": ["t", "k", "tp"],
-        "additionalProperties": False,
-    }
+    fields = _insight_fields(max_chars, 3)
+    return {"type": "object", "properties": fields, "required": list(fields), "additionalProperties": False}
 
 
 def verify_schema() -> dict[str, Any]:
