@@ -20,8 +20,9 @@ B. stream (`--stream N`, section `e2e-stream`): whether the pipeline has a batch
     python -m bench.e2e [--alone 3] [--stream 20] [--minutes 5] [--preset NAME] [--no-embedded | --keep-embedded]
                         [--stream-minutes 1.5] [--stream-preset tiny] [--calibrate 2] [--interval S] [--smoke]
 
-`--stream 0` runs part A only, `--alone 0` part B only. `--keep-embedded` skips the embedded runs and keeps
-those of the `e2e` section already in results.json (an earlier sitting), saying so in the notes.
+`--stream 0` runs part A only, `--alone 0` part B only. Part A splits in two sittings with `--no-services` (the
+embedded runs only) then `--keep-embedded` (the services; the embedded runs kept from the `e2e` section the first
+sitting wrote, saying so in the notes).
 
 Reports the p50 of each alone set with its time per stage, the stream's p50, p95 and p95/p50 and episodes per
 hour, CPU seconds per audio minute per service (model loading excluded, reported apart) and peak RSS per service
@@ -30,6 +31,7 @@ hour, CPU seconds per audio minute per service (model loading excluded, reported
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -78,6 +80,7 @@ class Config:
     interval_s: float | None
     embedded: bool
     keep_embedded: bool
+    services: bool
     idle_s: float
     timeout_s: float
     peer_episodes: int
@@ -668,6 +671,7 @@ def parse(argv: list[str] | None) -> Config:
     ap.add_argument("--interval", type=float, default=None, help="seconds between stream releases (default: 80%% load)")
     ap.add_argument("--shows", type=int, default=None, help="feeds, up to 3 (3; smoke 1)")
     ap.add_argument("--no-embedded", action="store_true", help="skip the embedded `podbrief run` part")
+    ap.add_argument("--no-services", action="store_true", help="alone part: the embedded runs only (no Kafka)")
     ap.add_argument(
         "--keep-embedded",
         action="store_true",
@@ -688,6 +692,7 @@ def parse(argv: list[str] | None) -> Config:
         interval_s=a.interval if a.interval is not None else (5.0 if s else None),
         embedded=not (a.no_embedded or a.keep_embedded),
         keep_embedded=a.keep_embedded,
+        services=not a.no_services,
         idle_s=a.idle if a.idle is not None else (3.0 if s else 10.0),
         timeout_s=a.timeout if a.timeout is not None else 900.0,
         peer_episodes=a.peer_episodes if a.peer_episodes is not None else 1,
@@ -714,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     peer_files = [e.path for e in (alone or stream_eps)[: cfg.peer_episodes]]
     results: list[tuple[str, Any]] = []
-    with infrastructure() as infra:
+    kafka = bool((alone and cfg.services) or stream_eps)
+    with infrastructure() if kafka else contextlib.nullcontext(None) as infra:
         if alone:
             load: dict[str, Any] = {"before": os.getloadavg()}
             emb: list[EmbeddedRun] = []
@@ -726,15 +732,18 @@ def main(argv: list[str] | None = None) -> int:
                 # Before the services start: one LLM process on the machine at a time.
                 work = Path(f"/tmp/podbrief-bench-embedded-{os.getpid()}")
                 emb = run_embedded(alone, work, logs / "embedded", cfg.timeout_s, cfg.preset)
-            with Services(infra, alone, cfg.idle_s, cfg.preset) as svc:
-                r = run_services(cfg, alone, [], svc, cfg.timeout_s)
+            r = None
+            if cfg.services and infra is not None:
+                with Services(infra, alone, cfg.idle_s, cfg.preset) as svc:
+                    r = run_services(cfg, alone, [], svc, cfg.timeout_s)
             load["after"] = os.getloadavg()
             extra = summarise_alone(cfg, emb, r, load)
             if kept_from is not None:
                 extra["embedded"]["kept_from"] = kept_from
             results.append(("alone", (r, emb, extra)))
-            failed |= bool(r["failure"] or r["timed_out"] or not all(x.ok for x in emb))
+            failed |= bool(r and (r["failure"] or r["timed_out"])) or not all(x.ok for x in emb)
         if stream_eps:
+            assert infra is not None
             load = {"before": os.getloadavg()}
             with Services(infra, stream_eps, cfg.idle_s, cfg.stream_preset) as svc:
                 calib, stream = stream_eps[: cfg.calibrate], stream_eps[cfg.calibrate :]
