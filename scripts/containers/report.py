@@ -97,6 +97,7 @@ def render(rec: dict[str, Any]) -> str:
             f"| smoke: feed added → episode transcribed and extracted | {fmt_s(smoke.get('feed_to_extracted_s'))} |",
             f"| smoke: feed added → brief in the subscriber's mailbox | {fmt_s(smoke.get('feed_to_brief_s'))} |",
             f"| Prometheus: every service's target up | {fmt_s(smoke.get('prometheus_all_up_s'))} |",
+            f"| Prometheus: the query over extraction's work answered | {fmt_s(smoke.get('prometheus_query_s'))} |",
             "",
             f"Smoke test: one episode of real speech (jfk.flac behind the real `pc20rss.xml` feed), extracted by "
             f"`{smoke.get('extraction', {}).get('model', '–')}`: {smoke.get('insights', '–')} insight(s), "
