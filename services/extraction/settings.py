@@ -51,6 +51,11 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=512)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = 42
+    # llama-server's prompt cache. Reusing a cached prefix changes the batch shapes its logits are computed in,
+    # and a greedy answer can then differ between two identical requests: off, an identical request gives the
+    # same answer (at the cost of re-reading each call's system prompt). None: off for the embedded server, and
+    # not sent to an endpoint (vLLM's prefix cache is exact; OpenAI rejects unknown fields).
+    cache_prompt: bool | None = None
     # Room for the largest answer a schema allows (bounded strings and arrays), so that an answer is never cut
     # off mid-JSON.
     max_tokens: int = Field(default=1024, ge=16, le=32_768)
@@ -137,9 +142,16 @@ class QualitySettings(BaseModel):
     merge_similarity: float = Field(default=0.5, ge=0.1, le=1.0)
     # How strongly the ranking avoids a second insight about what a better one already says.
     novelty: float = Field(default=0.5, ge=0.0, le=2.0)
-    # Sentences of context around the quote that the writer and the verifier read.
+    # Sentences of context around the quote that the writer reads, and that the facts check accepts numbers
+    # and names from.
     context_before: int = Field(default=3, ge=0, le=30)
     context_after: int = Field(default=2, ge=0, le=30)
+    # Sentences around the quote that the verifier reads with it: the quote and a small window, not the chunk.
+    verify_context: int = Field(default=1, ge=0, le=30)
+    # Pick and write in one call per chunk (the prompt version's `pick` stage), instead of a select call per
+    # chunk and a write call per candidate: the passage is read once. A text that names a topic instead of a
+    # claim still gets one write call of its own.
+    write_in_select: bool = True
     # The second, constrained LLM call that checks each written insight against its passage.
     verify: bool = True
     # When a written text fails verification: use the quote itself as the text when it can stand alone
@@ -161,7 +173,7 @@ def _preset_defaults(preset: str, models_dir: Any = None) -> dict[str, dict[str,
             "llama": {"gguf": packaged_smollm2(), "ctx_size": 4096},
             # The 135M model keeps at most a point or two per window: short windows give it more chances.
             "chunking": {"window_s": 120.0, "max_tokens": 700, "overlap_s": 10.0},
-            "quality": {"text_fallback": "quote", "min_text_words": 6},
+            "quality": {"text_fallback": "quote", "min_text_words": 6, "write_in_select": False},
         }
     if models_dir not in (None, ""):
         from podbrief_extraction.model_install import QWEN_CODER_1_5B
@@ -188,7 +200,7 @@ class ExtractionSettings(ServiceSettings):
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     quality: QualitySettings = QualitySettings()
-    prompt_version: str = "v2"
+    prompt_version: str = "v3"
     # The default models are English-only; other languages are skipped (0 insights) or processed anyway.
     supported_languages: tuple[str, ...] = ("en",)
     unsupported_language: Literal["skip", "process"] = "skip"
