@@ -64,3 +64,29 @@ def test_a_readme_without_the_section_is_refused(tmp_path: Path, monkeypatch: py
     report, readme = pointed_at(tmp_path, monkeypatch, "# no section here\n")
     assert report.main() == 1
     assert readme.read_text() == "# no section here\n"
+
+
+def test_a_cached_build_shows_the_last_cold_build_of_the_same_recipe_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = "<!-- generated:test-containers -->\n<!-- /generated:test-containers -->\n"
+    report, readme = pointed_at(tmp_path, monkeypatch, doc)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    image = {"stands_in_for": None, "size_bytes": 1e9, "user": "app", "recipe": "r1", "steps": 30}
+    record = {
+        "a:1": {**image, "seconds": 900.0, "cached": False, "steps_cached": 0},
+        "b:1": {**image, "seconds": 1800.0, "cached": False, "steps_cached": 0},
+    }
+    (artifacts / "images.json").write_text(json.dumps(record))
+    assert report.main() == 0
+    # The next run: both from the layer cache, but b's Dockerfile changed (another recipe) since its cold build.
+    record = {
+        "a:1": {**image, "seconds": 40.0, "cached": True, "steps_cached": 28},
+        "b:1": {**image, "seconds": 60.0, "cached": True, "steps_cached": 20, "recipe": "r2"},
+    }
+    (artifacts / "images.json").write_text(json.dumps(record))
+    assert report.main() == 0
+    body = sections(readme.read_text())[0].body
+    assert "| `a:1` | project image | 1,000 | 40 (28/30 steps from cache) | 900 | app |" in body
+    assert "| `b:1` | project image | 1,000 | 60 (20/30 steps from cache) | – | app |" in body
