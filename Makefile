@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
-.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers help install run web test test-unit test-contract test-integration test-e2e lint format typecheck schemas bench test-faults \
+.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers deps-browser brief-screenshot help install run web test test-unit test-contract test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
         services-up services-down up down docker-compose-check llama eval-extraction clean validate-deploy test-containers
 
@@ -49,6 +49,9 @@ run: install ## run the whole pipeline on this machine (demo feeds, or FEEDS="a.
 web: $(STAMP) ## serve the web pages (briefs, insights, topics, search) of what `make run` stored, on :8005
 	$(VENV)/bin/podbrief web
 
+brief-screenshot: deps-browser $(STAMP) ## the newest brief `make run` wrote, in headless Chromium, as docs/brief.png (the README's)
+	scripts/brief-screenshot.sh
+
 # The system tools first (installed as root, or one message naming what is missing), so nothing fails halfway.
 # Every target that needs a tool beyond `make install`'s names its group here as its first prerequisite.
 deps-unit:
@@ -63,6 +66,8 @@ deps-deploy:
 	@scripts/system-deps.sh deploy
 deps-containers:
 	@scripts/system-deps.sh containers
+deps-browser:
+	@scripts/system-deps.sh browser
 
 test: deps-test install lint ## install (system tools too), lint, start Kafka + PostgreSQL, run the whole suite, stop them
 	scripts/test.sh $(PYTEST_ARGS)
@@ -116,7 +121,7 @@ bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters,
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) and a stream: p50, p95/p50, stages
+bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) with time per stage; a stream (tiny preset): p95/p50
 	$(PY) -m bench.run --only e2e,capacity
 
 bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI-compatible URL> [LLM_MODEL=...]; x real time and tokens/s beside the capacity model

@@ -130,6 +130,10 @@ class LLMClient:
             raise ValueError("LLMClient needs a base URL (settings.llm.base_url or the embedded server's)")
         self.settings = settings
         self.base_url = url.rstrip("/")
+        # A base URL given here, not in the settings, is the embedded llama-server's.
+        self.cache_prompt = settings.cache_prompt
+        if self.cache_prompt is None and base_url is not None and settings.base_url is None:
+            self.cache_prompt = False
         self.model = settings.model
         self.metrics = metrics or ExtractionMetrics.create()
         self._sleep = sleep
@@ -217,6 +221,8 @@ class LLMClient:
         }
         if self.settings.seed is not None:
             body["seed"] = self.settings.seed
+        if self.cache_prompt is not None:
+            body["cache_prompt"] = self.cache_prompt
         if schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -77,6 +78,21 @@ async def test_request_carries_schema_seed_temperature_and_key() -> None:
     assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in", "stage": "extract"}) == 100
     assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "out", "stage": "extract"}) == 20
     await llm.aclose()
+
+
+async def test_prompt_cache_is_off_for_the_embedded_server_and_not_sent_to_an_endpoint() -> None:
+    async def body_of(settings: LLMSettings, base_url: str | None) -> dict[str, Any]:
+        fake = FakeOpenAI(['{"answer": "yes"}'])
+        async with LLMClient(settings, base_url=base_url, transport=fake.transport()) as llm:
+            await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+        return fake.requests[0]
+
+    # The embedded llama-server (its URL given to the client, none configured): an identical request must give
+    # an identical answer, which a reused prompt cache does not guarantee.
+    assert (await body_of(LLMSettings(), "http://127.0.0.1:9/v1"))["cache_prompt"] is False
+    # An endpoint (vLLM, OpenAI): nothing it might reject, unless configured.
+    assert "cache_prompt" not in await body_of(LLMSettings(base_url="http://vllm:8000/v1"), None)
+    assert (await body_of(LLMSettings(base_url="http://l:1/v1", cache_prompt=True), None))["cache_prompt"] is True
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])

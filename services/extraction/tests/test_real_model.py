@@ -62,7 +62,7 @@ async def test_default_model_writes_grounded_syntheses_of_real_speech(
 ) -> None:
     transcript = excerpt(shared_dir)
     assert 200 < len(transcript.text.split()) < 600
-    s = ExtractionSettings(llm=LLMSettings(base_url=llama_server.base_url))
+    s = ExtractionSettings(llm=LLMSettings(base_url=llama_server.base_url, cache_prompt=False))
     assert s.llm.model == "Qwen2.5-Coder-1.5B-Instruct"
     async with LLMClient(s.llm) as llm:
         started = time.perf_counter()
@@ -100,7 +100,7 @@ async def test_default_model_writes_grounded_syntheses_of_real_speech(
         # Synthesized, and true to the passage in every number and name.
         assert is_synthesis(ins.text, ins.quote), ins.text
         assert check_facts(ins.text, context).ok, ins.text
-        assert ins.prompt_version == "insights_v2" and ins.model == "Qwen2.5-Coder-1.5B-Instruct"
+        assert ins.prompt_version == "insights_v3" and ins.model == "Qwen2.5-Coder-1.5B-Instruct"
 
 
 def jfk_transcript() -> Transcript:
@@ -110,7 +110,8 @@ def jfk_transcript() -> Transcript:
 
 async def test_tiny_model_keeps_a_grounded_insight_with_word_times(tiny_llama_server: EmbeddedLlamaServer) -> None:
     transcript = jfk_transcript()
-    s = ExtractionSettings(model_preset="tiny", llm=LLMSettings(base_url=tiny_llama_server.base_url))
+    llm_settings = LLMSettings(base_url=tiny_llama_server.base_url, cache_prompt=False)
+    s = ExtractionSettings(model_preset="tiny", llm=llm_settings)
     async with LLMClient(s.llm) as llm:
         ex = Extractor(llm, s)
         a = await ex.extract(transcript, episode_id=EP, show="Presidential Speeches", title="Inaugural address, 1961")
