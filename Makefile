@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
-.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers deps-browser brief-screenshot help install run web test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
+.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers deps-browser brief-screenshot help install run web test test-unit test-contract test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
         services-up services-down up down docker-compose-check llama eval-extraction clean validate-deploy test-containers
 
@@ -75,6 +75,9 @@ test: deps-test install lint ## install (system tools too), lint, start Kafka + 
 test-unit: deps-unit install ## unit + contract tests only (no external services; installs promtool and kustomize for the deployment checks)
 	scripts/install-test-tools.sh
 	$(PY) -m pytest -m "unit or contract" $(PYTEST_ARGS)
+
+test-contract: $(STAMP) ## contract tests only: the event schemas against their committed snapshots, ids (seconds; no tools)
+	$(PY) -m pytest -m contract $(PYTEST_ARGS)
 
 test-integration: deps-test install ## bus suite and storage on real Kafka and PostgreSQL
 	scripts/test.sh -m integration $(PYTEST_ARGS)
