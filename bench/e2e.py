@@ -126,6 +126,7 @@ def alone_row(svc: Services, ep: Episode, usage: dict[str, Any]) -> dict[str, An
     row.update({f"{name} s": v for name, v in fine["stages_s"].items()})
     row.update(llm_requests=fine["llm_requests"], llm_tokens_in=fine["llm_tokens_in"])
     row["llm_tokens_out"] = fine["llm_tokens_out"]
+    row.update(llm_prompt_tok_s=fine["llm_prompt_tok_s"], llm_generation_tok_s=fine["llm_generation_tok_s"])
     row["handler_s"] = usage["handler_s"]
     row["cpu_s"] = usage["cpu_s"]
     return row
@@ -576,11 +577,12 @@ def notes_alone(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) ->
         + SERVICES_NOTE
         + "Time per stage (bench/e2e_stages.py): each service's stage between the events on either side of it, split "
         "by the service's own counters read before and after the episode: the handler's seconds (transcription: "
-        "download and transcription proper; extraction: the LLM's chat-completion requests, end to end) and the "
-        "rest, the time the episode waited for the service (bus delivery, queue). CPU: each service's process tree "
-        "(extraction's llama-server included) over the alone runs on Kafka, model loading excluded (startup apart); "
-        "peak RSS sampled every 0.5 s. Only transcription has a like-for-like peer (plain faster-whisper, same "
-        "files and settings)."
+        "download and transcription proper; extraction: the LLM's chat-completion requests, split by the server's "
+        "own timings into reading the prompts, writing the answers and the rest) and the rest, the time the episode "
+        "waited for the service (bus delivery, queue); llm tok/s are the server's own rates. CPU: each service's "
+        "process tree (extraction's llama-server included) over the alone runs on Kafka, model loading excluded "
+        "(startup apart); peak RSS sampled every 0.5 s. Only transcription has a like-for-like peer (plain "
+        "faster-whisper, same files and settings)."
     )
     if extra["embedded"].get("kept_from"):
         text += f" The embedded runs are kept from the run of {extra['embedded']['kept_from']} (--keep-embedded)."
