@@ -121,7 +121,7 @@ bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters,
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) with time per stage; a stream (tiny preset): p95/p50
+bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) with time per stage; a stream (scripted LLM): p95/p50
 	$(PY) -m bench.run --only e2e,capacity
 
 bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI-compatible URL> [LLM_MODEL=...]; x real time and tokens/s beside the capacity model

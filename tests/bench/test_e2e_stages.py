@@ -4,6 +4,7 @@ up to the total."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -156,5 +157,23 @@ def test_both_parts_write_their_sections(tmp_path: Path) -> None:
     assert a["extra"]["embedded"]["stage_p50_s"]["startup"] == 20.0
     assert [t["verdict"] for t in a["details"]["targets"]] == ["NOT met", "met"]  # 185 s embedded, 165 s on Kafka
     assert s["extra"]["latency_s"]["p50"] == 43.0 and s["extra"]["stream"]["p95_over_p50"] == 1.02  # p95 43.9 s
-    assert "preset tiny" in s["extra"]["extraction_model"] and "preset tiny" in s["notes"]
+    assert "scripted stand-in" in s["extra"]["extraction_model"] and "scripted stand-in" in s["notes"]
     assert s["details"]["targets"][0]["verdict"] == "met"
+
+
+def test_the_streams_stand_in_answers_over_http_with_the_longest_sentence() -> None:
+    import httpx
+    from podbrief_testing.llm import LoopbackOpenAI
+
+    prompt = "Podcast: Signal Path\nGuest:\n[1] Welcome back.\n[2] Heat pumps now outsell gas boilers in Norway.\n"
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "response_format": {"json_schema": {"name": "points", "schema": {}}},
+    }
+    llm = LoopbackOpenAI(responder=e2e.stand_in())
+    try:
+        r = httpx.post(llm.base_url + "/chat/completions", json=body, timeout=10)
+    finally:
+        llm.stop()
+    points = json.loads(r.json()["choices"][0]["message"]["content"])["p"]
+    assert r.status_code == 200 and [(p["s"], p["e"]) for p in points] == [(2, 2)]
