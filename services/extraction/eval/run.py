@@ -314,7 +314,7 @@ async def run_model(
             await server.start()
             base_url = server.base_url
         if todo:
-            async with LLMClient(settings.llm, base_url=base_url) as llm:
+            async with LLMClient(settings.llm, base_url=base_url, pin_prefix=server is not None) as llm:
                 extractor = Extractor(llm, settings)
                 for ep, path in todo:
                     score = await _run_episode(spec, extractor, server, ep, reviewed, verbose)
@@ -503,7 +503,7 @@ async def synthetic(settings_spec: ModelSpec) -> None:
     server = None if settings.llm.base_url else await EmbeddedLlamaServer(settings.llama).start()
     url = settings.llm.base_url or (server.base_url if server else "")
     try:
-        async with LLMClient(settings.llm, base_url=url) as llm:
+        async with LLMClient(settings.llm, base_url=url, pin_prefix=server is not None) as llm:
             ex = Extractor(llm, settings)
             for item in data["items"]:
                 segs = tuple(Segment.model_validate(s) for s in item["segments"])
