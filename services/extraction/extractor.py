@@ -159,7 +159,7 @@ def anchor_quote(
 
     def score(lo: int, hi: int) -> float:
         words = content_words(" ".join(s.text for s in sentences[lo - 1 : hi]))
-        return len(words & wanted) / max(1.0, len(words)) ** 0.5
+        return float(len(words & wanted) / max(1.0, len(words)) ** 0.5)
 
     best, best_score = (first, last), score(first, last)
     for lo in range(max(1, first - reach), min(len(sentences), last + reach) + 1):
