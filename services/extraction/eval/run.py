@@ -379,14 +379,18 @@ async def _run_episode(
 
 
 def machine() -> dict[str, Any]:
+    """The CPU as /proc/cpuinfo names it, with its family and model (a VM's name can be as bare as "AMD EPYC":
+    family 23 model 1 is the first Zen generation)."""
     cpu = platform.machine()
     try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
+        info: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        cpu = info.get("model name", cpu)
+        if info.get("cpu family") and info.get("model"):
+            cpu += f" (family {info['cpu family']} model {info['model']})"
+    except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
