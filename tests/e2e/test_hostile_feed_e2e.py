@@ -13,7 +13,6 @@ import asyncio
 import re
 import uuid
 from collections.abc import Iterable
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from podbrief.text import BIDI_CONTROLS, INVISIBLE
 from podbrief_cli.status import remote_status
 from podbrief_testing import LoopbackServer, SmtpSink, scrape_metric
 from podbrief_testing.feeds import EVIL, LONG_SPEAKER, hostile_feed
+from podbrief_testing.html_tags import start_tags
 
 from .conftest import SERVICES, Pipeline, sign_up_and_confirm, wait_for_delivery_pool, wait_for_extraction
 
@@ -63,25 +63,12 @@ def assert_clean_text(text: str, what: str) -> None:
     assert "\x1b" not in text and "[2J" not in text and "]8;;" not in text, what
 
 
-class Tags(HTMLParser):
-    """Every start tag of a document with its attributes: what a browser or a mail client would act on."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-
 def assert_escaped_html(html: str, what: str) -> None:
     """The publisher's markup arrives as text: escaped where it is shown, never a tag, a link or a hidden
     character."""
-    parser = Tags()
-    parser.feed(html)
-    parser.close()
-    assert parser.tags, what
-    for tag, attrs in parser.tags:
+    tags = start_tags(html)
+    assert tags, what
+    for tag, attrs in tags:
         assert tag not in ("script", "iframe", "object", "embed"), (what, tag, attrs)
         assert tag != "img" or EVIL not in str(attrs), (what, tag, attrs)
         for name, value in attrs.items():
