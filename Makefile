@@ -14,9 +14,9 @@ PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
-.PHONY: deps-test deps-bench deps-deploy help install run web test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
+.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers deps-browser brief-screenshot help install run web test test-unit test-contract test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
-        services-up services-down up down llama eval-extraction clean validate-deploy test-containers
+        services-up services-down up down docker-compose-check llama eval-extraction clean validate-deploy test-containers
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,19 +49,35 @@ run: install ## run the whole pipeline on this machine (demo feeds, or FEEDS="a.
 web: $(STAMP) ## serve the web pages (briefs, insights, topics, search) of what `make run` stored, on :8005
 	$(VENV)/bin/podbrief web
 
+brief-screenshot: deps-browser $(STAMP) ## the newest brief `make run` wrote, in headless Chromium, as docs/brief.png (the README's)
+	scripts/brief-screenshot.sh
+
 # The system tools first (installed as root, or one message naming what is missing), so nothing fails halfway.
+# Every target that needs a tool beyond `make install`'s names its group here as its first prerequisite.
+deps-unit:
+	@PYTHON=$(PYTHON) scripts/system-deps.sh unit
 deps-test:
 	@PYTHON=$(PYTHON) scripts/system-deps.sh test
+deps-services:
+	@PYTHON=$(PYTHON) scripts/system-deps.sh services
 deps-bench:
 	@PYTHON=$(PYTHON) scripts/system-deps.sh bench
 deps-deploy:
 	@scripts/system-deps.sh deploy
+deps-containers:
+	@scripts/system-deps.sh containers
+deps-browser:
+	@scripts/system-deps.sh browser
 
 test: deps-test install lint ## install (system tools too), lint, start Kafka + PostgreSQL, run the whole suite, stop them
 	scripts/test.sh $(PYTEST_ARGS)
 
-test-unit: install ## unit + contract tests only (no external services)
+test-unit: deps-unit install ## unit + contract tests only (no external services; installs promtool and kustomize for the deployment checks)
+	scripts/install-test-tools.sh
 	$(PY) -m pytest -m "unit or contract" $(PYTEST_ARGS)
+
+test-contract: $(STAMP) ## contract tests only: the event schemas against their committed snapshots, ids (seconds; no tools)
+	$(PY) -m pytest -m contract $(PYTEST_ARGS)
 
 test-integration: deps-test install ## bus suite and storage on real Kafka and PostgreSQL
 	scripts/test.sh -m integration $(PYTEST_ARGS)
@@ -84,10 +100,10 @@ format: $(STAMP) ## apply ruff fixes and formatting
 schemas: $(STAMP) ## refresh the committed event JSON-schema snapshots (after a deliberate change)
 	$(VENV)/bin/podbrief schemas --write
 
-bench: deps-bench $(STAMP) $(LLAMA) ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
+bench: deps-bench install ## every benchmark beside its peer, the e2e run, the capacity model (ONLY=ingest,...)
 	$(PY) -m bench.run $(if $(ONLY),--only $(ONLY))
 
-bench-smoke: deps-bench $(STAMP) $(LLAMA) ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
+bench-smoke: deps-bench install ## the whole bench harness at tiny sizes (minutes) into test-artifacts/bench/smoke
 	$(PY) -m bench.run --smoke --out-dir test-artifacts/bench/smoke
 
 bench-ingest: $(STAMP) ## 10,000 loopback feeds (1% new): crawler vs a sequential httpx+feedparser loop
@@ -105,7 +121,7 @@ bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters,
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: deps-bench $(STAMP) $(LLAMA) ## 5-min episodes alone (podbrief run; five services on Kafka) and a stream: p50, p95/p50, stages
+bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) with time per stage; a stream (scripted LLM): p95/p50
 	$(PY) -m bench.run --only e2e,capacity
 
 bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI-compatible URL> [LLM_MODEL=...]; x real time and tokens/s beside the capacity model
@@ -115,7 +131,7 @@ bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI
 capacity: $(STAMP) ## re-render bench/CAPACITY.md from bench/results.json
 	$(PY) -m bench.capacity
 
-test-containers: $(STAMP) ## build every image with podman and run the compose cpu profile for real (health, ports, feed to brief, Prometheus, down); root; writes the README's results
+test-containers: deps-containers $(STAMP) ## build every image with podman and run the compose cpu profile for real (health, ports, feed to brief, Prometheus, down); root; writes the README's results
 	scripts/containers/run.sh
 
 validate-deploy: deps-deploy $(STAMP) ## validate compose (incl. the real Compose CLI), kustomize overlays, dashboards, rules
@@ -125,7 +141,7 @@ eval-extraction: install ## extraction quality on the held-out real episodes, de
 	$(PY) -m podbrief_extraction.eval.run $(if $(BASE_URL),--base-url $(BASE_URL) --model $(MODEL)) $(if $(SET),--set $(SET)) \
 		$(if $(EPISODES),--episodes $(EPISODES)) $(if $(MINUTES),--max-minutes $(MINUTES)) $(EVAL_ARGS)
 
-services-up: ## start the local Kafka broker and PostgreSQL (for running tests by hand)
+services-up: deps-services $(STAMP) ## start the local Kafka broker and PostgreSQL (for running tests by hand)
 	scripts/kafka.sh start
 	scripts/postgres.sh start
 
@@ -133,11 +149,15 @@ services-down: ## stop them
 	-scripts/kafka.sh stop
 	-scripts/postgres.sh stop
 
-up: ## the full stack with docker compose (needs a Docker engine; PROFILE=cpu|gpu)
+up: docker-compose-check ## the full stack with docker compose (needs a Docker engine; PROFILE=cpu|gpu)
 	docker compose --profile $(or $(PROFILE),cpu) up -d
 
-down: ## stop the compose stack
+down: docker-compose-check ## stop the compose stack
 	docker compose down
+
+# Docker is the one tool no target installs (an engine is the host's choice): say so before anything runs.
+docker-compose-check:
+	@docker compose version >/dev/null 2>&1 || { echo "make up/down need Docker Engine with the Compose v2 plugin ('docker compose'), which this machine lacks: install both from Docker's apt repository, https://docs.docker.com/engine/install/debian/ (Debian 12's own docker.io has no Compose v2). Without Docker, make test-containers runs the same compose stack with podman." >&2; exit 1; }
 
 llama: $(LLAMA) ## build llama.cpp's llama-server for the embedded CPU model
 

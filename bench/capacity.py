@@ -261,13 +261,13 @@ class Measured:
         v = _num(_find(self.sections.get(section), key))
         return (v, self.labels[section]) if v is not None else None
 
-    def e2e(self, *path: str) -> tuple[float, str] | None:
-        obj: Any = self.sections.get("e2e", {})
+    def e2e(self, *path: str, section: str = "e2e") -> tuple[float, str] | None:
+        obj: Any = self.sections.get(section, {})
         obj = obj.get("extra", obj) if isinstance(obj, dict) else {}
         for p in path:
             obj = obj.get(p) if isinstance(obj, dict) else None
         v = _num(obj)
-        return (v, self.labels["e2e"]) if v is not None else None
+        return (v, self.labels[section]) if v is not None else None
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
@@ -504,8 +504,14 @@ def gather_inputs(m: Measured) -> dict[str, Input]:
         ("e2e_p50", "feed update to brief, p50 (this machine)", "s", ("latency_s", "p50")),
         ("e2e_p95", "feed update to brief, p95 (this machine)", "s", ("latency_s", "p95")),
     ):
-        if (v := m.e2e(*path)) is not None:
-            by[key] = Input(key, label, v[0], unit, "measured", v[1] + " (reference only; not used in the model)")
+        # The stream's figures: bench/e2e.py writes them apart (section e2e-stream, its own extraction preset and
+        # episode length, stated in the label); an older results.json has them in `e2e`.
+        stream = m.e2e(*path, section="e2e-stream")
+        v = stream or m.e2e(*path)
+        if v is not None:
+            model = _find(m.sections.get("e2e-stream"), "extraction_model") if stream else None
+            note = f"extraction: {model}; " if model else ""
+            by[key] = Input(key, label, v[0], unit, "measured", f"{v[1]} ({note}reference only; not used in the model)")
     drows = [
         r for r in _rows(m.sections.get("delivery")) if _num(r.get("subscribers")) and _num(r.get("vectorised_cpu_s"))
     ]

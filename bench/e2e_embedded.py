@@ -7,6 +7,7 @@ timeline (`run-timeline.json`, written by the runner)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from podbrief_run.layout import DataDir
 from bench.e2e_audio import MIME, Episode
 from bench.e2e_probe import TreeProbe
 from bench.e2e_services import READERS, REPO, feed_xml, log
+from bench.e2e_stages import breakdown, minus
 
 # The reader with stated interests whose topics the benchmark episodes cover; any insight qualifies in a brief of
 # one episode (the ranking picks the top 5 of what there is).
@@ -44,7 +46,9 @@ class EmbeddedRun:
     ok: bool
 
 
-def run_once(ep: Episode, base_url: str, work: Path, logs: Path, timeout_s: float) -> EmbeddedRun:
+def run_once(
+    ep: Episode, base_url: str, work: Path, logs: Path, timeout_s: float, preset: str | None = None
+) -> EmbeddedRun:
     data_dir = work / f"data-{ep.guid}"
     shutil.rmtree(data_dir, ignore_errors=True)
     feed = work / f"{ep.guid}.xml"
@@ -55,7 +59,8 @@ def run_once(ep: Episode, base_url: str, work: Path, logs: Path, timeout_s: floa
     out = (logs / f"embedded-{ep.guid}.log").open("wb")
     log(f"podbrief run on {ep.guid} ({ep.duration_s:.0f} s of audio)")
     start = time.time()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    env = {**os.environ, **({"EXTRACTION_MODEL_PRESET": preset} if preset else {})}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     probe = TreeProbe({"run": proc.pid}).start()
     cpu = 0.0
     try:
@@ -87,6 +92,13 @@ def run_once(ep: Episode, base_url: str, work: Path, logs: Path, timeout_s: floa
     for name, a, b in STEPS:
         row[f"{name}_s"] = round(points[b] - points[a], 1) if a in points and b in points else None
     row["of which services start_s"] = round(timeline["marks"]["ready:delivery"] - timeline["started"], 1)
+    metrics = timeline.get("metrics", {})
+    used = minus(metrics.get("brief", {}), metrics.get("poll", {}))
+    fine = breakdown({**stages, "feed": points["poll"], "brief": points["brief"]}, used)
+    row.update({f"{name} s": v for name, v in fine["stages_s"].items()})
+    row.update(llm_requests=fine["llm_requests"], llm_tokens_in=fine["llm_tokens_in"])
+    row["llm_tokens_out"] = fine["llm_tokens_out"]
+    row.update(llm_prompt_tok_s=fine["llm_prompt_tok_s"], llm_generation_tok_s=fine["llm_generation_tok_s"])
     row["feed update to brief_s"] = round(points["brief"] - start, 1)
     row["insights"] = stages.get("insights")
     row["command_s"] = round(ended - start, 1)
@@ -96,7 +108,9 @@ def run_once(ep: Episode, base_url: str, work: Path, logs: Path, timeout_s: floa
     return EmbeddedRun(row, cpu, probe.peaks["run"].total_mb, True)
 
 
-def run_all(episodes: list[Episode], work: Path, logs: Path, timeout_s: float) -> list[EmbeddedRun]:
+def run_all(
+    episodes: list[Episode], work: Path, logs: Path, timeout_s: float, preset: str | None = None
+) -> list[EmbeddedRun]:
     """Each episode in its own `podbrief run`, one after the other, its audio served from loopback."""
     from podbrief_testing import LoopbackServer
 
@@ -105,7 +119,7 @@ def run_all(episodes: list[Episode], work: Path, logs: Path, timeout_s: float) -
     try:
         for ep in episodes:
             server.add(f"/audio/{ep.path.name}", ep.path.read_bytes(), MIME)
-        return [run_once(ep, server.base_url, work, logs, timeout_s) for ep in episodes]
+        return [run_once(ep, server.base_url, work, logs, timeout_s, preset) for ep in episodes]
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 from podbrief_testing import scrape_metric
 
+from bench import e2e_stages as stages
 from bench.e2e_audio import MIME, Episode
 from bench.e2e_probe import TreeProbe
 
@@ -341,8 +342,17 @@ class DeliveryDriver(threading.Thread):
 
 
 def start_services(
-    infra: Infra, namespace: str, db_url: str, tmp: Path, smtp_port: int, logs: Path
+    infra: Infra,
+    namespace: str,
+    db_url: str,
+    tmp: Path,
+    smtp_port: int,
+    logs: Path,
+    preset: str | None = None,
+    llm_url: str | None = None,
 ) -> tuple[dict[str, Any], str, dict[str, float]]:
+    """The five services as processes; `preset` names extraction's model preset (unset: its default), `llm_url`
+    an OpenAI-compatible endpoint for it instead of its embedded llama-server."""
     from podbrief_testing import ServiceProcess, free_port
 
     admin_key = secrets.token_urlsafe(16)
@@ -358,7 +368,8 @@ def start_services(
     extra = {
         "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
         "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
-        "extraction": {},
+        "extraction": ({"MODEL_PRESET": preset} if preset else {})
+        | ({"LLM__BASE_URL": llm_url, "LLM__MODEL": "scripted"} if llm_url else {}),
         "clustering": {"QDRANT__PATH": str(tmp / "qdrant")},
         "delivery": {
             "SMTP__HOST": "127.0.0.1",
@@ -455,19 +466,31 @@ def delete_topics(bootstrap: str, namespace: str) -> None:
 # --- the services, started once ------------------------------------------------------------------------------
 
 
+def read_counters(base_url: str) -> dict[str, float]:
+    """A service's counters and histogram sums from its /metrics page (podbrief.metrics.running_totals)."""
+    from podbrief.metrics import running_totals
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = httpx.get(base_url + "/metrics/", timeout=10)
+    page.raise_for_status()
+    return running_totals(text_string_to_metric_families(page.text))
+
+
 @dataclass
 class Snapshot:
-    """Counters read between two points of a run: CPU per service (process tree), and seconds spent in message
-    handlers per service."""
+    """Counters read between two points of a run: CPU per service (process tree), and each service's own
+    counters (handler seconds, download and transcription seconds, LLM request seconds and tokens...)."""
 
     at: float
     cpu_s: dict[str, float]
-    handler_s: dict[str, float]
+    counters: dict[str, dict[str, float]]
 
-    def minus(self, before: Snapshot) -> dict[str, dict[str, float]]:
+    def minus(self, before: Snapshot) -> dict[str, Any]:
+        used = stages.minus(self.counters, before.counters)
         return {
             "cpu_s": {n: round(self.cpu_s[n] - before.cpu_s[n], 2) for n in SERVICES},
-            "handler_s": {n: round(self.handler_s[n] - before.handler_s[n], 2) for n in SERVICES if n != "ingest"},
+            "handler_s": {n: round(stages.handler_seconds(used, n), 2) for n in SERVICES if n != "ingest"},
+            "counters": used,
         }
 
 
@@ -475,8 +498,15 @@ class Services:
     """The five services on the run's own Kafka namespace and database, their readers signed up, the bus watched
     and briefs composed as soon as delivery has consumed something new. Use as a context manager."""
 
-    def __init__(self, infra: Infra, episodes: list[Episode], idle_s: float) -> None:
-        self.infra, self.episodes, self.idle_s = infra, episodes, idle_s
+    def __init__(
+        self,
+        infra: Infra,
+        episodes: list[Episode],
+        idle_s: float,
+        preset: str | None = None,
+        llm_url: str | None = None,
+    ) -> None:
+        self.infra, self.episodes, self.idle_s, self.preset, self.llm_url = infra, episodes, idle_s, preset, llm_url
         self.unique = uuid.uuid4().hex[:10]
         self.namespace = f"bench{self.unique}."
         self.db_name = f"bench_e2e_{self.unique}"
@@ -507,7 +537,7 @@ class Services:
                 self.server.add(f"/audio/{ep.path.name}", ep.path.read_bytes(), MIME)
             log(f"starting the five services (namespace {self.namespace}, database {self.db_name}, logs {self.logs})")
             self.procs, self.admin_key, spawned = start_services(
-                self.infra, self.namespace, self.db_url, self.tmp, self.smtp.port, self.logs
+                self.infra, self.namespace, self.db_url, self.tmp, self.smtp.port, self.logs, self.preset, self.llm_url
             )
             self.probe = TreeProbe({n: p.proc.pid for n, p in self.procs.items()}).start()
             self.startup_s = wait_all_ready(self.procs, spawned, timeout_s=600)
@@ -549,10 +579,8 @@ class Services:
 
     def snapshot(self) -> Snapshot:
         assert self.probe is not None
-        handler = {
-            n: metric(self.procs[n].base_url, f"podbrief_{n}_handler_seconds_sum") for n in SERVICES if n != "ingest"
-        }
-        return Snapshot(time.time(), self.probe.cpu_all(), handler)
+        counters = {n: read_counters(self.procs[n].base_url) for n in SERVICES}
+        return Snapshot(time.time(), self.probe.cpu_all(), counters)
 
     def release(self, ep: Episode) -> str:
         """Publish the episode in its show's feed and have ingest poll it now (a new show's feed is registered,
@@ -615,18 +643,31 @@ class Services:
             time.sleep(0.2)
         return None
 
-    def episode_row(self, ep: Episode) -> dict[str, Any]:
-        """Seconds after the feed update at which the episode reached each stage."""
+    def episode_points(self, ep: Episode) -> dict[str, float | None]:
+        """When (Unix seconds) the episode's feed was updated, each of its events occurred, and a composed brief
+        first carried it (bench/e2e_stages.py's points)."""
         assert self.observer is not None and self.driver is not None
         eid = self.ids[ep.index]
+        points: dict[str, float | None] = {"feed": self.released[eid]}
+        with self.observer.lock:
+            points.update({stage: self.observer.at[stage].get(eid) for stage in STAGES})
+        with self.driver.lock:
+            points["brief"] = self.driver.first_seen.get(eid)
+        return points
+
+    def episode_row(self, ep: Episode) -> dict[str, Any]:
+        """Seconds after the feed update at which the episode reached each stage."""
+        assert self.observer is not None
+        points = self.episode_points(ep)
+        feed = self.released[self.ids[ep.index]]
         row: dict[str, Any] = {"episode": ep.guid, "show": ep.show, "audio_s": ep.duration_s}
         row["clip"] = Path(ep.clip).name
         for stage in STAGES:
-            t = self.observer.at[stage].get(eid)
-            row[f"{stage}_s"] = None if t is None else round(t - self.released[eid], 1)
-        seen = self.driver.first_seen.get(eid)
-        row["in_brief_s"] = None if seen is None else round(seen - self.released[eid], 1)
-        row["insights"] = self.observer.insights.get(eid)
+            t = points[stage]
+            row[f"{stage}_s"] = None if t is None else round(t - feed, 1)
+        seen = points["brief"]
+        row["in_brief_s"] = None if seen is None else round(seen - feed, 1)
+        row["insights"] = self.observer.insights.get(self.ids[ep.index])
         return row
 
     def totals(self) -> dict[str, Any]:

@@ -210,8 +210,9 @@ def describe_run(s: dict[str, Any]) -> str:
     run = run_info(s)
     if run is None:
         return (
-            "Start and end times and the machine's load were not recorded: this section was written by its stage "
-            "run on its own, not by `make bench`."
+            "Start and end times and the machine's load were not recorded (the section was written before "
+            "`make bench` sampled the load, or by its stage's module run directly): whether other work shared the "
+            "cores is unknown, so its wall-clock figures may be inflated."
         )
     load = run["load"]
     verdict = "quiet" if load["quiet"] else "**shared: other processes used the cores during this section**"
@@ -222,6 +223,24 @@ def describe_run(s: dict[str, Any]) -> str:
         f"{load['busy_cores']:.2f} of {load['cores']} cores: {load['own_cores']:.2f} this stage, "
         f"{load['others_cores']:.2f} other processes, steal {load['steal_pct']:.1f}% ({verdict})."
     )
+
+
+def busy_summary(sections: list[tuple[str, dict[str, Any]]]) -> str:
+    """One line: which sections were measured on a quiet machine, which SHARED, which without a record, with
+    when each was measured."""
+
+    def when(s: dict[str, Any]) -> str:
+        run = run_info(s)
+        stamp = run["load"]["started_at"] if run is not None else s["date"]
+        return f"{stamp[:16].replace('T', ' ')} UTC"
+
+    groups: dict[str, list[str]] = {"quiet": [], "SHARED": [], "load not recorded": []}
+    for key, s in sections:
+        run = run_info(s)
+        group = "load not recorded" if run is None else "quiet" if run["load"]["quiet"] else "SHARED"
+        groups[group].append(f"{key} ({when(s)})")
+    text = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in groups.items() if keys) + "."
+    return text[0].upper() + text[1:]
 
 
 def _runs_table(sections: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -276,7 +295,7 @@ def render(data: dict[str, Any]) -> str:
         "",
     ]
     if sections:
-        lines += ["## When and how busy", ""]
+        lines += ["## When and how busy", "", busy_summary(sections), ""]
         lines += _runs_table(sections)
         lines.append("")
         lines += ["## Overview", ""]

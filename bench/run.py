@@ -57,7 +57,7 @@ STAGES = (
     Stage("extraction", ("-m", "bench.extraction"), ("extraction",)),
     Stage("clustering", ("-m", "bench.clustering"), ("clustering",)),
     Stage("delivery", ("-m", "bench.delivery"), ("delivery",)),
-    Stage("e2e", ("-m", "bench.e2e"), ("e2e",), optional_module="bench.e2e"),
+    Stage("e2e", ("-m", "bench.e2e"), ("e2e", "e2e-stream"), optional_module="bench.e2e"),
     Stage("capacity", ("-m", "bench.capacity"), (), optional_module="bench.capacity"),
 )
 NAMES = tuple(s.key for s in STAGES)

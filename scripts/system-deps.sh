@@ -3,16 +3,20 @@
 # packages (as root, or with passwordless sudo), or stops before anything else runs with one message that names
 # every missing tool and the command that installs it. Idempotent and quiet when everything is there.
 #
-# Usage: scripts/system-deps.sh install|test|deploy|bench|containers [--check]
+# Usage: scripts/system-deps.sh install|unit|test|services|deploy|bench|containers|browser [--check]
 #        scripts/system-deps.sh go      prints the Go binary to build with (the newest found), or fails
 #   install  what `make install` / `make run` need: Python 3.11 or 3.12 with venv, cmake, a C++ compiler
+#   unit     `make test-unit`: install's, plus Prometheus's promtool and Go 1.22.7+ (the deployment checks among the
+#            unit tests run promtool and the pinned kustomize, which Go builds once into .cache/bin)
 #   test     `make test`: install's, plus Java 17+ and Maven (the Kafka broker's jars), PostgreSQL, espeak-ng
-#            (spoken test episodes), Chromium (the brief page in a browser), Prometheus and promtool, and Go 1.22.7+
-#            (builds the pinned kustomize; not needed once .cache/bin holds it)
+#            (spoken test episodes), Chromium and a colour emoji font (the brief page in a browser), Prometheus and
+#            promtool, and Go 1.22.7+ (builds the pinned kustomize; not needed once .cache/bin holds it)
+#   services `make services-up`: Python (the broker's readiness probe runs in .venv), Java 17+, Maven, PostgreSQL
 #   deploy   `make validate-deploy`: Prometheus/promtool and Go
 #   bench    `make bench`: install's, plus Java, Maven, PostgreSQL and espeak-ng
 #   containers  `make test-containers`: podman, buildah, runc, debootstrap, netavark, aardvark-dns, iptables
 #            (compose networks that resolve service names), Java and Maven (the Kafka stand-in's jars), Go (kustomize)
+#   browser  scripts/brief-screenshot.sh: Chromium and a colour emoji font (both also in test)
 #   --check  report only, never install (exit 1 when something is missing)
 # Env: PYTHON (the interpreter make uses), PODBRIEF_NO_APT=1 (never install; same as --check)
 #
@@ -31,8 +35,8 @@ group=${1:-}
 check_only=0
 [[ ${2:-} == --check || ${PODBRIEF_NO_APT:-0} == 1 ]] && check_only=1
 case $group in
-  install | test | deploy | bench | containers | go) ;;
-  *) echo "usage: $0 install|test|deploy|bench|containers [--check] | go" >&2; exit 2 ;;
+  install | unit | test | services | deploy | bench | containers | browser | go) ;;
+  *) echo "usage: $0 install|unit|test|services|deploy|bench|containers|browser [--check] | go" >&2; exit 2 ;;
 esac
 
 missing=()  # "tool|debian package|why" per missing tool
@@ -86,6 +90,9 @@ check_espeak() {
 check_chromium() {
   command -v chromium >/dev/null || command -v chromium-browser >/dev/null ||
     need chromium chromium "the brief page and sign-up in a real browser"
+  # Without one, the pages' emoji (the brief's 👍/👎 feedback buttons) are empty boxes in the screenshots.
+  compgen -G "/usr/share/fonts/truetype/noto/NotoColorEmoji*.ttf" >/dev/null ||
+    need "a colour emoji font" fonts-noto-color-emoji "the pages' emoji in browser screenshots"
 }
 
 check_prometheus() {
@@ -121,6 +128,10 @@ check_go() {
   if [[ -x $ROOT/.cache/bin/kustomize ]] && "$ROOT/.cache/bin/kustomize" version 2>/dev/null | grep -q "$KUSTOMIZE_VERSION"; then
     return
   fi
+  # Go fetches kustomize's modules over TLS, with the system's certificate bundle (Java brings it for `make test`;
+  # nothing else in `make test-unit`'s list does).
+  [[ -s /etc/ssl/certs/ca-certificates.crt ]] ||
+    need ca-certificates ca-certificates "TLS to the Go module proxy (kustomize $KUSTOMIZE_VERSION)"
   local found
   found=$(find_go || true)
   if [[ -n $found ]] && version_ge "${found#* }" "$GO_MIN"; then
@@ -138,10 +149,13 @@ run_checks() {
   missing=() backports=0
   case $group in
     install) check_python; check_build ;;
+    unit) check_python; check_build; check_prometheus; check_go ;;
     test) check_python; check_build; check_kafka; check_postgres; check_espeak; check_chromium; check_prometheus; check_go ;;
+    services) check_python; check_kafka; check_postgres ;;
     deploy) check_prometheus; check_go ;;
     bench) check_python; check_build; check_kafka; check_postgres; check_espeak ;;
     containers) check_containers; check_kafka; check_go ;;
+    browser) check_chromium ;;
   esac
 }
 
@@ -174,9 +188,14 @@ if ((!check_only)) && command -v apt-get >/dev/null; then
   fi
 fi
 
+# The make target(s) each group is for, as the message names them.
+declare -A targets=([install]="make install" [unit]="make test-unit" [test]="make test"
+  [services]="make services-up" [deploy]="make validate-deploy" [bench]="make bench"
+  [containers]="make test-containers" [browser]="make brief-screenshot")
+
 explain() {
   {
-    echo "system-deps: 'make $group' needs these tools, which this machine lacks:"
+    echo "system-deps: '${targets[$group]:-make}' needs these tools, which this machine lacks:"
     for m in "${missing[@]}"; do
       IFS='|' read -r tool pkg why <<<"$m"
       printf '  - %-34s %s (Debian package %s)\n' "$tool" "$why" "$pkg"

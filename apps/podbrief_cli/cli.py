@@ -61,7 +61,10 @@ def run(
     interests: Annotated[str, typer.Option(help="the demo subscriber's interests, in your own words")] = (
         RunOptions.interests
     ),
-    timeout: Annotated[float, typer.Option(help="stop waiting for the pipeline after this many seconds")] = 1800.0,
+    timeout: Annotated[
+        float,
+        typer.Option(help="stop waiting for the pipeline after this many seconds (the rest resumes in the next run)"),
+    ] = RunOptions.timeout_s,
 ) -> None:
     """Run the whole pipeline in one process (in-process bus, SQLite, Qdrant Edge, CPU models) on the given feeds
     until idle, compose today's brief from them, write it as HTML and .eml under DATA_DIR, and print what happened

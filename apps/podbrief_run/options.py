@@ -17,6 +17,8 @@ class RunOptions:
     force: bool = False
     email: str = "you@example.com"
     interests: str = "artificial intelligence, small language models, energy prices, home batteries, sleep and health"
-    timeout_s: float = 1800.0
+    # The default CPU model takes minutes per episode (make eval-extraction measured 40 CPU-minutes per audio hour
+    # on 2 cores), so a run over a few hour-long episodes takes hours: the limit only stops a run that stalled.
+    timeout_s: float = 4 * 3600.0
     # Settings per service, over the runner's own (tests: no Whisper warm-up, an LLM stand-in).
     overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)

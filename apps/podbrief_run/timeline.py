@@ -1,12 +1,15 @@
 """The timeline of one `podbrief run`: when the run reached each milestone (each service ready, the feeds polled,
 the pipeline idle, the brief composed) and when each of the run's episodes was published on the in-process bus at
-each stage. Written as JSON in the data directory (`DataDir.timeline`, replaced by every run), so a run can be
+each stage, with the services' counters read at the start of the poll and when the brief is composed (so the
+handler, download, transcription and LLM seconds the run spent can be told apart from the time an episode
+waited). Written as JSON in the data directory (`DataDir.timeline`, replaced by every run), so a run can be
 timed stage by stage; the e2e benchmark reads it."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ from typing import Any
 from podbrief.bus import MemoryTransport
 from podbrief.events import decode, topics
 from podbrief.events.models import EpisodeDiscovered, EpisodeTranscribed, InsightClustered, InsightsExtracted
+from podbrief.metrics import running_totals
+from prometheus_client import CollectorRegistry
 
 from podbrief_run.layout import DataDir
 from podbrief_run.outcomes import BusMark
@@ -33,12 +38,22 @@ class Timeline:
 
     started: float = field(default_factory=time.time)
     marks: dict[str, float] = field(default_factory=dict)
+    # mark -> service -> counter -> value (podbrief.metrics.running_totals), read at that mark.
+    metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
-    def mark(self, name: str) -> None:
+    def mark(self, name: str, registries: Mapping[str, CollectorRegistry] | None = None) -> None:
+        """Note the time; with `registries` (service -> its registry), also what their counters read."""
         self.marks[name] = time.time()
+        if registries is not None:
+            self.metrics[name] = {svc: running_totals(r.collect()) for svc, r in registries.items()}
 
     def write(self, layout: DataDir, transport: MemoryTransport, mark: BusMark) -> Path:
-        body = {"started": self.started, "marks": self.marks, "episodes": episodes(transport, mark)}
+        body = {
+            "started": self.started,
+            "marks": self.marks,
+            "metrics": self.metrics,
+            "episodes": episodes(transport, mark),
+        }
         layout.timeline.write_text(json.dumps(body, indent=1) + "\n")
         return layout.timeline
 

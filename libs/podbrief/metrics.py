@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 def new_registry() -> CollectorRegistry:
     return CollectorRegistry(auto_describe=True)
+
+
+def running_totals(families: Iterable[Metric]) -> dict[str, float]:
+    """Every counter and every histogram's sum and count, as `name{label="value",...}` (labels sorted) -> value:
+    what can be subtracted between two readings. `families` is a registry's `collect()` or the families parsed
+    from a /metrics page (`prometheus_client.parser.text_string_to_metric_families`)."""
+    out: dict[str, float] = {}
+    for family in families:
+        for s in family.samples:
+            if s.name.endswith(("_total", "_sum", "_count")):
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out[f"{s.name}{{{labels}}}" if labels else s.name] = float(s.value)
+    return out
 
 
 @dataclass(frozen=True)

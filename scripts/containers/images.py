@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -59,9 +60,13 @@ class Built:
     user: str
     healthcheck: bool
     stands_in_for: str | None
-    # Any step served from podman's layer cache (the build was not cold), and how long the image's last cold build
-    # took (carried over from the previous record when this one was not cold).
+    # Any step served from podman's layer cache (the build was not cold), how many of how many, and how long the
+    # image's last cold build took (carried over from the previous record when this one was not cold and the
+    # recipe, a hash of the Dockerfile, target and build arguments, is the same).
     cached: bool
+    steps: int = 0
+    steps_cached: int = 0
+    recipe: str = ""
     cold_build_s: float | None = None
 
 
@@ -168,6 +173,13 @@ def standin_builds() -> list[Build]:
     ]  # fmt: skip
 
 
+def recipe(spec: Build) -> str:
+    """What decides how long a cold build takes: the Dockerfile, the target and the build arguments."""
+    digest = hashlib.sha256(spec.dockerfile.read_bytes())
+    digest.update(f"{spec.target}\n{sorted(spec.build_args.items())}".encode())
+    return digest.hexdigest()[:16]
+
+
 def inspect(tag: str) -> dict[str, Any]:
     out = subprocess.run(["podman", "image", "inspect", tag], capture_output=True, text=True, check=True).stdout
     data: dict[str, Any] = json.loads(out)[0]
@@ -196,7 +208,7 @@ def build(spec: Build, logs: Path) -> Built:
     text = logfile.read_text(encoding="utf-8", errors="replace")
     # A multi-stage build prefixes each step with its stage ("[2/3] STEP 4/13: ...").
     steps = len(re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+", text, re.MULTILINE))
-    cached = steps > 0 and "--> Using cache" in text
+    steps_cached = len(re.findall(r"^--> Using cache ", text, re.MULTILINE))
     info = inspect(spec.tag)
     config = info.get("Config") or {}
     return Built(
@@ -207,9 +219,21 @@ def build(spec: Build, logs: Path) -> Built:
         user=str(config.get("User") or "root"),
         healthcheck=bool(info.get("Healthcheck") or config.get("Healthcheck")),
         stands_in_for=spec.stands_in_for,
-        cached=cached,
-        cold_build_s=None if cached else round(seconds, 1),
+        cached=steps_cached > 0,
+        steps=steps,
+        steps_cached=steps_cached,
+        recipe=recipe(spec),
+        cold_build_s=None if steps_cached else round(seconds, 1),
     )
+
+
+def cold_build_s(image: dict[str, Any], before: dict[str, Any]) -> float | None:
+    """This build's time when it was cold, else the last cold build's of the same recipe (None: not known)."""
+    if not image.get("cached"):
+        return float(image["seconds"])
+    if before.get("recipe") and before.get("recipe") == image.get("recipe"):
+        return before.get("cold_build_s")
+    return None
 
 
 def main() -> int:
@@ -233,14 +257,12 @@ def main() -> int:
     record = args.out / "images.json"
     previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
     for r in results:
-        before = previous.get(r.tag, {})
-        if r.cold_build_s is None:
-            r.cold_build_s = before.get("cold_build_s") or (None if before.get("cached", True) else before["seconds"])
+        r.cold_build_s = cold_build_s(asdict(r), previous.get(r.tag, {}))
     merged = {**(previous if only else {}), **{r.tag: asdict(r) for r in results}}
     record.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     for r in results:
         what = f"stand-in for {r.stands_in_for}" if r.stands_in_for else "project image"
-        cache = ", cached" if r.cached else ""
+        cache = f", {r.steps_cached}/{r.steps} steps from cache" if r.cached else ""
         log(f"{r.tag}: {r.size_bytes / 1e6:,.0f} MB, {r.seconds:.0f} s{cache}, user {r.user} ({what})")
     return 0
 

@@ -18,6 +18,9 @@ from typing import Any
 
 from podbrief.generated import GeneratedSectionError, write_section
 
+sys.path.insert(0, str(Path(__file__).parent))
+from images import cold_build_s
+
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = ROOT / "deploy" / "test-containers.json"
 README = ROOT / "README.md"
@@ -57,8 +60,7 @@ def merge(artifacts: Path, previous: dict[str, Any]) -> dict[str, Any]:
     old_images = previous.get("images", {})
     for tag, img in images.items():
         if img.get("cold_build_s") is None:
-            cold = old_images.get(tag, {}).get("cold_build_s") if img.get("cached") else img["seconds"]
-            img["cold_build_s"] = cold
+            img["cold_build_s"] = cold_build_s(img, old_images.get(tag, {}))
     tests = result.get("tests", {})
     passed = bool(tests) and all(t["outcome"] == "passed" for t in tests.values()) and phases.get("rc", 1) == 0
     return {
@@ -97,6 +99,7 @@ def render(rec: dict[str, Any]) -> str:
             f"| smoke: feed added → episode transcribed and extracted | {fmt_s(smoke.get('feed_to_extracted_s'))} |",
             f"| smoke: feed added → brief in the subscriber's mailbox | {fmt_s(smoke.get('feed_to_brief_s'))} |",
             f"| Prometheus: every service's target up | {fmt_s(smoke.get('prometheus_all_up_s'))} |",
+            f"| Prometheus: the query over extraction's work answered | {fmt_s(smoke.get('prometheus_query_s'))} |",
             "",
             f"Smoke test: one episode of real speech (jfk.flac behind the real `pc20rss.xml` feed), extracted by "
             f"`{smoke.get('extraction', {}).get('model', '–')}`: {smoke.get('insights', '–')} insight(s), "
@@ -109,7 +112,8 @@ def render(rec: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for tag, img in sorted(rec["images"].items(), key=lambda kv: (kv[1]["stands_in_for"] is not None, kv[0])):
-        cached = " (layer cache)" if img.get("cached") else ""
+        steps = f" ({img.get('steps_cached', '?')}/{img.get('steps', '?')} steps from cache)"
+        cached = steps if img.get("cached") else ""
         lines.append(
             f"| `{tag}` | {img['stands_in_for'] or 'project image'} | {img['size_bytes'] / 1e6:,.0f} | "
             f"{fmt_s(img['seconds'])}{cached} | {fmt_s(img.get('cold_build_s'))} | {img['user']} |"

@@ -33,6 +33,26 @@ class SelectAnswer(BaseModel):
     p: list[Point] = Field(default_factory=list, max_length=50)
 
 
+class PickedPoint(BaseModel):
+    """A point picked and written in one call: its sentence range, the insight's text, kind, topics and
+    importance."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    s: int
+    e: int
+    t: str = Field(max_length=2000)
+    k: str = "claim"
+    tp: list[str] = Field(default_factory=list)
+    w: int = 3
+
+
+class PickAnswer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    p: list[PickedPoint] = Field(default_factory=list, max_length=50)
+
+
 class WriteAnswer(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -55,8 +75,10 @@ class VerifyAnswer(BaseModel):
     v: str
 
 
-def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
+def _points_schema(max_points: int, sentences: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """{"p": [...]}: at most `max_points` points, each a sentence range ("s", "e") and `fields`, all required."""
     number = {"type": "integer", "minimum": 1, "maximum": max(1, sentences)}
+    properties = {"s": number, "e": number, **fields}
     return {
         "type": "object",
         "properties": {
@@ -65,13 +87,8 @@ def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
                 "maxItems": max_points,
                 "items": {
                     "type": "object",
-                    "properties": {
-                        "s": number,
-                        "e": number,
-                        "h": {"type": "string", "minLength": 8, "maxLength": 100},
-                        "w": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                    },
-                    "required": ["s", "e", "h", "w"],
+                    "properties": properties,
+                    "required": list(properties),
                     "additionalProperties": False,
                 },
             }
@@ -81,22 +98,37 @@ def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
     }
 
 
-def write_schema(max_chars: int) -> dict[str, Any]:
+_IMPORTANCE = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+
+
+def select_schema(max_points: int, sentences: int) -> dict[str, Any]:
+    return _points_schema(
+        max_points, sentences, {"h": {"type": "string", "minLength": 8, "maxLength": 100}, "w": _IMPORTANCE}
+    )
+
+
+def _insight_fields(max_chars: int, max_topics: int) -> dict[str, Any]:
+    """The written insight: its text, kind and topics."""
     return {
-        "type": "object",
-        "properties": {
-            "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
-            "k": {"type": "string", "enum": list(KINDS)},
-            "tp": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 3,
-                "items": {"type": "string", "minLength": 2, "maxLength": 30},
-            },
+        "t": {"type": "string", "minLength": 40, "maxLength": max_chars},
+        "k": {"type": "string", "enum": list(KINDS)},
+        "tp": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": max_topics,
+            "items": {"type": "string", "minLength": 2, "maxLength": 30},
         },
-        "required": ["t", "k", "tp"],
-        "additionalProperties": False,
     }
+
+
+def pick_schema(max_points: int, sentences: int, max_chars: int) -> dict[str, Any]:
+    """Select and write in one call: per point the sentence range, then the insight written from it."""
+    return _points_schema(max_points, sentences, {**_insight_fields(max_chars, 2), "w": _IMPORTANCE})
+
+
+def write_schema(max_chars: int) -> dict[str, Any]:
+    fields = _insight_fields(max_chars, 3)
+    return {"type": "object", "properties": fields, "required": list(fields), "additionalProperties": False}
 
 
 def verify_schema() -> dict[str, Any]:

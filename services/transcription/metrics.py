@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
+PHASE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 RTF_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
 
 
@@ -24,6 +25,7 @@ class TranscriptionMetrics:
     failures: Counter
     transcripts: Counter
     download_bytes: Counter
+    phase_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> TranscriptionMetrics:
@@ -44,6 +46,14 @@ class TranscriptionMetrics:
                 f"{p}_transcripts_total", "Transcripts stored, by source.", ["source"], registry=registry
             ),
             download_bytes=Counter(f"{p}_download_bytes_total", "Enclosure bytes downloaded.", registry=registry),
+            phase_seconds=Histogram(
+                f"{p}_phase_seconds",
+                "Wall seconds of one episode's job in each phase (download: the enclosure fetched to a file; "
+                "transcribe: decoded and transcribed).",
+                ["phase"],
+                buckets=PHASE_BUCKETS,
+                registry=registry,
+            ),
         )
 
     def observe_job(self, audio_s: float, rtf: float | None) -> None:

@@ -201,17 +201,25 @@ def marked_sentences(body: dict[str, Any]) -> list[str]:
     return [line[3:] for line in FakeOpenAI.user_prompt(body).splitlines() if line.startswith(">> ")]
 
 
-def speaker_of(body: dict[str, Any]) -> str:
-    """The speaker line before a write request's first marked sentence, else the podcast's name."""
+def speaker_of(body: dict[str, Any], first: str | None = None) -> str:
+    """The speaker line before a write request's first marked sentence (or, in a pick request, before the
+    numbered sentence `first`), else the podcast's name."""
     speaker = ""
     for line in FakeOpenAI.user_prompt(body).splitlines():
         if line.startswith("Podcast: ") and not speaker:
             speaker = line[len("Podcast: ") :]
-        elif line.endswith(":") and not line.startswith(">>") and line != "Passage:":
+        elif line.endswith(":") and not line.startswith((">>", "[")) and line != "Passage:":
             speaker = line[:-1]
-        elif line.startswith(">> "):
+        elif line.startswith(">> ") or (first is not None and _NUMBERED.match(line) and line.endswith(first)):
             break
     return speaker or "The show"
+
+
+def picks(body: dict[str, Any]) -> bool:
+    """Whether a select request also asks for each point's insight (the pick stage)."""
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+    item = ((schema.get("properties") or {}).get("p") or {}).get("items") or {}
+    return "t" in (item.get("properties") or {})
 
 
 def stage_of(body: dict[str, Any]) -> str:
@@ -225,6 +233,7 @@ class ScriptedModel:
 
     - select(sentences) -> points: by default the first sentence of the chunk, importance 4;
     - write(quote_sentences, body) -> text: by default "<the quote's speaker, or the show> says that <quote>";
+      a pick request (select and write in one) gets each point's text from this rule too;
     - verify(summary, body) -> (verdict, reason): by default supported.
 
     Every call is recorded in `calls` by stage."""
@@ -238,7 +247,9 @@ class ScriptedModel:
         self.select = select or (
             lambda sentences: [{"s": min(sentences), "e": min(sentences), "h": "the first point", "w": 4}]
         )
-        self.write = write or (lambda quote, body: f"{speaker_of(body)} says that " + " ".join(quote))
+        self.write = write or (
+            lambda quote, body: f"{speaker_of(body, quote[0] if quote else None)} says that " + " ".join(quote)
+        )
         self.verify = verify or (lambda _summary, _body: ("supported", "the passage says so"))
         self.calls: dict[str, list[dict[str, Any]]] = {"select": [], "write": [], "verify": []}
 
@@ -246,7 +257,14 @@ class ScriptedModel:
         stage = stage_of(body)
         self.calls.setdefault(stage, []).append(body)
         if stage == "select":
-            return json.dumps({"p": self.select(numbered_sentences(body))})
+            points = self.select(numbered_sentences(body))
+            if picks(body):
+                numbered = numbered_sentences(body)
+                for p in points:
+                    quote = [numbered[n] for n in range(p["s"], p["e"] + 1) if n in numbered]
+                    p.update({"t": self.write(quote, body), "k": "claim", "tp": ["testing"]})
+                    p.pop("h", None)
+            return json.dumps({"p": points})
         if stage == "write":
             text = self.write(marked_sentences(body), body)
             return json.dumps({"t": text, "k": "claim", "tp": ["testing"]})
@@ -259,15 +277,23 @@ class ScriptedModel:
 
 class LoopbackOpenAI:
     """A real OpenAI-compatible HTTP server on loopback (for services run as processes): every chat completion
-    answers `content` after `delay_s`, so a test can hold the extraction service mid-request."""
+    answers `content` after `delay_s`, so a test can hold the extraction service mid-request; or, with
+    `responder` (e.g. a ScriptedModel), what it answers to the request's body."""
 
-    def __init__(self, content: str, *, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        content: str = "",
+        *,
+        delay_s: float = 0.0,
+        responder: Callable[[dict[str, Any]], Scripted] | None = None,
+    ) -> None:
         import threading
         import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.content = content
         self.delay_s = delay_s
+        self.responder = responder
         self.completions = 0
         outer = self
 
@@ -292,13 +318,19 @@ class LoopbackOpenAI:
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, {"error": "not found"})
                     return
                 outer.completions += 1
                 time.sleep(outer.delay_s)
-                self._send(200, completion(outer.content))
+                answer: Scripted = outer.content if outer.responder is None else outer.responder(json.loads(raw))
+                if isinstance(answer, httpx.Response):
+                    self._send(answer.status_code, answer.json())
+                elif isinstance(answer, Exception):
+                    self._send(500, {"error": str(answer)})
+                else:
+                    self._send(200, completion(answer) if isinstance(answer, str) else answer)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

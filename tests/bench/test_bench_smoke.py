@@ -60,7 +60,7 @@ def test_results_json_is_well_formed(smoke_run: tuple[subprocess.CompletedProces
     proc, out_dir = smoke_run
     data = json.loads((out_dir / "results.json").read_text())
     assert report.validate(data) == []
-    assert sorted(data["sections"]) == sorted([*STAGE_SECTIONS, "e2e"]), _logs(proc)
+    assert sorted(data["sections"]) == sorted([*STAGE_SECTIONS, "e2e", "e2e-stream"]), _logs(proc)
     now = datetime.now(UTC)
     for key, section in data["sections"].items():
         assert section["machine"]["cpu"] and section["machine"]["cores"] >= 1, key

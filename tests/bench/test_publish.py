@@ -85,6 +85,16 @@ def test_results_md_states_the_times_and_the_load_of_each_section(data: dict[str
     assert "Measured 2026-12-05T01:00:00+00:00 → 2026-12-05T01:01:00+00:00 (60 s)" in md
     assert "| extrapolated |" in md and "| measured |" in md
     assert "**shared: other processes used the cores during this section**" in md
+    # One line says which sections were measured quiet and which SHARED, with when.
+    assert "Quiet: delivery (2026-12-05 01:00 UTC); SHARED: ingest (2026-12-05 01:00 UTC)." in md
+
+
+def test_a_section_without_a_load_record_is_listed_as_such(data: dict[str, Any]) -> None:
+    del data["sections"]["ingest"]["extra"]["run"]
+    date = data["sections"]["ingest"]["date"]
+    md = report.render(data)
+    assert f"; load not recorded: ingest ({date[:16].replace('T', ' ')} UTC)." in md
+    assert "whether other work shared the cores is unknown" in md
 
 
 def test_the_readme_section_is_rewritten_in_place(data: dict[str, Any], tmp_path: Path) -> None:
@@ -114,3 +124,9 @@ def _section() -> dict[str, Any]:
         "floors": [],
         "details": {},
     }
+
+
+def test_the_committed_results_md_is_rendered_from_results_json() -> None:
+    """bench/RESULTS.md is the renderer's output for bench/results.json, never edited by hand."""
+    committed = COMMITTED.parent / "RESULTS.md"
+    assert committed.read_text() == report.render(report.load(COMMITTED.parent))

@@ -14,6 +14,9 @@ The compose file is used as written, with these changes, each made here in code 
   transcription may fetch from it (their SSRF guard refuses private addresses unless allowed);
 - for a deterministic smoke test: ingest takes only the newest episode of a new feed, delivery's scheduler is off
   (the test triggers the day's run through the admin API);
+- extraction runs the tiny preset (the packaged SmolLM2-135M), as the e2e test does: the smoke test checks the
+  plumbing, and the default model is not in the image (its first start would download 1.1 GB into the volume;
+  test_the_default_model_comes_from_the_volume checks where it is looked for, and that a mounted one is used);
 - relative bind mounts become absolute, since the derived file lives under test-artifacts/.
 
 podman-compose 1.6.0 ignores `condition: service_healthy` (it only orders container starts), and without systemd
@@ -115,6 +118,7 @@ def derive(compose: dict[str, Any], feeds_dir: Path) -> dict[str, Any]:
     _env(services["ingest"]).update({"INGEST_NET__ALLOWED_NETWORKS": allowed, "INGEST_BACKFILL_LIMIT": "1"})
     _env(services["transcription"])["TRANSCRIPTION_NET__ALLOWED_NETWORKS"] = allowed
     _env(services["delivery"])["DELIVERY_SCHEDULER_ENABLED"] = "false"
+    _env(services["extraction-cpu"])["EXTRACTION_MODEL_PRESET"] = "tiny"
     services["feeds"] = {
         "image": BASE_IMAGE,
         "read_only": True,

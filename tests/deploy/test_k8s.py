@@ -158,11 +158,13 @@ def test_every_workload_has_probes_resources_and_a_non_root_security_context(
         pod_sc = pod.get("securityContext", {})
         if pod_sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
             problems.append(f"{name}: seccompProfile RuntimeDefault missing")
-        for c in pod["containers"]:
+        # Init containers (extraction's fetch-model in the dev overlay) run once to completion: no probes, the rest
+        # holds for them too.
+        for c in [*pod["containers"], *pod.get("initContainers", [])]:
             where = f"{name}/{c['name']}"
             sc = c.get("securityContext", {})
             for probe in ("livenessProbe", "readinessProbe"):
-                if probe not in c:
+                if probe not in c and c in pod["containers"]:
                     problems.append(f"{where}: no {probe}")
             res = c.get("resources", {})
             for part in ("requests", "limits"):
@@ -351,3 +353,24 @@ def test_skipped_crds_are_exactly_the_strimzi_kinds(rendered: dict[str, list[dic
     present = {group_kind(d) for docs in rendered.values() for d in docs}
     assert set(SKIPPED_CRDS) <= present
     assert all(reason for reason in SKIPPED_CRDS.values())
+
+
+def test_the_dev_overlay_installs_the_extraction_model_where_the_service_looks(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # The extraction-cpu image carries no model: an init container installs it into a volume the service mounts at
+    # EXTRACTION_MODELS_DIR. With vLLM (gpu) there is nothing to install.
+    pod = by_name(rendered["dev"], "Deployment")["extraction"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    service = pod["containers"][0]
+    assert init["image"] == service["image"] and init["args"][:2] == ["extraction", "fetch-model"]
+    dest = init["args"][init["args"].index("--dest") + 1]
+    models_dir = by_name(rendered["dev"], "ConfigMap")["podbrief-extraction"]["data"]["EXTRACTION_MODELS_DIR"]
+    assert dest == models_dir == "/data/models"
+    mounted = {c["name"]: {m["mountPath"]: m["name"] for m in c["volumeMounts"]} for c in (init, service)}
+    assert mounted[init["name"]][dest] == mounted[service["name"]][dest]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    size = volumes[mounted[service["name"]][dest]]["emptyDir"]["sizeLimit"]
+    assert int(size.removesuffix("Gi")) * 2**30 > 1_117_320_768, "no room for the model"
+    gpu = by_name(rendered["gpu"], "Deployment")["extraction"]["spec"]["template"]["spec"]
+    assert "initContainers" not in gpu

@@ -24,24 +24,23 @@ def load_report() -> ModuleType:
     return module
 
 
-def pointed_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readme_text: str) -> tuple[ModuleType, Path]:
-    """The report script writing into tmp_path's README and record, reading tmp_path/artifacts."""
+def pointed_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readme_text: str) -> tuple[ModuleType, Path, Path]:
+    """The report script writing into tmp_path's README and record, reading tmp_path/artifacts (made empty)."""
     report = load_report()
     readme = tmp_path / "README.md"
     readme.write_text(readme_text)
+    (tmp_path / "artifacts").mkdir()
     monkeypatch.setattr(report, "README", readme)
     monkeypatch.setattr(report, "RECORD", tmp_path / "test-containers.json")
     monkeypatch.setattr("sys.argv", ["report.py", "--artifacts", str(tmp_path / "artifacts")])
-    return report, readme
+    return report, readme, tmp_path / "artifacts"
 
 
 def test_the_run_is_written_into_the_readme_as_a_generated_section(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     doc = "# x\n\n<!-- generated:test-containers -->\n<!-- /generated:test-containers -->\n\nafter\n"
-    report, readme = pointed_at(tmp_path, monkeypatch, doc)
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
+    report, readme, artifacts = pointed_at(tmp_path, monkeypatch, doc)
     (artifacts / "phases.json").write_text(json.dumps({"rc": 0, "setup_s": 12.0, "total_s": 900.0}))
     (artifacts / "images.json").write_text(
         json.dumps({"podbrief:dev": {"stands_in_for": None, "size_bytes": 1.2e9, "seconds": 600.0, "user": "app"}})
@@ -61,6 +60,30 @@ def test_the_run_is_written_into_the_readme_as_a_generated_section(
 
 
 def test_a_readme_without_the_section_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report, readme = pointed_at(tmp_path, monkeypatch, "# no section here\n")
+    report, readme, _ = pointed_at(tmp_path, monkeypatch, "# no section here\n")
     assert report.main() == 1
     assert readme.read_text() == "# no section here\n"
+
+
+def test_a_cached_build_shows_the_last_cold_build_of_the_same_recipe_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = "<!-- generated:test-containers -->\n<!-- /generated:test-containers -->\n"
+    report, readme, artifacts = pointed_at(tmp_path, monkeypatch, doc)
+    image = {"stands_in_for": None, "size_bytes": 1e9, "user": "app", "recipe": "r1", "steps": 30}
+    record = {
+        "a:1": {**image, "seconds": 900.0, "cached": False, "steps_cached": 0},
+        "b:1": {**image, "seconds": 1800.0, "cached": False, "steps_cached": 0},
+    }
+    (artifacts / "images.json").write_text(json.dumps(record))
+    assert report.main() == 0
+    # The next run: both from the layer cache, but b's Dockerfile changed (another recipe) since its cold build.
+    record = {
+        "a:1": {**image, "seconds": 40.0, "cached": True, "steps_cached": 28},
+        "b:1": {**image, "seconds": 60.0, "cached": True, "steps_cached": 20, "recipe": "r2"},
+    }
+    (artifacts / "images.json").write_text(json.dumps(record))
+    assert report.main() == 0
+    body = sections(readme.read_text())[0].body
+    assert "| `a:1` | project image | 1,000 | 40 (28/30 steps from cache) | 900 | app |" in body
+    assert "| `b:1` | project image | 1,000 | 60 (20/30 steps from cache) | – | app |" in body

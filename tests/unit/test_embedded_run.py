@@ -109,6 +109,13 @@ def test_unreachable_enclosures_are_reported_with_their_reasons_and_the_run_fail
     assert len(timeline["episodes"]) == 2  # the PDF was rejected before the bus
     for stages in timeline["episodes"].values():
         assert set(stages) == {"discovered"} and marks["poll"] <= stages["discovered"] <= marks["polled"]
+    # With the services' counters at the poll and at the brief: the run's handler attempts are their difference.
+    assert set(timeline["metrics"]) == {"poll", "brief"}
+    services = {"ingest", "transcription", "extraction", "clustering", "delivery"}
+    assert all(set(m) == services for m in timeline["metrics"].values())
+    attempts = 'podbrief_transcription_handler_seconds_count{topic="podbrief.episode.discovered.v1"}'
+    before, after = (timeline["metrics"][m]["transcription"].get(attempts, 0.0) for m in ("poll", "brief"))
+    assert after - before >= 2  # both episodes tried at least once (retries before the dead letter add more)
 
     # `podbrief status` on the data directory says the same, by reason.
     statuses, note = asyncio.run(embedded_status(DataDir(tmp_path / "data")))

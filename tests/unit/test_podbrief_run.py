@@ -1,5 +1,6 @@
 """`podbrief run`'s own pieces (the services it drives have their own tests): the loopback host that serves local
-feeds and audio, turning the command's inputs into feed URLs, the demo feeds, and the file mailer."""
+feeds and audio, turning the command's inputs into feed URLs, the demo feeds, the file mailer, and what the
+progress bars say while a CPU model works through an episode."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from podbrief.metrics import new_registry
+from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_run import demo
 from podbrief_run.localhost import LocalHost
-from podbrief_run.runner import FeedInputError, FileMailer, resolve_feeds
+from podbrief_run.runner import FeedInputError, FileMailer, LLMActivity, resolve_feeds
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +125,21 @@ def test_the_file_mailer_writes_each_message_as_an_eml(tmp_path: Path) -> None:
     assert path.parent == tmp_path / "briefs" and path.suffix == ".eml" and "brief" in path.name
     assert sent is message and message_id == f"<{path.name}>"
     assert b"five insights" in path.read_bytes()
+
+
+def test_llm_activity_counts_this_runs_answers_and_tokens_over_every_stage() -> None:
+    registry = new_registry()
+    metrics = ExtractionMetrics.create(registry)
+    metrics.llm_requests.labels("ok").inc(4)  # an earlier episode in this process: not this run's
+    metrics.tokens.labels("out", "select").inc(1000)
+    activity = LLMActivity(registry)
+    assert activity.detail() == ""  # nothing answered yet: no line at all
+    metrics.llm_requests.labels("ok").inc()
+    metrics.tokens.labels("out", "select").inc(120)
+    assert activity.detail() == "1 LLM answer, 120 tokens written"
+    metrics.llm_requests.labels("ok").inc(2)
+    metrics.llm_requests.labels("timeout").inc()  # a failed attempt is no answer
+    metrics.tokens.labels("out", "write").inc(2000)
+    metrics.tokens.labels("in", "write").inc(9000)  # the prompt is not written
+    assert activity.detail() == "3 LLM answers, 2,120 tokens written"
+    assert LLMActivity(None).detail() == ""

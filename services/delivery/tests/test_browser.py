@@ -5,12 +5,7 @@ sign-up driven through the form over the DevTools protocol (on a pipe: no extra 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,29 +19,13 @@ from podbrief_delivery.app import create_app, make_deps
 from podbrief_delivery.handlers import on_insight_clustered
 from podbrief_delivery.settings import DeliverySettings
 from podbrief_testing import SmtpSink, free_port
+from podbrief_testing.browser import DevTools, run_chromium
 from podbrief_testing.delivery import NOW, day_events, make_settings
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
-
-
-def chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium")
-    return exe
 
 
 class Served:
@@ -76,97 +55,6 @@ class Served:
     def __exit__(self, *exc: Any) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-
-
-def run_chromium(*args: str) -> str:
-    with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    return out.stdout
-
-
-def _wire(read_fd: int, write_fd: int) -> None:
-    a, b = os.dup(read_fd), os.dup(write_fd)  # out of the way first: read_fd may itself be 3 or 4
-    os.dup2(a, 3)
-    os.dup2(b, 4)
-
-
-class DevTools:
-    """Chrome DevTools protocol over --remote-debugging-pipe: NUL-separated JSON on fds 3 and 4."""
-
-    def __init__(self) -> None:
-        self.profile = tempfile.TemporaryDirectory()
-        to_chrome_r, self._w = os.pipe()
-        self._r, from_chrome_w = os.pipe()
-        self.proc = subprocess.Popen(
-            [
-                chromium(),
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={self.profile.name}",
-                "--remote-debugging-pipe",
-                "--window-size=1200,1600",
-                "about:blank",
-            ],
-            # Chromium reads commands on fd 3 and writes replies on fd 4; keep both through close_fds.
-            pass_fds=(3, 4, to_chrome_r, from_chrome_w),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: _wire(to_chrome_r, from_chrome_w),
-        )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buf = b""
-        self._id = 0
-        targets = self.call("Target.getTargets")["targetInfos"]
-        page = next(t for t in targets if t["type"] == "page")
-        self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-        self.call("Page.enable", session=True)
-
-    def call(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
-        self._id += 1
-        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
-        if session:
-            msg["sessionId"] = self.session
-        os.write(self._w, json.dumps(msg).encode() + b"\0")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            while b"\0" not in self._buf:
-                chunk = os.read(self._r, 1 << 16)
-                if not chunk:
-                    raise RuntimeError("chromium closed the pipe")
-                self._buf += chunk
-            raw, self._buf = self._buf.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return dict(reply.get("result", {}))
-        raise TimeoutError(method)
-
-    def evaluate(self, expression: str) -> Any:
-        res = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True, awaitPromise=True)
-        return res.get("result", {}).get("value")
-
-    def wait_for(self, expression: str, timeout_s: float = 30) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise TimeoutError(expression)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        os.close(self._w)
-        os.close(self._r)
-        self.profile.cleanup()
 
 
 async def prepare(settings: DeliverySettings, embedder: Embedder) -> str:
@@ -220,10 +108,7 @@ def test_brief_page_and_signup_in_headless_chromium(tmp_path: Path, smtp_sink: S
                 return true; })()""")
             title = tools.wait_for("document.getElementById('title') && document.getElementById('title').textContent")
             assert title == "Check your inbox"
-            png = tools.call("Page.captureScreenshot", session=True, format="png")["data"]
-            import base64
-
-            (ARTIFACTS / "delivery-signup-done.png").write_bytes(base64.b64decode(png))
+            (ARTIFACTS / "delivery-signup-done.png").write_bytes(tools.page_png(1200, 1600))
         finally:
             tools.close()
     mails = [m for m in smtp_sink.wait_for(3) if str(m["To"]) == "browser@example.com"]

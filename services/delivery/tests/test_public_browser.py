@@ -7,7 +7,6 @@ pictures."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import shutil
@@ -22,9 +21,10 @@ from podbrief.embeddings import Embedder
 from podbrief.events import InsightClustered
 from podbrief_delivery.settings import DeliverySettings
 from podbrief_testing import SmtpSink, free_port
+from podbrief_testing.browser import DevTools
 from podbrief_testing.delivery import LABELS, day_events, make_settings
 
-from .test_browser import ARTIFACTS, REPO, DevTools, Served, prepare
+from .test_browser import ARTIFACTS, REPO, Served, prepare
 
 pytestmark = pytest.mark.slow
 
@@ -93,22 +93,9 @@ class Reader:
         features = [{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]
         self.tools.call("Emulation.setEmulatedMedia", session=True, features=features)
         for kind, (width, height) in WIDTHS.items():
-            self.tools.call(
-                "Emulation.setDeviceMetricsOverride",
-                session=True,
-                width=width,
-                height=height,
-                deviceScaleFactor=1,
-                mobile=kind == "phone",
-            )
             # The whole page, up to a few screens.
-            full = int(self.tools.evaluate("document.documentElement.scrollHeight"))
-            clip = {"x": 0, "y": 0, "width": width, "height": min(full, 3 * height), "scale": 1}
-            data = self.tools.call(
-                "Page.captureScreenshot", session=True, format="png", clip=clip, captureBeyondViewport=True
-            )["data"]
-            png = base64.b64decode(data)
-            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+            png = self.tools.page_png(width, height, mobile=kind == "phone", max_height=3 * height)
+            assert len(png) > 5_000
             suffix = "-dark" if dark else ""
             (SHOTS / f"{name}-{kind}{suffix}.png").write_bytes(png)
             # No sideways scrolling on a phone: the page fits its width.

