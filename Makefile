@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Every Python tree, floor by floor (ARCHITECTURE.md), for ruff.
 CODE := libs services apps testing tests bench conftest.py
 
-.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers deps-browser brief-screenshot help install run web test test-unit test-integration test-e2e lint format typecheck schemas bench test-faults \
+.PHONY: deps-unit deps-test deps-services deps-bench deps-deploy deps-containers deps-browser brief-screenshot help install run web test test-unit test-contract test-integration test-e2e lint format typecheck schemas bench test-faults \
         bench-ingest bench-transcribe bench-cluster bench-delivery bench-smoke bench-extract bench-e2e bench-gpu capacity \
         services-up services-down up down docker-compose-check llama eval-extraction clean validate-deploy test-containers
 
@@ -76,6 +76,9 @@ test-unit: deps-unit install ## unit + contract tests only (no external services
 	scripts/install-test-tools.sh
 	$(PY) -m pytest -m "unit or contract" $(PYTEST_ARGS)
 
+test-contract: $(STAMP) ## contract tests only: the event schemas against their committed snapshots, ids (seconds; no tools)
+	$(PY) -m pytest -m contract $(PYTEST_ARGS)
+
 test-integration: deps-test install ## bus suite and storage on real Kafka and PostgreSQL
 	scripts/test.sh -m integration $(PYTEST_ARGS)
 
@@ -118,7 +121,7 @@ bench-cluster: $(STAMP) ## embed+assign throughput; Qdrant Edge search (filters,
 bench-delivery: $(STAMP) ## briefs for 1k/10k/100k subscribers vs a naive per-subscriber loop
 	$(PY) -m bench.run --only delivery $(if $(SIZES),-- --sizes $(SIZES))
 
-bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) with time per stage; a stream (tiny preset): p95/p50
+bench-e2e: deps-bench install ## 5-min episodes alone (podbrief run; five services on Kafka) with time per stage; a stream (scripted LLM): p95/p50
 	$(PY) -m bench.run --only e2e,capacity
 
 bench-gpu: $(STAMP) ## on a GPU: WHISPER_MODEL=<CTranslate2 dir> LLM_URL=<OpenAI-compatible URL> [LLM_MODEL=...]; x real time and tokens/s beside the capacity model

@@ -9,19 +9,23 @@ A. alone (`--alone N`, section `e2e`): one 5-minute episode at a time, with the 
    Each episode's time is broken down per stage (bench/e2e_stages.py): poll; transcription's wait, download,
    transcription proper and the rest; extraction's wait, LLM requests and the rest; clustering; compose.
 B. stream (`--stream N`, section `e2e-stream`): whether the pipeline has a batch barrier (issue #17 item 2: the
-   tail of the latency against its median under a steady load). The five services again, with
-   `--stream-preset` (default `tiny`: SmolLM2, so that enough episodes for a p95 fit one sitting) on shorter
-   episodes (`--stream-minutes`, 1.5): `--calibrate` episodes alone measure the handler seconds an episode needs,
-   then N episodes are released one every `--interval` s into three feeds; by default the interval keeps the
-   machine at 80% of that capacity: below saturation, where the latency says how the pipeline schedules work
-   rather than how long a backlog has grown. The section states the preset and the episode length: it measures
-   the scheduling, not the default model's speed (part A does).
+   tail of the latency against its median under a steady load). The five services again, with real Whisper,
+   MiniLM, Qdrant Edge, Kafka and PostgreSQL, but extraction's LLM a scripted stand-in that answers at once
+   (`--stream-llm scripted`; `--stream-llm model --stream-preset NAME` runs a real model), on shorter episodes
+   (`--stream-minutes`, 1.5), so that enough episodes for a p95 fit one sitting on 2 cores (a CPU LLM takes
+   minutes per episode): `--calibrate` episodes alone measure the handler seconds an episode needs, then N
+   episodes are released one every `--interval` s into three feeds; by default the interval keeps the machine at
+   80% of that capacity: below saturation, where the latency says how the pipeline schedules work rather than how
+   long a backlog has grown. The section states the LLM and the episode length: it measures the scheduling, not
+   the default model's speed (part A does).
 
     python -m bench.e2e [--alone 3] [--stream 20] [--minutes 5] [--preset NAME] [--no-embedded | --keep-embedded]
-                        [--stream-minutes 1.5] [--stream-preset tiny] [--calibrate 2] [--interval S] [--smoke]
+                        [--no-services] [--stream-minutes 1.5] [--stream-llm scripted|model] [--stream-preset NAME]
+                        [--calibrate 2] [--interval S] [--smoke]
 
-`--stream 0` runs part A only, `--alone 0` part B only. `--keep-embedded` skips the embedded runs and keeps
-those of the `e2e` section already in results.json (an earlier sitting), saying so in the notes.
+`--stream 0` runs part A only, `--alone 0` part B only. Part A splits in two sittings with `--no-services` (the
+embedded runs only) then `--keep-embedded` (the services; the embedded runs kept from the `e2e` section the first
+sitting wrote, saying so in the notes).
 
 Reports the p50 of each alone set with its time per stage, the stream's p50, p95 and p95/p50 and episodes per
 hour, CPU seconds per audio minute per service (model loading excluded, reported apart) and peak RSS per service
@@ -30,6 +34,7 @@ hour, CPU seconds per audio minute per service (model loading excluded, reported
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -78,6 +83,7 @@ class Config:
     interval_s: float | None
     embedded: bool
     keep_embedded: bool
+    services: bool
     idle_s: float
     timeout_s: float
     peer_episodes: int
@@ -86,12 +92,34 @@ class Config:
     command: str
     preset: str | None
     stream_preset: str | None
+    stream_llm: str
     stream_minutes: float
     calibrate: int
 
 
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
+
+
+SCRIPTED = (
+    "a scripted stand-in on loopback that answers at once (podbrief_testing.llm.ScriptedModel: each chunk's longest "
+    "sentence, written as '<speaker> says that <sentence>', verified as supported)"
+)
+
+
+def stand_in() -> Any:
+    """The stream's scripted LLM: it picks the longest sentence of each chunk (a greeting is the shortest)."""
+    from podbrief_testing.llm import ScriptedModel
+
+    def longest(sentences: dict[int, str]) -> list[dict[str, Any]]:
+        n = max(sentences, key=lambda k: len(sentences[k]))
+        return [{"s": n, "e": n, "h": "the point", "w": 4}]
+
+    return ScriptedModel(select=longest)
+
+
+def stream_model(cfg: Config) -> str:
+    return SCRIPTED if cfg.stream_llm == "scripted" else extraction_model(cfg.stream_preset)
 
 
 def extraction_model(preset: str | None) -> str:
@@ -123,6 +151,7 @@ def alone_row(svc: Services, ep: Episode, usage: dict[str, Any]) -> dict[str, An
     row.update({f"{name} s": v for name, v in fine["stages_s"].items()})
     row.update(llm_requests=fine["llm_requests"], llm_tokens_in=fine["llm_tokens_in"])
     row["llm_tokens_out"] = fine["llm_tokens_out"]
+    row.update(llm_prompt_tok_s=fine["llm_prompt_tok_s"], llm_generation_tok_s=fine["llm_generation_tok_s"])
     row["handler_s"] = usage["handler_s"]
     row["cpu_s"] = usage["cpu_s"]
     return row
@@ -327,7 +356,7 @@ def summarise_stream(cfg: Config, r: dict[str, Any], load: dict[str, Any]) -> di
     audio_min = sum(x["audio_s"] for x in [*alone, *stream]) / 60.0
     span = r["stream_span_s"]
     return {
-        "extraction_model": extraction_model(cfg.stream_preset),
+        "extraction_model": stream_model(cfg),
         "episode_minutes": cfg.stream_minutes,
         "load_average": load,
         "targets": {"p95_over_p50": TARGET_P95_OVER_P50},
@@ -573,11 +602,12 @@ def notes_alone(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) ->
         + SERVICES_NOTE
         + "Time per stage (bench/e2e_stages.py): each service's stage between the events on either side of it, split "
         "by the service's own counters read before and after the episode: the handler's seconds (transcription: "
-        "download and transcription proper; extraction: the LLM's chat-completion requests, end to end) and the "
-        "rest, the time the episode waited for the service (bus delivery, queue). CPU: each service's process tree "
-        "(extraction's llama-server included) over the alone runs on Kafka, model loading excluded (startup apart); "
-        "peak RSS sampled every 0.5 s. Only transcription has a like-for-like peer (plain faster-whisper, same "
-        "files and settings)."
+        "download and transcription proper; extraction: the LLM's chat-completion requests, split by the server's "
+        "own timings into reading the prompts, writing the answers and the rest) and the rest, the time the episode "
+        "waited for the service (bus delivery, queue); llm tok/s are the server's own rates. CPU: each service's "
+        "process tree (extraction's llama-server included) over the alone runs on Kafka, model loading excluded "
+        "(startup apart); peak RSS sampled every 0.5 s. Only transcription has a like-for-like peer (plain "
+        "faster-whisper, same files and settings)."
     )
     if extra["embedded"].get("kept_from"):
         text += f" The embedded runs are kept from the run of {extra['embedded']['kept_from']} (--keep-embedded)."
@@ -594,9 +624,9 @@ def notes_stream(cfg: Config, r: dict[str, Any], extra: dict[str, Any]) -> str:
     )
     text = (
         "What this measures: whether an episode waits for others (a batch barrier, issue #17 item 2), from the tail "
-        "of the latency against its median under a steady load below saturation. It runs extraction with "
-        f"{extra['extraction_model']} on {cfg.stream_minutes:g}-minute episodes so that enough episodes for a p95 "
-        "fit one sitting on this machine: the latencies are this configuration's, not the default model's (the "
+        "of the latency against its median under a steady load below saturation. Extraction's LLM is "
+        f"{extra['extraction_model']}, on {cfg.stream_minutes:g}-minute episodes, so that enough episodes for a "
+        "p95 fit one sitting on this machine: the latencies are this configuration's, not the default model's (the "
         f"`{KEY}` section measures that, alone). {_load_text(extra['load_average'])}"
         f"Episodes: {cfg.stream_minutes:g} minutes each, " + EPISODES_NOTE + SERVICES_NOTE + ""
         f"Calibration: {len(r['alone'])} episode(s) alone first. Stream: {st['episodes']} episodes one every "
@@ -663,11 +693,19 @@ def parse(argv: list[str] | None) -> Config:
     ap.add_argument("--preset", default=None, help="extraction model preset of the alone part (default: the default)")
     ap.add_argument("--stream", type=int, default=None, help="episodes of the stream on Kafka (20; smoke 2)")
     ap.add_argument("--stream-minutes", type=float, default=None, help="minutes per stream episode (1.5; smoke 0.33)")
-    ap.add_argument("--stream-preset", default="tiny", help="extraction model preset of the stream ('' = default)")
+    ap.add_argument(
+        "--stream-llm",
+        choices=("scripted", "model"),
+        default="scripted",
+        help="the stream's extraction LLM: a scripted stand-in that answers at once (default), or a model "
+        "(--stream-preset) on the embedded llama-server",
+    )
+    ap.add_argument("--stream-preset", default="tiny", help="with --stream-llm model: its preset ('' = default)")
     ap.add_argument("--calibrate", type=int, default=None, help="stream episodes first run alone (2; smoke 1)")
     ap.add_argument("--interval", type=float, default=None, help="seconds between stream releases (default: 80%% load)")
     ap.add_argument("--shows", type=int, default=None, help="feeds, up to 3 (3; smoke 1)")
     ap.add_argument("--no-embedded", action="store_true", help="skip the embedded `podbrief run` part")
+    ap.add_argument("--no-services", action="store_true", help="alone part: the embedded runs only (no Kafka)")
     ap.add_argument(
         "--keep-embedded",
         action="store_true",
@@ -688,6 +726,7 @@ def parse(argv: list[str] | None) -> Config:
         interval_s=a.interval if a.interval is not None else (5.0 if s else None),
         embedded=not (a.no_embedded or a.keep_embedded),
         keep_embedded=a.keep_embedded,
+        services=not a.no_services,
         idle_s=a.idle if a.idle is not None else (3.0 if s else 10.0),
         timeout_s=a.timeout if a.timeout is not None else 900.0,
         peer_episodes=a.peer_episodes if a.peer_episodes is not None else 1,
@@ -696,6 +735,7 @@ def parse(argv: list[str] | None) -> Config:
         command="python -m bench.e2e " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])),
         preset=a.preset or None,
         stream_preset=a.stream_preset or None,
+        stream_llm=a.stream_llm,
         stream_minutes=a.stream_minutes if a.stream_minutes is not None else (20 / 60 if s else 1.5),
         calibrate=a.calibrate if a.calibrate is not None else (1 if s else 2),
     )
@@ -714,7 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     peer_files = [e.path for e in (alone or stream_eps)[: cfg.peer_episodes]]
     results: list[tuple[str, Any]] = []
-    with infrastructure() as infra:
+    kafka = bool((alone and cfg.services) or stream_eps)
+    with infrastructure() if kafka else contextlib.nullcontext(None) as infra:
         if alone:
             load: dict[str, Any] = {"before": os.getloadavg()}
             emb: list[EmbeddedRun] = []
@@ -726,19 +767,30 @@ def main(argv: list[str] | None = None) -> int:
                 # Before the services start: one LLM process on the machine at a time.
                 work = Path(f"/tmp/podbrief-bench-embedded-{os.getpid()}")
                 emb = run_embedded(alone, work, logs / "embedded", cfg.timeout_s, cfg.preset)
-            with Services(infra, alone, cfg.idle_s, cfg.preset) as svc:
-                r = run_services(cfg, alone, [], svc, cfg.timeout_s)
+            r = None
+            if cfg.services and infra is not None:
+                with Services(infra, alone, cfg.idle_s, cfg.preset) as svc:
+                    r = run_services(cfg, alone, [], svc, cfg.timeout_s)
             load["after"] = os.getloadavg()
             extra = summarise_alone(cfg, emb, r, load)
             if kept_from is not None:
                 extra["embedded"]["kept_from"] = kept_from
             results.append(("alone", (r, emb, extra)))
-            failed |= bool(r["failure"] or r["timed_out"] or not all(x.ok for x in emb))
+            failed |= bool(r and (r["failure"] or r["timed_out"])) or not all(x.ok for x in emb)
         if stream_eps:
+            assert infra is not None
             load = {"before": os.getloadavg()}
-            with Services(infra, stream_eps, cfg.idle_s, cfg.stream_preset) as svc:
-                calib, stream = stream_eps[: cfg.calibrate], stream_eps[cfg.calibrate :]
-                r = run_services(cfg, calib, stream, svc, cfg.timeout_s)
+            from podbrief_testing.llm import LoopbackOpenAI
+
+            llm = LoopbackOpenAI(responder=stand_in()) if cfg.stream_llm == "scripted" else None
+            preset = None if llm else cfg.stream_preset
+            try:
+                with Services(infra, stream_eps, cfg.idle_s, preset, llm and llm.base_url) as svc:
+                    calib, stream = stream_eps[: cfg.calibrate], stream_eps[cfg.calibrate :]
+                    r = run_services(cfg, calib, stream, svc, cfg.timeout_s)
+            finally:
+                if llm is not None:
+                    llm.stop()
             load["after"] = os.getloadavg()
             extra = summarise_stream(cfg, r, load)
             results.append(("stream", (r, None, extra)))

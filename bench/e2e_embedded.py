@@ -98,6 +98,7 @@ def run_once(
     row.update({f"{name} s": v for name, v in fine["stages_s"].items()})
     row.update(llm_requests=fine["llm_requests"], llm_tokens_in=fine["llm_tokens_in"])
     row["llm_tokens_out"] = fine["llm_tokens_out"]
+    row.update(llm_prompt_tok_s=fine["llm_prompt_tok_s"], llm_generation_tok_s=fine["llm_generation_tok_s"])
     row["feed update to brief_s"] = round(points["brief"] - start, 1)
     row["insights"] = stages.get("insights")
     row["command_s"] = round(ended - start, 1)

@@ -1,5 +1,7 @@
 """CPU time and resident memory of each service's process tree (extraction's llama-server is its child, so it
-counts in extraction), read with psutil: CPU on demand, RSS sampled every half second for the peak."""
+counts in extraction), read with psutil: CPU on demand, RSS sampled every half second for the peak. Finding a
+tree's descendants scans every process on the machine, so the sampler looks for new ones every few seconds only
+(they appear at startup: llama-server), keeping the probe's own CPU small on a 2-core machine."""
 
 from __future__ import annotations
 
@@ -21,11 +23,14 @@ class Peak:
 class TreeProbe:
     pids: dict[str, int]
     interval_s: float = 0.5
+    # Samples between two scans for descendants.
+    rescan_every: int = 10
     peaks: dict[str, Peak] = field(default_factory=dict)
     samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _procs: dict[str, psutil.Process] = field(default_factory=dict)
+    _trees: dict[str, list[psutil.Process]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._procs = {name: psutil.Process(pid) for name, pid in self.pids.items()}
@@ -57,9 +62,11 @@ class TreeProbe:
         return {name: self.cpu_s(name) for name in self._procs}
 
     def sample(self) -> None:
-        for name, proc in self._procs.items():
+        if self.samples % self.rescan_every == 0:
+            self._trees = {name: self._tree(proc) for name, proc in self._procs.items()}
+        for name in self._procs:
             main = children = 0.0
-            for i, p in enumerate(self._tree(proc)):
+            for i, p in enumerate(self._trees[name]):
                 try:
                     rss = p.memory_info().rss / 2**20
                 except psutil.Error:

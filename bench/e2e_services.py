@@ -349,8 +349,10 @@ def start_services(
     smtp_port: int,
     logs: Path,
     preset: str | None = None,
+    llm_url: str | None = None,
 ) -> tuple[dict[str, Any], str, dict[str, float]]:
-    """The five services as processes; `preset` names extraction's model preset (unset: its default)."""
+    """The five services as processes; `preset` names extraction's model preset (unset: its default), `llm_url`
+    an OpenAI-compatible endpoint for it instead of its embedded llama-server."""
     from podbrief_testing import ServiceProcess, free_port
 
     admin_key = secrets.token_urlsafe(16)
@@ -366,7 +368,8 @@ def start_services(
     extra = {
         "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
         "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
-        "extraction": {"MODEL_PRESET": preset} if preset else {},
+        "extraction": ({"MODEL_PRESET": preset} if preset else {})
+        | ({"LLM__BASE_URL": llm_url, "LLM__MODEL": "scripted"} if llm_url else {}),
         "clustering": {"QDRANT__PATH": str(tmp / "qdrant")},
         "delivery": {
             "SMTP__HOST": "127.0.0.1",
@@ -495,8 +498,15 @@ class Services:
     """The five services on the run's own Kafka namespace and database, their readers signed up, the bus watched
     and briefs composed as soon as delivery has consumed something new. Use as a context manager."""
 
-    def __init__(self, infra: Infra, episodes: list[Episode], idle_s: float, preset: str | None = None) -> None:
-        self.infra, self.episodes, self.idle_s, self.preset = infra, episodes, idle_s, preset
+    def __init__(
+        self,
+        infra: Infra,
+        episodes: list[Episode],
+        idle_s: float,
+        preset: str | None = None,
+        llm_url: str | None = None,
+    ) -> None:
+        self.infra, self.episodes, self.idle_s, self.preset, self.llm_url = infra, episodes, idle_s, preset, llm_url
         self.unique = uuid.uuid4().hex[:10]
         self.namespace = f"bench{self.unique}."
         self.db_name = f"bench_e2e_{self.unique}"
@@ -527,7 +537,7 @@ class Services:
                 self.server.add(f"/audio/{ep.path.name}", ep.path.read_bytes(), MIME)
             log(f"starting the five services (namespace {self.namespace}, database {self.db_name}, logs {self.logs})")
             self.procs, self.admin_key, spawned = start_services(
-                self.infra, self.namespace, self.db_url, self.tmp, self.smtp.port, self.logs, self.preset
+                self.infra, self.namespace, self.db_url, self.tmp, self.smtp.port, self.logs, self.preset, self.llm_url
             )
             self.probe = TreeProbe({n: p.proc.pid for n, p in self.procs.items()}).start()
             self.startup_s = wait_all_ready(self.procs, spawned, timeout_s=600)

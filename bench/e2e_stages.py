@@ -2,7 +2,8 @@
 five services: the stages between its events on the bus, each service's stage split by that service's own
 counters (read before and after the episode) into the time the episode waited for the service and the time the
 service's handler spent on it, and the handler time into its parts: the enclosure's download and the
-transcription proper; the LLM's requests (and the tokens they carried) and the rest of extraction.
+transcription proper; the LLM's requests (the server's own prompt and generation seconds, and the tokens they
+carried) and the rest of extraction.
 
 `points` are Unix times: `feed` (the clock's start), then `discovered`, `transcribed`, `extracted`, `clustered`
 (the events' `occurred_at`) and `brief` (a composed brief carries the episode's insight). `used` is, per service,
@@ -23,7 +24,9 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("transcription: transcribe", "decoded and transcribed (Whisper)"),
     ("transcription: other", "the rest of the handler: transcript stored, event published"),
     ("extraction: wait", "the transcribed event until extraction's handler took it (bus, queue)"),
-    ("extraction: LLM", "the chat-completion requests, end to end (llama-server's prompt and generation)"),
+    ("extraction: LLM prompt", "the LLM server reading the prompts (its own timings)"),
+    ("extraction: LLM generation", "the LLM server writing the answers, constrained sampling included"),
+    ("extraction: LLM other", "the rest of the chat-completion requests: HTTP, waiting for a server slot"),
     ("extraction: other", "the rest of the handler: chunking, grounding, storing, publishing"),
     ("clustering", "the extracted event until the episode's last insight was clustered (embedding, vector search)"),
     ("compose", "the last insight clustered until a composed brief carried the episode (delivery)"),
@@ -74,6 +77,8 @@ def breakdown(points: Mapping[str, float | None], used: Mapping[str, Counters]) 
     download = labelled(tx, "podbrief_transcription_phase_seconds_sum", phase="download")
     transcribe = labelled(tx, "podbrief_transcription_phase_seconds_sum", phase="transcribe")
     llm = total(ex, "podbrief_extraction_llm_request_seconds_sum")
+    prompt = labelled(ex, "podbrief_extraction_llm_server_seconds_total", phase="prompt")
+    generation = labelled(ex, "podbrief_extraction_llm_server_seconds_total", phase="generation")
     t_wait, t_in = _split(_span(points, "discovered", "transcribed"), t)
     x_wait, x_in = _split(_span(points, "transcribed", "extracted"), x)
     rows: dict[str, float | None] = {
@@ -83,7 +88,9 @@ def breakdown(points: Mapping[str, float | None], used: Mapping[str, Counters]) 
         "transcription: transcribe": transcribe if t_wait is not None else None,
         "transcription: other": max(0.0, t_in - download - transcribe) if t_wait is not None else None,
         "extraction: wait": x_wait,
-        "extraction: LLM": min(llm, x_in) if x_wait is not None else None,
+        "extraction: LLM prompt": prompt if x_wait is not None else None,
+        "extraction: LLM generation": generation if x_wait is not None else None,
+        "extraction: LLM other": max(0.0, min(llm, x_in) - prompt - generation) if x_wait is not None else None,
         "extraction: other": max(0.0, x_in - llm) if x_wait is not None else None,
         "clustering": _span(points, "extracted", "clustered"),
         "compose": _span(points, "clustered", "brief"),
@@ -94,6 +101,14 @@ def breakdown(points: Mapping[str, float | None], used: Mapping[str, Counters]) 
         "llm_requests": int(total(ex, "podbrief_extraction_llm_request_seconds_count")),
         "llm_tokens_in": int(labelled(ex, "podbrief_extraction_llm_tokens_total", direction="in")),
         "llm_tokens_out": int(labelled(ex, "podbrief_extraction_llm_tokens_total", direction="out")),
+        "llm_prompt_tok_s": round(labelled(ex, "podbrief_extraction_llm_tokens_total", direction="in") / prompt, 1)
+        if prompt
+        else None,
+        "llm_generation_tok_s": round(
+            labelled(ex, "podbrief_extraction_llm_tokens_total", direction="out") / generation, 2
+        )
+        if generation
+        else None,
         "handler_s": {
             svc: round(handler_seconds(used, svc), 2)
             for svc in ("transcription", "extraction", "clustering", "delivery")

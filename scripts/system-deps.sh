@@ -191,11 +191,11 @@ fi
 # The make target(s) each group is for, as the message names them.
 declare -A targets=([install]="make install" [unit]="make test-unit" [test]="make test"
   [services]="make services-up" [deploy]="make validate-deploy" [bench]="make bench"
-  [containers]="make test-containers")
+  [containers]="make test-containers" [browser]="make brief-screenshot")
 
 explain() {
   {
-    echo "system-deps: '${targets[$group]}' needs these tools, which this machine lacks:"
+    echo "system-deps: '${targets[$group]:-make}' needs these tools, which this machine lacks:"
     for m in "${missing[@]}"; do
       IFS='|' read -r tool pkg why <<<"$m"
       printf '  - %-34s %s (Debian package %s)\n' "$tool" "$why" "$pkg"

@@ -18,6 +18,7 @@ class ExtractionMetrics:
     tokens: Counter
     verdicts: Counter
     llm_seconds: Histogram
+    server_seconds: Counter
     llm_requests: Counter
     invalid_outputs: Counter
     episodes: Counter
@@ -58,6 +59,14 @@ class ExtractionMetrics:
                 "Chat-completion latency, by outcome.",
                 ["outcome"],
                 buckets=LATENCY_BUCKETS,
+                registry=r,
+            ),
+            server_seconds=Counter(
+                f"{P}_llm_server_seconds_total",
+                "Seconds the LLM server says it spent on the requests, by phase (prompt: reading the prompt; "
+                "generation: writing the answer, constrained sampling included); llama-server reports them, "
+                "other servers add nothing.",
+                ["phase"],
                 registry=r,
             ),
             llm_requests=Counter(

@@ -277,15 +277,23 @@ class ScriptedModel:
 
 class LoopbackOpenAI:
     """A real OpenAI-compatible HTTP server on loopback (for services run as processes): every chat completion
-    answers `content` after `delay_s`, so a test can hold the extraction service mid-request."""
+    answers `content` after `delay_s`, so a test can hold the extraction service mid-request; or, with
+    `responder` (e.g. a ScriptedModel), what it answers to the request's body."""
 
-    def __init__(self, content: str, *, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        content: str = "",
+        *,
+        delay_s: float = 0.0,
+        responder: Callable[[dict[str, Any]], Scripted] | None = None,
+    ) -> None:
         import threading
         import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.content = content
         self.delay_s = delay_s
+        self.responder = responder
         self.completions = 0
         outer = self
 
@@ -310,13 +318,19 @@ class LoopbackOpenAI:
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, {"error": "not found"})
                     return
                 outer.completions += 1
                 time.sleep(outer.delay_s)
-                self._send(200, completion(outer.content))
+                answer: Scripted = outer.content if outer.responder is None else outer.responder(json.loads(raw))
+                if isinstance(answer, httpx.Response):
+                    self._send(answer.status_code, answer.json())
+                elif isinstance(answer, Exception):
+                    self._send(500, {"error": str(answer)})
+                else:
+                    self._send(200, completion(answer) if isinstance(answer, str) else answer)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -4,6 +4,7 @@ up to the total."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,8 @@ def used() -> dict[str, dict[str, float]]:
             'podbrief_extraction_handler_seconds_sum{topic="t"}': 150.0,
             'podbrief_extraction_llm_request_seconds_sum{outcome="ok"}': 90.0,
             'podbrief_extraction_llm_request_seconds_count{outcome="ok"}': 6.0,
+            'podbrief_extraction_llm_server_seconds_total{phase="prompt"}': 50.0,
+            'podbrief_extraction_llm_server_seconds_total{phase="generation"}': 38.0,
             'podbrief_extraction_llm_tokens_total{direction="in",stage="select"}': 3000.0,
             'podbrief_extraction_llm_tokens_total{direction="in",stage="write"}': 1000.0,
             'podbrief_extraction_llm_tokens_total{direction="out",stage="write"}': 400.0,
@@ -69,7 +72,10 @@ def test_the_rows_split_each_stage_and_add_up_to_the_total() -> None:
     assert (s["transcription: wait"], s["transcription: download"], s["transcription: transcribe"]) == (4.0, 2.0, 40.0)
     assert s["transcription: other"] == 3.0
     # extraction: 110 s between its events, 100 in the handler of which 90 in LLM requests.
-    assert (s["extraction: wait"], s["extraction: LLM"], s["extraction: other"]) == (10.0, 90.0, 10.0)
+    # The server read the prompts for 50 s and wrote for 38 s of the 90 s of requests.
+    assert (s["extraction: wait"], s["extraction: other"]) == (10.0, 10.0)
+    assert (s["extraction: LLM prompt"], s["extraction: LLM generation"], s["extraction: LLM other"]) == (50, 38, 2)
+    assert (b["llm_prompt_tok_s"], b["llm_generation_tok_s"]) == (80.0, 10.53)
     assert (s["clustering"], s["compose"]) == (2.0, 3.0)
     assert sum(v for v in s.values() if v is not None) == pytest.approx(b["total_s"]) == 165.0
     assert (b["llm_requests"], b["llm_tokens_in"], b["llm_tokens_out"]) == (6, 4000, 400)
@@ -80,7 +86,7 @@ def test_an_episode_that_stopped_short_has_no_later_rows() -> None:
     b = e2e_stages.breakdown({"feed": 1000.0, "discovered": 1001.0, "transcribed": 1050.0}, used())
     s = b["stages_s"]
     assert s["transcription: transcribe"] == 40.0
-    assert s["extraction: wait"] is None and s["extraction: LLM"] is None and s["compose"] is None
+    assert s["extraction: wait"] is None and s["extraction: LLM prompt"] is None and s["compose"] is None
     assert b["total_s"] is None
 
 
@@ -90,9 +96,8 @@ def test_the_stage_table_has_every_row_and_the_shares_of_the_total() -> None:
     table = e2e.stage_table([row | {"startup_s": 20.0, e2e.TOTAL: 185.0}], [row])
     by = {r["stage"]: r for r in table}
     assert list(by) == ["startup", *(n for n, _ in e2e_stages.ROWS), "feed update to brief"]
-    assert (
-        by["extraction: LLM"]["five services p50 s"] == 90.0 and by["extraction: LLM"]["five services share"] == "55%"
-    )
+    llm = by["extraction: LLM prompt"]
+    assert llm["five services p50 s"] == 50.0 and llm["five services share"] == "30%"
     assert by["startup"]["embedded p50 s"] == 20.0 and by["startup"]["five services p50 s"] == "– (running)"
     assert by["feed update to brief"]["embedded p50 s"] == 185.0
 
@@ -148,9 +153,27 @@ def test_both_parts_write_their_sections(tmp_path: Path) -> None:
     data = report.load(tmp_path)
     assert report.validate(data) == []
     a, s = data["sections"][e2e.KEY], data["sections"][e2e.STREAM_KEY]
-    assert a["extra"]["alone"]["stage_p50_s"]["extraction: LLM"] == 90.0
+    assert a["extra"]["alone"]["stage_p50_s"]["extraction: LLM generation"] == 38.0
     assert a["extra"]["embedded"]["stage_p50_s"]["startup"] == 20.0
     assert [t["verdict"] for t in a["details"]["targets"]] == ["NOT met", "met"]  # 185 s embedded, 165 s on Kafka
     assert s["extra"]["latency_s"]["p50"] == 43.0 and s["extra"]["stream"]["p95_over_p50"] == 1.02  # p95 43.9 s
-    assert "preset tiny" in s["extra"]["extraction_model"] and "preset tiny" in s["notes"]
+    assert "scripted stand-in" in s["extra"]["extraction_model"] and "scripted stand-in" in s["notes"]
     assert s["details"]["targets"][0]["verdict"] == "met"
+
+
+def test_the_streams_stand_in_answers_over_http_with_the_longest_sentence() -> None:
+    import httpx
+    from podbrief_testing.llm import LoopbackOpenAI
+
+    prompt = "Podcast: Signal Path\nGuest:\n[1] Welcome back.\n[2] Heat pumps now outsell gas boilers in Norway.\n"
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "response_format": {"json_schema": {"name": "points", "schema": {}}},
+    }
+    llm = LoopbackOpenAI(responder=e2e.stand_in())
+    try:
+        r = httpx.post(llm.base_url + "/chat/completions", json=body, timeout=10)
+    finally:
+        llm.stop()
+    points = json.loads(r.json()["choices"][0]["message"]["content"])["p"]
+    assert r.status_code == 200 and [(p["s"], p["e"]) for p in points] == [(2, 2)]

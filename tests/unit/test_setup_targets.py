@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,36 @@ def _path_without(tmp_path: Path, *missing: str) -> str:
             if entry.name not in missing and not link.exists() and os.access(entry.path, os.X_OK):
                 link.symlink_to(entry.path)
     return str(bin_dir)
+
+
+def _path_with_only(tmp_path: Path, *tools: str) -> str:
+    """A PATH holding only `tools` (the shell utilities the script itself uses)."""
+    bin_dir = tmp_path / "only"
+    bin_dir.mkdir()
+    for tool in tools:
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+def test_every_group_names_its_make_target_when_tools_are_missing(tmp_path: Path) -> None:
+    env = {
+        "PATH": _path_with_only(tmp_path, "bash", "dirname", "sed", "sort", "head", "awk", "ls", "grep", "cat"),
+        "HOME": str(tmp_path),
+        "PYTHON": sys.executable,
+        "PODBRIEF_NO_APT": "1",
+    }
+    for target, (_, recipe) in _rules().items():
+        if not target.startswith("deps-"):
+            continue
+        group = recipe[0].split("system-deps.sh")[1].split()[0]
+        proc = subprocess.run(
+            ["bash", str(SYSTEM_DEPS), group], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert proc.returncode == 1, (group, proc.stderr)
+        assert re.search(r"system-deps: 'make [a-z-]+' needs these tools", proc.stderr), (group, proc.stderr)
+        assert "apt-get install -y --no-install-recommends" in proc.stderr, (group, proc.stderr)
 
 
 def test_a_missing_tool_stops_with_one_message_naming_it_and_the_command(tmp_path: Path) -> None:
