@@ -22,7 +22,7 @@ from podbrief_run.layout import DataDir
 from bench.e2e_audio import MIME, Episode
 from bench.e2e_probe import TreeProbe
 from bench.e2e_services import READERS, REPO, feed_xml, log
-from bench.e2e_stages import breakdown, minus
+from bench.e2e_stages import AT_TRIAL, at_trial_rates, breakdown, minus
 
 # The reader with stated interests whose topics the benchmark episodes cover; any insight qualifies in a brief of
 # one episode (the ranking picks the top 5 of what there is).
@@ -100,6 +100,7 @@ def run_once(
     row["llm_tokens_out"] = fine["llm_tokens_out"]
     row.update(llm_prompt_tok_s=fine["llm_prompt_tok_s"], llm_generation_tok_s=fine["llm_generation_tok_s"])
     row["feed update to brief_s"] = round(points["brief"] - start, 1)
+    row[AT_TRIAL] = at_trial_rates(row["feed update to brief_s"], fine)
     row["insights"] = stages.get("insights")
     row["command_s"] = round(ended - start, 1)
     row["cpu_s"] = round(cpu, 1)
