@@ -56,6 +56,7 @@ def make_build_deps(
                 base_url=base_url or "http://llm.invalid/v1",
                 metrics=metrics,
                 transport=llm_transport,
+                pin_prefix=llama is not None,
             )
             stack.push_async_callback(llm.aclose)
             extractor = Extractor(llm, settings, metrics)

@@ -187,7 +187,7 @@ async def _run(
                 await llama.start()
             url = llama.base_url
             console.print(f"embedded model ready in {llama.startup_s:.1f}s", style="dim")
-        async with LLMClient(llm_settings, base_url=url) as llm:
+        async with LLMClient(llm_settings, base_url=url, pin_prefix=llama is not None) as llm:
             extractor = Extractor(llm, settings)
             if not extractor.language_supported(transcript.language):
                 console.print(

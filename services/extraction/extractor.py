@@ -45,7 +45,7 @@ from podbrief_extraction.answers import (
     verify_schema,
     write_schema,
 )
-from podbrief_extraction.chunking import Chunk, chunk_transcript, token_budget
+from podbrief_extraction.chunking import Chunk, Sentence, chunk_transcript, token_budget
 from podbrief_extraction.grounding import content_words, ground, specificity_problem, tokens_of
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
@@ -126,14 +126,48 @@ Progress = Callable[[int, int | None], Awaitable[None] | None]
 _SENTENCE = re.compile(r"[^.!?]+[.!?]+[\"'”’)]*")
 
 
+# A "why it matters" that says nothing ("This is important for homeowners."): left out of the text.
+_FILLER = re.compile(
+    r"^(?:this|that|it)(?: insight)? (?:is|was) (?:very |especially |particularly |highly )?"
+    r"(?:important|significant|crucial|relevant|useful|helpful|valuable|interesting|noteworthy|worth knowing)"
+    r"(?: (?:for|to) [\w\s,'-]+)?[.!]$",
+    re.IGNORECASE,
+)
+
+
 def tidy_text(text: str, max_sentences: int = 3) -> str | None:
-    """A written text cut to at most `max_sentences` complete sentences; None when there is no complete one
-    (an answer cut off by the length bound)."""
+    """A written text cut to at most `max_sentences` complete sentences, without filler after the first; None
+    when there is no complete one (an answer cut off by the length bound)."""
     text = " ".join(text.split())
     sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text)]
     if not sentences:
         return None
+    sentences = sentences[:1] + [x for x in sentences[1:] if not _FILLER.match(x)]
     return " ".join(sentences[:max_sentences])
+
+
+def anchor_quote(
+    sentences: Sequence[Sentence], text: str, first: int, last: int, max_sentences: int, reach: int = 3
+) -> tuple[int, int]:
+    """The sentence range (1-based) that best supports a text written in the same call as its range: a model
+    that writes and points at once sometimes points a sentence or two off. Ranges of up to `max_sentences`
+    within `reach` sentences of the model's are scored on the text's content words they contain, with a
+    penalty for length; the model's own range wins ties."""
+    wanted = content_words(text)
+    if not wanted:
+        return first, last
+
+    def score(lo: int, hi: int) -> float:
+        words = content_words(" ".join(s.text for s in sentences[lo - 1 : hi]))
+        return float(len(words & wanted) / max(1.0, len(words)) ** 0.5)
+
+    best, best_score = (first, last), score(first, last)
+    for lo in range(max(1, first - reach), min(len(sentences), last + reach) + 1):
+        for hi in range(lo, min(len(sentences), lo + max_sentences - 1) + 1):
+            value = score(lo, hi)
+            if value > best_score + 1e-9:
+                best, best_score = (lo, hi), value
+    return best
 
 
 def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
@@ -353,6 +387,8 @@ class Extractor:
         out: list[Candidate] = []
         for order, point in enumerate(points[: q.max_points_per_chunk]):
             first, last = sorted((max(1, min(len(sentences), point.s)), max(1, min(len(sentences), point.e))))
+            if isinstance(point, PickedPoint):
+                first, last = anchor_quote(sentences, point.t, first, last, q.max_quote_sentences)
             last = min(last, first + q.max_quote_sentences - 1)
             # A one-line fragment ("Exactly.") is widened by a sentence so the quote can carry a claim.
             while last < len(sentences) and sum(len(s.text.split()) for s in sentences[first - 1 : last]) < (

@@ -140,8 +140,8 @@ def topic_only(text: str) -> bool:
     announce = _ANNOUNCE.search(sentence)
     if announce is None:
         return False
-    rest = sentence[announce.end() :]
-    return _CLAIM_CLAUSE.search(rest) is None and len(content_words(rest)) < 10
+    # However long the list of topics ("the benefits and drawbacks of X, including Y and Z"), it is a topic.
+    return _CLAIM_CLAUSE.search(sentence[announce.end() :]) is None
 
 
 _PRONOUN_START = re.compile(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,6 +63,8 @@ class EmbeddedLlamaServer:
         self.port = self.settings.port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Path | None = None
+        # Where llama-server saves the system prompts' slot states (LLMClient's pin_prefix); made at start.
+        self._slot_dir: Path | None = None
         self.startup_s: float | None = None
 
     @property
@@ -127,12 +130,15 @@ class EmbeddedLlamaServer:
             "--no-webui",
             "--alias",
             "embedded",
+            *(["--slot-save-path", str(self._slot_dir)] if self._slot_dir is not None else []),
         ]
 
     def _spawn(self) -> None:
         self.check()
         if self.port == 0:
             self.port = free_port(self.settings.host)
+        if self._slot_dir is None:
+            self._slot_dir = Path(tempfile.mkdtemp(prefix="llama-slots-"))
         fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
         self._log_file = Path(name)
         self._started_at = time.monotonic()
@@ -214,6 +220,9 @@ class EmbeddedLlamaServer:
             with contextlib.suppress(OSError):
                 self._log_file.unlink()
             self._log_file = None
+        if self._slot_dir is not None:
+            shutil.rmtree(self._slot_dir, ignore_errors=True)
+            self._slot_dir = None
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.stop)

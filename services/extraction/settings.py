@@ -51,10 +51,12 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=512)
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = 42
-    # llama-server's prompt cache. Reusing a cached prefix changes the batch shapes its logits are computed in,
-    # and a greedy answer can then differ between two identical requests: off, an identical request gives the
-    # same answer (at the cost of re-reading each call's system prompt). None: off for the embedded server, and
-    # not sent to an endpoint (vLLM's prefix cache is exact; OpenAI rejects unknown fields).
+    # llama-server's prompt cache. Reusing whatever prefix the last request left changes the batch shapes the
+    # logits are computed in, and a greedy answer can then differ between two identical requests. The embedded
+    # server therefore pins each system prompt in a slot (LLMClient's pin_prefix: restored before every
+    # request, the cache on) so that only the system prompt is reused, always from the same position. None: off
+    # for a client given the embedded server's URL without pinning, and not sent to an endpoint (vLLM's prefix
+    # cache is exact; OpenAI rejects unknown fields).
     cache_prompt: bool | None = None
     # Room for the largest answer a schema allows (bounded strings and arrays), so that an answer is never cut
     # off mid-JSON.

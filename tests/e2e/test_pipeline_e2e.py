@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,23 +24,13 @@ from podbrief.events.topics import (
 )
 from podbrief.status import ServiceStatus
 from podbrief_cli.status import remote_status
-from podbrief_testing import (
-    LoopbackServer,
-    ServiceProcess,
-    SmtpSink,
-    create_database,
-    free_port,
-    scrape_metric,
-    topic_records,
-)
+from podbrief_testing import LoopbackServer, SmtpSink, topic_records
 from podbrief_testing.feeds import feed_with_local_audio
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "deploy"))
-import promharness
+from .conftest import Pipeline, namespace, promharness, sign_up_and_confirm, wait_for_delivery_pool, wait_for_extraction
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
 JFK_WORDS = {"country", "americans", "ask"}
 # Metrics that cannot have samples in this run: no GPU, no vLLM, and (by design) no failures.
 NO_DATA_HERE = (
@@ -60,76 +47,8 @@ NO_DATA_HERE = (
 )
 
 
-def wait_for(cond, what: str, timeout_s: float, procs: dict[str, ServiceProcess]) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        for p in procs.values():
-            if p.proc.poll() is not None:
-                raise AssertionError(f"{p.name} died:\n{p.tail()}")
-        time.sleep(1)
-    logs = "\n".join(f"--- {p.name}\n{p.tail(15)}" for p in procs.values())
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-
-def namespace(unique: str) -> str:
-    """This run's topics and consumer groups, apart from any other run's on the shared broker."""
-    return f"e2e{unique}."
-
-
-@pytest.fixture
-def pipeline(
-    tmp_path: Path, kafka_bootstrap: str, pg_url: str, smtp_sink: SmtpSink, unique: str
-) -> Iterator[tuple[dict[str, ServiceProcess], str, str]]:
-    db_url = create_database(pg_url, f"e2e_{unique}")
-    admin_key = secrets.token_urlsafe(16)
-    ports = {name: free_port() for name in SERVICES}
-    common = {
-        "BUS__KIND": "kafka",
-        "BUS__KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "BUS__KAFKA__NAMESPACE": namespace(unique),
-        "DB__URL": db_url,
-        "HTTP__ADMIN_API_KEY": admin_key,
-        "LOG_LEVEL": "INFO",
-    }
-    extra = {
-        "ingest": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "BACKFILL_LIMIT": "2"},
-        "transcription": {"NET__ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
-        # Plumbing, not insight quality: the small packaged model (the default one is measured by
-        # `make eval-extraction` and services/extraction/tests/test_real_model.py).
-        "extraction": {"MODEL_PRESET": "tiny"},
-        "clustering": {"QDRANT__PATH": str(tmp_path / "qdrant")},
-        "delivery": {
-            "SMTP__HOST": "127.0.0.1",
-            "SMTP__PORT": str(smtp_sink.port),
-            "SIGNING_SECRET": secrets.token_urlsafe(32),
-            "SCHEDULER_ENABLED": "false",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['delivery']}",
-            "CLUSTERING_URL": f"http://127.0.0.1:{ports['clustering']}",
-        },
-    }
-    procs: dict[str, ServiceProcess] = {}
-    artifacts = Path("test-artifacts/e2e")
-    try:
-        for name in SERVICES:
-            env = {
-                f"{name.upper()}_{k}": v for k, v in {**common, **extra[name], "DATA_DIR": str(tmp_path / name)}.items()
-            }
-            procs[name] = ServiceProcess(name, env, ports[name], artifacts).start()
-        for p in procs.values():
-            p.wait_ready(timeout_s=300)
-        # A real Prometheus scrapes the five services for the whole run, as in production.
-        targets = {name: f"127.0.0.1:{ports[name]}" for name in SERVICES}
-        with promharness.prometheus(targets, tmp_path / "prometheus") as prom:
-            yield procs, admin_key, prom
-    finally:
-        for p in procs.values():
-            p.stop()
-
-
 def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
-    pipeline: tuple[dict[str, ServiceProcess], str, str],
+    pipeline: Pipeline,
     loopback: LoopbackServer,
     smtp_sink: SmtpSink,
     shared_dir: Path,
@@ -143,54 +62,27 @@ def test_a_real_episode_becomes_an_insight_in_a_subscribers_email(
 
     # A subscriber whose interests match the speech signs up and confirms through the emailed link.
     delivery = procs["delivery"].base_url
-    r = httpx.post(
-        delivery + "/v1/subscribers",
-        json={
-            "email": "reader@example.org",
-            "interests": "patriotism, citizenship, public service and what Americans can do for their country",
-        },
-        timeout=30,
+    _, token = sign_up_and_confirm(
+        delivery,
+        smtp_sink,
+        "reader@example.org",
+        "patriotism, citizenship, public service and what Americans can do for their country",
     )
-    assert r.status_code == 202, r.text
-    (confirmation,) = smtp_sink.wait_for(1, timeout_s=30)
-    body = confirmation.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
-    token = re.search(r"/confirm\?t=([\w.\-~%]+)", body)
-    assert token, body
-    r = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
-    assert r.status_code == 200 and r.json()["status"] == "active", r.text
     # The probe's replay (#21): the link works once, a second confirmation issues no key or profile token.
-    again = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token.group(1)}, timeout=30)
+    again = httpx.post(delivery + "/v1/subscribers/confirm", json={"token": token}, timeout=30)
     assert again.status_code == 400 and "api_key" not in again.json(), again.text
 
     # The feed goes in through ingest's API; everything after that happens over Kafka.
     r = httpx.post(procs["ingest"].base_url + "/v1/feeds", json={"url": feed_url}, headers=admin, timeout=60)
     assert r.status_code == 201, r.text
 
+    wait_for_extraction(procs, len(episodes))
     extraction = procs["extraction"].base_url
-    topic = "podbrief.episode.transcribed.v1"
-
-    def extracted() -> bool:
-        for name in ("transcription", "extraction"):
-            dead = scrape_metric(procs[name].base_url, f"podbrief_{name}_dead_lettered_total")
-            assert dead == 0, f"{name} dead-lettered a message:\n{procs[name].tail(5)}"
-        return scrape_metric(extraction, "podbrief_extraction_messages_total", topic=topic) >= 2
-
-    wait_for(extracted, "extraction of both episodes", 600, procs)
     statuses = [httpx.get(f"{extraction}/v1/episodes/{e}", timeout=10).json() for e in episodes]
     insights = [httpx.get(f"{extraction}/v1/episodes/{e}/insights", timeout=10).json() for e in episodes]
     counts = [len(i if isinstance(i, list) else i.get("insights", [])) for i in insights]
     assert counts[0] >= 1, f"no insight kept from the JFK speech: {statuses[0]} {insights[0]}"
-    wait_for(
-        lambda: (
-            scrape_metric(
-                delivery, "podbrief_delivery_messages_total", topic="podbrief.insight.clustered.v1", status="ok"
-            )
-            >= sum(counts)
-        ),
-        "delivery to receive every clustered insight",
-        300,
-        procs,
-    )
+    wait_for_delivery_pool(procs, sum(counts))
 
     r = httpx.post(delivery + "/v1/admin/deliveries/run", json={"force": True}, headers=admin, timeout=120)
     assert r.status_code == 200, r.text

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from podbrief_delivery.brief import Brief, safe_http_url
 from podbrief_delivery.render import Links, Renderer, header_safe
 from podbrief_delivery.tokens import Signer
 from podbrief_testing.delivery import clustered
+from podbrief_testing.html_tags import start_tags
 
 pytestmark = pytest.mark.unit
 
@@ -61,22 +61,8 @@ BRIEF_HEADERS = {
 CONFIRM_HEADERS = {"subject", "from", "to", "date", "message-id", "mime-version", "content-type"}
 
 
-class Tags(HTMLParser):
-    """Every start tag and attribute of a document."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-
 def assert_inert(html: str, base: str = "http://testserver", *, script_ok: bool = False) -> None:
-    parser = Tags()
-    parser.feed(html)
-    parser.close()
-    for tag, attrs in parser.tags:
+    for tag, attrs in start_tags(html):
         assert tag not in ("iframe", "img", "object", "embed") or attrs.get("src", "").startswith(base), (tag, attrs)
         if not script_ok:
             assert tag != "script", attrs
@@ -191,9 +177,8 @@ def test_brief_email_html_and_text_are_inert(hostile_delivery: tuple[TestClient,
     assert "&lt;script&gt;alert(" in html and 'Solar Show"&gt;&lt;img src=x' in html
     assert_inert(html)
     # Every link in the email goes to our own pages (signed) or to http(s) episode pages.
-    parser = Tags()
-    parser.feed(html)
-    hrefs = [a["href"] or "" for t, a in parser.tags if t == "a"]
+    tags = start_tags(html)
+    hrefs = [a["href"] or "" for t, a in tags if t == "a"]
     assert hrefs and all(h.startswith(("http://testserver/", "https://")) for h in hrefs), hrefs
     text = text_part.get_content()
     for bad in BAD_LINKS:
@@ -203,16 +188,15 @@ def test_brief_email_html_and_text_are_inert(hostile_delivery: tuple[TestClient,
 def test_web_page_archive_and_json_are_inert(hostile_delivery: tuple[TestClient, Any]) -> None:
     client, member = hostile_delivery
     html = brief_email(client).get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
-    parser = Tags()
-    parser.feed(html)
-    web = next(a["href"] for t, a in parser.tags if t == "a" and "/briefs/" in (a.get("href") or ""))
+    tags = start_tags(html)
+    web = next(a["href"] for t, a in tags if t == "a" and "/briefs/" in (a.get("href") or ""))
     assert web is not None
     page = client.get(web.replace("http://testserver", ""))
     assert page.status_code == 200
     assert "&lt;script&gt;alert(" in page.text
     assert_inert(page.text)
     assert "script-src" not in page.headers["content-security-policy"]
-    archive_link = next(a["href"] for t, a in parser.tags if t == "a" and "/archive" in (a.get("href") or ""))
+    archive_link = next(a["href"] for t, a in tags if t == "a" and "/archive" in (a.get("href") or ""))
     assert archive_link is not None
     archive = client.get(archive_link.replace("http://testserver", ""))
     assert archive.status_code == 200
@@ -332,9 +316,8 @@ def test_the_signup_form_reflects_input_escaped(started: Callable[..., TestClien
         },
     )
     assert r.status_code == 422
-    parser = Tags()
-    parser.feed(r.text)
-    scripts = [a for t, a in parser.tags if t == "script"]
+    tags = start_tags(r.text)
+    scripts = [a for t, a in tags if t == "script"]
     assert len(scripts) == 1  # the page's own time-zone helper, nothing injected
     assert "<script>alert" not in r.text and "&lt;script&gt;alert(" in r.text
     assert "script-src 'unsafe-inline'" in r.headers["content-security-policy"]

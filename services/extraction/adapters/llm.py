@@ -8,6 +8,7 @@ breaker, one repair round for invalid output, and token accounting. Errors map o
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -124,6 +125,7 @@ class LLMClient:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        pin_prefix: bool = False,
     ) -> None:
         url = base_url or settings.base_url
         if not url:
@@ -134,6 +136,16 @@ class LLMClient:
         self.cache_prompt = settings.cache_prompt
         if self.cache_prompt is None and base_url is not None and settings.base_url is None:
             self.cache_prompt = False
+        # The embedded llama-server, started with --slot-save-path: each system prompt is read once, saved as a
+        # slot file, and restored before every request that starts with it. The prompt cache then saves the
+        # system prompt's tokens on every call, while the rest of each request is always computed from the same
+        # position in the same batch shapes, so an identical request gives the identical answer.
+        self.pin_prefix = pin_prefix
+        if pin_prefix:
+            self.cache_prompt = True
+        self._root = self.base_url.removesuffix("/v1")
+        self._pinned: set[str] = set()
+        self._pin_lock = asyncio.Lock()
         self.model = settings.model
         self.metrics = metrics or ExtractionMetrics.create()
         self._sleep = sleep
@@ -228,7 +240,15 @@ class LLMClient:
                 "type": "json_schema",
                 "json_schema": {"name": schema_name, "strict": True, "schema": schema},
             }
-        data = await self._post_with_retries("/chat/completions", body)
+        if self.pin_prefix and messages and messages[0].get("role") == "system":
+            system = messages[0]["content"]
+            body["id_slot"] = 0
+            async with self._pin_lock:  # restore and request back to back: nothing else may use the slot between
+                data = await self._post_with_retries(
+                    "/chat/completions", body, before=lambda: self._restore_prefix(system)
+                )
+        else:
+            data = await self._post_with_retries("/chat/completions", body)
         try:
             choice = data["choices"][0]
             content = choice["message"].get("content") or ""
@@ -254,10 +274,45 @@ class LLMClient:
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(content), usage
 
-    async def _post_with_retries(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _restore_prefix(self, system: str) -> None:
+        """Put the system prompt's saved state into slot 0 (reading and saving it first, once per server)."""
+        name = "prefix-" + hashlib.sha256(system.encode()).hexdigest()[:24] + ".bin"
+        if name not in self._pinned:
+            warm = {
+                "model": self.model,
+                "messages": [{"role": "system", "content": system}, {"role": "user", "content": ""}],
+                "temperature": 0.0,
+                "max_tokens": 1,
+                "stream": False,
+                "cache_prompt": True,
+                "id_slot": 0,
+            }
+            data = await self._post_once("/chat/completions", warm)
+            self.metrics.tokens.labels("in", "prefix").inc(int((data.get("usage") or {}).get("prompt_tokens") or 0))
+            await self._slot("save", name)
+            self._pinned.add(name)
+        await self._slot("restore", name)
+
+    async def _slot(self, action: str, name: str) -> None:
+        try:
+            resp = await self._http.post(self._root + "/slots/0", params={"action": action}, json={"filename": name})
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"llama-server slot {action} failed: {type(exc).__name__}", reason="connect") from exc
+        if resp.status_code >= 400:
+            # The server lost the file (restarted with a fresh directory): read the prefix again next time.
+            self._pinned.discard(name)
+            raise RetryableError(
+                f"llama-server slot {action} answered {resp.status_code}: {resp.text[:200]}", reason="bad_response"
+            )
+
+    async def _post_with_retries(
+        self, path: str, body: dict[str, Any], before: Callable[[], Awaitable[None]] | None = None
+    ) -> dict[str, Any]:
         attempt = 0
         while True:
             try:
+                if before is not None:
+                    await before()
                 return await self._post_once(path, body)
             except RetryableError as exc:
                 if exc.reason == "circuit_open" or attempt >= self.settings.max_retries:

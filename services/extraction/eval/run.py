@@ -314,7 +314,7 @@ async def run_model(
             await server.start()
             base_url = server.base_url
         if todo:
-            async with LLMClient(settings.llm, base_url=base_url) as llm:
+            async with LLMClient(settings.llm, base_url=base_url, pin_prefix=server is not None) as llm:
                 extractor = Extractor(llm, settings)
                 for ep, path in todo:
                     score = await _run_episode(spec, extractor, server, ep, reviewed, verbose)
@@ -379,14 +379,18 @@ async def _run_episode(
 
 
 def machine() -> dict[str, Any]:
+    """The CPU as /proc/cpuinfo names it, with its family and model (a VM's name can be as bare as "AMD EPYC":
+    family 23 model 1 is the first Zen generation)."""
     cpu = platform.machine()
     try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
+        info: dict[str, str] = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        cpu = info.get("model name", cpu)
+        if info.get("cpu family") and info.get("model"):
+            cpu += f" (family {info['cpu family']} model {info['model']})"
+    except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
@@ -503,7 +507,7 @@ async def synthetic(settings_spec: ModelSpec) -> None:
     server = None if settings.llm.base_url else await EmbeddedLlamaServer(settings.llama).start()
     url = settings.llm.base_url or (server.base_url if server else "")
     try:
-        async with LLMClient(settings.llm, base_url=url) as llm:
+        async with LLMClient(settings.llm, base_url=url, pin_prefix=server is not None) as llm:
             ex = Extractor(llm, settings)
             for item in data["items"]:
                 segs = tuple(Segment.model_validate(s) for s in item["segments"])

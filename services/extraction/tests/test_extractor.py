@@ -12,7 +12,8 @@ import pytest
 from podbrief.errors import RetryableError
 from podbrief.events import Person, Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
-from podbrief_extraction.extractor import Extractor, tidy_text
+from podbrief_extraction.chunking import chunk_transcript
+from podbrief_extraction.extractor import Extractor, anchor_quote, tidy_text
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
 from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
@@ -121,6 +122,24 @@ async def test_a_picked_topic_instead_of_a_claim_gets_one_write_call_of_its_own(
     )
     [ins] = result.insights
     assert ins.text == claim and result.rewrites == 1 and len(model.calls["write"]) == 1
+
+
+def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support_the_text() -> None:
+    chunk = next(iter(chunk_transcript(long_transcript(4), window_s=600, max_tokens=900, overlap_s=0)))
+    text = "Dana Whitfield says nuclear fusion startups raised four billion dollars last year from investors."
+    fusion = next(s.number for s in chunk.sentences if s.text.startswith("Nuclear fusion"))
+    # The model pointed at the sentence before; the text is about the next one.
+    assert anchor_quote(chunk.sentences, text, fusion - 1, fusion - 1, 4) == (fusion, fusion)
+    # A range that already supports the text is kept.
+    assert anchor_quote(chunk.sentences, text, fusion, fusion, 4) == (fusion, fusion)
+
+
+def test_filler_after_the_claim_is_left_out() -> None:
+    claim = "Ana Ruiz says heat pumps cut winter bills by 45 percent."
+    assert tidy_text(claim + " This is important for homeowners.") == claim
+    assert tidy_text(claim + " It matters because oil boilers are being banned.") == (
+        claim + " It matters because oil boilers are being banned."
+    )
 
 
 async def test_system_prompts_are_a_stable_prefix_per_stage() -> None:

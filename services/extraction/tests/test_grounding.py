@@ -78,6 +78,7 @@ def test_speaker_comes_from_the_matched_segment() -> None:
         ("Alexandre Défossez discusses how Moshi replies within 200 milliseconds, so talk feels natural.", None),
         ("Ana Ruiz discusses heat pumps, which cut winter bills by 45 percent against oil boilers.", None),
         ("Ana Ruiz says heat pumps cut bills by 45 percent. She discusses insulation too.", None),
+        ("Priya Raman discusses the benefits and drawbacks of small models, including speed, power and cost.", "vague"),
     ],
 )
 def test_vague_or_unanchored_text_is_refused(text: str, reason: str | None) -> None:

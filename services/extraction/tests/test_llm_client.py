@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -105,6 +106,58 @@ async def test_prompt_cache_is_off_for_the_embedded_server_and_not_sent_to_an_en
     # An endpoint (vLLM, OpenAI): nothing it might reject, unless configured.
     assert "cache_prompt" not in await body_of(LLMSettings(base_url="http://vllm:8000/v1"), None)
     assert (await body_of(LLMSettings(base_url="http://l:1/v1", cache_prompt=True), None))["cache_prompt"] is True
+
+
+class SlotServer:
+    """A fake llama-server that records chat requests and slot actions, and can lose its slot files."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.files: set[str] = set()
+        self.bodies: list[dict[str, Any]] = []
+
+    def transport(self) -> httpx.MockTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            if request.url.path == "/slots/0":
+                action, name = request.url.params["action"], body["filename"]
+                self.log.append(f"{action} {name[:13]}")
+                if action == "save":
+                    self.files.add(name)
+                elif name not in self.files:
+                    return httpx.Response(400, json={"error": {"message": "failed to load slot"}})
+                return httpx.Response(200, json={"id_slot": 0})
+            assert request.url.path == "/v1/chat/completions"
+            self.bodies.append(body)
+            user = body["messages"][1]["content"]
+            self.log.append("warm" if user == "" else f"chat {user}")
+            return httpx.Response(200, json=completion('{"answer": "yes"}'))
+
+        return httpx.MockTransport(handler)
+
+
+async def test_pinned_prefix_reads_each_system_prompt_once_and_restores_it_before_every_request() -> None:
+    server = SlotServer()
+    async with LLMClient(
+        LLMSettings(), base_url="http://127.0.0.1:9/v1", transport=server.transport(), pin_prefix=True
+    ) as llm:
+        for system, user in (("S1", "a"), ("S1", "b"), ("S2", "c"), ("S1", "d")):
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            await llm.complete_json(messages, SCHEMA, Answer)
+        s1, s2 = ("prefix-" + hashlib.sha256(s.encode()).hexdigest()[:6] for s in ("S1", "S2"))
+        assert server.log == [
+            "warm", f"save {s1}", f"restore {s1}", "chat a",
+            f"restore {s1}", "chat b",
+            "warm", f"save {s2}", f"restore {s2}", "chat c",
+            f"restore {s1}", "chat d",
+        ]  # fmt: skip
+        # Every request uses the prompt cache, in the slot the prefix was restored into.
+        assert all(b["cache_prompt"] is True and b["id_slot"] == 0 for b in server.bodies)
+        # The server lost its files (restarted): the restore fails, and the prefix is read and saved again.
+        server.files.clear()
+        server.log.clear()
+        await llm.complete_json([{"role": "system", "content": "S1"}, {"role": "user", "content": "e"}], SCHEMA, Answer)
+        assert server.log == [f"restore {s1}", "warm", f"save {s1}", f"restore {s1}", "chat e"]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
