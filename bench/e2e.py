@@ -304,7 +304,7 @@ def summarise_alone(
     cfg: Config, emb: list[EmbeddedRun], r: dict[str, Any] | None, load: dict[str, Any]
 ) -> dict[str, Any]:
     embedded_rows = [x.row for x in emb]
-    emb_lat = [x.row[TOTAL] for x in emb if x.ok]
+    emb_lat = [x.row[TOTAL] for x in emb if x.ok and x.row.get(TOTAL) is not None]
     fine = [name for name, _ in ROWS]
     extra: dict[str, Any] = {
         "extraction_model": extraction_model(cfg.preset),
