@@ -298,7 +298,8 @@ class LLMClient:
             }
             data = await self._post_once("/chat/completions", warm)
             self.metrics.tokens.labels("in", "prefix").inc(int((data.get("usage") or {}).get("prompt_tokens") or 0))
-            timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+            raw = data.get("timings")
+            timings: dict[str, Any] = raw if isinstance(raw, dict) else {}
             self.metrics.server_seconds.labels("prompt").inc(float(timings.get("prompt_ms") or 0.0) / 1000.0)
             self.metrics.server_seconds.labels("generation").inc(float(timings.get("predicted_ms") or 0.0) / 1000.0)
             await self._slot("save", name)
