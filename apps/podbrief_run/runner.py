@@ -192,7 +192,16 @@ def _settings(
             {"signing_secret": SecretStr(layout.signing_secret.read_text()), "scheduler_enabled": False},
         ),
     }
-    return {name: cls(**{**common, **kw, **overrides.get(name, {})}) for name, (cls, kw) in own.items()}
+    out = {name: cls(**{**common, **kw, **overrides.get(name, {})}) for name, (cls, kw) in own.items()}
+    # Extraction takes as many episodes at once as its LLM answers requests at once (one on the embedded CPU
+    # model): with more, every episode waits on the one model in turn, none is done until nearly all are, and the
+    # progress bar stands still for most of the run.
+    extraction = out["extraction"]
+    bus_in_flight = min(extraction.bus.max_in_flight, extraction.llm.concurrency)
+    out["extraction"] = extraction.model_copy(
+        update={"bus": extraction.bus.model_copy(update={"max_in_flight": bus_in_flight})}
+    )
+    return out
 
 
 def _create_app(name: str, settings: Any, transport: MemoryTransport) -> FastAPI:

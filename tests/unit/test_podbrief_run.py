@@ -16,8 +16,9 @@ import pytest
 from podbrief.metrics import new_registry
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_run import demo
+from podbrief_run.layout import DataDir
 from podbrief_run.localhost import LocalHost
-from podbrief_run.runner import FeedInputError, FileMailer, LLMActivity, resolve_feeds
+from podbrief_run.runner import FeedInputError, FileMailer, LLMActivity, _settings, resolve_feeds
 
 pytestmark = pytest.mark.unit
 
@@ -143,3 +144,13 @@ def test_llm_activity_counts_this_runs_answers_and_tokens_over_every_stage() -> 
     metrics.tokens.labels("in", "write").inc(9000)  # the prompt is not written
     assert activity.detail() == "3 LLM answers, 2,120 tokens written"
     assert LLMActivity(None).detail() == ""
+
+
+def test_extraction_takes_as_many_episodes_at_once_as_its_llm_answers(tmp_path: Path) -> None:
+    """One at a time on the embedded CPU model, so episodes finish (and the bar moves) one by one."""
+    embedded = _settings(DataDir(tmp_path), True, {}, demo=True)
+    assert embedded["extraction"].llm.concurrency == 1
+    assert embedded["extraction"].bus.max_in_flight == 1
+    assert embedded["transcription"].bus.max_in_flight > 1  # the others keep theirs
+    vllm = {"extraction": {"llm": {"base_url": "http://vllm:8000/v1", "concurrency": 16}}}
+    assert _settings(DataDir(tmp_path), True, vllm)["extraction"].bus.max_in_flight == 16
