@@ -492,7 +492,11 @@ def gather_inputs(m: Measured) -> dict[str, Input]:
                 ("completion_per_min", "completion tokens per audio minute", completion),
             ):
                 by[key] = Input(key, label, val / am, "tokens/min", "measured", f"{lab}: {val:g} / {am:g} audio min")
-    rss = _find(m.sections.get("e2e"), "peak_rss_mb")
+    # The services' peaks (extra.peak_rss_mb, per service), not the embedded run's single figure beside them.
+    e2e_extra = (m.sections.get("e2e") or {}).get("extra")
+    rss = e2e_extra.get("peak_rss_mb") if isinstance(e2e_extra, dict) else None
+    if not isinstance(rss, dict):
+        rss = _find(m.sections.get("e2e"), "peak_rss_mb")
     if isinstance(rss, dict):
         for svc, mb in rss.items():
             if _num(mb) is not None:

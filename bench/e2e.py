@@ -54,7 +54,7 @@ from bench.e2e_audio import Episode, build
 from bench.e2e_embedded import EmbeddedRun
 from bench.e2e_embedded import run_all as run_embedded
 from bench.e2e_services import REPO, SERVICES, STAGES, Services, infrastructure, log
-from bench.e2e_stages import ROWS, breakdown
+from bench.e2e_stages import AT_TRIAL, ROWS, at_trial_rates, breakdown
 
 KEY, TITLE, ORDER = "e2e", "End to end: one episode alone, feed update to brief", 5
 STREAM_KEY, STREAM_TITLE, STREAM_ORDER = "e2e-stream", "End to end: a stream through the five services", 6
@@ -152,6 +152,7 @@ def alone_row(svc: Services, ep: Episode, usage: dict[str, Any]) -> dict[str, An
     row.update(llm_requests=fine["llm_requests"], llm_tokens_in=fine["llm_tokens_in"])
     row["llm_tokens_out"] = fine["llm_tokens_out"]
     row.update(llm_prompt_tok_s=fine["llm_prompt_tok_s"], llm_generation_tok_s=fine["llm_generation_tok_s"])
+    row[AT_TRIAL] = at_trial_rates(row[TOTAL], fine)
     row["handler_s"] = usage["handler_s"]
     row["cpu_s"] = usage["cpu_s"]
     return row
@@ -303,7 +304,7 @@ def summarise_alone(
     cfg: Config, emb: list[EmbeddedRun], r: dict[str, Any] | None, load: dict[str, Any]
 ) -> dict[str, Any]:
     embedded_rows = [x.row for x in emb]
-    emb_lat = [x.row[TOTAL] for x in emb if x.ok]
+    emb_lat = [x.row[TOTAL] for x in emb if x.ok and x.row.get(TOTAL) is not None]
     fine = [name for name, _ in ROWS]
     extra: dict[str, Any] = {
         "extraction_model": extraction_model(cfg.preset),
@@ -313,6 +314,7 @@ def summarise_alone(
             "runs": len(emb),
             "ok": sum(x.ok for x in emb),
             "latency_s": {"p50": pct(emb_lat, 50), "max": max(emb_lat) if emb_lat else None},
+            "latency_s_at_trial_llm_rates_p50": pct([x.row[AT_TRIAL] for x in emb if x.row.get(AT_TRIAL)], 50),
             "stage_p50_s": {
                 n: pct([x[k] for x in embedded_rows if x.get(k) is not None], 50)
                 for n, k in [("startup", "startup_s"), *((n, f"{n} s") for n in fine)]
@@ -329,6 +331,7 @@ def summarise_alone(
     extra["alone"] = {
         "runs": len(alone),
         "latency_s": {"p50": pct(alone_lat, 50), "max": max(alone_lat) if alone_lat else None},
+        "latency_s_at_trial_llm_rates_p50": pct([x[AT_TRIAL] for x in alone if x.get(AT_TRIAL)], 50),
         "stage_p50_s": {n: pct([x[f"{n} s"] for x in alone if x.get(f"{n} s") is not None], 50) for n in fine},
         "handler_s_p50": {n: pct([x["handler_s"][n] for x in alone], 50) for n in SERVICES if n != "ingest"},
         "llm_tokens_p50": {
@@ -407,13 +410,22 @@ def _verdict(what: str, value: float | None, target: float, unit: str) -> dict[s
 
 
 def verdicts_alone(extra: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
+    rows = [
         _verdict(what, value, TARGET_ALONE_P50_S, "s")
         for what, value in (
             ("embedded `podbrief run`, one episode alone: p50", extra["embedded"]["latency_s"]["p50"]),
             ("five services on Kafka, one episode alone: p50", _get(extra, "alone", "latency_s", "p50")),
         )
     ]
+    trial = "(estimate, not measured) {} with the LLM at the issue trial's rates (68 / 23 tok/s)"
+    for what, value in (
+        ("embedded", extra["embedded"].get("latency_s_at_trial_llm_rates_p50")),
+        ("five services", _get(extra, "alone", "latency_s_at_trial_llm_rates_p50")),
+    ):
+        if value is not None:
+            row = _verdict(trial.format(what), value, TARGET_ALONE_P50_S, "s")
+            rows.append(row | {"verdict": row["verdict"] + " (estimate)"})
+    return rows
 
 
 def verdicts_stream(extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -604,7 +616,10 @@ def notes_alone(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) ->
         "by the service's own counters read before and after the episode: the handler's seconds (transcription: "
         "download and transcription proper; extraction: the LLM's chat-completion requests, split by the server's "
         "own timings into reading the prompts, writing the answers and the rest) and the rest, the time the episode "
-        "waited for the service (bus delivery, queue); llm tok/s are the server's own rates. CPU: each service's "
+        "waited for the service (bus delivery, queue); llm tok/s are the server's own rates. The rows marked "
+        "'estimate' are not measurements: each episode's total with the LLM server's seconds replaced by its "
+        "tokens at the rates of the issue's trial of the default model (68 prompt / 23 generation tok/s on a quiet "
+        "2-core machine), for machines where it runs as fast as there. CPU: each service's "
         "process tree (extraction's llama-server included) over the alone runs on Kafka, model loading excluded "
         "(startup apart); peak RSS sampled every 0.5 s. Only transcription has a like-for-like peer (plain "
         "faster-whisper, same files and settings)."

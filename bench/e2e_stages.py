@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from podbrief_extraction.eval.run import TRIAL_GEN_RATE, TRIAL_PROMPT_RATE
+
 Counters = Mapping[str, float]
 
 # (row, what it is): the rows of the breakdown, in pipeline order; they add up to the total.
@@ -95,9 +97,18 @@ def breakdown(points: Mapping[str, float | None], used: Mapping[str, Counters]) 
         "clustering": _span(points, "extracted", "clustered"),
         "compose": _span(points, "clustered", "brief"),
     }
+    total_s = _span(points, "feed", "brief")
+    tokens_in = labelled(ex, "podbrief_extraction_llm_tokens_total", direction="in")
+    tokens_out = labelled(ex, "podbrief_extraction_llm_tokens_total", direction="out")
+    at_trial = None
+    if total_s is not None and (prompt or generation):
+        # An estimate, not a measurement: the server's prompt and generation seconds replaced by the same tokens at
+        # the rates of the issue's trial of the default model (a quiet 2-core machine, 2 threads).
+        at_trial = round(total_s - prompt - generation + tokens_in / TRIAL_PROMPT_RATE + tokens_out / TRIAL_GEN_RATE, 1)
     return {
         "stages_s": {k: None if v is None else round(v, 2) for k, v in rows.items()},
-        "total_s": None if (v := _span(points, "feed", "brief")) is None else round(v, 2),
+        "total_s": None if total_s is None else round(total_s, 2),
+        "total_s_at_trial_llm_rates": at_trial,
         "llm_requests": int(total(ex, "podbrief_extraction_llm_request_seconds_count")),
         "llm_tokens_in": int(labelled(ex, "podbrief_extraction_llm_tokens_total", direction="in")),
         "llm_tokens_out": int(labelled(ex, "podbrief_extraction_llm_tokens_total", direction="out")),
@@ -114,3 +125,15 @@ def breakdown(points: Mapping[str, float | None], used: Mapping[str, Counters]) 
             for svc in ("transcription", "extraction", "clustering", "delivery")
         },
     }
+
+
+AT_TRIAL = "at the trial's LLM rates (estimate)_s"
+
+
+def at_trial_rates(total_s: float | None, fine: dict[str, Any]) -> float | None:
+    """An episode's total (`total_s`, measured from wherever its clock starts) with the LLM server's seconds
+    replaced by its tokens at the issue trial's rates (`fine` is its breakdown): what the run would take where the
+    default model runs as fast as in the trial. An estimate, labelled as such wherever it is shown."""
+    if total_s is None or fine["total_s"] is None or fine["total_s_at_trial_llm_rates"] is None:
+        return None
+    return round(total_s - (fine["total_s"] - fine["total_s_at_trial_llm_rates"]), 1)

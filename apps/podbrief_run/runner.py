@@ -558,8 +558,8 @@ async def _pipeline(
         feed_ids = None if options.all_feeds else {ids.feed_id(f.url) for f in feeds}
         brief = await _brief(apps["delivery"].state.deps, layout, options, feed_ids)
         timeline.mark("brief", {name: app.state.registry for name, app in apps.items()})
-        timeline.write(layout, transport, mark)
         _mark_brief(brief, episodes)
+        timeline.write(layout, transport, mark, {str(e.episode_id): e.in_brief for e in episodes})
         report = RunReport(feed_outcomes, episodes, brief, timed_out=not idle)
         print_report(console, report, layout.root)
         return report.exit_code()

@@ -1,9 +1,9 @@
 """The timeline of one `podbrief run`: when the run reached each milestone (each service ready, the feeds polled,
 the pipeline idle, the brief composed) and when each of the run's episodes was published on the in-process bus at
-each stage, with the services' counters read at the start of the poll and when the brief is composed (so the
-handler, download, transcription and LLM seconds the run spent can be told apart from the time an episode
-waited). Written as JSON in the data directory (`DataDir.timeline`, replaced by every run), so a run can be
-timed stage by stage; the e2e benchmark reads it."""
+each stage (and how many of its insights the brief carries), with the services' counters read at the start of the
+poll and when the brief is composed (so the handler, download, transcription and LLM seconds the run spent can be
+told apart from the time an episode waited). Written as JSON in the data directory (`DataDir.timeline`, replaced
+by every run), so a run can be timed stage by stage; the e2e benchmark reads it."""
 
 from __future__ import annotations
 
@@ -47,13 +47,15 @@ class Timeline:
         if registries is not None:
             self.metrics[name] = {svc: running_totals(r.collect()) for svc, r in registries.items()}
 
-    def write(self, layout: DataDir, transport: MemoryTransport, mark: BusMark) -> Path:
-        body = {
-            "started": self.started,
-            "marks": self.marks,
-            "metrics": self.metrics,
-            "episodes": episodes(transport, mark),
-        }
+    def write(
+        self, layout: DataDir, transport: MemoryTransport, mark: BusMark, in_brief: Mapping[str, int] | None = None
+    ) -> Path:
+        """`in_brief`: per episode id, how many of its insights the run's composed brief carries."""
+        stages = episodes(transport, mark)
+        for eid, n in (in_brief or {}).items():
+            if eid in stages:
+                stages[eid]["in_brief"] = n
+        body = {"started": self.started, "marks": self.marks, "metrics": self.metrics, "episodes": stages}
         layout.timeline.write_text(json.dumps(body, indent=1) + "\n")
         return layout.timeline
 

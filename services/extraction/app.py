@@ -60,6 +60,9 @@ def make_build_deps(
             )
             stack.push_async_callback(llm.aclose)
             extractor = Extractor(llm, settings, metrics)
+            # Warm, as Whisper is before transcription says it is ready: the embedded server reads the system
+            # prompts now, not during the first episode (a minute of a CPU model's time).
+            await llm.pin(extractor.system_prompts())
             yield Deps(
                 settings=settings,
                 repo=ExtractionRepo(engine),

@@ -330,6 +330,14 @@ class Extractor:
         """Whether the chunk's call also writes the insights (the prompt version's pick stage)."""
         return self.settings.quality.write_in_select and self.prompts.pick is not None
 
+    def system_prompts(self) -> list[str]:
+        """The system prompts every episode's calls start with: the chunk's call (pick, or select and write) and
+        the verifier's. (The pick stage's occasional rewrite uses the write prompt, read when first needed.)"""
+        stages = [self.prompts.pick] if self.picks else [self.prompts.select, self.prompts.write]
+        if self.settings.quality.verify:
+            stages.append(self.prompts.verify)
+        return [s.system for s in stages if s is not None]
+
     def select_request(
         self, chunk: Chunk, *, show: str, title: str, people: Sequence[Person] = ()
     ) -> tuple[list[dict[str, str]], dict[str, Any], int]:

@@ -108,7 +108,8 @@ def test_unreachable_enclosures_are_reported_with_their_reasons_and_the_run_fail
     assert list(marks) == order and [marks[m] for m in order] == sorted(marks.values())
     assert len(timeline["episodes"]) == 2  # the PDF was rejected before the bus
     for stages in timeline["episodes"].values():
-        assert set(stages) == {"discovered"} and marks["poll"] <= stages["discovered"] <= marks["polled"]
+        assert set(stages) == {"discovered", "in_brief"} and marks["poll"] <= stages["discovered"] <= marks["polled"]
+        assert stages["in_brief"] == 0  # nothing of theirs reached the brief
     # With the services' counters at the poll and at the brief: the run's handler attempts are their difference.
     assert set(timeline["metrics"]) == {"poll", "brief"}
     services = {"ingest", "transcription", "extraction", "clustering", "delivery"}

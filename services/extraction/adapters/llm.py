@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -274,6 +274,15 @@ class LLMClient:
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(content), usage
 
+    async def pin(self, systems: Iterable[str]) -> None:
+        """Read and save each system prompt now (the embedded server only; elsewhere nothing), so that no
+        episode's first request pays for it: what the service does at startup, before it says it is ready."""
+        if not self.pin_prefix:
+            return
+        for system in dict.fromkeys(systems):
+            async with self._pin_lock:
+                await self._restore_prefix(system)
+
     async def _restore_prefix(self, system: str) -> None:
         """Put the system prompt's saved state into slot 0 (reading and saving it first, once per server)."""
         name = "prefix-" + hashlib.sha256(system.encode()).hexdigest()[:24] + ".bin"
@@ -289,6 +298,10 @@ class LLMClient:
             }
             data = await self._post_once("/chat/completions", warm)
             self.metrics.tokens.labels("in", "prefix").inc(int((data.get("usage") or {}).get("prompt_tokens") or 0))
+            raw = data.get("timings")
+            timings: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            self.metrics.server_seconds.labels("prompt").inc(float(timings.get("prompt_ms") or 0.0) / 1000.0)
+            self.metrics.server_seconds.labels("generation").inc(float(timings.get("predicted_ms") or 0.0) / 1000.0)
             await self._slot("save", name)
             self._pinned.add(name)
         await self._slot("restore", name)

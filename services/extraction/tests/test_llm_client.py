@@ -310,3 +310,21 @@ async def test_concurrency_is_bounded_by_the_semaphore() -> None:
     llm = LLMClient(settings, transport=httpx.MockTransport(handler))
     await asyncio.gather(*(llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer) for _ in range(10)))
     assert peak == 3
+
+
+async def test_pin_reads_the_system_prompts_at_startup_so_no_request_reads_them() -> None:
+    server = SlotServer()
+    async with LLMClient(
+        LLMSettings(), base_url="http://127.0.0.1:9/v1", transport=server.transport(), pin_prefix=True
+    ) as llm:
+        await llm.pin(["S1", "S2", "S1"])
+        s1, s2 = ("prefix-" + hashlib.sha256(s.encode()).hexdigest()[:6] for s in ("S1", "S2"))
+        assert server.log == ["warm", f"save {s1}", f"restore {s1}", "warm", f"save {s2}", f"restore {s2}"]
+        server.log.clear()
+        await llm.complete_json([{"role": "system", "content": "S2"}, {"role": "user", "content": "a"}], SCHEMA, Answer)
+        assert server.log == [f"restore {s2}", "chat a"]
+    # Without a pinned prefix (an endpoint, not the embedded server) there is nothing to read ahead.
+    fake = FakeOpenAI()
+    async with LLMClient(LLMSettings(base_url="http://vllm:8000/v1"), transport=fake.transport()) as llm:
+        await llm.pin(["S1"])
+    assert fake.requests == []
