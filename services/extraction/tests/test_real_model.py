@@ -86,10 +86,7 @@ async def test_default_model_writes_grounded_syntheses_of_real_speech(
         },
     )
     assert result.chunks_total == 1 and result.chunks_failed == 0
-    if not result.insights:
-        # Known defect, open under #14: in the clean-clone run of 2026-12-05 the gates refused every synthesis the
-        # 1.5B model wrote as vague ("X discusses Y"), as on the held-out eval episode (0 kept).
-        pytest.xfail(f"nothing kept (#14): {[(d.outcome, d.text, d.reason) for d in result.decisions]}")
+    assert result.insights, f"nothing kept: {[(d.outcome, d.text, d.reason) for d in result.decisions]}"
     words = " ".join(norm_tokens(transcript.text))
     context = " ".join([transcript.text, "Practical AI Moshi Kyutai", *(p.name for p in PEOPLE)])
     for ins in result.insights:
