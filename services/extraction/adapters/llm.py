@@ -48,6 +48,23 @@ class Usage:
     prompt_ms: float = 0.0
     generation_ms: float = 0.0
 
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Usage:
+        """One chat completion's usage: the OpenAI `usage` block (llama-server and vLLM), and llama-server's own
+        `timings` where it sends them."""
+        raw_usage = data.get("usage") or {}
+        cached = (raw_usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        raw_timings = data.get("timings")
+        timings: dict[str, Any] = raw_timings if isinstance(raw_timings, dict) else {}
+        return cls(
+            int(raw_usage.get("prompt_tokens") or 0),
+            int(raw_usage.get("completion_tokens") or 0),
+            1,
+            int(cached or 0),
+            float(timings.get("prompt_ms") or 0.0),
+            float(timings.get("predicted_ms") or 0.0),
+        )
+
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
@@ -254,22 +271,10 @@ class LLMClient:
             content = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RetryableError("chat completion without choices", reason="bad_response") from exc
-        raw_usage = data.get("usage") or {}
-        cached = (raw_usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        raw_timings = data.get("timings")
-        timings: dict[str, Any] = raw_timings if isinstance(raw_timings, dict) else {}
-        usage = Usage(
-            int(raw_usage.get("prompt_tokens") or 0),
-            int(raw_usage.get("completion_tokens") or 0),
-            1,
-            int(cached or 0),
-            float(timings.get("prompt_ms") or 0.0),
-            float(timings.get("predicted_ms") or 0.0),
-        )
+        usage = Usage.of(data)
         self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
         self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)
-        self.metrics.server_seconds.labels("prompt").inc(usage.prompt_ms / 1000.0)
-        self.metrics.server_seconds.labels("generation").inc(usage.generation_ms / 1000.0)
+        self._count_server_seconds(usage)
         if choice.get("finish_reason") == "length":
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(content), usage
@@ -296,15 +301,16 @@ class LLMClient:
                 "cache_prompt": True,
                 "id_slot": 0,
             }
-            data = await self._post_once("/chat/completions", warm)
-            self.metrics.tokens.labels("in", "prefix").inc(int((data.get("usage") or {}).get("prompt_tokens") or 0))
-            raw = data.get("timings")
-            timings: dict[str, Any] = raw if isinstance(raw, dict) else {}
-            self.metrics.server_seconds.labels("prompt").inc(float(timings.get("prompt_ms") or 0.0) / 1000.0)
-            self.metrics.server_seconds.labels("generation").inc(float(timings.get("predicted_ms") or 0.0) / 1000.0)
+            usage = Usage.of(await self._post_once("/chat/completions", warm))
+            self.metrics.tokens.labels("in", "prefix").inc(usage.prompt_tokens)
+            self._count_server_seconds(usage)
             await self._slot("save", name)
             self._pinned.add(name)
         await self._slot("restore", name)
+
+    def _count_server_seconds(self, usage: Usage) -> None:
+        self.metrics.server_seconds.labels("prompt").inc(usage.prompt_ms / 1000.0)
+        self.metrics.server_seconds.labels("generation").inc(usage.generation_ms / 1000.0)
 
     async def _slot(self, action: str, name: str) -> None:
         try:
