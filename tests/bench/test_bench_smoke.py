@@ -96,9 +96,10 @@ def test_results_json_is_well_formed(smoke_run: tuple[subprocess.CompletedProces
         run = s["extra"]["run"]
         by_stage.setdefault(run["stage"], set()).add((run["load"]["started_at"], run["load"]["ended_at"]))
     assert all(len(stage_spans) == 1 for stage_spans in by_stage.values()), by_stage
-    assert by_stage["e2e"] and {
-        key for key, s in data["sections"].items() if s["extra"]["run"]["stage"] == "e2e"
-    } == {"e2e", "e2e-stream"}
+    assert by_stage["e2e"] and {key for key, s in data["sections"].items() if s["extra"]["run"]["stage"] == "e2e"} == {
+        "e2e",
+        "e2e-stream",
+    }
     spans = sorted(span for stage_spans in by_stage.values() for span in stage_spans)
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, spans
