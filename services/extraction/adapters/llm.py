@@ -161,7 +161,6 @@ class LLMClient:
         if pin_prefix:
             self.cache_prompt = True
         self._root = self.base_url.removesuffix("/v1")
-        self._pinned: set[str] = set()
         self._pin_lock = asyncio.Lock()
         self.model = settings.model
         self.metrics = metrics or ExtractionMetrics.create()
@@ -289,28 +288,41 @@ class LLMClient:
                 await self._restore_prefix(system)
 
     async def _restore_prefix(self, system: str) -> None:
-        """Put the system prompt's saved state into slot 0 (reading and saving it first, once per server)."""
+        """Put the system prompt's saved state into slot 0. The server's slot directory usually holds it: saved by
+        this client earlier, or by an earlier run of the same server build, model and settings (see
+        EmbeddedLlamaServer). When it does not (never saved, or the server lost its files), the prompt is read,
+        saved and restored."""
         name = "prefix-" + hashlib.sha256(system.encode()).hexdigest()[:24] + ".bin"
-        if name not in self._pinned:
-            warm = {
-                "model": self.model,
-                "messages": [{"role": "system", "content": system}, {"role": "user", "content": ""}],
-                "temperature": 0.0,
-                "max_tokens": 1,
-                "stream": False,
-                "cache_prompt": True,
-                "id_slot": 0,
-            }
-            usage = Usage.of(await self._post_once("/chat/completions", warm))
-            self.metrics.tokens.labels("in", "prefix").inc(usage.prompt_tokens)
-            self._count_server_seconds(usage)
-            await self._slot("save", name)
-            self._pinned.add(name)
+        if await self._restored(name):
+            return
+        warm = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": ""}],
+            "temperature": 0.0,
+            "max_tokens": 1,
+            "stream": False,
+            "cache_prompt": True,
+            "id_slot": 0,
+        }
+        usage = Usage.of(await self._post_once("/chat/completions", warm))
+        self.metrics.tokens.labels("in", "prefix").inc(usage.prompt_tokens)
+        self._count_server_seconds(usage)
+        await self._slot("save", name)
         await self._slot("restore", name)
 
     def _count_server_seconds(self, usage: Usage) -> None:
         self.metrics.server_seconds.labels("prompt").inc(usage.prompt_ms / 1000.0)
         self.metrics.server_seconds.labels("generation").inc(usage.generation_ms / 1000.0)
+
+    async def _restored(self, name: str) -> bool:
+        """Whether the server restored the saved state (no such file, or one it cannot load: no)."""
+        try:
+            await self._slot("restore", name)
+        except RetryableError as exc:
+            if exc.reason != "bad_response":
+                raise
+            return False
+        return True
 
     async def _slot(self, action: str, name: str) -> None:
         try:
@@ -318,8 +330,6 @@ class LLMClient:
         except httpx.HTTPError as exc:
             raise RetryableError(f"llama-server slot {action} failed: {type(exc).__name__}", reason="connect") from exc
         if resp.status_code >= 400:
-            # The server lost the file (restarted with a fresh directory): read the prefix again next time.
-            self._pinned.discard(name)
             raise RetryableError(
                 f"llama-server slot {action} answered {resp.status_code}: {resp.text[:200]}", reason="bad_response"
             )

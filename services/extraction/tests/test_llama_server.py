@@ -93,6 +93,63 @@ async def test_unhealthy_within_deadline_fails(tmp_path: Path) -> None:
     assert not server.running
 
 
+def slot_dir(server: EmbeddedLlamaServer) -> Path:
+    command = server.command()
+    return Path(command[command.index("--slot-save-path") + 1])
+
+
+def test_saved_system_prompt_states_outlive_the_server_for_the_same_build_model_and_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODBRIEF_USER_CACHE", str(tmp_path / "user-cache"))
+    binary = executable(tmp_path / "llama-server", FAKE_SERVER)
+    same = settings(tmp_path, binary)
+    first = EmbeddedLlamaServer(same).start_blocking()
+    saved = slot_dir(first)
+    assert saved.parent == tmp_path / "user-cache" / "llama-slots"
+    (saved / "prefix-abc.bin").write_bytes(b"state")  # what llama-server writes on a slot save
+    first.stop()
+    # A new server (a restart, a fresh data directory) of the same build, model and settings finds it.
+    again = EmbeddedLlamaServer(same).start_blocking()
+    try:
+        assert slot_dir(again) == saved and (saved / "prefix-abc.bin").read_bytes() == b"state"
+    finally:
+        again.stop()
+    # A state is only valid for what computed it: other settings, another model file or build, other directory.
+    other_ctx = EmbeddedLlamaServer(same.model_copy(update={"ctx_size": 4096})).start_blocking()
+    other_ctx.stop()
+    (tmp_path / "model.gguf").write_bytes(b"GGUF, another model")
+    other_model = EmbeddedLlamaServer(same).start_blocking()
+    other_model.stop()
+    dirs = {p.name for p in saved.parent.iterdir()}
+    assert len(dirs) == 3 and saved.name in dirs
+
+
+def test_slot_states_unused_for_a_week_are_removed_and_persistence_can_be_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import time
+
+    monkeypatch.setenv("PODBRIEF_USER_CACHE", str(tmp_path / "user-cache"))
+    binary = executable(tmp_path / "llama-server", FAKE_SERVER)
+    root = tmp_path / "user-cache" / "llama-slots"
+    stale, recent = root / "old-build", root / "other-model"
+    stale.mkdir(parents=True)
+    recent.mkdir()
+    week_ago = time.time() - 8 * 86_400
+    os.utime(stale, (week_ago, week_ago))
+    server = EmbeddedLlamaServer(settings(tmp_path, binary)).start_blocking()
+    server.stop()
+    assert not stale.exists() and recent.exists()
+
+    temporary = EmbeddedLlamaServer(settings(tmp_path, binary, persist_slots=False)).start_blocking()
+    path = slot_dir(temporary)
+    assert path.parent != root and path.is_dir()
+    temporary.stop()
+    assert not path.exists()
+
+
 def test_packaged_model_is_located_without_importing_it() -> None:
     path = packaged_smollm2()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()

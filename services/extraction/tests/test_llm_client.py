@@ -146,18 +146,37 @@ async def test_pinned_prefix_reads_each_system_prompt_once_and_restores_it_befor
             await llm.complete_json(messages, SCHEMA, Answer)
         s1, s2 = ("prefix-" + hashlib.sha256(s.encode()).hexdigest()[:6] for s in ("S1", "S2"))
         assert server.log == [
-            "warm", f"save {s1}", f"restore {s1}", "chat a",
+            f"restore {s1}", "warm", f"save {s1}", f"restore {s1}", "chat a",
             f"restore {s1}", "chat b",
-            "warm", f"save {s2}", f"restore {s2}", "chat c",
+            f"restore {s2}", "warm", f"save {s2}", f"restore {s2}", "chat c",
             f"restore {s1}", "chat d",
         ]  # fmt: skip
         # Every request uses the prompt cache, in the slot the prefix was restored into.
         assert all(b["cache_prompt"] is True and b["id_slot"] == 0 for b in server.bodies)
-        # The server lost its files (restarted): the restore fails, and the prefix is read and saved again.
+        # The server lost its files (restarted with another directory): the prefix is read and saved again.
         server.files.clear()
         server.log.clear()
         await llm.complete_json([{"role": "system", "content": "S1"}, {"role": "user", "content": "e"}], SCHEMA, Answer)
         assert server.log == [f"restore {s1}", "warm", f"save {s1}", f"restore {s1}", "chat e"]
+
+
+async def test_a_new_client_restores_the_states_an_earlier_run_saved_without_reading_the_prompts_again() -> None:
+    server = SlotServer()
+    s1 = "prefix-" + hashlib.sha256(b"S1").hexdigest()[:6]
+    for run in range(2):  # two runs of the service against servers sharing the slot directory
+        server.log.clear()
+        async with LLMClient(
+            LLMSettings(), base_url="http://127.0.0.1:9/v1", transport=server.transport(), pin_prefix=True
+        ) as llm:
+            await llm.pin(["S1"])
+            await llm.complete_json(
+                [{"role": "system", "content": "S1"}, {"role": "user", "content": "a"}], SCHEMA, Answer
+            )
+        if run == 0:
+            assert server.log == [f"restore {s1}", "warm", f"save {s1}", f"restore {s1}", f"restore {s1}", "chat a"]
+        else:
+            assert server.log == [f"restore {s1}", f"restore {s1}", "chat a"]
+            assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in", "stage": "prefix"}) == 0
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
@@ -319,7 +338,10 @@ async def test_pin_reads_the_system_prompts_at_startup_so_no_request_reads_them(
     ) as llm:
         await llm.pin(["S1", "S2", "S1"])
         s1, s2 = ("prefix-" + hashlib.sha256(s.encode()).hexdigest()[:6] for s in ("S1", "S2"))
-        assert server.log == ["warm", f"save {s1}", f"restore {s1}", "warm", f"save {s2}", f"restore {s2}"]
+        assert server.log == [
+            f"restore {s1}", "warm", f"save {s1}", f"restore {s1}",
+            f"restore {s2}", "warm", f"save {s2}", f"restore {s2}",
+        ]  # fmt: skip
         server.log.clear()
         await llm.complete_json([{"role": "system", "content": "S2"}, {"role": "user", "content": "a"}], SCHEMA, Answer)
         assert server.log == [f"restore {s2}", "chat a"]
