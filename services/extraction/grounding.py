@@ -115,7 +115,10 @@ _ANNOUNCE = re.compile(
     r"|(?:is|was) about(?!\s+(?:to\b|\d|half|twice|a (?:third|quarter|tenth)"
     r"|[a-z]+ (?:percent|times|hundred|thousand|million|billion)))"
     r"|go(?:es)? over|went over|shares? (?:his|her|their) (?:thoughts|views|insights|experience)"
-    r"|explor(?:es|ed|ing)|delves? into|highlights? the importance)\b",
+    r"|explor(?:es|ed|ing)|delves? into|highlights? the importance"
+    # A question put to a guest is not what anyone claims: "X asks Y about Z".
+    # ("Kennedy asks Americans to give" is a request, and a claim.)
+    r"|ask(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?(?:about|whether|if)|wonder(?:s|ed|ing)?)\b",
     re.IGNORECASE,
 )
 # What turns an announcement into a claim: a figure, or a clause that says what about the topic.

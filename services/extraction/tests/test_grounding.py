@@ -79,6 +79,8 @@ def test_speaker_comes_from_the_matched_segment() -> None:
         ("Ana Ruiz discusses heat pumps, which cut winter bills by 45 percent against oil boilers.", None),
         ("Ana Ruiz says heat pumps cut bills by 45 percent. She discusses insulation too.", None),
         ("Priya Raman discusses the benefits and drawbacks of small models, including speed, power and cost.", "vague"),
+        ("Chris Benson asks Jeff Smith about the reactions people gave to his idea of music at work.", "vague"),
+        ("Jeff Smith asked 400 employees and found that 70 percent felt unheard by their managers.", None),
     ],
 )
 def test_vague_or_unanchored_text_is_refused(text: str, reason: str | None) -> None:
