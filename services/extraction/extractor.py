@@ -46,7 +46,7 @@ from podbrief_extraction.answers import (
     write_schema,
 )
 from podbrief_extraction.chunking import Chunk, Sentence, chunk_transcript, token_budget
-from podbrief_extraction.grounding import content_words, ground, specificity_problem, tokens_of
+from podbrief_extraction.grounding import content_words, copied, ground, specificity_problem, tokens_of
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
 from podbrief_extraction.prompts import load as load_prompts
@@ -454,10 +454,14 @@ class Extractor:
                 if c.text is None:
                     return await self._write(c, passage, ctx, result)
                 picked = WriteAnswer(t=c.text, k=c.kind, tp=list(c.topics))
-                if not self._needs_rewrite(picked) and not self._misattributed(picked.t, c, passage, ctx):
+                if not (
+                    self._needs_rewrite(picked)
+                    or self._misattributed(picked.t, c, passage, ctx)
+                    or copied(picked.t, c.quote)
+                ):
                     return picked
-                # Written with the pick, but a topic instead of a claim, or credited to someone who did not
-                # say it: one write call of its own.
+                # Written with the pick, but a topic instead of a claim, credited to someone who did not say
+                # it, or the quote copied out: one write call of its own.
                 result.rewrites += 1
                 return await self._write(c, passage, ctx, result, retry=False) or picked
             finally:

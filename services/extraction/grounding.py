@@ -185,3 +185,13 @@ def specificity_problem(text: str, *, min_words: int, context: str | None = None
         if not shared or len(shared) < 0.25 * len(mine):
             return "unsupported_text"
     return None
+
+
+def copied(text: str, quote: str, *, run: int = 10) -> bool:
+    """Whether a text copies its quote instead of restating it: `run` or more of the quote's words in a row
+    ("Mike Tamir says our approach as unembarrassed with how pragmatic we are on these issues ...")."""
+    a, b = norm_tokens(text), norm_tokens(quote)
+    if len(a) < run or len(b) < run:
+        return False
+    match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return match.size >= run

@@ -16,7 +16,7 @@ from podbrief_extraction.chunking import chunk_transcript
 from podbrief_extraction.extractor import Extractor, anchor_quote, tidy_text
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
-from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, speaker_of, stage_of
 
 pytestmark = pytest.mark.unit
 
@@ -89,8 +89,13 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
     assert schema["properties"]["p"]["maxItems"] == 3 and point["s"]["maximum"] >= 1 and "maxLength" in point["h"]
 
 
+def restated(quote: str) -> str:
+    """The fake writer's restatement: the quote without every fifth word, so no long run of it is copied."""
+    return " ".join(w for i, w in enumerate(quote.split()) if i % 5 != 4)
+
+
 async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_small_window() -> None:
-    model = ScriptedModel()
+    model = ScriptedModel(write=lambda q, b: f"{speaker_of(b, q[0] if q else None)} says that {restated(' '.join(q))}")
     t = long_transcript(12)
     people = (Person(name="Dana Whitfield", role="guest"),)
     result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
@@ -100,7 +105,7 @@ async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_
     assert result.insights and model.calls.get("write", []) == [], "the chunk's call wrote the insights"
     assert len(model.calls["verify"]) == len(result.decisions) - result.dropped["duplicate"]
     for ins in result.insights:
-        assert ins.text == f"Dana Whitfield says that {ins.quote}" and ins.speaker == "Dana Whitfield"
+        assert ins.text == f"Dana Whitfield says that {restated(ins.quote)}" and ins.speaker == "Dana Whitfield"
         assert ins.topics == ("testing",) and ins.prompt_version == "insights_v4"
     pick = model.calls["select"][0]
     assert "People: Dana Whitfield (guest)" in FakeOpenAI.user_prompt(pick)
@@ -475,3 +480,14 @@ async def test_without_speaker_labels_the_prompts_say_so_and_a_guessed_name_is_r
     assert 'write "A guest on Energy Hour says' in FakeOpenAI.user_prompt(model.calls["select"][0])
     assert "does not say who speaks" in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert result.insights == [] and result.dropped["misattributed"] == 1
+
+
+async def test_a_picked_text_that_copies_its_quote_gets_one_write_call_of_its_own() -> None:
+    copy = "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany."
+    own = "Dana Whitfield says home batteries in Germany cost half in 2024 what they did in 2020, so storage pays."
+    model = ScriptedModel(write=lambda _q, b: copy if stage_of(b) == "select" else own)
+    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
+        long_transcript(1), episode_id=EP, show="S", title="T"
+    )
+    [ins] = result.insights
+    assert ins.text == own and result.rewrites == 1 and len(model.calls["write"]) == 1

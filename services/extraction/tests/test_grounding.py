@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from podbrief.events import Segment
-from podbrief_extraction.grounding import ground, specificity_problem, tokens_of
+from podbrief_extraction.grounding import copied, ground, specificity_problem, tokens_of
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +106,14 @@ def test_text_must_share_content_with_its_passage() -> None:
     assert specificity_problem(example, min_words=4, context=passage) == "unsupported_text"
     good = "Kennedy tells Americans to ask what they can do for their country."
     assert specificity_problem(good, min_words=4, context=passage) is None
+
+
+def test_a_text_that_copies_its_quote_is_told_from_one_that_restates_it() -> None:
+    quote = (
+        "I would describe our approach as unembarrassed with how pragmatic we are on these issues, whether it's "
+        "open source, or one of the commodity providers for LLMs."
+    )
+    assert copied("Mike Tamir says our approach as unembarrassed with how pragmatic we are on these issues.", quote)
+    restated = "Mike Tamir says Shopify picks whatever works, open-source or commercial LLMs, without embarrassment."
+    assert not copied(restated, quote)
+    assert not copied("Short.", quote)
