@@ -52,7 +52,7 @@ from podbrief_extraction.prompts import PromptSet
 from podbrief_extraction.prompts import load as load_prompts
 from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank
 from podbrief_extraction.settings import ExtractionSettings
-from podbrief_extraction.verification import check_facts, misattributed
+from podbrief_extraction.verification import anonymous_speaker, check_facts, misattributed
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,13 @@ def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
             out.append(s)
             seen.add(s.casefold())
     return ", ".join(out)
+
+
+def said_by(candidate: Candidate) -> str | None:
+    """The one named speaker of a candidate's quote, when the transcript labels it with a name (not a
+    diarizer's "SPEAKER_01")."""
+    names = {s.speaker for s in candidate.sentences if s.speaker and not anonymous_speaker(s.speaker)}
+    return names.pop() if len(names) == 1 else None
 
 
 def speaker_of(candidate: Candidate, people: Sequence[Person]) -> str | None:
@@ -547,6 +554,7 @@ class Extractor:
             labelled=bool(passage.speakers),
             passage=passage.marked,
             headline=c.headline,
+            said_by=said_by(c),
         )
         answer = await self._write_call(messages, result)
         follow = self.prompts.write_retry

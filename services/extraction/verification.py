@@ -181,6 +181,11 @@ def check_facts(text: str, context: str) -> FactCheck:
 _ANONYMOUS = re.compile(r"^\s*(?:speaker|spk|unknown)[\s_-]*\w{0,3}\s*$", re.IGNORECASE)
 
 
+def anonymous_speaker(label: str) -> bool:
+    """A diarizer's label ("SPEAKER_01", "Speaker 2"): it says that someone speaks, not who."""
+    return _ANONYMOUS.match(label) is not None
+
+
 def lead_person(text: str, people: Iterable[str]) -> str | None:
     """The known person a text opens with ("Ana Ruiz says", "Ana says", "Ruiz's team found"), by full name,
     first or last name; None when it opens with anyone or anything else, or with a name two people share."""
@@ -215,7 +220,7 @@ def misattributed(text: str, *, people: Iterable[str], quote_speakers: Iterable[
     if lead is None:
         return False
     # A diarizer's labels ("SPEAKER_01") say that someone speaks, not who.
-    speakers = {" ".join(norm_tokens(s)) for s in quote_speakers if norm_tokens(s) and not _ANONYMOUS.match(s)}
+    speakers = {" ".join(norm_tokens(s)) for s in quote_speakers if norm_tokens(s) and not anonymous_speaker(s)}
     if speakers:
         return lead not in speakers
     if len({" ".join(norm_tokens(p)) for p in known}) < 2:

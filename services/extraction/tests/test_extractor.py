@@ -453,8 +453,9 @@ async def test_a_claim_credited_to_the_host_who_asked_is_written_again_and_refus
         host_and_guest(), episode_id=EP, show="Energy Hour", title="Batteries", people=people
     )
     assert len(model.calls["write"]) == 1 and result.rewrites == 1
-    # The writer was told the transcript's speakers; the pick call was not told to guess them.
+    # The pick call was not told to guess the speakers, and the writer is told who says the quote.
     assert "does not say who speaks" not in FakeOpenAI.user_prompt(model.calls["select"][0])
+    assert 'the insight starts with "Dana Whitfield"' in FakeOpenAI.user_prompt(model.calls["write"][0])
     if rewrite_names == "Dana Whitfield":
         [ins] = result.insights
         assert ins.text.startswith("Dana Whitfield says") and ins.speaker == "Dana Whitfield"
@@ -479,6 +480,7 @@ async def test_without_speaker_labels_the_prompts_say_so_and_a_guessed_name_is_r
     )
     assert 'write "A guest on Energy Hour says' in FakeOpenAI.user_prompt(model.calls["select"][0])
     assert "does not say who speaks" in FakeOpenAI.user_prompt(model.calls["write"][0])
+    assert "the insight starts with" not in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert result.insights == [] and result.dropped["misattributed"] == 1
 
 

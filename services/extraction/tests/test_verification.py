@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from podbrief_extraction.verification import check_facts, lead_person, misattributed, names, numbers
+from podbrief_extraction.verification import (
+    anonymous_speaker,
+    check_facts,
+    lead_person,
+    misattributed,
+    names,
+    numbers,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +112,8 @@ def test_a_claim_credited_to_someone_who_did_not_say_it(
 
 def test_without_labels_the_only_known_person_may_be_named() -> None:
     assert not misattributed("Jeff Smith says 70 percent.", people=["Jeff Smith"], quote_speakers=[], passage="x")
+
+
+def test_a_diarizers_labels_are_anonymous_and_names_are_not() -> None:
+    assert all(anonymous_speaker(x) for x in ("SPEAKER_01", "Speaker 2", "spk-3", "Unknown"))
+    assert not any(anonymous_speaker(x) for x in ("Jeff Smith", "Speakerman Jones", "Chris"))
