@@ -118,15 +118,28 @@ async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_
         assert 1 <= len(sentences) <= 3, passage
 
 
-async def test_a_picked_topic_instead_of_a_claim_gets_one_write_call_of_its_own() -> None:
-    claim = "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany."
-    topic = "Dana Whitfield discusses home batteries and energy storage for households in Germany today."
-    model = ScriptedModel(write=lambda _q, b: topic if stage_of(b) == "select" else claim)
+@pytest.mark.parametrize(
+    ("picked", "rewritten"),
+    [
+        # A topic instead of a claim.
+        (
+            "Dana Whitfield discusses home batteries and energy storage for households in Germany today.",
+            "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany.",
+        ),
+        # The quote copied out instead of restated.
+        (
+            "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany.",
+            "Dana Whitfield says home batteries in Germany cost half in 2024 what they did in 2020, so storage pays.",
+        ),
+    ],
+)
+async def test_a_picked_topic_or_copy_gets_one_write_call_of_its_own(picked: str, rewritten: str) -> None:
+    model = ScriptedModel(write=lambda _q, b: picked if stage_of(b) == "select" else rewritten)
     result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
         long_transcript(1), episode_id=EP, show="S", title="T"
     )
     [ins] = result.insights
-    assert ins.text == claim and result.rewrites == 1 and len(model.calls["write"]) == 1
+    assert ins.text == rewritten and result.rewrites == 1 and len(model.calls["write"]) == 1
 
 
 def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support_the_text() -> None:
@@ -482,14 +495,3 @@ async def test_without_speaker_labels_the_prompts_say_so_and_a_guessed_name_is_r
     assert "does not say who speaks" in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert "the insight starts with" not in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert result.insights == [] and result.dropped["misattributed"] == 1
-
-
-async def test_a_picked_text_that_copies_its_quote_gets_one_write_call_of_its_own() -> None:
-    copy = "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany."
-    own = "Dana Whitfield says home batteries in Germany cost half in 2024 what they did in 2020, so storage pays."
-    model = ScriptedModel(write=lambda _q, b: copy if stage_of(b) == "select" else own)
-    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
-        long_transcript(1), episode_id=EP, show="S", title="T"
-    )
-    [ins] = result.insights
-    assert ins.text == own and result.rewrites == 1 and len(model.calls["write"]) == 1
