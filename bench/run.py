@@ -180,6 +180,9 @@ def record(out_dir: Path, outcomes: list[Outcome], run_id: str) -> None:
                 extra = data["sections"][key].setdefault("extra", {})
                 extra["run"] = {
                     "run_id": run_id,
+                    # The stage that measured it: a stage may write several sections (e2e writes e2e and
+                    # e2e-stream), which then share its run.
+                    "stage": stage.key,
                     "wall_s": round(o.wall_s, 1),
                     "peak_rss_mb": _round(o.peak_rss_mb),
                     "cpu_s": _round(o.cpu_s),

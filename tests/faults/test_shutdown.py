@@ -203,12 +203,24 @@ def record(scenario: str, **figures: Any) -> None:
 # --- fakes the services talk to -----------------------------------------------------------------------------------
 
 LINE = "Heat pumps in Norway now outsell gas boilers three to one, the installer said."
-# One answer for every call of the three-stage extraction (each stage reads only its own keys): pick sentence 1,
-# write a synthesis of it, judge it supported.
+SYNTHESIS = "The installer says heat pumps in Norway now outsell gas boilers three to one."
+# One answer for every call of the extraction, whichever way it runs (each stage reads only its own keys): pick
+# sentence 1 and write a synthesis of it in the same point (the default pick-and-write call) or in the answer
+# itself (a separate write call), then judge it supported.
 ANSWER = json.dumps(
     {
-        "p": [{"s": 1, "e": 1, "h": "heat pumps outsell gas boilers in Norway", "w": 4}],
-        "t": "The installer says heat pumps in Norway now outsell gas boilers three to one.",
+        "p": [
+            {
+                "s": 1,
+                "e": 1,
+                "h": "heat pumps outsell gas boilers in Norway",
+                "t": SYNTHESIS,
+                "k": "data_point",
+                "tp": ["heat pumps"],
+                "w": 4,
+            }
+        ],
+        "t": SYNTHESIS,
         "k": "data_point",
         "tp": ["heat pumps"],
         "r": "the passage says so",
