@@ -187,7 +187,7 @@ def specificity_problem(text: str, *, min_words: int, context: str | None = None
     return None
 
 
-def copied(text: str, quote: str, *, run: int = 10) -> bool:
+def copied(text: str, quote: str, *, run: int = 12) -> bool:
     """Whether a text copies its quote instead of restating it: `run` or more of the quote's words in a row
     ("Mike Tamir says our approach as unembarrassed with how pragmatic we are on these issues ...")."""
     a, b = norm_tokens(text), norm_tokens(quote)
