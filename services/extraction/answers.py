@@ -75,8 +75,9 @@ class VerifyAnswer(BaseModel):
     v: str
 
 
-def _points_schema(max_points: int, sentences: int, fields: dict[str, Any]) -> dict[str, Any]:
-    """{"p": [...]}: at most `max_points` points, each a sentence range ("s", "e") and `fields`, all required."""
+def _points_schema(max_points: int, sentences: int, fields: dict[str, Any], min_points: int = 0) -> dict[str, Any]:
+    """{"p": [...]}: `min_points` to `max_points` points, each a sentence range ("s", "e") and `fields`, all
+    required."""
     number = {"type": "integer", "minimum": 1, "maximum": max(1, sentences)}
     properties = {"s": number, "e": number, **fields}
     return {
@@ -84,6 +85,7 @@ def _points_schema(max_points: int, sentences: int, fields: dict[str, Any]) -> d
         "properties": {
             "p": {
                 "type": "array",
+                **({"minItems": min(min_points, max_points)} if min_points > 0 else {}),
                 "maxItems": max_points,
                 "items": {
                     "type": "object",
@@ -121,9 +123,13 @@ def _insight_fields(max_chars: int, max_topics: int) -> dict[str, Any]:
     }
 
 
-def pick_schema(max_points: int, sentences: int, max_chars: int) -> dict[str, Any]:
-    """Select and write in one call: per point the sentence range, then the insight written from it."""
-    return _points_schema(max_points, sentences, {**_insight_fields(max_chars, 2), "w": _IMPORTANCE})
+def pick_schema(max_points: int, sentences: int, max_chars: int, min_points: int = 0) -> dict[str, Any]:
+    """Select and write in one call: per point the sentence range, then the insight written from it. A model
+    left free to stop writes about one point per chunk, the first it meets; `min_points` makes it write up
+    more, and the gates and the verifier (not the model's modesty) decide which are kept."""
+    return _points_schema(
+        max_points, sentences, {**_insight_fields(max_chars, 2), "w": _IMPORTANCE}, min_points=min_points
+    )
 
 
 def write_schema(max_chars: int) -> dict[str, Any]:

@@ -46,13 +46,13 @@ from podbrief_extraction.answers import (
     write_schema,
 )
 from podbrief_extraction.chunking import Chunk, Sentence, chunk_transcript, token_budget
-from podbrief_extraction.grounding import content_words, ground, specificity_problem, tokens_of
+from podbrief_extraction.grounding import content_words, copied, ground, specificity_problem, tokens_of
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
 from podbrief_extraction.prompts import load as load_prompts
 from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank
 from podbrief_extraction.settings import ExtractionSettings
-from podbrief_extraction.verification import check_facts
+from podbrief_extraction.verification import anonymous_speaker, check_facts, misattributed
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -151,15 +151,16 @@ def anchor_quote(
 ) -> tuple[int, int]:
     """The sentence range (1-based) that best supports a text written in the same call as its range: a model
     that writes and points at once sometimes points a sentence or two off. Ranges of up to `max_sentences`
-    within `reach` sentences of the model's are scored on the text's content words they contain, with a
-    penalty for length; the model's own range wins ties."""
+    within `reach` sentences of the model's are scored on how many of the text's content words they contain,
+    less a small charge per word (so a short quip that shares one word never wins over the sentence that states
+    the point); the model's own range wins ties."""
     wanted = content_words(text)
     if not wanted:
         return first, last
 
     def score(lo: int, hi: int) -> float:
-        words = content_words(" ".join(s.text for s in sentences[lo - 1 : hi]))
-        return float(len(words & wanted) / max(1.0, len(words)) ** 0.5)
+        passage = " ".join(s.text for s in sentences[lo - 1 : hi])
+        return len(content_words(passage) & wanted) - 0.05 * len(passage.split())
 
     best, best_score = (first, last), score(first, last)
     for lo in range(max(1, first - reach), min(len(sentences), last + reach) + 1):
@@ -183,6 +184,13 @@ def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
             out.append(s)
             seen.add(s.casefold())
     return ", ".join(out)
+
+
+def said_by(candidate: Candidate) -> str | None:
+    """The one named speaker of a candidate's quote, when the transcript labels it with a name (not a
+    diarizer's "SPEAKER_01")."""
+    names = {s.speaker for s in candidate.sentences if s.speaker and not anonymous_speaker(s.speaker)}
+    return names.pop() if len(names) == 1 else None
 
 
 def speaker_of(candidate: Candidate, people: Sequence[Person]) -> str | None:
@@ -348,14 +356,17 @@ class Extractor:
         if self.picks:
             assert self.prompts.pick is not None
             speakers = list(dict.fromkeys(s.speaker for s in chunk.sentences if s.speaker))
+            least = min(q.min_points_per_chunk, q.max_points_per_chunk, len(chunk.sentences) // q.sentences_per_point)
             messages = self.prompts.pick.render(
                 show=show,
                 title=title,
                 people=people_line(people, speakers),
+                labelled=bool(speakers),
                 transcript=transcript,
+                min_points=least,
                 max_points=q.max_points_per_chunk,
             )
-            schema = pick_schema(q.max_points_per_chunk, len(chunk.sentences), q.max_text_chars)
+            schema = pick_schema(q.max_points_per_chunk, len(chunk.sentences), q.max_text_chars, min_points=least)
             return messages, schema, PICK_TOKENS_PER_POINT * q.max_points_per_chunk + 16
         messages = self.prompts.select.render(
             show=show, title=title, transcript=transcript, max_points=q.max_points_per_chunk
@@ -450,9 +461,14 @@ class Extractor:
                 if c.text is None:
                     return await self._write(c, passage, ctx, result)
                 picked = WriteAnswer(t=c.text, k=c.kind, tp=list(c.topics))
-                if not self._needs_rewrite(picked):
+                if not (
+                    self._needs_rewrite(picked)
+                    or self._misattributed(picked.t, c, passage, ctx)
+                    or copied(picked.t, c.quote)
+                ):
                     return picked
-                # Written with the pick, but a topic instead of a claim: one write call of its own.
+                # Written with the pick, but a topic instead of a claim, credited to someone who did not say
+                # it, or the quote copied out: one write call of its own.
                 result.rewrites += 1
                 return await self._write(c, passage, ctx, result, retry=False) or picked
             finally:
@@ -461,7 +477,7 @@ class Extractor:
         written = await asyncio.gather(*(write(c, p) for c, p in zip(batch, passages, strict=True)))
         checks: list[tuple[Reason | None, str]] = []
         for c, p, w in zip(batch, passages, written, strict=True):
-            checks.append(self._gate(c, p, w))
+            checks.append(self._gate(c, p, w, ctx))
 
         async def verify(c: Candidate, p: _Passage, text: str) -> VerifyAnswer | None:
             try:
@@ -532,7 +548,13 @@ class Extractor:
         starts with a pronoun, is asked for once more with the version's retry prompt; the second answer
         stands, and the gates judge it."""
         messages = self.prompts.write.render(
-            show=ctx.show, title=ctx.title, people=ctx.people_for(passage), passage=passage.marked, headline=c.headline
+            show=ctx.show,
+            title=ctx.title,
+            people=ctx.people_for(passage),
+            labelled=bool(passage.speakers),
+            passage=passage.marked,
+            headline=c.headline,
+            said_by=said_by(c),
         )
         answer = await self._write_call(messages, result)
         follow = self.prompts.write_retry
@@ -581,7 +603,17 @@ class Extractor:
         result.add_usage("verify", answer.usage)
         return answer.value
 
-    def _gate(self, c: Candidate, passage: _Passage, written: WriteAnswer | None) -> tuple[Reason | None, str]:
+    def _misattributed(self, text: str, c: Candidate, passage: _Passage, ctx: _EpisodeContext) -> bool:
+        """Whether the text credits its claim to a known person who did not say it (see `misattributed`)."""
+        chunk = ctx.chunks_by_index[c.chunk]
+        known = [p.name for p in ctx.people] + [s.speaker for s in chunk.sentences if s.speaker]
+        return misattributed(
+            text, people=known, quote_speakers=[s.speaker for s in c.sentences if s.speaker], passage=passage.plain
+        )
+
+    def _gate(
+        self, c: Candidate, passage: _Passage, written: WriteAnswer | None, ctx: _EpisodeContext
+    ) -> tuple[Reason | None, str]:
         """The code gates on a written text: (problem or None, the tidied text)."""
         q = self.settings.quality
         if written is None:
@@ -594,6 +626,8 @@ class Extractor:
             return problem, text
         if promotional(text):
             return "promotional", text
+        if self._misattributed(text, c, passage, ctx):
+            return "misattributed", text
         facts = check_facts(text, passage.context)
         if not facts.ok:
             log.info("written text states what the passage does not", extra={"why": facts.describe()})

@@ -115,7 +115,10 @@ _ANNOUNCE = re.compile(
     r"|(?:is|was) about(?!\s+(?:to\b|\d|half|twice|a (?:third|quarter|tenth)"
     r"|[a-z]+ (?:percent|times|hundred|thousand|million|billion)))"
     r"|go(?:es)? over|went over|shares? (?:his|her|their) (?:thoughts|views|insights|experience)"
-    r"|explor(?:es|ed|ing)|delves? into|highlights? the importance)\b",
+    r"|explor(?:es|ed|ing)|delves? into|highlights? the importance"
+    # A question put to a guest is not what anyone claims: "X asks Y about Z".
+    # ("Kennedy asks Americans to give" is a request, and a claim.)
+    r"|ask(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?(?:about|whether|if)|wonder(?:s|ed|ing)?)\b",
     re.IGNORECASE,
 )
 # What turns an announcement into a claim: a figure, or a clause that says what about the topic.
@@ -182,3 +185,13 @@ def specificity_problem(text: str, *, min_words: int, context: str | None = None
         if not shared or len(shared) < 0.25 * len(mine):
             return "unsupported_text"
     return None
+
+
+def copied(text: str, quote: str, *, run: int = 12) -> bool:
+    """Whether a text copies its quote instead of restating it: `run` or more of the quote's words in a row
+    ("Mike Tamir says our approach as unembarrassed with how pragmatic we are on these issues ...")."""
+    a, b = norm_tokens(text), norm_tokens(quote)
+    if len(a) < run or len(b) < run:
+        return False
+    match = difflib.SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return match.size >= run

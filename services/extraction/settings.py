@@ -138,6 +138,10 @@ class QualitySettings(BaseModel):
     # Points the model may pick per chunk, and insights an episode keeps (fewer for short episodes: one per
     # `minutes_per_insight` of audio, at least one).
     max_points_per_chunk: int = Field(default=3, ge=1, le=20)
+    # Points the pick call must write up per chunk (the schema's minItems; at most max_points_per_chunk, and
+    # one per `sentences_per_point` sentences of a short chunk): left free, a small model stops after one.
+    min_points_per_chunk: int = Field(default=2, ge=0, le=20)
+    sentences_per_point: int = Field(default=10, ge=1, le=1000)
     # The share of a window's words the select call reads (1.0: all). Below 1, a code prefilter keeps the
     # densest passages (numbers, names, claim markers), for a model too slow to read every word.
     select_keep: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -207,7 +211,7 @@ class ExtractionSettings(ServiceSettings):
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     quality: QualitySettings = QualitySettings()
-    prompt_version: str = "v3"
+    prompt_version: str = "v4"
     # The default models are English-only; other languages are skipped (0 insights) or processed anyway.
     supported_languages: tuple[str, ...] = ("en",)
     unsupported_language: Literal["skip", "process"] = "skip"

@@ -176,3 +176,54 @@ def check_facts(text: str, context: str) -> FactCheck:
     missing_numbers = tuple(sorted(n for n in numbers(text) if not _close(n, known_numbers)))
     missing_names = tuple(sorted(n for n in names(text) if n not in known_words and n.rstrip("s") not in known_words))
     return FactCheck(missing_numbers, missing_names)
+
+
+_ANONYMOUS = re.compile(r"^\s*(?:speaker|spk|unknown)[\s_-]*\w{0,3}\s*$", re.IGNORECASE)
+
+
+def anonymous_speaker(label: str) -> bool:
+    """A diarizer's label ("SPEAKER_01", "Speaker 2"): it says that someone speaks, not who."""
+    return _ANONYMOUS.match(label) is not None
+
+
+def lead_person(text: str, people: Iterable[str]) -> str | None:
+    """The known person a text opens with ("Ana Ruiz says", "Ana says", "Ruiz's team found"), by full name,
+    first or last name; None when it opens with anyone or anything else, or with a name two people share."""
+    head = norm_tokens(text)[:4]
+
+    def opens_with(form: list[str]) -> bool:
+        # "Ruiz's" is "ruizs" once normalised.
+        return head[: len(form) - 1] == form[:-1] and head[len(form) - 1 : len(form)] in ([form[-1]], [form[-1] + "s"])
+
+    matches: dict[int, set[str]] = {}
+    for person in people:
+        full = norm_tokens(person)
+        if not full:
+            continue
+        for form in [full] + ([[full[0]], [full[-1]]] if len(full) > 1 else []):
+            if opens_with(form):
+                matches.setdefault(len(form), set()).add(" ".join(full))
+    for length in sorted(matches, reverse=True):
+        if len(matches[length]) == 1:
+            return next(iter(matches[length]))
+        break
+    return None
+
+
+def misattributed(text: str, *, people: Iterable[str], quote_speakers: Iterable[str], passage: str) -> bool:
+    """Whether a text credits its claim to the wrong person: it opens with a known person who is not a speaker
+    of its quote (when the transcript labels speakers), or, on a transcript without speaker labels (Whisper's),
+    with one of several known people whom the passage itself never names (a guess: the model's favourite is
+    the host, who asks, not the guest, who answers)."""
+    known = [p for p in dict.fromkeys(people) if norm_tokens(p)]
+    lead = lead_person(text, known)
+    if lead is None:
+        return False
+    # A diarizer's labels ("SPEAKER_01") say that someone speaks, not who.
+    speakers = {" ".join(norm_tokens(s)) for s in quote_speakers if norm_tokens(s) and not anonymous_speaker(s)}
+    if speakers:
+        return lead not in speakers
+    if len({" ".join(norm_tokens(p)) for p in known}) < 2:
+        return False
+    said = set(norm_tokens(passage))
+    return not any(part in said for part in lead.split())

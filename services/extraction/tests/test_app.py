@@ -36,7 +36,7 @@ LINE = "Heat pumps in Norway now outsell gas boilers three to one, the installer
 
 def answer() -> ScriptedModel:
     return ScriptedModel(
-        write=lambda _q, _b: "The Installer reports that heat pumps in Norway now outsell gas boilers three to one."
+        write=lambda _q, _b: "The Installer reports that in Norway heat pumps sell three times as well as gas boilers."
     )
 
 

@@ -16,7 +16,7 @@ from podbrief_extraction.chunking import chunk_transcript
 from podbrief_extraction.extractor import Extractor, anchor_quote, tidy_text
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
-from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, stage_of
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, speaker_of, stage_of
 
 pytestmark = pytest.mark.unit
 
@@ -76,7 +76,7 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
         assert ins.start_s == seg.start_s and ins.end_s <= seg.end_s
         assert ins.text == f"Dana Whitfield says that {ins.quote}" and ins.speaker == "Dana Whitfield"
         assert ins.insight_id == insight_id(EP, ins.quote, ins.start_s)
-        assert ins.prompt_version == "insights_v3" and ins.model == "fake-7b" and ins.topics == ("testing",)
+        assert ins.prompt_version == "insights_v4" and ins.model == "fake-7b" and ins.topics == ("testing",)
     # Overlapping windows pick the same sentence: merged, not duplicated.
     assert len({i.quote for i in result.insights}) == len(result.insights)
     assert result.usage.requests == sum(len(c) for c in model.calls.values())
@@ -89,8 +89,13 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
     assert schema["properties"]["p"]["maxItems"] == 3 and point["s"]["maximum"] >= 1 and "maxLength" in point["h"]
 
 
+def restated(quote: str) -> str:
+    """The fake writer's restatement: the quote without every fifth word, so no long run of it is copied."""
+    return " ".join(w for i, w in enumerate(quote.split()) if i % 5 != 4)
+
+
 async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_small_window() -> None:
-    model = ScriptedModel()
+    model = ScriptedModel(write=lambda q, b: f"{speaker_of(b, q[0] if q else None)} says that {restated(' '.join(q))}")
     t = long_transcript(12)
     people = (Person(name="Dana Whitfield", role="guest"),)
     result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
@@ -100,8 +105,8 @@ async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_
     assert result.insights and model.calls.get("write", []) == [], "the chunk's call wrote the insights"
     assert len(model.calls["verify"]) == len(result.decisions) - result.dropped["duplicate"]
     for ins in result.insights:
-        assert ins.text == f"Dana Whitfield says that {ins.quote}" and ins.speaker == "Dana Whitfield"
-        assert ins.topics == ("testing",) and ins.prompt_version == "insights_v3"
+        assert ins.text == f"Dana Whitfield says that {restated(ins.quote)}" and ins.speaker == "Dana Whitfield"
+        assert ins.topics == ("testing",) and ins.prompt_version == "insights_v4"
     pick = model.calls["select"][0]
     assert "People: Dana Whitfield (guest)" in FakeOpenAI.user_prompt(pick)
     point = pick["response_format"]["json_schema"]["schema"]["properties"]["p"]["items"]["properties"]
@@ -113,15 +118,28 @@ async def test_pick_writes_each_insight_in_the_chunks_call_and_verifies_it_on_a_
         assert 1 <= len(sentences) <= 3, passage
 
 
-async def test_a_picked_topic_instead_of_a_claim_gets_one_write_call_of_its_own() -> None:
-    claim = "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany."
-    topic = "Dana Whitfield discusses home batteries and energy storage for households in Germany today."
-    model = ScriptedModel(write=lambda _q, b: topic if stage_of(b) == "select" else claim)
+@pytest.mark.parametrize(
+    ("picked", "rewritten"),
+    [
+        # A topic instead of a claim.
+        (
+            "Dana Whitfield discusses home batteries and energy storage for households in Germany today.",
+            "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany.",
+        ),
+        # The quote copied out instead of restated.
+        (
+            "Dana Whitfield says home battery prices fell by half between 2020 and 2024 in Germany.",
+            "Dana Whitfield says home batteries in Germany cost half in 2024 what they did in 2020, so storage pays.",
+        ),
+    ],
+)
+async def test_a_picked_topic_or_copy_gets_one_write_call_of_its_own(picked: str, rewritten: str) -> None:
+    model = ScriptedModel(write=lambda _q, b: picked if stage_of(b) == "select" else rewritten)
     result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
         long_transcript(1), episode_id=EP, show="S", title="T"
     )
     [ins] = result.insights
-    assert ins.text == claim and result.rewrites == 1 and len(model.calls["write"]) == 1
+    assert ins.text == rewritten and result.rewrites == 1 and len(model.calls["write"]) == 1
 
 
 def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support_the_text() -> None:
@@ -132,6 +150,12 @@ def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support
     assert anchor_quote(chunk.sentences, text, fusion - 1, fusion - 1, 4) == (fusion, fusion)
     # A range that already supports the text is kept.
     assert anchor_quote(chunk.sentences, text, fusion, fusion, 4) == (fusion, fusion)
+    # A short line sharing a word with the text does not win over the sentence that states the point.
+    quip = Segment(start_s=0, end_s=2, text="Fusion, really?", speaker="Host")
+    point = Segment(start_s=2, end_s=9, text=LINES[3], speaker="Dana Whitfield")
+    t = Transcript(text="x", language="en", duration_s=9, segments=(quip, point))
+    two = next(iter(chunk_transcript(t, window_s=600, max_tokens=900, overlap_s=0))).sentences
+    assert anchor_quote(two, text, 1, 1, 4) == (2, 2)
 
 
 def test_filler_after_the_claim_is_left_out() -> None:
@@ -394,3 +418,80 @@ async def test_answers_stay_small() -> None:
     verify_schema = model.calls["verify"][0]["response_format"]["json_schema"]["schema"]
     assert verify_schema["properties"]["v"]["enum"] == ["supported", "partly", "unsupported"]
     assert json.loads(json.dumps(verify_schema))["properties"]["r"]["maxLength"] <= 120
+
+
+def test_the_pick_call_must_write_up_several_points_of_a_long_chunk_and_may_write_none_of_a_short_one() -> None:
+    s = settings(pick=True, chunking=ChunkingSettings(window_s=600, overlap_s=30, max_tokens=900))
+    ex = Extractor(LLMClient(s.llm), s)
+    long_chunk = ex.chunks(long_transcript(12))[0]
+    assert len(long_chunk.sentences) >= 20
+    messages, schema, max_tokens = ex.select_request(long_chunk, show="S", title="T")
+    assert schema["properties"]["p"]["minItems"] == 2 and schema["properties"]["p"]["maxItems"] == 3
+    assert "Write up the 2 to 3 most important points." in messages[-1]["content"]
+    # The budget holds the most points the schema allows.
+    assert max_tokens >= 3 * 100
+    short = ex.chunks(long_transcript(1))[0]
+    assert len(short.sentences) < 10
+    messages, schema, _ = ex.select_request(short, show="S", title="T")
+    assert "minItems" not in schema["properties"]["p"] and '{"p": []}' in messages[-1]["content"]
+
+
+HOST_ASKS = "So Dana, what happened to the price of home batteries over those years?"
+
+
+def host_and_guest() -> Transcript:
+    segs = (
+        Segment(start_s=0, end_s=5, text=HOST_ASKS, speaker="Tom Hale"),
+        Segment(start_s=5, end_s=12, text=LINES[0], speaker="Dana Whitfield"),
+    )
+    return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=12, segments=segs)
+
+
+def guest_point(sentences: dict[int, str]) -> list[dict[str, Any]]:
+    n = next(k for k, v in sentences.items() if v.startswith("Home battery"))
+    return [{"s": n, "e": n, "h": "battery prices", "w": 4}]
+
+
+@pytest.mark.parametrize("rewrite_names", ["Dana Whitfield", "Tom Hale"])
+async def test_a_claim_credited_to_the_host_who_asked_is_written_again_and_refused_if_it_still_is(
+    rewrite_names: str,
+) -> None:
+    claim = " says home battery prices fell by half between 2020 and 2024 in Germany, so storage now pays off."
+    model = ScriptedModel(
+        select=guest_point,
+        write=lambda _q, body: ("Tom Hale" if stage_of(body) == "select" else rewrite_names) + claim,
+    )
+    people = (Person(name="Tom Hale", role="host"), Person(name="Dana Whitfield", role="guest"))
+    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
+        host_and_guest(), episode_id=EP, show="Energy Hour", title="Batteries", people=people
+    )
+    assert len(model.calls["write"]) == 1 and result.rewrites == 1
+    # The pick call was not told to guess the speakers, and the writer is told who says the quote.
+    assert "does not say who speaks" not in FakeOpenAI.user_prompt(model.calls["select"][0])
+    assert 'the insight starts with "Dana Whitfield"' in FakeOpenAI.user_prompt(model.calls["write"][0])
+    if rewrite_names == "Dana Whitfield":
+        [ins] = result.insights
+        assert ins.text.startswith("Dana Whitfield says") and ins.speaker == "Dana Whitfield"
+    else:
+        assert result.insights == [] and result.dropped["misattributed"] == 1
+        assert not model.calls.get("verify"), "refused in code, before the verifier"
+
+
+async def test_without_speaker_labels_the_prompts_say_so_and_a_guessed_name_is_refused() -> None:
+    t = host_and_guest()
+    unlabelled = Transcript(
+        text=t.text,
+        language="en",
+        duration_s=t.duration_s,
+        segments=tuple(s.model_copy(update={"speaker": None}) for s in t.segments),
+    )
+    text = "Tom Hale says home battery prices fell by half between 2020 and 2024 in Germany, so storage pays off."
+    model = ScriptedModel(select=guest_point, write=lambda _q, _b: text)
+    people = (Person(name="Tom Hale", role="host"), Person(name="Jane Roe", role="guest"))
+    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
+        unlabelled, episode_id=EP, show="Energy Hour", title="Batteries", people=people
+    )
+    assert 'write "A guest on Energy Hour says' in FakeOpenAI.user_prompt(model.calls["select"][0])
+    assert "does not say who speaks" in FakeOpenAI.user_prompt(model.calls["write"][0])
+    assert "the insight starts with" not in FakeOpenAI.user_prompt(model.calls["write"][0])
+    assert result.insights == [] and result.dropped["misattributed"] == 1

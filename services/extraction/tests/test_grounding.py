@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from podbrief.events import Segment
-from podbrief_extraction.grounding import ground, specificity_problem, tokens_of
+from podbrief_extraction.grounding import copied, ground, specificity_problem, tokens_of
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +79,8 @@ def test_speaker_comes_from_the_matched_segment() -> None:
         ("Ana Ruiz discusses heat pumps, which cut winter bills by 45 percent against oil boilers.", None),
         ("Ana Ruiz says heat pumps cut bills by 45 percent. She discusses insulation too.", None),
         ("Priya Raman discusses the benefits and drawbacks of small models, including speed, power and cost.", "vague"),
+        ("Chris Benson asks Jeff Smith about the reactions people gave to his idea of music at work.", "vague"),
+        ("Jeff Smith asked 400 employees and found that 70 percent felt unheard by their managers.", None),
     ],
 )
 def test_vague_or_unanchored_text_is_refused(text: str, reason: str | None) -> None:
@@ -104,3 +106,14 @@ def test_text_must_share_content_with_its_passage() -> None:
     assert specificity_problem(example, min_words=4, context=passage) == "unsupported_text"
     good = "Kennedy tells Americans to ask what they can do for their country."
     assert specificity_problem(good, min_words=4, context=passage) is None
+
+
+def test_a_text_that_copies_its_quote_is_told_from_one_that_restates_it() -> None:
+    quote = (
+        "I would describe our approach as unembarrassed with how pragmatic we are on these issues, whether it's "
+        "open source, or one of the commodity providers for LLMs."
+    )
+    assert copied("Mike Tamir says our approach as unembarrassed with how pragmatic we are on these issues.", quote)
+    restated = "Mike Tamir says Shopify picks whatever works, open-source or commercial LLMs, without embarrassment."
+    assert not copied(restated, quote)
+    assert not copied("Short.", quote)

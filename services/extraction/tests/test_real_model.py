@@ -97,7 +97,7 @@ async def test_default_model_writes_grounded_syntheses_of_real_speech(
         # Synthesized, and true to the passage in every number and name.
         assert is_synthesis(ins.text, ins.quote), ins.text
         assert check_facts(ins.text, context).ok, ins.text
-        assert ins.prompt_version == "insights_v3" and ins.model == "Qwen2.5-Coder-1.5B-Instruct"
+        assert ins.prompt_version == "insights_v4" and ins.model == "Qwen2.5-Coder-1.5B-Instruct"
 
 
 def jfk_transcript() -> Transcript:

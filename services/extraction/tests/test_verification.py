@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from podbrief_extraction.verification import check_facts, names, numbers
+from podbrief_extraction.verification import (
+    anonymous_speaker,
+    check_facts,
+    lead_person,
+    misattributed,
+    names,
+    numbers,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +63,57 @@ def test_invented_numbers_names_and_dates_are_caught(text: str, reason: str, mis
     check = check_facts(text, PASSAGE)
     assert not check.ok and check.reason == reason
     assert missing in check.describe()
+
+
+PEOPLE = ["Chris Benson", "Jeff Smith", "Ana Ruiz"]
+
+
+@pytest.mark.parametrize(
+    ("text", "lead"),
+    [
+        ("Jeff Smith says 70 percent of staff feel unheard.", "jeff smith"),
+        ("Jeff says 70 percent of staff feel unheard.", "jeff smith"),
+        ("Smith's team found that 70 percent feel unheard.", "jeff smith"),
+        ("Ana Ruiz's data shows heat pumps pay off.", "ana ruiz"),
+        ("Shopify says it replaced Sidekick's core many times.", None),
+        ("A guest on Practical AI says surveys miss what staff feel.", None),
+    ],
+)
+def test_the_person_a_text_opens_with(text: str, lead: str | None) -> None:
+    assert lead_person(text, PEOPLE) == lead
+
+
+def test_a_first_name_two_people_share_names_nobody() -> None:
+    assert lead_person("Chris says so.", ["Chris Benson", "Chris Lee"]) is None
+    assert lead_person("Chris Lee says so.", ["Chris Benson", "Chris Lee"]) == "chris lee"
+
+
+@pytest.mark.parametrize(
+    ("text", "speakers", "passage", "wrong"),
+    [
+        # Speaker labels: the claim belongs to whoever says the quote.
+        ("Jeff Smith says 70 percent feel unheard.", ["Jeff Smith"], "", False),
+        ("Chris Benson says 70 percent feel unheard.", ["Jeff Smith"], "", True),
+        ("Chris says 70 percent feel unheard.", ["Jeff Smith"], "", True),
+        ("Chrp's survey found 70 percent feel unheard.", ["Jeff Smith"], "", False),
+        # A diarizer's anonymous labels say nothing about who: judged as without labels.
+        ("Chris Benson says 70 percent feel unheard.", ["SPEAKER_01"], "Jeff, tell us what you found.", True),
+        # No labels: a known person is named only when the passage itself names them.
+        ("Jeff Smith says 70 percent feel unheard.", [], "Jeff, tell us what you found.", False),
+        ("Chris Benson says 70 percent feel unheard.", [], "So what we found is that 70 percent feel unheard.", True),
+        ("A guest on Practical AI says 70 percent feel unheard.", [], "we found 70 percent", False),
+    ],
+)
+def test_a_claim_credited_to_someone_who_did_not_say_it(
+    text: str, speakers: list[str], passage: str, wrong: bool
+) -> None:
+    assert misattributed(text, people=PEOPLE, quote_speakers=speakers, passage=passage) is wrong
+
+
+def test_without_labels_the_only_known_person_may_be_named() -> None:
+    assert not misattributed("Jeff Smith says 70 percent.", people=["Jeff Smith"], quote_speakers=[], passage="x")
+
+
+def test_a_diarizers_labels_are_anonymous_and_names_are_not() -> None:
+    assert all(anonymous_speaker(x) for x in ("SPEAKER_01", "Speaker 2", "spk-3", "Unknown"))
+    assert not any(anonymous_speaker(x) for x in ("Jeff Smith", "Speakerman Jones", "Chris"))
