@@ -63,6 +63,19 @@ def slot_cache_root() -> Path:
     return Path(base) / "llama-slots"
 
 
+def _fingerprint(path: Path, edge: int = 1 << 20) -> bytes:
+    """A model file's identity without reading its gigabyte: its size, its first MiB (the GGUF header: the
+    architecture, the hyperparameters, the tokenizer) and its last MiB. Another clone's copy of the same model
+    has the same one."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        digest.update(f.read(edge))
+        f.seek(max(0, size - edge))
+        digest.update(f.read(edge))
+    return digest.digest()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -250,12 +263,13 @@ class EmbeddedLlamaServer:
             return None
         root = slot_cache_root()
         argv = self.command()
-        del argv[argv.index("--port") + 1]  # the port changes between runs; nothing else does
+        del argv[argv.index("--port") + 1]  # the port changes between runs
+        del argv[argv.index("-m") + 1]  # the model is known by its fingerprint, wherever its file lies
+        del argv[0]  # and the build by its binary's digest
         key = hashlib.sha256()
         key.update("\0".join(argv).encode())
         with contextlib.suppress(OSError):
-            st = self.gguf.stat()
-            key.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            key.update(_fingerprint(self.gguf))
             with self.binary.open("rb") as f:
                 key.update(hashlib.file_digest(f, "sha256").digest())
         path = root / key.hexdigest()[:20]

@@ -115,6 +115,13 @@ def test_saved_system_prompt_states_outlive_the_server_for_the_same_build_model_
         assert slot_dir(again) == saved and (saved / "prefix-abc.bin").read_bytes() == b"state"
     finally:
         again.stop()
+    # The same model in another clone (another path, another mtime) is the same model.
+    copy = tmp_path / "clone" / "model.gguf"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "model.gguf").read_bytes())
+    elsewhere = EmbeddedLlamaServer(same.model_copy(update={"gguf": copy})).start_blocking()
+    elsewhere.stop()
+    assert {p.name for p in saved.parent.iterdir()} == {saved.name}
     # A state is only valid for what computed it: other settings, another model file or build, other directory.
     other_ctx = EmbeddedLlamaServer(same.model_copy(update={"ctx_size": 4096})).start_blocking()
     other_ctx.stop()
