@@ -213,8 +213,8 @@ def lead_person(text: str, people: Iterable[str]) -> str | None:
 def misattributed(text: str, *, people: Iterable[str], quote_speakers: Iterable[str], passage: str) -> bool:
     """Whether a text credits its claim to the wrong person: it opens with a known person who is not a speaker
     of its quote (when the transcript labels speakers), or, on a transcript without speaker labels (Whisper's),
-    with one of several known people whom the passage itself never names (a guess: the model's favourite is
-    the host, who asks, not the guest, who answers)."""
+    with a known person while the passage has another known person introduce themselves ("I'm Jane Roe"). Without
+    labels nothing else tells who speaks, so a name the passage does not contradict stands."""
     known = [p for p in dict.fromkeys(people) if norm_tokens(p)]
     lead = lead_person(text, known)
     if lead is None:
@@ -223,7 +223,12 @@ def misattributed(text: str, *, people: Iterable[str], quote_speakers: Iterable[
     speakers = {" ".join(norm_tokens(s)) for s in quote_speakers if norm_tokens(s) and not anonymous_speaker(s)}
     if speakers:
         return lead not in speakers
-    if len({" ".join(norm_tokens(p)) for p in known}) < 2:
-        return False
-    said = set(norm_tokens(passage))
-    return not any(part in said for part in lead.split())
+    said = " ".join(norm_tokens(passage))
+    for person in known:
+        full = norm_tokens(person)
+        if " ".join(full) == lead:
+            continue
+        name = re.escape(full[0]) + (rf"(?: {re.escape(full[-1])})?" if len(full) > 1 else "")
+        if re.search(rf"\b(?:im|i am|my name is|this is) {name}\b", said):
+            return True
+    return False

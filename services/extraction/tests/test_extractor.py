@@ -477,13 +477,15 @@ async def test_a_claim_credited_to_the_host_who_asked_is_written_again_and_refus
         assert not model.calls.get("verify"), "refused in code, before the verifier"
 
 
-async def test_without_speaker_labels_the_prompts_say_so_and_a_guessed_name_is_refused() -> None:
+async def test_without_speaker_labels_the_prompts_say_so_and_a_name_the_passage_contradicts_is_refused() -> None:
     t = host_and_guest()
+    intro = Segment(start_s=4, end_s=5, text="I'm Jane Roe, and I run the battery lab.", speaker=None)
+    segments = (t.segments[0], intro, t.segments[1])
     unlabelled = Transcript(
         text=t.text,
         language="en",
         duration_s=t.duration_s,
-        segments=tuple(s.model_copy(update={"speaker": None}) for s in t.segments),
+        segments=tuple(s.model_copy(update={"speaker": None}) for s in segments),
     )
     text = "Tom Hale says home battery prices fell by half between 2020 and 2024 in Germany, so storage pays off."
     model = ScriptedModel(select=guest_point, write=lambda _q, _b: text)

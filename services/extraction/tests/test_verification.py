@@ -97,21 +97,19 @@ def test_a_first_name_two_people_share_names_nobody() -> None:
         ("Chris says 70 percent feel unheard.", ["Jeff Smith"], "", True),
         ("Chrp's survey found 70 percent feel unheard.", ["Jeff Smith"], "", False),
         # A diarizer's anonymous labels say nothing about who: judged as without labels.
-        ("Chris Benson says 70 percent feel unheard.", ["SPEAKER_01"], "Jeff, tell us what you found.", True),
-        # No labels: a known person is named only when the passage itself names them.
-        ("Jeff Smith says 70 percent feel unheard.", [], "Jeff, tell us what you found.", False),
-        ("Chris Benson says 70 percent feel unheard.", [], "So what we found is that 70 percent feel unheard.", True),
-        ("A guest on Practical AI says 70 percent feel unheard.", [], "we found 70 percent", False),
+        ("Chris Benson says 70 percent feel unheard.", ["SPEAKER_01"], "I'm Jeff Smith. We found 70 percent.", True),
+        # No labels: a known person's name stands unless the passage has someone else introduce themselves.
+        ("Chris Benson says 70 percent feel unheard.", [], "I'm Jeff, and what we found is 70 percent.", True),
+        ("Chris Benson says 70 percent feel unheard.", [], "My name is Jeff Smith. We found 70 percent.", True),
+        ("Jeff Smith says 70 percent feel unheard.", [], "I'm Jeff, and what we found is 70 percent.", False),
+        ("Chris Benson says 70 percent feel unheard.", [], "So what we found is that 70 percent feel unheard.", False),
+        ("A guest on Practical AI says 70 percent feel unheard.", [], "I'm Jeff Smith.", False),
     ],
 )
 def test_a_claim_credited_to_someone_who_did_not_say_it(
     text: str, speakers: list[str], passage: str, wrong: bool
 ) -> None:
     assert misattributed(text, people=PEOPLE, quote_speakers=speakers, passage=passage) is wrong
-
-
-def test_without_labels_the_only_known_person_may_be_named() -> None:
-    assert not misattributed("Jeff Smith says 70 percent.", people=["Jeff Smith"], quote_speakers=[], passage="x")
 
 
 def test_a_diarizers_labels_are_anonymous_and_names_are_not() -> None:
