@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,16 +46,52 @@ def chromium() -> str:
     return exe
 
 
+def _end_group(proc: subprocess.Popen[Any]) -> None:
+    """Chromium's helpers (zygote, crashpad, utility processes) can outlive the browser process and keep
+    writing into the profile; they share its process group, so end the group before the profile goes."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _remove_profile(profile: str, timeout_s: float = 10.0) -> None:
+    """Remove a Chromium profile directory, retrying while a helper that was just killed lets go of it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 def run_chromium(*args: str) -> str:
-    with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run(
+    profile = tempfile.mkdtemp(prefix="podbrief-chromium-")
+    try:
+        proc = subprocess.Popen(
             [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
-            check=True,
+            start_new_session=True,
         )
-    return out.stdout
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+            _end_group(proc)
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
+    finally:
+        _remove_profile(profile)
+    return out
 
 
 def _wire(read_fd: int, write_fd: int) -> None:
@@ -67,14 +104,14 @@ class DevTools:
     """Chrome DevTools protocol over --remote-debugging-pipe: NUL-separated JSON on fds 3 and 4."""
 
     def __init__(self) -> None:
-        self.profile = tempfile.TemporaryDirectory()
+        self.profile = tempfile.mkdtemp(prefix="podbrief-chromium-")
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
         self.proc = subprocess.Popen(
             [
                 chromium(),
                 *CHROMIUM_FLAGS,
-                f"--user-data-dir={self.profile.name}",
+                f"--user-data-dir={self.profile}",
                 "--remote-debugging-pipe",
                 "--window-size=1200,1600",
                 "about:blank",
@@ -84,6 +121,7 @@ class DevTools:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=lambda: _wire(to_chrome_r, from_chrome_w),
+            start_new_session=True,
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -153,11 +191,22 @@ class DevTools:
         return png
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        """Ask the browser to close (it flushes its profile and ends its helpers), end what is left of its
+        process group, then remove the profile."""
+        try:
+            os.write(self._w, json.dumps({"id": self._id + 1, "method": "Browser.close"}).encode() + b"\0")
+            self.proc.wait(15)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        _end_group(self.proc)
         os.close(self._w)
         os.close(self._r)
-        self.profile.cleanup()
+        _remove_profile(self.profile)
 
 
 def main(argv: list[str] | None = None) -> int:
