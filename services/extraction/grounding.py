@@ -166,12 +166,27 @@ def content_words(text: str) -> set[str]:
     return {w for w in norm_tokens(text) if w not in _STOP and len(w) > 2}
 
 
+def repetitive(words: Sequence[str], *, n: int = 5) -> bool:
+    """Whether a text says the same run of `n` words twice, one of them a content word: the loop a small model
+    falls into ("He became his best friend's wife. He became his best friend's wife."). A synthesis of two or
+    three sentences has no reason to, and a speaker's "you know, you know" is shorter than `n`."""
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        if gram in seen and any(w not in _STOP and len(w) > 2 for w in gram):
+            return True
+        seen.add(gram)
+    return False
+
+
 def specificity_problem(text: str, *, min_words: int, context: str | None = None) -> Reason | None:
     """Why an insight's text is not a specific, self-contained claim (a drop reason), or None. With `context`,
     a text sharing few content words with it is about something else (a small model's invention)."""
     words = norm_tokens(text)
     if len(words) < min_words:
         return "too_short"
+    if repetitive(words):
+        return "repetitive"
     if topic_only(text):
         return "vague"
     if _PRONOUN_START.match(text.strip()):

@@ -72,6 +72,13 @@ def test_speaker_comes_from_the_matched_segment() -> None:
         ("He says batteries are getting cheaper every year.", "no_referent"),
         ("And what does it cost to build a small model for a phone?", "question"),
         ("Batteries.", "too_short"),
+        # A degenerate loop (the default model's, on a held-out episode's "His wife became my wife's best friend").
+        (
+            "Sid Sijbrandij says his wife became his wife's best friend. He became his best friend's wife. "
+            "He became his best friend's wife.",
+            "repetitive",
+        ),
+        ("Ana Ruiz says heat pumps cut bills by 45 percent, and heat pumps cut noise too.", None),
         # A topic is not a claim; a claim phrased with "discusses" is still a claim (the verifier judges it).
         ("Alexandre Défossez discusses Moshi and speech models.", "vague"),
         ("Ana Ruiz talks about heat pumps. This matters for every homeowner.", "vague"),
