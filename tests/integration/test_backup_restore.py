@@ -264,7 +264,7 @@ async def test_vector_store_snapshot_and_restore(tmp_path: Path) -> None:
     try:
         assert (await index.info()).indexed == 300
         before = await _vector_state(index, points, queries)
-        assert before[0] == 300 and len(before[1]) == 300
+        assert before.count == 300 and len(before.points) == 300
         # While the writer has the store open, the snapshot is refused rather than copying a moving target.
         busy = backup("vectors-snapshot", str(path), str(snapshot))
         assert busy.returncode != 0 and "in use" in busy.stderr
