@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from podbrief import host
 from podbrief_testing.machine import QUIET_OTHERS_CORES
 
 SCHEMA_VERSION = 1
@@ -63,31 +64,7 @@ class Floor:
 
 
 def machine() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": model,
-        "cores": usable,
-        "memory_gb": mem_gb,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": sys.version.split()[0],
-        "gpu": None,
-    }
+    return {**host.describe(), "gpu": None}
 
 
 def load(out_dir: Path = DEFAULT_DIR) -> dict[str, Any]:

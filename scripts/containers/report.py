@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from podbrief import host
 from podbrief.generated import GeneratedSectionError, write_section
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -48,11 +49,7 @@ def load(path: Path) -> Any:
 
 
 def machine() -> str:
-    lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-    cores = sum(ln.startswith("processor") for ln in lines)
-    cpu = names[0] if names else "unknown CPU"
-    return f"{cores} cores ({cpu}), {platform.system()} {platform.release()}"
+    return f"{host.usable_cores()} cores ({host.cpu_name()}), {platform.system()} {platform.release()}"
 
 
 def merge(artifacts: Path, previous: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from podbrief import host
 from podbrief.clock import utcnow
 from podbrief.events.ids import NAMESPACE
 from podbrief.generated import write_section
@@ -378,23 +379,6 @@ async def _run_episode(
     return score
 
 
-def machine() -> dict[str, Any]:
-    """The CPU as /proc/cpuinfo names it, with its family and model (a VM's name can be as bare as "AMD EPYC":
-    family 23 model 1 is the first Zen generation)."""
-    cpu = platform.machine()
-    try:
-        info: dict[str, str] = {}
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-        cpu = info.get("model name", cpu)
-        if info.get("cpu family") and info.get("model"):
-            cpu += f" (family {info['cpu family']} model {info['model']})"
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-
-
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
     """Recompute the figures of a saved report with the current reviewer list (no model is run)."""
     reviewed = load_reviewed()
@@ -595,7 +579,7 @@ def main() -> None:
         report = {
             "set": args.split,
             "date": date.isoformat(timespec="seconds"),
-            "machine": machine(),
+            "machine": host.describe(),
             "load_before": load_before,
             "load_after": [round(x, 2) for x in os.getloadavg()],
             "episodes": len(covered),
