@@ -4,9 +4,6 @@ stages run separately (or on another day) keep the others' figures, each stamped
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path

@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
 import resource
 import sys
 import time
