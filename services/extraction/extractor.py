@@ -123,7 +123,8 @@ class ExtractionResult:
 
 Progress = Callable[[int, int | None], Awaitable[None] | None]
 
-_SENTENCE = re.compile(r"[^.!?]+[.!?]+[\"'”’)]*")
+# A sentence ends at a stop followed by a space or the end: "1.1 million", "GPT 5.2" and "example.com" go on.
+_SENTENCE = re.compile(r"\S.*?[.!?]+[\"'”’)]*(?=\s|$)")
 
 
 # A "why it matters" that says nothing ("This is important for homeowners."): left out of the text.
