@@ -162,8 +162,13 @@ _STOP = frozenset(
 )
 
 
+def is_content_word(word: str) -> bool:
+    """A normalised word that carries meaning: not a stop word, longer than two letters."""
+    return word not in _STOP and len(word) > 2
+
+
 def content_words(text: str) -> set[str]:
-    return {w for w in norm_tokens(text) if w not in _STOP and len(w) > 2}
+    return {w for w in norm_tokens(text) if is_content_word(w)}
 
 
 def repetitive(words: Sequence[str], *, n: int = 5) -> bool:
@@ -173,7 +178,7 @@ def repetitive(words: Sequence[str], *, n: int = 5) -> bool:
     seen: set[tuple[str, ...]] = set()
     for i in range(len(words) - n + 1):
         gram = tuple(words[i : i + n])
-        if gram in seen and any(w not in _STOP and len(w) > 2 for w in gram):
+        if gram in seen and any(is_content_word(w) for w in gram):
             return True
         seen.add(gram)
     return False
