@@ -72,6 +72,10 @@ def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         faultkit.Row("postgres-down-15s", 12, 12, 3, 0, 0, 0, "1/1", 31.6, "down 16 s", {"ingest": 1}),
     ]
     faultkit.write_results(rows, 1800.0, LOAD, complete=True)
+    # write_results stamps the wall clock; pin it to the run the LOAD figures describe, so that the freshness
+    # checks below do not depend on the day the test runs.
+    results = faultkit.ARTIFACTS / "results.json"
+    results.write_text(json.dumps({**json.loads(results.read_text()), "recorded_at": "2026-12-05T00:30:00Z"}))
     (tmp_path / "faults" / "backpressure.json").write_text(json.dumps(BACKPRESSURE))
     (tmp_path / "faults" / "shutdown.json").write_text(json.dumps(SHUTDOWN))
     return tmp_path / "faults"
@@ -105,3 +109,4 @@ def test_an_incomplete_or_failed_fault_run_leaves_the_table_alone(artifacts: Pat
 
 def test_figures_older_than_the_run_are_not_published(artifacts: Path) -> None:
     assert publish.from_artifacts(artifacts, since="2026-12-06") == []
+    assert publish.from_artifacts(artifacts, since="2026-12-05") == ["faults", "backpressure", "shutdown"]
