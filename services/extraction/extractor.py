@@ -24,7 +24,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -46,7 +46,7 @@ from podbrief_extraction.answers import (
     write_schema,
 )
 from podbrief_extraction.chunking import Chunk, Sentence, chunk_transcript, token_budget
-from podbrief_extraction.grounding import content_words, copied, ground, specificity_problem, tokens_of
+from podbrief_extraction.grounding import content_words, copied, ground, norm_tokens, specificity_problem, tokens_of
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
 from podbrief_extraction.prompts import load as load_prompts
@@ -148,28 +148,56 @@ def tidy_text(text: str, max_sentences: int = 3) -> str | None:
 
 
 def anchor_quote(
-    sentences: Sequence[Sentence], text: str, first: int, last: int, max_sentences: int, reach: int = 3
+    sentences: Sequence[Sentence],
+    text: str,
+    first: int,
+    last: int,
+    max_sentences: int,
+    reach: int = 3,
+    *,
+    ignore: Collection[str] = (),
 ) -> tuple[int, int]:
     """The sentence range (1-based) that best supports a text written in the same call as its range: a model
-    that writes and points at once sometimes points a sentence or two off. Ranges of up to `max_sentences`
-    within `reach` sentences of the model's are scored on how many of the text's content words they contain,
-    less a small charge per word (so a short quip that shares one word never wins over the sentence that states
-    the point); the model's own range wins ties."""
-    wanted = content_words(text)
+    that writes and points at once sometimes points a sentence or two off, and sometimes at another part of the
+    window altogether (the text retells a story told minutes later; the range is the guest's introduction).
+
+    Ranges of up to `max_sentences` are scored on how many of the text's content words they contain (less
+    `ignore`: the people's names, which a text says and its speaker's own sentences rarely do), less a small
+    charge per word, so a short quip that shares one word never wins over the sentence that states the point.
+    Within `reach` sentences of the model's range the best wins, the model's own on ties. A range further away
+    wins only when it is clearly the text's source: it holds at least 40% of the text's words (and 3), twice
+    as many as the best near range, and 2 more. Whether the text is true of the range is the verifier's
+    question; this only decides which sentences it is asked about."""
+    wanted = content_words(text) - {w for name in ignore for w in norm_tokens(name)}
     if not wanted:
         return first, last
 
-    def score(lo: int, hi: int) -> float:
-        passage = " ".join(s.text for s in sentences[lo - 1 : hi])
-        return len(content_words(passage) & wanted) - 0.05 * len(passage.split())
+    def shared(lo: int, hi: int) -> int:
+        return len(content_words(" ".join(s.text for s in sentences[lo - 1 : hi])) & wanted)
 
-    best, best_score = (first, last), score(first, last)
-    for lo in range(max(1, first - reach), min(len(sentences), last + reach) + 1):
-        for hi in range(lo, min(len(sentences), lo + max_sentences - 1) + 1):
-            value = score(lo, hi)
-            if value > best_score + 1e-9:
-                best, best_score = (lo, hi), value
-    return best
+    def score(lo: int, hi: int) -> float:
+        return shared(lo, hi) - 0.05 * sum(len(s.text.split()) for s in sentences[lo - 1 : hi])
+
+    def best_in(lo_from: int, lo_to: int, start: tuple[int, int] | None) -> tuple[tuple[int, int], float]:
+        best, best_score = start or (lo_from, lo_from), score(*start) if start else float("-inf")
+        for lo in range(max(1, lo_from), min(len(sentences), lo_to) + 1):
+            for hi in range(lo, min(len(sentences), lo + max_sentences - 1) + 1):
+                value = score(lo, hi)
+                if value > best_score + 1e-9:
+                    best, best_score = (lo, hi), value
+        return best, best_score
+
+    near, _ = best_in(first - reach, last + reach, (first, last))
+    far, _ = best_in(1, len(sentences), None)
+    near_shared, far_shared = shared(*near), shared(*far)
+    if (
+        far != near
+        and far_shared >= max(3, 0.4 * len(wanted))
+        and far_shared >= 2 * near_shared
+        and far_shared >= near_shared + 2
+    ):
+        return far
+    return near
 
 
 def people_line(people: Sequence[Person], speakers: Sequence[str]) -> str:
@@ -404,11 +432,12 @@ class Extractor:
             return None
         result.add_usage("select", usage)
         promo_turns = _promotional_turns(chunk)
+        names = {p.name for p in ctx.people} | {s.speaker for s in sentences if s.speaker}
         out: list[Candidate] = []
         for order, point in enumerate(points[: q.max_points_per_chunk]):
             first, last = sorted((max(1, min(len(sentences), point.s)), max(1, min(len(sentences), point.e))))
             if isinstance(point, PickedPoint):
-                first, last = anchor_quote(sentences, point.t, first, last, q.max_quote_sentences)
+                first, last = anchor_quote(sentences, point.t, first, last, q.max_quote_sentences, ignore=names)
             last = min(last, first + q.max_quote_sentences - 1)
             # A one-line fragment ("Exactly.") is widened by a sentence so the quote can carry a claim.
             while last < len(sentences) and sum(len(s.text.split()) for s in sentences[first - 1 : last]) < (

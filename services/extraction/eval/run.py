@@ -8,6 +8,8 @@
 
 Per model it reports, on the labelled Changelog episodes of the chosen split (see LABELLING.md):
 - recall: labelled key insights found (an insight's quote overlaps one of the label's evidence spans);
+- labels proposed: labels that some candidate matched, kept or not (recall before the gates, the ranking and
+  the episode's cap: where a lost label was lost);
 - precision: kept insights that match a label, or that the reviewer list (reviewed.json) marks specific and
   true; unreviewed ones count as wrong;
 - grounded: kept insights whose quote is verbatim in the transcript (must be 1.0);
@@ -115,6 +117,10 @@ class EpisodeScore:
     verdicts: dict[str, int]
     candidates: int
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    # Labels that some candidate's quote matched, kept or not: where recall is lost, in picking (a label no
+    # candidate matched) or after it (in the gates, the ranking or the episode's cap).
+    # None in results saved before it was recorded.
+    proposed: list[str] | None = None
     # When this episode ran, and the machine's load average (1, 5, 15 min) just before: slices of one
     # evaluation run at different times.
     finished_at: str = ""
@@ -132,13 +138,21 @@ def is_synthesis(text: str, quote: str) -> bool:
     return shared < 0.9
 
 
+def label_matches(ep: Episode, located: corpus.Span | None) -> list[str]:
+    """The labels whose evidence overlaps the transcript span `located`."""
+    if located is None:
+        return []
+    return [lab.id for lab in ep.labels if any(corpus.overlaps(located, s) for s in lab.spans)]
+
+
 def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed: dict[str, Any]) -> EpisodeScore:
     found: set[str] = set()
     rows: list[dict[str, Any]] = []
+    proposed = {lab for d in result.decisions for lab in label_matches(ep, ep.locate(d.quote))}
     for ins in result.insights:
         span = ep.index.find(norm_tokens(ins.quote))
         located = span or ep.locate(ins.quote)
-        matches = [lab.id for lab in ep.labels if located and any(corpus.overlaps(located, s) for s in lab.spans)]
+        matches = label_matches(ep, located)
         found.update(matches)
         sponsor = bool(located and any(corpus.overlaps(located, a) for a in ep.ads))
         review = reviewed.get(review_key(ep.file, ins.quote, ins.text))
@@ -184,6 +198,7 @@ def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed:
         verdicts=dict(result.verdicts),
         candidates=result.candidates,
         decisions=[d.__dict__ for d in result.decisions],
+        proposed=sorted(proposed | found),
     )
 
 
@@ -219,6 +234,8 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
         "labels": labels,
         "found": found,
         "recall": round(found / labels, 3) if labels else None,
+        # Labels that some candidate matched (recall before the gates, the ranking and the cap).
+        "proposed": None if any(s.proposed is None for s in scores) else sum(len(s.proposed or ()) for s in scores),
         "kept": len(kept),
         "correct": correct,
         "unreviewed": unreviewed,
@@ -393,9 +410,9 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
 
 
 TABLE_HEAD = (
-    "| model | recall | precision | grounded | synthesized | sponsor-read insights | CPU s / audio h | "
+    "| model | recall | labels proposed | precision | grounded | synthesized | sponsor-read insights | CPU s / audio h | "
     "tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | CPU min / audio h at the trial's "
-    "rates |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -406,7 +423,8 @@ def table(report: dict[str, Any]) -> str:
         cpu = "n/a (remote)" if s["cpu_s_per_audio_hour"] is None else f"{s['cpu_s_per_audio_hour']:.0f}"
         rows.append(
             f"| {m['model']} ({m['endpoint'] if m['preset'] is None else 'preset ' + m['preset']}) "
-            f"| {s['recall']} ({s['found']}/{s['labels']}) | {s['precision']} ({s['correct']}/{s['kept']}) "
+            f"| {s['recall']} ({s['found']}/{s['labels']}) | {s.get('proposed') if s.get('proposed') is not None else 'n/a'} "
+            f"| {s['precision']} ({s['correct']}/{s['kept']}) "
             f"| {s['grounded']} | {s['synthesized']} | {s['sponsor_insights']} | {cpu} "
             f"| {s['tokens_in_per_audio_hour']:,} / {s['tokens_out_per_audio_hour']:,} "
             f"| {s['wall_s_per_audio_hour']:.0f} | {s['prompt_tokens_per_s']} / {s['generation_tokens_per_s']} "
@@ -441,7 +459,10 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for ep in model["episodes"]:
             lines.append(
-                f"### {ep['file']}: {len(ep['found'])}/{ep['labels']} labels, {len(ep['insights'])} kept, "
+                f"### {ep['file']}: {len(ep['found'])}/{ep['labels']} labels"
+                + (f" ({len(ep['proposed'])} proposed)" if ep.get("proposed") is not None else "")
+                + ", "
+                f"{len(ep['insights'])} kept, "
                 f"{ep['wall_s']:.0f} s wall, {ep['cpu_s']:.0f} CPU-s"
                 + (
                     f" (ran {ep['finished_at']}, load average before {ep['load_before']})"

@@ -10,7 +10,7 @@ import pytest
 from podbrief.events import Insight, insight_id
 from podbrief_extraction.eval import corpus
 from podbrief_extraction.eval.run import Meter, is_synthesis, score_episode, summarise
-from podbrief_extraction.extractor import ExtractionResult
+from podbrief_extraction.extractor import Decision, ExtractionResult
 
 pytestmark = pytest.mark.unit
 
@@ -88,15 +88,19 @@ def test_scoring_an_episode() -> None:
             insight("Something not in the transcript.", "words that nobody ever said on this show at all"),
         ]
     )
+    # A candidate the gates refused still shows that picking found its label.
+    refused = next(lab for lab in ep.labels if lab.id == "mimi-codec-12hz")
+    codec = "with the goal of having a really highly compressed representation at 12.5 Hertz"
+    result.decisions.append(Decision(1, 0.0, "Mimi runs at 12.5 Hz", codec, 0.5, "unsupported_number"))
     meter = Meter(None)
     score = score_episode(ep, result, meter, {})
-    assert score.found == [label.id]
+    assert score.found == [label.id] and score.proposed == sorted([label.id, refused.id])
     rows = score.insights
     assert rows[0]["labels"] == [label.id] and rows[0]["grounded"] and rows[0]["synthesized"]
     assert rows[1]["sponsor"] and not rows[1]["synthesized"]
     assert not rows[2]["grounded"] and rows[2]["labels"] == []
     summary = summarise([score], remote=False)
-    assert summary["recall"] == round(1 / len(ep.labels), 3)
+    assert summary["recall"] == round(1 / len(ep.labels), 3) and summary["proposed"] == 2
     assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
 
@@ -155,6 +159,6 @@ def test_the_held_out_table_is_a_generated_section_of_the_readme(
     run.update_readme(report)
     [s] = sections(readme.read_text())
     assert s.name == "eval-heldout" and not s.hand_edited and "make eval-extraction" in s.source
-    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | 0.75 (3/4) |" in s.body and "not yet measured" not in s.body
+    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | n/a | 0.75 (3/4) |" in s.body  # saved before `proposed` and "not yet measured" not in s.body
     run.update_readme(report)  # re-running replaces the section, never adds a second one
     assert len(sections(readme.read_text())) == 1

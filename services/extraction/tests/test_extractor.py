@@ -158,6 +158,24 @@ def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support
     assert anchor_quote(two, text, 1, 1, 4) == (2, 2)
 
 
+def test_a_range_far_from_the_text_it_was_written_for_is_moved_only_when_the_text_clearly_comes_from_elsewhere() -> None:
+    intro = "So friends, we are here with Ajay Kulkarni from Tiger Data, welcome to the show."
+    filler = [f"Filler sentence number {i} about nothing much at all, really." for i in range(12)]
+    story = "I was hired into a sales role that I could not do well, because their sales style was so different."
+    lines = [intro, *filler, story]
+    segs = tuple(Segment(start_s=i * 10.0, end_s=i * 10.0 + 9, text=t, speaker=None) for i, t in enumerate(lines))
+    t = Transcript(text="x", language="en", duration_s=len(lines) * 10.0, segments=segs)
+    sentences = next(iter(chunk_transcript(t, window_s=600, max_tokens=900, overlap_s=0))).sentences
+    told = next(s.number for s in sentences if s.text.startswith("I was hired"))
+    text = "Ajay Kulkarni says he was hired into a sales role he could not do well, because the sales style differed."
+    # The model pointed at the introduction, which shares only the guest's name with the text: the range moves
+    # to the sentence the text retells (the name is ignored: the speaker's own words rarely say it).
+    assert anchor_quote(sentences, text, 1, 1, 4, ignore={"Ajay Kulkarni"}) == (told, told)
+    # A text that shares a word or two with a distant sentence keeps the model's range.
+    vague = "Ajay Kulkarni says the show and Tiger Data matter, and that a role in sales is hard for engineers."
+    assert anchor_quote(sentences, vague, 1, 1, 4, ignore={"Ajay Kulkarni"}) == (1, 1)
+
+
 def test_filler_after_the_claim_is_left_out() -> None:
     claim = "Ana Ruiz says heat pumps cut winter bills by 45 percent."
     assert tidy_text(claim + " This is important for homeowners.") == claim
