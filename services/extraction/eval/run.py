@@ -410,8 +410,8 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
 
 
 TABLE_HEAD = (
-    "| model | recall | labels proposed | precision | grounded | synthesized | sponsor-read insights | CPU s / audio h | "
-    "tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | CPU min / audio h at the trial's "
+    "| model | recall | labels proposed | precision | grounded | synthesized | sponsor-read insights | "
+    "CPU s / audio h | tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | CPU min / audio h at the trial's "
     "rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
@@ -421,9 +421,10 @@ def table(report: dict[str, Any]) -> str:
     for m in report["models"]:
         s = m["summary"]
         cpu = "n/a (remote)" if s["cpu_s_per_audio_hour"] is None else f"{s['cpu_s_per_audio_hour']:.0f}"
+        proposed = "n/a" if s.get("proposed") is None else s["proposed"]
         rows.append(
             f"| {m['model']} ({m['endpoint'] if m['preset'] is None else 'preset ' + m['preset']}) "
-            f"| {s['recall']} ({s['found']}/{s['labels']}) | {s.get('proposed') if s.get('proposed') is not None else 'n/a'} "
+            f"| {s['recall']} ({s['found']}/{s['labels']}) | {proposed} "
             f"| {s['precision']} ({s['correct']}/{s['kept']}) "
             f"| {s['grounded']} | {s['synthesized']} | {s['sponsor_insights']} | {cpu} "
             f"| {s['tokens_in_per_audio_hour']:,} / {s['tokens_out_per_audio_hour']:,} "

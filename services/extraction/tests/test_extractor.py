@@ -158,7 +158,7 @@ def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support
     assert anchor_quote(two, text, 1, 1, 4) == (2, 2)
 
 
-def test_a_range_far_from_the_text_it_was_written_for_is_moved_only_when_the_text_clearly_comes_from_elsewhere() -> None:
+def test_a_range_far_from_its_text_is_moved_only_when_the_text_clearly_comes_from_elsewhere() -> None:
     intro = "So friends, we are here with Ajay Kulkarni from Tiger Data, welcome to the show."
     filler = [f"Filler sentence number {i} about nothing much at all, really." for i in range(12)]
     story = "I was hired into a sales role that I could not do well, because their sales style was so different."
