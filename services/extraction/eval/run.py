@@ -411,8 +411,8 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
 
 TABLE_HEAD = (
     "| model | recall | labels proposed | precision | grounded | synthesized | sponsor-read insights | "
-    "CPU s / audio h | tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | CPU min / audio h at the trial's "
-    "rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "CPU s / audio h | tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | "
+    "CPU min / audio h at the trial's rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
