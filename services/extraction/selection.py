@@ -33,6 +33,32 @@ def promotional(text: str) -> bool:
     return _PROMO.search(text) is not None
 
 
+# Introductions and career small talk: the guest's welcome, "tell us about your background", "I worked on the
+# C# compiler", "I got hired at". True and often specific (names, employers, years), so specificity alone ranks
+# them high, but not what a listener of the episode wants to take away. A passage with one of these is lowered
+# in the ranking, never dropped: a lesson from a career story can still win on its weight.
+_WHO = r"(?:i|he|she|we|they)"
+_SMALL_TALK = re.compile(
+    r"\b(?:welcome (?:to|back)|(?:thanks?|thank you) for (?:coming|having|joining)|(?:excited|happy|glad|great)"
+    r" to (?:have|be here|be back)|joining us|with us today|on the show|my name is|introduce yourself"
+    r"|(?:tell|give) us (?:a (?:little|bit) )?(?:about|of) (?:yourself|your (?:background|journey|story))"
+    r"|(?:your|my|his|her) (?:background|phd|career|first job)|how did you (?:get|end up|come)"
+    rf"|{_WHO} (?:was|were|got) (?:hired|contacted|recruited)|{_WHO} (?:worked|was working|used to work) (?:at|on|for|with)\b"
+    rf"|{_WHO} studied|{_WHO} grew up|{_WHO} joined|before that,? {_WHO}"
+    rf"|{_WHO} started (?:my|his|her|their )?(?:career|out|working|using)"
+    rf"|{_WHO}(?:['’]ve| have| has)? been (?:using|doing|working)|co-?founder (?:of|at)"
+    r"|(?:went|moved) (?:straight )?from \w+ to)",
+    re.IGNORECASE,
+)
+# Subtracted from a small-talk candidate's score: about one and a half steps of the model's importance (1-5).
+SMALL_TALK_PENALTY = 0.2
+
+
+def small_talk(text: str) -> bool:
+    """Whether a passage reads as an introduction or career small talk (see `_SMALL_TALK`)."""
+    return _SMALL_TALK.search(text) is not None
+
+
 @dataclass
 class Candidate:
     """A point the model picked in one chunk: its sentences (the quote), headline and weight."""
@@ -109,11 +135,14 @@ def rank(candidates: Sequence[Candidate], *, merge_similarity: float, novelty: f
     """Candidates best first, duplicates merged into the better twin (which keeps a count of them).
 
     Score = 0.55 importance + 0.3 specificity of the quote + 0.15 the model's own order, plus a small bonus for
-    a point the model picked in two chunks. Then a greedy pass (maximal marginal relevance) lowers candidates
+    a point the model picked in two chunks, less `SMALL_TALK_PENALTY` for an introduction or career small talk
+    (in the quote or the written text). Then a greedy pass (maximal marginal relevance) lowers candidates
     that say what a better-ranked one already says, so the top N covers the episode instead of one topic."""
     pool = [c for c in candidates if not c.promotional]
     for c in pool:
         c.score = 0.55 * (max(1, min(5, c.weight)) - 1) / 4 + 0.3 * specificity(c.quote) + 0.15 / (1 + c.order)
+        if small_talk(c.quote) or small_talk(c.text or c.headline):
+            c.score -= SMALL_TALK_PENALTY
     kept: list[Candidate] = []
     for c in sorted(pool, key=lambda c: (-c.score, c.start_s)):
         twin = next((k for k in kept if _similar(k, c, merge_similarity)), None)

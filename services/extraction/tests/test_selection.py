@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 from podbrief_extraction.chunking import Sentence
-from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank, specificity
+from podbrief_extraction.selection import (
+    Candidate,
+    dense_sentences,
+    episode_cap,
+    promotional,
+    rank,
+    small_talk,
+    specificity,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +63,33 @@ def test_promotional_candidates_are_left_out() -> None:
     ad.promotional = True
     real = cand("Fusion startups raised four billion dollars last year.", 100, weight=2)
     assert rank([ad, real], merge_similarity=0.9) == [real]
+
+
+def test_introductions_and_career_small_talk_rank_below_a_claim_of_the_same_weight() -> None:
+    bio = cand("I worked on the F# language and the C# compiler at Microsoft for 10 years, then joined Honeycomb.", 0)
+    welcome = cand("Today we finally got the chance to have Alexandre Defossez, co-founder of Kyutai, with us today.", 50)
+    claim = cand("Modern Java is fast: Amazon saved millions by moving old Java services onto a newer VM.", 100)
+    assert rank([bio, welcome, claim], merge_similarity=0.9)[0] is claim
+    # The written text counts too: "he was hired" is the guest's career, told in the brief's voice.
+    told = cand("Our sales team was built for on-prem deals and could not sell cloud products at all.", 200)
+    told.text = "Ajay Kulkarni says he was hired into a sales role he could not do well."
+    assert small_talk(told.text) and not small_talk(told.quote)
+    # Lowered, never dropped: a heavier point from a career story still ranks first.
+    heavy = cand("I was hired to lead sales, and learned that expertise from 20 years of on-prem was a liability.", 0)
+    heavy.weight = 5
+    assert rank([heavy, claim], merge_similarity=0.9)[0] is heavy
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I think the claim is that compilers got 30 percent faster in 2024.",
+        "We store 4 petabytes of time-series data and query it in SQL.",
+        "The background job queue was the bottleneck, not the database.",
+    ],
+)
+def test_claims_are_not_small_talk(text: str) -> None:
+    assert not small_talk(text)
 
 
 @pytest.mark.parametrize(
