@@ -67,7 +67,7 @@ def test_promotional_candidates_are_left_out() -> None:
 
 def test_introductions_and_career_small_talk_rank_below_a_claim_of_the_same_weight() -> None:
     bio = cand("I worked on the F# language and the C# compiler at Microsoft for 10 years, then joined Honeycomb.", 0)
-    welcome = cand("Today we finally got the chance to have Alexandre Defossez, co-founder of Kyutai, with us today.", 50)
+    welcome = cand("Today we finally got the chance to have Alexandre Defossez, co-founder of Kyutai, with us.", 50)
     claim = cand("Modern Java is fast: Amazon saved millions by moving old Java services onto a newer VM.", 100)
     assert rank([bio, welcome, claim], merge_similarity=0.9)[0] is claim
     # The written text counts too: "he was hired" is the guest's career, told in the brief's voice.
