@@ -95,6 +95,8 @@ class Decision:
     text: str = ""
     verdict: str | None = None
     reason: str | None = None
+    weight: int | None = None  # the model's importance, 1-5
+    kind: str | None = None
 
 
 @dataclass
@@ -734,6 +736,8 @@ class Extractor:
                 text=text,
                 verdict=verdict,
                 reason=reason,
+                weight=c.weight,
+                kind=c.kind,
             )
         )
 
