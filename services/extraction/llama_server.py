@@ -253,6 +253,10 @@ class EmbeddedLlamaServer:
         if self._slot_dir is not None:
             if self._slot_dir_owned:
                 shutil.rmtree(self._slot_dir, ignore_errors=True)
+            else:
+                # A server that saved no state (stopped before its first request) leaves no empty directory.
+                with contextlib.suppress(OSError):
+                    self._slot_dir.rmdir()
             self._slot_dir = None
 
     def _slot_cache(self) -> Path | None:

@@ -120,16 +120,24 @@ def test_saved_system_prompt_states_outlive_the_server_for_the_same_build_model_
     copy.parent.mkdir()
     copy.write_bytes((tmp_path / "model.gguf").read_bytes())
     elsewhere = EmbeddedLlamaServer(same.model_copy(update={"gguf": copy})).start_blocking()
+    assert slot_dir(elsewhere) == saved
     elsewhere.stop()
     assert {p.name for p in saved.parent.iterdir()} == {saved.name}
     # A state is only valid for what computed it: other settings, another model file or build, other directory.
     other_ctx = EmbeddedLlamaServer(same.model_copy(update={"ctx_size": 4096})).start_blocking()
+    (slot_dir(other_ctx) / "prefix-abc.bin").write_bytes(b"state")
     other_ctx.stop()
     (tmp_path / "model.gguf").write_bytes(b"GGUF, another model")
     other_model = EmbeddedLlamaServer(same).start_blocking()
+    (slot_dir(other_model) / "prefix-abc.bin").write_bytes(b"state")
     other_model.stop()
     dirs = {p.name for p in saved.parent.iterdir()}
     assert len(dirs) == 3 and saved.name in dirs
+    # A server that saved nothing (stopped before its first request) leaves no empty directory behind.
+    unused = EmbeddedLlamaServer(same.model_copy(update={"ctx_size": 2048})).start_blocking()
+    unused_dir = slot_dir(unused)
+    unused.stop()
+    assert not unused_dir.exists() and {p.name for p in saved.parent.iterdir()} == dirs
 
 
 def test_slot_states_unused_for_a_week_are_removed_and_persistence_can_be_turned_off(
