@@ -304,17 +304,20 @@ async def run_model(
     cache_dir: Path | None = None,
     max_minutes: float | None = None,
     saved_only: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """One model over the episodes. With `cache_dir`, each episode's result is saved as it finishes and reused
     by the next run with the same model, prompts and settings: a long evaluation runs in slices (one episode per
-    call, `--episodes`), and the last call assembles the table from the saved results."""
+    call, `--episodes`), and the last call assembles the table from the saved results. `fresh` runs every
+    episode again and saves what it ran over the saved result (the key does not cover the code, so a result
+    saved by older code with the same settings must not outlive a fresh run)."""
     settings = settings_for(spec)
     key = fingerprint(settings, max_minutes)
     scores: list[EpisodeScore] = []
     todo: list[tuple[Episode, Path | None]] = []
     for ep in episodes:
         path = cache_dir / spec.label.replace("/", "_") / f"{Path(ep.file).stem}.json" if cache_dir else None
-        saved = cached_score(path, key, ep, reviewed) if path else None
+        saved = cached_score(path, key, ep, reviewed) if path and not fresh else None
         if saved is not None:
             if verbose:
                 sys.stderr.write(f"  {spec.label} {ep.file}: saved result ({path})\n")
@@ -544,7 +547,9 @@ def main() -> None:
         "--episodes",
         help="only these episode files (comma-separated stems): a slice, saved for the full run to assemble",
     )
-    parser.add_argument("--fresh", action="store_true", help="run every episode again (ignore saved results)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="run every episode again (and save its result over the saved one)"
+    )
     parser.add_argument(
         "--saved-only",
         action="store_true",
@@ -577,9 +582,13 @@ def main() -> None:
             parser.error("no episodes selected")
         reviewed = load_reviewed()
         load_before = [round(x, 2) for x in os.getloadavg()]
-        cache = None if args.fresh else args.out_dir / "episodes"
+        cache = args.out_dir / "episodes"
         models = [
-            asyncio.run(run_model(spec, episodes, reviewed, not args.quiet, cache, args.max_minutes, args.saved_only))
+            asyncio.run(
+                run_model(
+                    spec, episodes, reviewed, not args.quiet, cache, args.max_minutes, args.saved_only, args.fresh
+                )
+            )
             for spec in specs
         ]
         if only:
