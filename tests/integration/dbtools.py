@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from podbrief_testing.postgres import drop_database as drop_database  # the integration tests import it here
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
@@ -37,14 +38,6 @@ async def create_database(pg_url: str, name: str) -> str:
     finally:
         await conn.close()
     return pg_url.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_database(pg_url: str, name: str) -> None:
-    conn = await asyncpg.connect(libpq(pg_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

@@ -12,6 +12,7 @@ from podbrief.bus import MemoryTransport
 from podbrief.settings import DatabaseSettings
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer
+from podbrief_testing.postgres import drop_database
 from pydantic import SecretStr
 
 from .conftest import discovered, item, replica, rss, serve_pc20
@@ -29,11 +30,7 @@ async def pg_db(pg_url: str, unique: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     yield pg_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(pg_url, name)
 
 
 async def test_two_replicas_on_postgres_emit_once(
