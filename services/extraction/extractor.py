@@ -180,17 +180,17 @@ def anchor_quote(
     def score(lo: int, hi: int) -> float:
         return shared(lo, hi) - 0.05 * sum(len(s.text.split()) for s in sentences[lo - 1 : hi])
 
-    def best_in(lo_from: int, lo_to: int, start: tuple[int, int] | None) -> tuple[tuple[int, int], float]:
+    def best_in(lo_from: int, lo_to: int, start: tuple[int, int] | None) -> tuple[int, int]:
         best, best_score = start or (lo_from, lo_from), score(*start) if start else float("-inf")
         for lo in range(max(1, lo_from), min(len(sentences), lo_to) + 1):
             for hi in range(lo, min(len(sentences), lo + max_sentences - 1) + 1):
                 value = score(lo, hi)
                 if value > best_score + 1e-9:
                     best, best_score = (lo, hi), value
-        return best, best_score
+        return best
 
-    near, _ = best_in(first - reach, last + reach, (first, last))
-    far, _ = best_in(1, len(sentences), None)
+    near = best_in(first - reach, last + reach, (first, last))
+    far = best_in(1, len(sentences), None)
     near_shared, far_shared = shared(*near), shared(*far)
     if (
         far != near
