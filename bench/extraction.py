@@ -234,7 +234,10 @@ def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     # The small packaged model: this measures the client's concurrency against one server, not model quality.
-    settings = ExtractionSettings(_env_file=None, model_preset="tiny")  # type: ignore[call-arg]
+    # Its unit of work is the call per chunk, so the model picks the candidates (prompt v4), not code.
+    settings = ExtractionSettings(  # type: ignore[call-arg]
+        _env_file=None, model_preset="tiny", prompt_version="v4", quality={"candidates": "model"}
+    )
     settings = settings.model_copy(
         update={
             "llm": settings.llm.model_copy(update={"concurrency": args.concurrency}),

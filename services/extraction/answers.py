@@ -59,6 +59,7 @@ class WriteAnswer(BaseModel):
     t: str = Field(max_length=2000)
     k: str = "claim"
     tp: list[str] = Field(default_factory=list)
+    w: int = 3  # importance, 1-5: asked for only when the writer also ranks (code-proposed passages)
 
     @field_validator("tp", mode="before")
     @classmethod
@@ -132,8 +133,10 @@ def pick_schema(max_points: int, sentences: int, max_chars: int, min_points: int
     )
 
 
-def write_schema(max_chars: int) -> dict[str, Any]:
+def write_schema(max_chars: int, *, importance: bool = False) -> dict[str, Any]:
     fields = _insight_fields(max_chars, 3)
+    if importance:
+        fields["w"] = _IMPORTANCE
     return {"type": "object", "properties": fields, "required": list(fields), "additionalProperties": False}
 
 

@@ -1,8 +1,11 @@
 """Transcript -> the episode's top insights, in three kinds of LLM call, each budgeted:
 
-1. select (one call per chunk): the model reads the chunk's numbered sentences and answers, per point worth
-   knowing, the sentence range that states it, a short headline and an importance. Output is a few tokens per
-   point: the quote is never generated, it is the transcript's own sentences.
+1. candidates, from every chunk. By default (`quality.candidates="passages"`) code proposes each chunk's
+   passages densest in claims (`selection.key_passages`), and the model writes each one up with its
+   importance (one write call per passage). Otherwise a select (or pick) call per chunk: the model reads the
+   chunk's numbered sentences and answers, per point worth knowing, the sentence range that states it, a short
+   headline (or the insight itself) and an importance. Either way the quote is never generated, it is the
+   transcript's own sentences.
 2. The episode-level pass (`selection.rank`, in code): candidates from every chunk pooled, sponsor reads and
    housekeeping set aside, duplicates merged, ranked by importance, specificity and novelty.
 3. write + verify (per candidate, best first, only as many as can still make the top N): the model writes a
@@ -50,7 +53,14 @@ from podbrief_extraction.grounding import content_words, copied, ground, norm_to
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.prompts import PromptSet
 from podbrief_extraction.prompts import load as load_prompts
-from podbrief_extraction.selection import Candidate, dense_sentences, episode_cap, promotional, rank
+from podbrief_extraction.selection import (
+    Candidate,
+    dense_sentences,
+    episode_cap,
+    key_passages,
+    promotional,
+    rank,
+)
 from podbrief_extraction.settings import ExtractionSettings
 from podbrief_extraction.verification import anonymous_speaker, check_facts, misattributed
 from pydantic import BaseModel
@@ -306,7 +316,10 @@ class Extractor:
         for c in ranked:
             for d in c.duplicates:
                 self._drop(result, d, "duplicate")
-        steps["total"] = len(chunks) + 2 * min(len(ranked), attempts)
+        if self.drafts:
+            steps["total"] = len(chunks) + len(ranked) + min(len(ranked), attempts)
+            ranked = await self._draft(ranked, ctx, result, step)
+        steps["total"] = steps["done"] + (1 if self.drafts else 2) * min(len(ranked), attempts)
         kept: list[tuple[Candidate, Insight]] = []
         queue = list(ranked)
         while queue and len(kept) < cap and attempts > 0:
@@ -343,8 +356,9 @@ class Extractor:
     async def select_candidates(
         self, ctx: _EpisodeContext, result: ExtractionResult, step: Callable[[], Awaitable[None]] | None = None
     ) -> list[Candidate]:
-        """Every chunk's picked points, the chunks' calls gathered (the client's semaphore bounds requests in
-        flight, so vLLM can batch a whole episode). Failed chunks are counted on `result`."""
+        """Every chunk's candidates: the passages code proposes (`drafts`), or the points the model picks, the
+        chunks' calls gathered (the client's semaphore bounds requests in flight, so vLLM can batch a whole
+        episode). Failed chunks are counted on `result`."""
 
         async def one(chunk: Chunk) -> list[Candidate] | None:
             try:
@@ -353,8 +367,15 @@ class Extractor:
                 if step is not None:
                     await step()
 
-        answers = await asyncio.gather(*(one(c) for c in ctx.chunks))
         pool: list[Candidate] = []
+        if self.drafts:
+            for chunk in ctx.chunks:
+                pool.extend(self._passages(chunk, result))
+                self.metrics.chunks.labels("ok").inc()
+                if step is not None:
+                    await step()
+            return pool
+        answers = await asyncio.gather(*(one(c) for c in ctx.chunks))
         for found in answers:
             if found is None:
                 result.chunks_failed += 1
@@ -363,6 +384,12 @@ class Extractor:
             self.metrics.chunks.labels("ok").inc()
             pool.extend(found)
         return pool
+
+    @property
+    def drafts(self) -> bool:
+        """Whether code proposes the candidates (`quality.candidates="passages"`) and the model writes each one
+        up with its importance before the ranking, instead of picking them in a call per chunk."""
+        return self.settings.quality.candidates == "passages"
 
     @property
     def picks(self) -> bool:
@@ -476,6 +503,62 @@ class Extractor:
                 continue
             out.append(cand)
         return out
+
+    def _passages(self, chunk: Chunk, result: ExtractionResult) -> list[Candidate]:
+        """The chunk's candidates when code proposes them: its passages densest in claims, not yet written."""
+        q = self.settings.quality
+        promo_turns = _promotional_turns(chunk)
+        out: list[Candidate] = []
+        for order, p in enumerate(key_passages(chunk.sentences, q.passages_per_chunk)):
+            first, last = p.first, min(p.last, p.first + q.max_quote_sentences - 1)
+            picked = tuple(chunk.sentences[first - 1 : last])
+            cand = Candidate(
+                chunk=chunk.index,
+                sentences=picked,
+                headline=" ".join(chunk.sentences[p.key - 1].text.split())[:200],
+                weight=3,
+                order=order,
+                promotional=any(s.turn in promo_turns for s in picked),
+            )
+            if sum(len(s.text.split()) for s in picked) < q.min_quote_words:
+                self._drop(result, cand, "quote_too_short")
+                continue
+            out.append(cand)
+        return out
+
+    async def _draft(
+        self,
+        pool: list[Candidate],
+        ctx: _EpisodeContext,
+        result: ExtractionResult,
+        step: Callable[[int], Awaitable[None]],
+    ) -> list[Candidate]:
+        """Code-proposed candidates written up, each with the model's importance, and ranked again on it. A
+        candidate the model could not write is dropped as invalid output."""
+        q = self.settings.quality
+
+        async def write(c: Candidate) -> WriteAnswer | None:
+            try:
+                return await self._write(c, ctx.passage(c, self.settings), ctx, result)
+            finally:
+                await step(1)
+
+        answers = await asyncio.gather(*(write(c) for c in pool))
+        written: list[Candidate] = []
+        for c, answer in zip(pool, answers, strict=True):
+            if answer is None:
+                self._drop(result, c, "invalid_output")
+                continue
+            c.text, c.kind, c.topics = " ".join(answer.t.split()), answer.k, tuple(answer.tp)
+            c.weight = max(1, min(5, answer.w))
+            c.headline = (tidy_text(answer.t, 1) or c.text)[:200]
+            c.duplicates = []
+            written.append(c)
+        ranked = rank(written, merge_similarity=q.merge_similarity, novelty=q.novelty)
+        for c in ranked:
+            for d in c.duplicates:
+                self._drop(result, d, "duplicate")
+        return ranked
 
     # Stage 3 -----------------------------------------------------------------------------------------------
     async def _write_and_verify(
@@ -604,7 +687,7 @@ class Extractor:
         try:
             answer = await self.llm.complete_json(
                 messages,
-                write_schema(self.settings.quality.max_text_chars),
+                write_schema(self.settings.quality.max_text_chars, importance=self.drafts),
                 WriteAnswer,
                 schema_name="insight",
                 max_tokens=WRITE_MAX_TOKENS,

@@ -179,25 +179,33 @@ _CLAIM_MARKERS = re.compile(
 )
 
 
-def dense_sentences(sentences: Sequence[Sentence], keep: float) -> set[int]:
-    """The numbers of the sentences most likely to carry a point, about `keep` of the chunk's words: each
-    sentence scored on specificity and claim markers ("because", "we found", numbers), smoothed with its
-    neighbours so that a dense passage is kept whole; questions and backchannel score low. Lets the select call
-    read part of a window when the model is too slow to read it all."""
-    if keep >= 1.0 or not sentences:
-        return {s.number for s in sentences}
+def _density(sentences: Sequence[Sentence]) -> list[float]:
+    """Per sentence, how likely it carries a point: specificity and claim markers ("because", "we found",
+    numbers), smoothed with its neighbours so that a dense passage scores as a whole. Questions, backchannel,
+    small talk and sponsor phrases score low."""
 
     def raw(text: str) -> float:
         if len(text.split()) < 5:
             return 0.0
         value = specificity(text) + 0.15 * len(_CLAIM_MARKERS.findall(text))
+        if small_talk(text) or promotional(text):
+            value *= 0.3
         return value * 0.2 if text.rstrip().endswith("?") else value
 
     scores = [raw(s.text) for s in sentences]
-    smooth = [
+    return [
         scores[i] + 0.5 * (scores[i - 1] if i else 0.0) + 0.5 * (scores[i + 1] if i + 1 < len(scores) else 0.0)
         for i in range(len(scores))
     ]
+
+
+def dense_sentences(sentences: Sequence[Sentence], keep: float) -> set[int]:
+    """The numbers of the sentences most likely to carry a point (`_density`), about `keep` of the chunk's
+    words, so that a dense passage is kept whole. Lets the select call read part of a window when the model is
+    too slow to read it all."""
+    if keep >= 1.0 or not sentences:
+        return {s.number for s in sentences}
+    smooth = _density(sentences)
     total = sum(len(s.text.split()) for s in sentences)
     shown: set[int] = set()
     words = 0
@@ -207,6 +215,37 @@ def dense_sentences(sentences: Sequence[Sentence], keep: float) -> set[int]:
         shown.add(sentences[i].number)
         words += len(sentences[i].text.split())
     return shown
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage of a chunk that code proposes as a point: sentence numbers `first` to `last` around `key`."""
+
+    first: int
+    last: int
+    key: int
+
+
+def key_passages(sentences: Sequence[Sentence], count: int, *, width: int = 1, spacing: int = 3) -> list[Passage]:
+    """The chunk's `count` passages densest in claims (`_density`), best first: each its key sentence and
+    `width` sentences on either side, no two keys closer than `spacing + 1` sentences. On the labelled dev
+    episodes these passages held about twice as many of the labelled key points as the 1.5B model's own picks
+    (see the extraction README), so the model writes and judges them instead of searching the whole window."""
+    if count <= 0 or not sentences:
+        return []
+    smooth = _density(sentences)
+    chosen: list[int] = []
+    for i in sorted(range(len(sentences)), key=lambda i: (-smooth[i], i)):
+        if len(chosen) >= count or smooth[i] <= 0.0:
+            break
+        if any(abs(i - j) <= spacing for j in chosen):
+            continue
+        chosen.append(i)
+    last = len(sentences) - 1
+    return [
+        Passage(sentences[max(0, i - width)].number, sentences[min(last, i + width)].number, sentences[i].number)
+        for i in chosen
+    ]
 
 
 def episode_cap(duration_s: float, *, max_insights: int, minutes_per_insight: float) -> int:

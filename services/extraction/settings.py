@@ -142,6 +142,11 @@ class QualitySettings(BaseModel):
     # one per `sentences_per_point` sentences of a short chunk): left free, a small model stops after one.
     min_points_per_chunk: int = Field(default=2, ge=0, le=20)
     sentences_per_point: int = Field(default=10, ge=1, le=1000)
+    # Where the episode's candidate points come from. "model": the model reads each chunk and picks its points
+    # (the pick, or select, call). "passages": code proposes each chunk's `passages_per_chunk` passages densest
+    # in claims, and the model writes each up with its importance, which ranks them.
+    candidates: Literal["model", "passages"] = "passages"
+    passages_per_chunk: int = Field(default=3, ge=1, le=20)
     # The share of a window's words the select call reads (1.0: all). Below 1, a code prefilter keeps the
     # densest passages (numbers, names, claim markers), for a model too slow to read every word.
     select_keep: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -211,7 +216,7 @@ class ExtractionSettings(ServiceSettings):
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     quality: QualitySettings = QualitySettings()
-    prompt_version: str = "v4"
+    prompt_version: str = "v5"
     # The default models are English-only; other languages are skipped (0 insights) or processed anyway.
     supported_languages: tuple[str, ...] = ("en",)
     unsupported_language: Literal["skip", "process"] = "skip"

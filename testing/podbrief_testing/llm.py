@@ -234,7 +234,9 @@ class ScriptedModel:
     - select(sentences) -> points: by default the first sentence of the chunk, importance 4;
     - write(quote_sentences, body) -> text: by default "<the quote's speaker, or the show> says that <quote>";
       a pick request (select and write in one) gets each point's text from this rule too;
-    - verify(summary, body) -> (verdict, reason): by default supported.
+    - verify(summary, body) -> (verdict, reason): by default supported;
+    - weigh(quote_sentences) -> importance 1-5, answered when a write request's schema asks for it ("w"):
+      by default 3.
 
     Every call is recorded in `calls` by stage."""
 
@@ -243,6 +245,7 @@ class ScriptedModel:
         select: Callable[[dict[int, str]], list[dict[str, Any]]] | None = None,
         write: Callable[[list[str], dict[str, Any]], str] | None = None,
         verify: Callable[[str, dict[str, Any]], tuple[str, str]] | None = None,
+        weigh: Callable[[list[str]], int] | None = None,
     ) -> None:
         self.select = select or (
             lambda sentences: [{"s": min(sentences), "e": min(sentences), "h": "the first point", "w": 4}]
@@ -251,6 +254,7 @@ class ScriptedModel:
             lambda quote, body: f"{speaker_of(body, quote[0] if quote else None)} says that " + " ".join(quote)
         )
         self.verify = verify or (lambda _summary, _body: ("supported", "the passage says so"))
+        self.weigh = weigh or (lambda _quote: 3)
         self.calls: dict[str, list[dict[str, Any]]] = {"select": [], "write": [], "verify": []}
 
     def __call__(self, body: dict[str, Any]) -> Scripted:
@@ -266,8 +270,12 @@ class ScriptedModel:
                     p.pop("h", None)
             return json.dumps({"p": points})
         if stage == "write":
-            text = self.write(marked_sentences(body), body)
-            return json.dumps({"t": text, "k": "claim", "tp": ["testing"]})
+            quote = marked_sentences(body)
+            answer: dict[str, Any] = {"t": self.write(quote, body), "k": "claim", "tp": ["testing"]}
+            schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+            if "w" in (schema.get("properties") or {}):
+                answer["w"] = self.weigh(quote)
+            return json.dumps(answer)
         if stage == "verify":
             summary = FakeOpenAI.user_prompt(body).rsplit("Summary: ", 1)[-1]
             verdict, reason = self.verify(summary, body)

@@ -89,7 +89,7 @@ async def test_transcribed_episode_becomes_insights_on_the_bus_and_the_api(tmp_p
         await until(lambda: len(bus_t.records(INSIGHTS_EXTRACTED)) == 2)
         out = [decode(r.value, InsightsExtracted) for r in bus_t.records(INSIGHTS_EXTRACTED)]
         assert out[0].event_id == out[1].event_id and out[0].payload == out[1].payload
-        assert len(fake.requests) == 2  # pick (select and write in one call), verify
+        assert len(fake.requests) == 2  # write (the passage code proposed), verify
         [ins] = out[0].payload.insights
         assert ins.speaker == "Installer" and (ins.start_s, ins.end_s) == (12.0, 17.5)
         assert ins.quote == LINE and ins.text.startswith("The Installer reports")
@@ -105,7 +105,7 @@ async def test_transcribed_episode_becomes_insights_on_the_bus_and_the_api(tmp_p
             assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
             metrics = (await client.get("/metrics/")).text
             assert "podbrief_extraction_insights_kept_total 1.0" in metrics
-            assert 'podbrief_extraction_llm_tokens_total{direction="in",stage="select"} 100.0' in metrics
+            assert 'podbrief_extraction_llm_tokens_total{direction="in",stage="write"} 100.0' in metrics
             assert 'podbrief_extraction_verifications_total{verdict="supported"} 1.0' in metrics
             assert 'podbrief_extraction_chunks_total{outcome="ok"} 1.0' in metrics
             assert (await client.get("/readyz")).status_code == 200

@@ -104,9 +104,9 @@ def test_publisher_transcripts_are_read_with_their_speakers(
     assert result.exit_code == 0, result.output
     [insight] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert insight["speaker"] == "Dr Ana Lima" and insight["quote"] == LINE
-    # The call that writes the insight (the chunk's pick) names the feed's people.
-    pick = next(b for b in seen if b["response_format"]["json_schema"]["name"] == "points")
-    assert "People: Dr Ana Lima (guest)" in pick["messages"][1]["content"]
+    # The call that writes the insight names the feed's people.
+    write = next(b for b in seen if b["response_format"]["json_schema"]["name"] == "insight")
+    assert "People: Dr Ana Lima (guest)" in write["messages"][1]["content"]
 
 
 @pytest.mark.parametrize(

@@ -45,15 +45,17 @@ def long_transcript(n: int = 40, speaker: str | None = "Dana Whitfield") -> Tran
 
 
 def settings(*, pick: bool = False, **overrides: Any) -> ExtractionSettings:
-    """Settings for the fake model: the three-stage path (select, write, verify) unless `pick` (select and
-    write in one call, the default path of prompt v3)."""
+    """Settings for the fake model: the model picks the candidates (prompt v4), in the three-stage path (select,
+    write, verify) unless `pick` (select and write in one call)."""
     base: dict[str, Any] = {
         "llm": LLMSettings(base_url="http://llm.test/v1", model="fake-7b", max_retries=1),
         "chunking": ChunkingSettings(window_s=120, overlap_s=30, max_tokens=900),
     }
     base.update(overrides)
+    base.setdefault("prompt_version", "v4")
     quality = dict(base.get("quality") or {})
     quality.setdefault("write_in_select", pick)
+    quality.setdefault("candidates", "model")
     base["quality"] = quality
     return ExtractionSettings(**base)
 
@@ -526,3 +528,47 @@ async def test_without_speaker_labels_the_prompts_say_so_and_a_name_the_passage_
     assert "does not say who speaks" in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert "the insight starts with" not in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert result.insights == [] and result.dropped["misattributed"] == 1
+
+
+async def test_code_proposed_passages_are_written_with_an_importance_that_ranks_them() -> None:
+    """candidates="passages": no call per chunk; each proposed passage is written once with its importance,
+    the ranking keeps the most important, and only those are verified."""
+    facts = {
+        "Helion expects its fusion plant to deliver power to Microsoft by 2028.": 5,
+        "Commonwealth Fusion raised two billion dollars for its tokamak in Massachusetts.": 5,
+        "Our office moved to a bigger building in Boston in 2021, which was nice.": 1,
+        "We found that 80 percent of the cost came from three services at Acme.": 2,
+    }
+    lines = [*facts, SPONSOR]
+    segs = tuple(
+        Segment(
+            start_s=i * 30.0,
+            end_s=i * 30.0 + 29.0,
+            text=lines[i // 5] if i % 5 == 2 else "Yeah, right, that makes sense.",
+            speaker="Dana Whitfield",
+        )
+        for i in range(25)
+    )
+    t = Transcript(text="x", language="en", duration_s=750.0, segments=segs)
+
+    def weigh(quote: list[str]) -> int:
+        return max((w for fact, w in facts.items() if fact in quote), default=1)
+
+    def write(quote: list[str], body: dict[str, Any]) -> str:
+        point = " ".join(q for q in quote if not q.startswith("Yeah")).split()
+        return f"{speaker_of(body)} says that {' '.join(point[:9])}, which matters to investors."
+
+    model = ScriptedModel(weigh=weigh, write=write)
+    s = settings(quality={"candidates": "passages", "max_insights_per_episode": 2}, prompt_version="v5")
+    result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
+    assert model.calls["select"] == [], "code proposes the candidates"
+    written = [" ".join(marked_sentences(b)) for b in model.calls["write"]]
+    # Each point is written once, however many overlapping chunks saw it; a sponsor read never is.
+    assert all(sum(f in w for w in written) == 1 for f in facts), written
+    assert all("Acme Mattress" not in w for w in written)
+    assert all(b["response_format"]["json_schema"]["schema"]["properties"]["w"] for b in model.calls["write"])
+    # The two points the writer rated 5 are kept; only as many as can make the top 2 are verified.
+    assert sorted(f for f in facts for i in result.insights if f in i.quote) == sorted(list(facts)[:2])
+    assert all(i.text.startswith("Dana Whitfield says that") for i in result.insights)
+    assert len(model.calls["verify"]) == 2 and result.dropped["episode_cap"] >= 2
+    assert all(i.prompt_version == "insights_v5" for i in result.insights)

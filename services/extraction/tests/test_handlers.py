@@ -163,13 +163,25 @@ async def test_endpoint_down_is_retryable_visible_and_recovers(repo: ExtractionR
 
 
 async def test_failed_chunk_is_counted_on_the_event(repo: ExtractionRepo) -> None:
-    h = harness(repo, FakeOpenAI(responder=lambda _b: "garbage"))
+    # A chunk fails when the model picks its points and the call per chunk stays invalid.
+    h = harness(repo, FakeOpenAI(responder=lambda _b: "garbage"), quality={"candidates": "model"})
     await h.handle(transcribed(jfk_transcript()))
     [event] = h.published
     assert isinstance(event, InsightsExtracted)
     assert event.payload.chunks_total == 1 and event.payload.chunks_failed == 1 and event.payload.insights == ()
     status = await repo.get(uuid.UUID(int=1))
     assert status is not None and status.chunks_failed == 1 and status.status == "done"
+
+
+async def test_a_passage_the_model_cannot_write_is_dropped_as_invalid_output(repo: ExtractionRepo) -> None:
+    h = harness(repo, FakeOpenAI(responder=lambda _b: "garbage"))
+    await h.handle(transcribed(jfk_transcript()))
+    [event] = h.published
+    assert isinstance(event, InsightsExtracted)
+    assert event.payload.chunks_total == 1 and event.payload.chunks_failed == 0 and event.payload.insights == ()
+    status = await repo.get(uuid.UUID(int=1))
+    assert status is not None and status.status == "done" and status.insights_kept == 0
+    assert status.dropped.get("invalid_output", 0) >= 1
 
 
 async def test_corrupt_transcript_is_an_invalid_event(repo: ExtractionRepo) -> None:

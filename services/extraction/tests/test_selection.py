@@ -9,6 +9,7 @@ from podbrief_extraction.selection import (
     Candidate,
     dense_sentences,
     episode_cap,
+    key_passages,
     promotional,
     rank,
     small_talk,
@@ -136,3 +137,27 @@ def test_the_prefilter_keeps_the_dense_passages_and_about_the_asked_share() -> N
         "…",
         "[5] We found that 80 percent of the cost came from three services at Acme.",
     ]
+
+
+def test_key_passages_are_the_densest_claims_spaced_apart_best_first() -> None:
+    from podbrief.events import Segment
+    from podbrief_extraction.chunking import Chunk
+
+    filler = "Yeah, right, that makes sense to me."
+    texts = [filler] * 12
+    texts[2] = "We found that 80 percent of the cost came from three services at Acme."
+    texts[3] = "Acme moved them to spot instances and cut the bill by 60 percent in 2023."
+    texts[8] = "I think small models will run on every phone by 2027, because the chips got cheaper."
+    texts[10] = "What do you think about the numbers, 40 percent or 60 percent?"
+    chunk = Chunk(0, tuple(Segment(start_s=i * 10.0, end_s=i * 10.0 + 9, text=t) for i, t in enumerate(texts)))
+    passages = key_passages(chunk.sentences, 5)
+    # Two dense places, each once: the neighbours of a key sentence are never a passage of their own, the
+    # question scores low, and backchannel is never proposed however many passages are asked for.
+    keys = [p.key for p in passages]
+    assert keys[:2] == [3, 9] or keys[:2] == [4, 9], keys
+    assert all(abs(a - b) > 3 for i, a in enumerate(keys) for b in keys[i + 1 :])
+    assert all(texts[p.key - 1] != filler for p in passages)
+    first = passages[0]
+    assert (first.first, first.last) == (first.key - 1, first.key + 1)
+    assert key_passages(chunk.sentences, 1) == passages[:1]
+    assert key_passages(chunk.sentences, 0) == [] and key_passages((), 3) == []
