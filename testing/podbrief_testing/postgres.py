@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 
-def create_database(pg_url: str, name: str) -> str:
+async def create_database_async(pg_url: str, name: str) -> str:
     """CREATE DATABASE `name` on the server of `pg_url` (postgresql+asyncpg://...) and return its URL."""
-    import asyncio
-
     import asyncpg
 
-    async def create() -> None:
-        conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    conn = await asyncpg.connect(pg_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
     return pg_url.rsplit("/", 1)[0] + "/" + name
+
+
+def create_database(pg_url: str, name: str) -> str:
+    """`create_database_async` for a caller outside an event loop."""
+    import asyncio
+
+    return asyncio.run(create_database_async(pg_url, name))
 
 
 async def drop_database(pg_url: str, name: str, *, attempts: int = 40, pause_s: float = 0.25) -> None:

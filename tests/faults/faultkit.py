@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from podbrief.events.topics import EPISODE_DISCOVERED, EPISODE_TRANSCRIBED, INSIGHT_CLUSTERED, INSIGHTS_EXTRACTED
-from podbrief_testing import ServiceProcess, SmtpSink, free_port, scrape_metric
+from podbrief_testing import ServiceProcess, SmtpSink, create_database, free_port, scrape_metric
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "faults"
@@ -108,17 +108,7 @@ class PrivatePostgres:
         return self.url.replace("postgresql+asyncpg://", "postgresql://")
 
     def create_database(self, name: str) -> str:
-        async def go() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(self.dsn)
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(go())
-        return self.url.rsplit("/", 1)[0] + "/" + name
+        return create_database(self.url, name)
 
 
 class LlamaServer:

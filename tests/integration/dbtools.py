@@ -9,9 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
-from podbrief_testing.postgres import drop_database as drop_database  # the integration tests import it here
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 SERVICES = ("ingest", "transcription", "extraction", "clustering", "delivery")
@@ -25,19 +23,6 @@ def metadata(service: str) -> sa.MetaData:
 
 def migrations_dir(service: str) -> Path:
     return REPO / "services" / service / "migrations"
-
-
-def libpq(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-async def create_database(pg_url: str, name: str) -> str:
-    conn = await asyncpg.connect(libpq(pg_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg_url.rsplit("/", 1)[0] + "/" + name
 
 
 async def table_names(engine: AsyncEngine) -> set[str]:

@@ -31,6 +31,7 @@ from podbrief.storage.vectors import CollectionSpec, Filter, Match, Point, Vecto
 from podbrief_ingest.app import create_app
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer
+from podbrief_testing.postgres import create_database_async, drop_database
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,8 +39,6 @@ from dbtools import (
     REPO,
     SERVICES,
     all_rows,
-    create_database,
-    drop_database,
     insert_one_row_per_table,
     metadata,
     migrations_dir,
@@ -88,7 +87,7 @@ async def test_postgres_dump_drop_restore_row_for_row_and_the_service_starts_on_
     pg_url: str, unique: str, tmp_path: Path, loopback: LoopbackServer
 ) -> None:
     name = f"backup_{unique}"
-    db_url = await create_database(pg_url, name)
+    db_url = await create_database_async(pg_url, name)
     dump = tmp_path / "podbrief.dump"
     try:
         # Ingest writes its feed, episodes and outbox through its own API; the other four services share the
@@ -122,7 +121,7 @@ async def test_postgres_dump_drop_restore_row_for_row_and_the_service_starts_on_
         assert dump.stat().st_size > 0 and (tmp_path / "podbrief.dump.sha256").exists()
 
         await drop_database(pg_url, name)
-        await create_database(pg_url, name)
+        await create_database_async(pg_url, name)
         done = backup("pg-restore", db_url, str(dump))
         assert done.returncode == 0, done.stderr
 
@@ -155,7 +154,7 @@ async def test_a_restore_into_a_database_that_is_not_empty_changes_nothing(
 ) -> None:
     """--single-transaction --exit-on-error: a failed restore leaves the target as it was, not half written."""
     source, target = f"bk_src_{unique}", f"bk_dst_{unique}"
-    src_url, dst_url = await create_database(pg_url, source), await create_database(pg_url, target)
+    src_url, dst_url = await create_database_async(pg_url, source), await create_database_async(pg_url, target)
     try:
         for url in (src_url, dst_url):
             engine = create_engine(DatabaseSettings(url=SecretStr(url)))

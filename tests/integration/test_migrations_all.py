@@ -16,14 +16,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from podbrief.settings import DatabaseSettings
 from podbrief.storage.db import create_engine, migrate
+from podbrief_testing.postgres import create_database_async, drop_database
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dbtools import (
     SERVICES,
-    create_database,
-    drop_database,
     insert_one_row_per_table,
     metadata,
     migrations_dir,
@@ -41,7 +40,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path, unique: str) ->
     else:
         pg_url = request.getfixturevalue("pg_url")
         name = f"mig_{unique}"
-        url = await create_database(pg_url, name)
+        url = await create_database_async(pg_url, name)
     eng = create_engine(DatabaseSettings(url=SecretStr(url)))
     try:
         yield eng

@@ -6,13 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 from podbrief.bus import MemoryTransport
 from podbrief.settings import DatabaseSettings
 from podbrief_ingest.settings import IngestSettings
 from podbrief_testing import LoopbackServer
-from podbrief_testing.postgres import drop_database
+from podbrief_testing.postgres import create_database_async, drop_database
 from pydantic import SecretStr
 
 from .conftest import discovered, item, replica, rss, serve_pc20
@@ -23,13 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def pg_db(pg_url: str, unique: str) -> AsyncIterator[str]:
     name = f"ingest_{unique}"
-    admin = pg_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield pg_url.rsplit("/", 1)[0] + "/" + name
+    yield await create_database_async(pg_url, name)
     await drop_database(pg_url, name)
 
 
