@@ -89,6 +89,9 @@ def test_introductions_and_career_small_talk_rank_below_a_claim_of_the_same_weig
         "Start a free trial today.",
         "Don't forget to subscribe and leave us a review.",
         "Welcome back to the show, everyone.",
+        "This episode is supported by Hexwave, the observability platform for queues.",
+        "Support for this podcast comes from Lumen Pay.",
+        "Get 100 dollars in credit at hexwave.cloud/changelog.",
     ],
 )
 def test_ad_and_housekeeping_phrases(text: str) -> None:
@@ -104,6 +107,9 @@ def test_ad_and_housekeeping_phrases(text: str) -> None:
         "I think the claim is that compilers got 30 percent faster in 2024.",
         "We store 4 petabytes of time-series data and query it in SQL.",
         "The background job queue was the bottleneck, not the database.",
+        "That claim is supported by two studies from 2023.",
+        "Our open source project is supported by three companies and many volunteers.",
+        "Banks lost 3 billion dollars in credit card fraud last year.",
     ],
 )
 def test_ordinary_speech_is_neither_promotional_nor_small_talk(text: str) -> None:
