@@ -198,11 +198,10 @@ def plain_faster_whisper(engine: Any, path: Path) -> tuple[float, str]:
 def extraction(args: argparse.Namespace) -> dict[str, Any]:
     from podbrief_extraction.adapters.llm import LLMClient
     from podbrief_extraction.extractor import Extractor
-    from podbrief_extraction.settings import ExtractionSettings
 
-    from bench.extraction import concurrent, items, request_bodies, sequential
+    from bench.extraction import concurrent, items, per_chunk_settings, request_bodies, sequential
 
-    settings = ExtractionSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = per_chunk_settings()
     llm = settings.llm.model_copy(
         update={"base_url": args.llm_url, "model": args.llm_model, "concurrency": args.concurrency}
     )
