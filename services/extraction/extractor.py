@@ -317,9 +317,11 @@ class Extractor:
             for d in c.duplicates:
                 self._drop(result, d, "duplicate")
         if self.drafts:
-            steps["total"] = len(chunks) + len(ranked) + min(len(ranked), attempts)
+            steps["total"] = len(chunks) + len(ranked) + 2 * min(len(ranked), attempts)
             ranked = await self._draft(ranked, ctx, result, step)
-        steps["total"] = steps["done"] + (1 if self.drafts else 2) * min(len(ranked), attempts)
+        # Each candidate tried counts two steps (its write, which is only a check when already written, and its
+        # verification).
+        steps["total"] = steps["done"] + 2 * min(len(ranked), attempts)
         kept: list[tuple[Candidate, Insight]] = []
         queue = list(ranked)
         while queue and len(kept) < cap and attempts > 0:

@@ -572,3 +572,19 @@ async def test_code_proposed_passages_are_written_with_an_importance_that_ranks_
     assert all(i.text.startswith("Dana Whitfield says that") for i in result.insights)
     assert len(model.calls["verify"]) == 2 and result.dropped["episode_cap"] >= 2
     assert all(i.prompt_version == "insights_v5" for i in result.insights)
+
+
+@pytest.mark.parametrize("candidates", ["passages", "model"])
+async def test_progress_reaches_its_total_only_at_the_end(candidates: str) -> None:
+    reports: list[tuple[int, int]] = []
+    version = "v5" if candidates == "passages" else "v4"
+    s = settings(quality={"candidates": candidates}, prompt_version=version)
+    await extractor(FakeOpenAI(responder=ScriptedModel()), s).extract(
+        long_transcript(12),
+        episode_id=EP,
+        show="S",
+        title="T",
+        progress=lambda done, total: reports.append((done, total)),
+    )
+    assert reports and reports[-1][0] == reports[-1][1]
+    assert all(done < total for done, total in reports[:-1]), reports
