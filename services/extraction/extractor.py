@@ -1,17 +1,21 @@
 """Transcript -> the episode's top insights, in three kinds of LLM call, each budgeted:
 
 1. candidates, from every chunk. By default (`quality.candidates="passages"`) code proposes each chunk's
-   passages densest in claims (`selection.key_passages`), and the model writes each one up with its
-   importance (one write call per passage). Otherwise a select (or pick) call per chunk: the model reads the
-   chunk's numbered sentences and answers, per point worth knowing, the sentence range that states it, a short
-   headline (or the insight itself) and an importance. Either way the quote is never generated, it is the
-   transcript's own sentences.
+   passages densest in claims (`selection.key_passages`), and the model rates each one: a yes/no question (is
+   it one of the episode's top takeaways?) whose probability of yes, from the answer token's log-probabilities,
+   is the rating (prompt v6's rate call, one output token; with prompt v5 the model writes every passage with
+   an importance instead). Otherwise a select (or pick) call per chunk: the model reads the chunk's numbered
+   sentences and answers, per point worth knowing, the sentence range that states it, a short headline (or the
+   insight itself) and an importance. Either way the quote is never generated, it is the transcript's own
+   sentences.
 2. The episode-level pass (`selection.rank`, in code): candidates from every chunk pooled, sponsor reads and
-   housekeeping set aside, duplicates merged, ranked by importance, specificity and novelty.
+   housekeeping set aside, duplicates merged, ranked by the rating (or by importance and specificity) and
+   novelty.
 3. write + verify (per candidate, best first, only as many as can still make the top N): the model writes a
-   2-sentence synthesis from the passage around the quote; code checks that every number and name in it is in
-   the passage, and a second constrained call answers supported / partly / unsupported. Only supported texts
-   are kept (or, with `text_fallback=quote`, the quote itself when it can stand alone).
+   2-sentence synthesis from the passage around the quote (a code-proposed quote then moves to the sentences
+   the text retells, `anchor_quote`); code checks that every number and name in it is in the passage, and a
+   second constrained call answers supported / partly / unsupported. Only supported texts are kept (or, with
+   `text_fallback=quote`, the quote itself when it can stand alone).
 
 Calls of one stage run back to back, so the stage's system prompt stays in the server's prompt cache.
 
@@ -68,7 +72,7 @@ from pydantic import BaseModel
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
-STAGES = ("select", "write", "verify")
+STAGES = ("select", "rate", "write", "verify")
 # Answer budgets (tokens): a point is ~30 tokens, an insight ~80, a verdict ~30.
 SELECT_TOKENS_PER_POINT = 48
 # A point picked and written in one call: its range, a 50-word insight, kind, topics, importance.
@@ -91,6 +95,8 @@ class StructuredLLM(Protocol):
         stage: str = ...,
     ) -> Structured[T]: ...
 
+    async def yes_probability(self, messages: list[dict[str, str]], *, stage: str = ...) -> tuple[float, Usage]: ...
+
 
 @dataclass
 class Decision:
@@ -107,6 +113,7 @@ class Decision:
     reason: str | None = None
     weight: int | None = None  # the model's importance, 1-5
     kind: str | None = None
+    rating: float | None = None  # the model's probability that it is a top takeaway (the rate call)
 
 
 @dataclass
@@ -318,7 +325,9 @@ class Extractor:
                 self._drop(result, d, "duplicate")
         if self.drafts:
             steps["total"] = len(chunks) + len(ranked) + 2 * min(len(ranked), attempts)
-            ranked = await self._draft(ranked, ctx, result, step)
+            ranked = await (
+                self._rate(ranked, ctx, result, step) if self.rates else self._draft(ranked, ctx, result, step)
+            )
         # Each candidate tried counts two steps (its write, which is only a check when already written, and its
         # verification).
         steps["total"] = steps["done"] + 2 * min(len(ranked), attempts)
@@ -394,14 +403,27 @@ class Extractor:
         return self.settings.quality.candidates == "passages"
 
     @property
+    def rates(self) -> bool:
+        """Whether the model rates each code-proposed passage (the prompt version's rate stage: one short yes/no
+        call per passage, its probability of yes the rating) and only the ranking's head is written, instead of
+        writing every passage with an importance before the ranking."""
+        return self.drafts and self.prompts.rate is not None
+
+    @property
     def picks(self) -> bool:
         """Whether the chunk's call also writes the insights (the prompt version's pick stage)."""
         return self.settings.quality.write_in_select and self.prompts.pick is not None
 
     def system_prompts(self) -> list[str]:
-        """The system prompts every episode's calls start with: the chunk's call (pick, or select and write) and
-        the verifier's. (The pick stage's occasional rewrite uses the write prompt, read when first needed.)"""
-        stages = [self.prompts.pick] if self.picks else [self.prompts.select, self.prompts.write]
+        """The system prompts every episode's calls start with: the chunk's call (pick, or select and write; with
+        code-proposed passages, the rate call and write) and the verifier's. (The pick stage's occasional
+        rewrite uses the write prompt, read when first needed.)"""
+        if self.drafts:
+            stages = [self.prompts.rate if self.rates else None, self.prompts.write]
+        elif self.picks:
+            stages = [self.prompts.pick]
+        else:
+            stages = [self.prompts.select, self.prompts.write]
         if self.settings.quality.verify:
             stages.append(self.prompts.verify)
         return [s.system for s in stages if s is not None]
@@ -500,7 +522,7 @@ class Extractor:
                 kind=kind,
                 topics=topics,
             )
-            if sum(len(s.text.split()) for s in picked) < q.min_quote_words:
+            if self._too_short(picked):
                 self._drop(result, cand, "quote_too_short")
                 continue
             out.append(cand)
@@ -522,11 +544,53 @@ class Extractor:
                 order=order,
                 promotional=any(s.turn in promo_turns for s in picked),
             )
-            if sum(len(s.text.split()) for s in picked) < q.min_quote_words:
+            if self._too_short(picked):
                 self._drop(result, cand, "quote_too_short")
                 continue
             out.append(cand)
         return out
+
+    async def _rate(
+        self,
+        pool: list[Candidate],
+        ctx: _EpisodeContext,
+        result: ExtractionResult,
+        step: Callable[[int], Awaitable[None]],
+    ) -> list[Candidate]:
+        """Code-proposed candidates rated by the model and ranked on it: for each, the probability that the model
+        answers yes to "is this passage one of the episode's top takeaways?". On the dev episodes this put 13 of
+        the 28 labelled points among each episode's top 8 (code's density score alone: 8; the importance 1-5
+        that the write call gave: nearly always 4). A candidate the model could not rate is dropped as invalid
+        output."""
+        assert self.prompts.rate is not None
+        q = self.settings.quality
+        rate_prompt = self.prompts.rate
+
+        async def rate(c: Candidate) -> float | None:
+            messages = rate_prompt.render(show=ctx.show, title=ctx.title, passage=" ".join(c.quote.split()))
+            try:
+                p, usage = await self.llm.yes_probability(messages, stage="rate")
+            except PermanentError as exc:
+                log.info("rate failed", extra={"reason": exc.reason, "error": str(exc)[:200]})
+                return None
+            finally:
+                await step(1)
+            result.add_usage("rate", usage)
+            return p
+
+        ratings = await asyncio.gather(*(rate(c) for c in pool))
+        rated: list[Candidate] = []
+        for c, rating in zip(pool, ratings, strict=True):
+            if rating is None:
+                self._drop(result, c, "invalid_output")
+                continue
+            c.rating, c.duplicates = rating, []
+            rated.append(c)
+        ranked = rank(rated, merge_similarity=q.merge_similarity, novelty=q.novelty)
+        for c in ranked:
+            for d in c.duplicates:
+                self._drop(result, d, "duplicate")
+        return ranked
 
     async def _draft(
         self,
@@ -592,6 +656,12 @@ class Extractor:
                 await step(1)
 
         written = await asyncio.gather(*(write(c, p) for c, p in zip(batch, passages, strict=True)))
+        if self.drafts:
+            # The writer read the passage with its context and sometimes writes about a context sentence: the
+            # quote moves to the sentences the text is drawn from, and the verifier reads those.
+            for i, (c, w) in enumerate(zip(batch, written, strict=True)):
+                if w is not None and self._reanchor(c, w.t, ctx):
+                    passages[i] = ctx.passage(c, self.settings)
         checks: list[tuple[Reason | None, str]] = []
         for c, p, w in zip(batch, passages, written, strict=True):
             checks.append(self._gate(c, p, w, ctx))
@@ -652,6 +722,34 @@ class Extractor:
             out.append((c, insight))
         return out
 
+    def _reanchor(self, c: Candidate, text: str, ctx: _EpisodeContext) -> bool:
+        """Move a code-proposed candidate's quote to the sentences of the passage the writer was shown that best
+        support its text (`anchor_quote` within the context window); whether it moved. A range that shares no
+        more of the text's words than the quote, or that would be too short or promotional, is not taken."""
+        q = self.settings.quality
+        chunk = ctx.chunks_by_index[c.chunk]
+        first, last = c.sentences[0].number, c.sentences[-1].number
+        lo, hi = max(1, first - q.context_before), min(len(chunk.sentences), last + q.context_after)
+        window = chunk.sentences[lo - 1 : hi]
+        names = {p.name for p in ctx.people} | {s.speaker for s in window if s.speaker}
+        reach = max(q.context_before, q.context_after)
+        a, b = anchor_quote(window, text, first - lo + 1, last - lo + 1, q.max_quote_sentences, reach, ignore=names)
+        moved = tuple(window[a - 1 : b])
+        # Only towards the text: a range that shares no more of its words is no better evidence (a text that
+        # shares none would otherwise move to the shortest sentence, the charge per word deciding).
+        wanted = content_words(text) - {w for name in names for w in norm_tokens(name)}
+
+        def shared(sentences: Sequence[Sentence]) -> int:
+            return len(content_words(" ".join(s.text for s in sentences)) & wanted)
+
+        if moved == c.sentences or shared(moved) <= shared(c.sentences) or self._too_short(moved):
+            return False
+        promo_turns = _promotional_turns(chunk)
+        if any(s.turn in promo_turns for s in moved):
+            return False
+        c.sentences = moved
+        return True
+
     def _needs_rewrite(self, answer: WriteAnswer) -> bool:
         """A text that names a topic instead of stating a claim, or starts with a pronoun: worth asking again."""
         text = tidy_text(answer.t)
@@ -689,7 +787,7 @@ class Extractor:
         try:
             answer = await self.llm.complete_json(
                 messages,
-                write_schema(self.settings.quality.max_text_chars, importance=self.drafts),
+                write_schema(self.settings.quality.max_text_chars, importance=self.drafts and not self.rates),
                 WriteAnswer,
                 schema_name="insight",
                 max_tokens=WRITE_MAX_TOKENS,
@@ -792,6 +890,10 @@ class Extractor:
             model=self.llm.model,
         )
 
+    def _too_short(self, sentences: Sequence[Sentence]) -> bool:
+        """A quote of fewer than `min_quote_words` words cannot carry a claim."""
+        return sum(len(s.text.split()) for s in sentences) < self.settings.quality.min_quote_words
+
     def _drop(self, result: ExtractionResult, c: Candidate, reason: Reason) -> None:
         self._decide(result, c, reason, dropped=reason)
 
@@ -823,6 +925,7 @@ class Extractor:
                 reason=reason,
                 weight=c.weight,
                 kind=c.kind,
+                rating=None if c.rating is None else round(c.rating, 3),
             )
         )
 

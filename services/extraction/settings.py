@@ -144,9 +144,12 @@ class QualitySettings(BaseModel):
     sentences_per_point: int = Field(default=10, ge=1, le=1000)
     # Where the episode's candidate points come from. "model": the model reads each chunk and picks its points
     # (the pick, or select, call). "passages": code proposes each chunk's `passages_per_chunk` passages densest
-    # in claims, and the model writes each up with its importance, which ranks them.
+    # in claims; the model rates each (prompt v6's rate call: is it a top takeaway? its probability of yes),
+    # and writes up the ranking's head; with prompt v5 it writes every passage with an importance instead.
     candidates: Literal["model", "passages"] = "passages"
-    passages_per_chunk: int = Field(default=3, ge=1, le=20)
+    # Five per window put 22 of the 28 dev labels among the candidates, three 15: a rate call is cheap (one
+    # output token), so the ranking, not the proposal, decides which are written.
+    passages_per_chunk: int = Field(default=5, ge=1, le=20)
     # The share of a window's words the select call reads (1.0: all). Below 1, a code prefilter keeps the
     # densest passages (numbers, names, claim markers), for a model too slow to read every word.
     select_keep: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -216,7 +219,7 @@ class ExtractionSettings(ServiceSettings):
     llama: EmbeddedLlamaSettings = EmbeddedLlamaSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     quality: QualitySettings = QualitySettings()
-    prompt_version: str = "v5"
+    prompt_version: str = "v6"
     # The default models are English-only; other languages are skipped (0 insights) or processed anyway.
     supported_languages: tuple[str, ...] = ("en",)
     unsupported_language: Literal["skip", "process"] = "skip"

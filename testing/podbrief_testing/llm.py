@@ -140,6 +140,26 @@ def completion(
     }
 
 
+def yes_answer(p_yes: float, *, prompt_tokens: int = 60) -> dict[str, Any]:
+    """A one-token completion of a yes/no question whose top log-probabilities give yes the probability
+    `p_yes` (spread over "Yes" and "yes", as a real model's are), "no" the rest."""
+    import math
+
+    tiny = 1e-9
+    alternatives = [
+        {"token": "Yes", "logprob": math.log(max(tiny, 0.7 * p_yes))},
+        {"token": " yes", "logprob": math.log(max(tiny, 0.3 * p_yes))},
+        {"token": "No", "logprob": math.log(max(tiny, 1.0 - p_yes))},
+        {"token": "Maybe", "logprob": math.log(tiny)},
+    ]
+    body = completion("Yes" if p_yes >= 0.5 else "No", prompt_tokens=prompt_tokens, completion_tokens=1)
+    body["choices"][0]["finish_reason"] = "length"
+    body["choices"][0]["logprobs"] = {
+        "content": [{"token": body["choices"][0]["message"]["content"], "logprob": 0.0, "top_logprobs": alternatives}]
+    }
+    return body
+
+
 class FakeOpenAI:
     """A fake OpenAI-compatible server for `httpx.MockTransport`. Answers come from `script` in order (an
     httpx.Response, a completion body, a content string, or an exception to raise, such as httpx.ReadTimeout),
@@ -196,6 +216,12 @@ def numbered_sentences(body: dict[str, Any]) -> dict[int, str]:
     return out
 
 
+def rated_passage(body: dict[str, Any]) -> str:
+    """The passage a rate request asks about (its "Passage: " line)."""
+    lines = FakeOpenAI.user_prompt(body).splitlines()
+    return next((line[len("Passage: ") :] for line in lines if line.startswith("Passage: ")), "")
+
+
 def marked_sentences(body: dict[str, Any]) -> list[str]:
     """The sentences a write request marks with >> (the quote)."""
     return [line[3:] for line in FakeOpenAI.user_prompt(body).splitlines() if line.startswith(">> ")]
@@ -223,7 +249,10 @@ def picks(body: dict[str, Any]) -> bool:
 
 
 def stage_of(body: dict[str, Any]) -> str:
-    """Which extraction call a request is: select, write or verify (from its response schema's name)."""
+    """Which extraction call a request is: select, write or verify (from its response schema's name), or rate
+    (the yes/no question asked for log-probabilities)."""
+    if body.get("logprobs") and "response_format" not in body:
+        return "rate"
     name = str(((body.get("response_format") or {}).get("json_schema") or {}).get("name") or "")
     return {"points": "select", "insight": "write", "verdict": "verify"}.get(name, name)
 
@@ -236,7 +265,8 @@ class ScriptedModel:
       a pick request (select and write in one) gets each point's text from this rule too;
     - verify(summary, body) -> (verdict, reason): by default supported;
     - weigh(quote_sentences) -> importance 1-5, answered when a write request's schema asks for it ("w"):
-      by default 3.
+      by default 3;
+    - rate(passage) -> the probability of yes to a rate request's question on a passage: by default 0.5.
 
     Every call is recorded in `calls` by stage."""
 
@@ -246,6 +276,7 @@ class ScriptedModel:
         write: Callable[[list[str], dict[str, Any]], str] | None = None,
         verify: Callable[[str, dict[str, Any]], tuple[str, str]] | None = None,
         weigh: Callable[[list[str]], int] | None = None,
+        rate: Callable[[str], float] | None = None,
     ) -> None:
         self.select = select or (
             lambda sentences: [{"s": min(sentences), "e": min(sentences), "h": "the first point", "w": 4}]
@@ -255,7 +286,8 @@ class ScriptedModel:
         )
         self.verify = verify or (lambda _summary, _body: ("supported", "the passage says so"))
         self.weigh = weigh or (lambda _quote: 3)
-        self.calls: dict[str, list[dict[str, Any]]] = {"select": [], "write": [], "verify": []}
+        self.rate = rate or (lambda _passage: 0.5)
+        self.calls: dict[str, list[dict[str, Any]]] = {"select": [], "write": [], "verify": [], "rate": []}
 
     def __call__(self, body: dict[str, Any]) -> Scripted:
         stage = stage_of(body)
@@ -276,6 +308,8 @@ class ScriptedModel:
             if "w" in (schema.get("properties") or {}):
                 answer["w"] = self.weigh(quote)
             return json.dumps(answer)
+        if stage == "rate":
+            return yes_answer(self.rate(rated_passage(body)))
         if stage == "verify":
             summary = FakeOpenAI.user_prompt(body).rsplit("Summary: ", 1)[-1]
             verdict, reason = self.verify(summary, body)

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+
+
+# Alternatives asked for with a yes/no question's answer token: enough that "Yes", "yes", " yes" and the noes
+# are all among them.
+_TOP_LOGPROBS = 10
 
 
 class InvalidOutputError(PermanentError):
@@ -240,6 +246,44 @@ class LLMClient:
         max_tokens: int | None = None,
         stage: str = "extract",
     ) -> tuple[str, Usage]:
+        choice, usage = await self._complete(
+            messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage
+        )
+        return str(choice["message"].get("content") or ""), usage
+
+    async def yes_probability(self, messages: list[dict[str, str]], *, stage: str = "rate") -> tuple[float, Usage]:
+        """The model's probability that the answer to a yes/no question is yes, from the first answer token's
+        top log-probabilities (OpenAI's `logprobs`, which llama-server and vLLM both return): a graded answer
+        where an asked-for rating comes back nearly constant. A server that returns no log-probabilities gives
+        1.0 or 0.0 from the answer's text, 0.5 when it is neither."""
+        choice, usage = await self._complete(messages, max_tokens=1, stage=stage, top_logprobs=_TOP_LOGPROBS)
+        yes = no = 0.0
+        content = (choice.get("logprobs") or {}).get("content") or []
+        for alt in (content[0].get("top_logprobs") or []) if content else []:
+            try:
+                token, p = str(alt["token"]).strip().lower(), math.exp(float(alt["logprob"]))
+            except (KeyError, TypeError, ValueError, OverflowError):
+                continue
+            if token == "yes":
+                yes += p
+            elif token == "no":
+                no += p
+        if yes + no > 0:
+            return yes / (yes + no), usage
+        said = str(choice["message"].get("content") or "").strip().lower()
+        return (1.0 if said.startswith("yes") else 0.0 if said.startswith("no") else 0.5), usage
+
+    async def _complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "answer",
+        max_tokens: int | None = None,
+        stage: str = "extract",
+        top_logprobs: int = 0,
+    ) -> tuple[dict[str, Any], Usage]:
+        """One chat completion: its first choice (with a message) and its usage, counted in the metrics."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -251,6 +295,9 @@ class LLMClient:
             body["seed"] = self.settings.seed
         if self.cache_prompt is not None:
             body["cache_prompt"] = self.cache_prompt
+        if top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = top_logprobs
         if schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -267,16 +314,17 @@ class LLMClient:
             data = await self._post_with_retries("/chat/completions", body)
         try:
             choice = data["choices"][0]
-            content = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            if not isinstance(choice["message"], dict):
+                raise TypeError("message is not an object")
+        except (KeyError, IndexError, TypeError) as exc:
             raise RetryableError("chat completion without choices", reason="bad_response") from exc
         usage = Usage.of(data)
         self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
         self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)
         self._count_server_seconds(usage)
-        if choice.get("finish_reason") == "length":
+        if choice.get("finish_reason") == "length" and not top_logprobs:
             log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
-        return str(content), usage
+        return choice, usage
 
     async def pin(self, systems: Iterable[str]) -> None:
         """Read and save each system prompt now (the embedded server only; elsewhere nothing), so that no

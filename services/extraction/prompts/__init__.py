@@ -4,7 +4,8 @@ every insight so a change of wording is traceable. System prompts take no variab
 prefix that the server's prompt cache keeps between calls of a stage. A version may add
 `insights_<version>.write.retry.j2`: the follow-up that asks the writer once more when its text named a topic
 instead of stating a claim. A version may also add the `pick` stage pair: one call per chunk that both picks
-the points and writes each insight (the select and write stages in one, for a slow CPU model)."""
+the points and writes each insight (the select and write stages in one, for a slow CPU model), and the `rate`
+stage pair: a yes/no question on one code-proposed passage, whose probability of yes ranks it."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class PromptSet:
     verify: StagePrompt
     write_retry: str | None = None
     pick: StagePrompt | None = None
+    rate: StagePrompt | None = None
 
     @property
     def label(self) -> str:
@@ -68,10 +70,13 @@ def load(version: str) -> PromptSet:
         raise ValueError(f"prompt version {version!r} lacks {exc.name}") from exc
     retry = PROMPT_DIR / f"insights_{version}.write.retry.j2"
     write_retry = env.get_template(retry.name).render().strip() if retry.is_file() else None
-    pick: StagePrompt | None = None
-    if (PROMPT_DIR / f"insights_{version}.pick.system.j2").is_file():
-        pick = StagePrompt(
-            env.get_template(f"insights_{version}.pick.system.j2").render().strip(),
-            env.get_template(f"insights_{version}.pick.user.j2"),
+
+    def optional(stage: str) -> StagePrompt | None:
+        if not (PROMPT_DIR / f"insights_{version}.{stage}.system.j2").is_file():
+            return None
+        return StagePrompt(
+            env.get_template(f"insights_{version}.{stage}.system.j2").render().strip(),
+            env.get_template(f"insights_{version}.{stage}.user.j2"),
         )
-    return PromptSet(version, **stages, write_retry=write_retry, pick=pick)
+
+    return PromptSet(version, **stages, write_retry=write_retry, pick=optional("pick"), rate=optional("rate"))

@@ -89,7 +89,7 @@ async def test_transcribed_episode_becomes_insights_on_the_bus_and_the_api(tmp_p
         await until(lambda: len(bus_t.records(INSIGHTS_EXTRACTED)) == 2)
         out = [decode(r.value, InsightsExtracted) for r in bus_t.records(INSIGHTS_EXTRACTED)]
         assert out[0].event_id == out[1].event_id and out[0].payload == out[1].payload
-        assert len(fake.requests) == 2  # write (the passage code proposed), verify
+        assert len(fake.requests) == 3  # rate and write (the passage code proposed), verify: once
         [ins] = out[0].payload.insights
         assert ins.speaker == "Installer" and (ins.start_s, ins.end_s) == (12.0, 17.5)
         assert ins.quote == LINE and ins.text.startswith("The Installer reports")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.cli import register
-from podbrief_testing.llm import ScriptedModel, completion
+from podbrief_testing.llm import LoopbackOpenAI, ScriptedModel
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.unit
@@ -35,30 +32,12 @@ def cli() -> typer.Typer:
 
 
 @pytest.fixture
-def openai_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    seen: list[dict[str, Any]] = []
+def openai_server() -> Iterator[tuple[str, ScriptedModel]]:
+    """A scripted model on loopback (the CLI runs its own client): its URL, and the model with its calls."""
     model = ScriptedModel(write=lambda _q, _b: TEXT)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            answer = model(seen[-1])
-            assert isinstance(answer, str)
-            body = json.dumps(completion(answer)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
-    server.server_close()
+    server = LoopbackOpenAI(responder=model)
+    yield server.base_url, model
+    server.stop()
 
 
 def write_transcript(tmp_path: Path) -> Path:
@@ -68,8 +47,8 @@ def write_transcript(tmp_path: Path) -> Path:
     return path
 
 
-def test_prints_one_json_insight_per_line(tmp_path: Path, openai_server: tuple[str, list[dict[str, Any]]]) -> None:
-    url, seen = openai_server
+def test_prints_one_json_insight_per_line(tmp_path: Path, openai_server: tuple[str, ScriptedModel]) -> None:
+    url, model = openai_server
     result = CliRunner().invoke(
         cli(),
         [
@@ -88,13 +67,14 @@ def test_prints_one_json_insight_per_line(tmp_path: Path, openai_server: tuple[s
     assert len(lines) == 1
     assert lines[0]["quote"] == LINE and lines[0]["text"] == TEXT
     assert lines[0]["start_s"] == 1.0
-    assert "Podcast: Battery Talk" in seen[0]["messages"][1]["content"]
+    assert "Podcast: Battery Talk" in model.calls["write"][0]["messages"][1]["content"]
+    assert "Episode: Battery Talk: Solid state" in model.calls["rate"][0]["messages"][1]["content"]
 
 
 def test_publisher_transcripts_are_read_with_their_speakers(
-    tmp_path: Path, openai_server: tuple[str, list[dict[str, Any]]]
+    tmp_path: Path, openai_server: tuple[str, ScriptedModel]
 ) -> None:
-    url, seen = openai_server
+    url, model = openai_server
     path = tmp_path / "episode.vtt"
     path.write_text(f"WEBVTT\n\n00:01.000 --> 00:08.000\n<v Dr Ana Lima>{LINE}\n")
     result = CliRunner().invoke(
@@ -105,7 +85,7 @@ def test_publisher_transcripts_are_read_with_their_speakers(
     [insight] = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert insight["speaker"] == "Dr Ana Lima" and insight["quote"] == LINE
     # The call that writes the insight names the feed's people.
-    write = next(b for b in seen if b["response_format"]["json_schema"]["name"] == "insight")
+    [write] = model.calls["write"]
     assert "People: Dr Ana Lima (guest)" in write["messages"][1]["content"]
 
 

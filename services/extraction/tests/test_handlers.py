@@ -113,7 +113,7 @@ async def test_redelivery_republishes_stored_result_without_calling_the_model(re
     event = transcribed(jfk_transcript())
     await h.handle(event)
     await h.handle(event)  # redelivered
-    assert len(h.fake.requests) == 2  # pick (select and write in one call), verify: once
+    assert len(h.fake.requests) == 3  # rate and write (the passage code proposed), verify: once
     first, second = h.published
     assert isinstance(first, InsightsExtracted) and isinstance(second, InsightsExtracted)
     assert first.event_id == second.event_id == event_id("insights.extracted", uuid.UUID(int=1))
@@ -125,7 +125,7 @@ async def test_redelivery_republishes_stored_result_without_calling_the_model(re
     assert first.payload.chunks_total == 1 and first.payload.chunks_failed == 0
     status = await repo.get(uuid.UUID(int=1))
     assert status is not None and status.status == "done" and status.insights_kept == 1 and status.attempts == 1
-    assert status.tokens_in == 200 and status.tokens_out == 40
+    assert status.tokens_in == 260 and status.tokens_out == 41  # rate 60 + 1, write and verify 100 + 20 each
 
 
 async def test_empty_transcript_completes_with_no_insights(repo: ExtractionRepo) -> None:

@@ -12,7 +12,7 @@ from podbrief.errors import PermanentError, RetryableError
 from podbrief_extraction.adapters.llm import CircuitBreaker, InvalidOutputError, LLMClient, parse_json
 from podbrief_extraction.metrics import ExtractionMetrics
 from podbrief_extraction.settings import LLMSettings
-from podbrief_testing.llm import FakeOpenAI, completion
+from podbrief_testing.llm import FakeOpenAI, completion, yes_answer
 from pydantic import BaseModel, SecretStr
 
 pytestmark = pytest.mark.unit
@@ -78,6 +78,31 @@ async def test_request_carries_schema_seed_temperature_and_key() -> None:
     assert out.usage.prompt_tokens == 100 and out.usage.completion_tokens == 20
     assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in", "stage": "extract"}) == 100
     assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "out", "stage": "extract"}) == 20
+    await llm.aclose()
+
+
+async def test_yes_probability_comes_from_the_answer_tokens_log_probabilities() -> None:
+    fake = FakeOpenAI([yes_answer(0.8), yes_answer(0.1)])
+    llm = client(fake)
+    question = [{"role": "system", "content": "judge"}, {"role": "user", "content": "Key point? Answer yes or no."}]
+    high, usage = await llm.yes_probability(question, stage="rate")
+    low, _ = await llm.yes_probability(question, stage="rate")
+    # "Yes" and " yes" both count as yes; an alternative that is neither ("Maybe") counts for nothing.
+    assert high == pytest.approx(0.8, abs=1e-6) and low == pytest.approx(0.1, abs=1e-6)
+    body = fake.requests[0]
+    assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] >= 5
+    assert "response_format" not in body
+    assert usage.prompt_tokens == 60 and usage.completion_tokens == 1
+    assert sample(llm, "podbrief_extraction_llm_tokens_total", {"direction": "in", "stage": "rate"}) == 120
+    await llm.aclose()
+
+
+@pytest.mark.parametrize(("content", "expected"), [("Yes.", 1.0), ("no", 0.0), ("Perhaps", 0.5)])
+async def test_yes_probability_without_log_probabilities_reads_the_answer(content: str, expected: float) -> None:
+    # A server that ignores `logprobs` still answers: the text decides, and neither yes nor no is even odds.
+    llm = client(FakeOpenAI([completion(content, completion_tokens=1)]))
+    p, _ = await llm.yes_probability([{"role": "user", "content": "Key point?"}])
+    assert p == expected
     await llm.aclose()
 
 

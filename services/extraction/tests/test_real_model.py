@@ -98,7 +98,10 @@ async def test_default_model_writes_grounded_syntheses_of_real_speech(
         # Synthesized, and true to the passage in every number and name.
         assert is_synthesis(ins.text, ins.quote), ins.text
         assert check_facts(ins.text, context).ok, ins.text
-        assert ins.prompt_version == "insights_v5" and ins.model == "Qwen2.5-Coder-1.5B-Instruct"
+        assert ins.prompt_version == "insights_v6" and ins.model == "Qwen2.5-Coder-1.5B-Instruct"
+    # The server answered the rate call with log-probabilities: graded ratings, not the text's 0, 0.5 or 1.
+    ratings = [d.rating for d in result.decisions if d.rating is not None]
+    assert ratings and any(r not in (0.0, 0.5, 1.0) for r in ratings), ratings
 
 
 def jfk_transcript() -> Transcript:
