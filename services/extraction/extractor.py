@@ -319,15 +319,10 @@ class Extractor:
         for c in pool:
             if c.promotional:
                 self._drop(result, c, "promotional")
-        ranked = rank(pool, merge_similarity=q.merge_similarity, novelty=q.novelty)
-        for c in ranked:
-            for d in c.duplicates:
-                self._drop(result, d, "duplicate")
+        ranked = self._rank(pool, result)
         if self.drafts:
             steps["total"] = len(chunks) + len(ranked) + 2 * min(len(ranked), attempts)
-            ranked = await (
-                self._rate(ranked, ctx, result, step) if self.rates else self._draft(ranked, ctx, result, step)
-            )
+            ranked = await self._weigh(ranked, ctx, result, step)
         # Each candidate tried counts two steps (its write, which is only a check when already written, and its
         # verification).
         steps["total"] = steps["done"] + 2 * min(len(ranked), attempts)
@@ -550,81 +545,55 @@ class Extractor:
             out.append(cand)
         return out
 
-    async def _rate(
+    async def _weigh(
         self,
         pool: list[Candidate],
         ctx: _EpisodeContext,
         result: ExtractionResult,
         step: Callable[[int], Awaitable[None]],
     ) -> list[Candidate]:
-        """Code-proposed candidates rated by the model and ranked on it: for each, the probability that the model
-        answers yes to "is this passage one of the episode's top takeaways?". On the dev episodes this put 13 of
-        the 28 labelled points among each episode's top 8 (code's density score alone: 8; the importance 1-5
-        that the write call gave: nearly always 4). A candidate the model could not rate is dropped as invalid
-        output."""
-        assert self.prompts.rate is not None
-        q = self.settings.quality
-        rate_prompt = self.prompts.rate
+        """Code-proposed candidates weighed by the model and ranked again on it. With a rate stage (prompt v6),
+        each is rated: the probability that the model answers yes to "is this passage one of the episode's top
+        takeaways?" (on the dev episodes this put 13 of the 28 labelled points among each episode's top 8;
+        code's density score alone 8). Without one (v5), each is written up with an importance 1-5 (which the
+        1.5B model answered 4 for nearly every passage). A candidate the model could not weigh is dropped as
+        invalid output."""
 
-        async def rate(c: Candidate) -> float | None:
-            messages = rate_prompt.render(show=ctx.show, title=ctx.title, passage=" ".join(c.quote.split()))
+        async def weigh(c: Candidate) -> float | WriteAnswer | None:
             try:
-                p, usage = await self.llm.yes_probability(messages, stage="rate")
-            except PermanentError as exc:
-                log.info("rate failed", extra={"reason": exc.reason, "error": str(exc)[:200]})
-                return None
-            finally:
-                await step(1)
-            result.add_usage("rate", usage)
-            return p
-
-        ratings = await asyncio.gather(*(rate(c) for c in pool))
-        rated: list[Candidate] = []
-        for c, rating in zip(pool, ratings, strict=True):
-            if rating is None:
-                self._drop(result, c, "invalid_output")
-                continue
-            c.rating, c.duplicates = rating, []
-            rated.append(c)
-        ranked = rank(rated, merge_similarity=q.merge_similarity, novelty=q.novelty)
-        for c in ranked:
-            for d in c.duplicates:
-                self._drop(result, d, "duplicate")
-        return ranked
-
-    async def _draft(
-        self,
-        pool: list[Candidate],
-        ctx: _EpisodeContext,
-        result: ExtractionResult,
-        step: Callable[[int], Awaitable[None]],
-    ) -> list[Candidate]:
-        """Code-proposed candidates written up, each with the model's importance, and ranked again on it. A
-        candidate the model could not write is dropped as invalid output."""
-        q = self.settings.quality
-
-        async def write(c: Candidate) -> WriteAnswer | None:
-            try:
+                if self.rates:
+                    return await self._rating(c, ctx, result)
                 return await self._write(c, ctx.passage(c, self.settings), ctx, result)
             finally:
                 await step(1)
 
-        answers = await asyncio.gather(*(write(c) for c in pool))
-        written: list[Candidate] = []
+        answers = await asyncio.gather(*(weigh(c) for c in pool))
+        weighed: list[Candidate] = []
         for c, answer in zip(pool, answers, strict=True):
             if answer is None:
                 self._drop(result, c, "invalid_output")
                 continue
-            c.text, c.kind, c.topics = " ".join(answer.t.split()), answer.k, tuple(answer.tp)
-            c.weight = max(1, min(5, answer.w))
-            c.headline = (tidy_text(answer.t, 1) or c.text)[:200]
+            if isinstance(answer, WriteAnswer):
+                c.text, c.kind, c.topics = " ".join(answer.t.split()), answer.k, tuple(answer.tp)
+                c.weight = max(1, min(5, answer.w))
+                c.headline = (tidy_text(answer.t, 1) or c.text)[:200]
+            else:
+                c.rating = answer
             c.duplicates = []
-            written.append(c)
-        ranked = rank(written, merge_similarity=q.merge_similarity, novelty=q.novelty)
-        for c in ranked:
-            for d in c.duplicates:
-                self._drop(result, d, "duplicate")
-        return ranked
+            weighed.append(c)
+        return self._rank(weighed, result)
+
+    async def _rating(self, c: Candidate, ctx: _EpisodeContext, result: ExtractionResult) -> float | None:
+        """The rate call on one passage: the model's probability of yes; None when the endpoint refused it."""
+        assert self.prompts.rate is not None
+        messages = self.prompts.rate.render(show=ctx.show, title=ctx.title, passage=" ".join(c.quote.split()))
+        try:
+            p, usage = await self.llm.yes_probability(messages, stage="rate")
+        except PermanentError as exc:
+            log.info("rate failed", extra={"reason": exc.reason, "error": str(exc)[:200]})
+            return None
+        result.add_usage("rate", usage)
+        return p
 
     # Stage 3 -----------------------------------------------------------------------------------------------
     async def _write_and_verify(
@@ -889,6 +858,15 @@ class Extractor:
             prompt_version=self.prompts.label,
             model=self.llm.model,
         )
+
+    def _rank(self, pool: list[Candidate], result: ExtractionResult) -> list[Candidate]:
+        """`selection.rank` with this extractor's settings; the duplicates it merged are recorded as dropped."""
+        q = self.settings.quality
+        ranked = rank(pool, merge_similarity=q.merge_similarity, novelty=q.novelty)
+        for c in ranked:
+            for d in c.duplicates:
+                self._drop(result, d, "duplicate")
+        return ranked
 
     def _too_short(self, sentences: Sequence[Sentence]) -> bool:
         """A quote of fewer than `min_quote_words` words cannot carry a claim."""

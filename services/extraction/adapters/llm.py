@@ -246,9 +246,15 @@ class LLMClient:
         max_tokens: int | None = None,
         stage: str = "extract",
     ) -> tuple[str, Usage]:
-        choice, usage = await self._complete(
-            messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage
-        )
+        body = self._body(messages, max_tokens)
+        if schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "strict": True, "schema": schema},
+            }
+        choice, usage = await self._send(body, stage)
+        if choice.get("finish_reason") == "length":
+            log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return str(choice["message"].get("content") or ""), usage
 
     async def yes_probability(self, messages: list[dict[str, str]], *, stage: str = "rate") -> tuple[float, Usage]:
@@ -256,7 +262,9 @@ class LLMClient:
         top log-probabilities (OpenAI's `logprobs`, which llama-server and vLLM both return): a graded answer
         where an asked-for rating comes back nearly constant. A server that returns no log-probabilities gives
         1.0 or 0.0 from the answer's text, 0.5 when it is neither."""
-        choice, usage = await self._complete(messages, max_tokens=1, stage=stage, top_logprobs=_TOP_LOGPROBS)
+        body = self._body(messages, 1)
+        body["logprobs"], body["top_logprobs"] = True, _TOP_LOGPROBS
+        choice, usage = await self._send(body, stage)
         yes = no = 0.0
         content = (choice.get("logprobs") or {}).get("content") or []
         for alt in (content[0].get("top_logprobs") or []) if content else []:
@@ -273,17 +281,8 @@ class LLMClient:
         said = str(choice["message"].get("content") or "").strip().lower()
         return (1.0 if said.startswith("yes") else 0.0 if said.startswith("no") else 0.5), usage
 
-    async def _complete(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        schema: dict[str, Any] | None = None,
-        schema_name: str = "answer",
-        max_tokens: int | None = None,
-        stage: str = "extract",
-        top_logprobs: int = 0,
-    ) -> tuple[dict[str, Any], Usage]:
-        """One chat completion: its first choice (with a message) and its usage, counted in the metrics."""
+    def _body(self, messages: list[dict[str, str]], max_tokens: int | None) -> dict[str, Any]:
+        """A chat-completion request's body with this client's model, sampling and cache settings."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -295,14 +294,12 @@ class LLMClient:
             body["seed"] = self.settings.seed
         if self.cache_prompt is not None:
             body["cache_prompt"] = self.cache_prompt
-        if top_logprobs:
-            body["logprobs"] = True
-            body["top_logprobs"] = top_logprobs
-        if schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": schema_name, "strict": True, "schema": schema},
-            }
+        return body
+
+    async def _send(self, body: dict[str, Any], stage: str) -> tuple[dict[str, Any], Usage]:
+        """One chat completion (its system prompt restored first where pinned): its first choice, which has a
+        message, and its usage, counted in the metrics under `stage`."""
+        messages = body["messages"]
         if self.pin_prefix and messages and messages[0].get("role") == "system":
             system = messages[0]["content"]
             body["id_slot"] = 0
@@ -322,8 +319,6 @@ class LLMClient:
         self.metrics.tokens.labels("in", stage).inc(usage.prompt_tokens)
         self.metrics.tokens.labels("out", stage).inc(usage.completion_tokens)
         self._count_server_seconds(usage)
-        if choice.get("finish_reason") == "length" and not top_logprobs:
-            log.info("completion hit max_tokens", extra={"completion_tokens": usage.completion_tokens})
         return choice, usage
 
     async def pin(self, systems: Iterable[str]) -> None:

@@ -532,6 +532,28 @@ async def test_without_speaker_labels_the_prompts_say_so_and_a_name_the_passage_
     assert result.insights == [] and result.dropped["misattributed"] == 1
 
 
+def point_without_backchannel(quote: list[str], body: dict[str, Any]) -> str:
+    """A fake writer for `facts_among_backchannel`: the speaker says the quote's first nine words of substance."""
+    point = " ".join(q for q in quote if not q.startswith("Yeah")).split()
+    return f"{speaker_of(body)} says that {' '.join(point[:9])}, which matters to investors."
+
+
+def facts_among_backchannel(facts: list[str]) -> Transcript:
+    """One guest, a segment every 30 s: each fact, then the sponsor read, in the middle of five segments of
+    backchannel ("Yeah, right, ..."), so code proposes each as a passage of its own."""
+    lines = [*facts, SPONSOR]
+    segs = tuple(
+        Segment(
+            start_s=i * 30.0,
+            end_s=i * 30.0 + 29.0,
+            text=lines[i // 5] if i % 5 == 2 else "Yeah, right, that makes sense.",
+            speaker="Dana Whitfield",
+        )
+        for i in range(5 * len(lines))
+    )
+    return Transcript(text="x", language="en", duration_s=30.0 * len(segs), segments=segs)
+
+
 async def test_code_proposed_passages_are_written_with_an_importance_that_ranks_them() -> None:
     """candidates="passages": no call per chunk; each proposed passage is written once with its importance,
     the ranking keeps the most important, and only those are verified."""
@@ -541,26 +563,12 @@ async def test_code_proposed_passages_are_written_with_an_importance_that_ranks_
         "Our office moved to a bigger building in Boston in 2021, which was nice.": 1,
         "We found that 80 percent of the cost came from three services at Acme.": 2,
     }
-    lines = [*facts, SPONSOR]
-    segs = tuple(
-        Segment(
-            start_s=i * 30.0,
-            end_s=i * 30.0 + 29.0,
-            text=lines[i // 5] if i % 5 == 2 else "Yeah, right, that makes sense.",
-            speaker="Dana Whitfield",
-        )
-        for i in range(25)
-    )
-    t = Transcript(text="x", language="en", duration_s=750.0, segments=segs)
+    t = facts_among_backchannel(list(facts))
 
     def weigh(quote: list[str]) -> int:
         return max((w for fact, w in facts.items() if fact in quote), default=1)
 
-    def write(quote: list[str], body: dict[str, Any]) -> str:
-        point = " ".join(q for q in quote if not q.startswith("Yeah")).split()
-        return f"{speaker_of(body)} says that {' '.join(point[:9])}, which matters to investors."
-
-    model = ScriptedModel(weigh=weigh, write=write)
+    model = ScriptedModel(weigh=weigh, write=point_without_backchannel)
     s = settings(quality={"candidates": "passages", "max_insights_per_episode": 2}, prompt_version="v5")
     result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
     assert model.calls["select"] == [], "code proposes the candidates"
@@ -586,17 +594,7 @@ def rated_episode() -> tuple[Transcript, dict[str, float]]:
         "We should all stop checking email before ten in the morning, it ruins focus.": 0.2,
         "We found that 80 percent of the cost came from three services at Acme.": 0.1,
     }
-    lines = [*facts, SPONSOR]
-    segs = tuple(
-        Segment(
-            start_s=i * 30.0,
-            end_s=i * 30.0 + 29.0,
-            text=lines[i // 5] if i % 5 == 2 else "Yeah, right, that makes sense.",
-            speaker="Dana Whitfield",
-        )
-        for i in range(25)
-    )
-    return Transcript(text="x", language="en", duration_s=750.0, segments=segs), facts
+    return facts_among_backchannel(list(facts)), facts
 
 
 async def test_the_model_rates_each_proposed_passage_and_only_the_best_rated_are_written() -> None:
@@ -605,11 +603,7 @@ async def test_the_model_rates_each_proposed_passage_and_only_the_best_rated_are
     def rate(passage: str) -> float:
         return max((p for fact, p in facts.items() if fact in passage), default=0.05)
 
-    def write(quote: list[str], body: dict[str, Any]) -> str:
-        point = " ".join(q for q in quote if not q.startswith("Yeah")).split()
-        return f"{speaker_of(body)} says that {' '.join(point[:9])}, which matters to investors."
-
-    model = ScriptedModel(rate=rate, write=write)
+    model = ScriptedModel(rate=rate, write=point_without_backchannel)
     s = settings(quality={"candidates": "passages", "max_insights_per_episode": 2}, prompt_version="v6")
     result = await extractor(FakeOpenAI(responder=model), s).extract(
         t, episode_id=EP, show="Energy Hour", title="Batteries"
