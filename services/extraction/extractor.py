@@ -393,8 +393,9 @@ class Extractor:
 
     @property
     def drafts(self) -> bool:
-        """Whether code proposes the candidates (`quality.candidates="passages"`) and the model writes each one
-        up with its importance before the ranking, instead of picking them in a call per chunk."""
+        """Whether code proposes the candidates (`quality.candidates="passages"`), which the model weighs before
+        the ranking (`_weigh`: rated, or written up with an importance), instead of picking them in a call per
+        chunk."""
         return self.settings.quality.candidates == "passages"
 
     @property
