@@ -166,6 +166,17 @@ def tidy_text(text: str, max_sentences: int = 3) -> str | None:
     return " ".join(sentences[:max_sentences])
 
 
+def text_words(text: str, ignore: Collection[str] = ()) -> set[str]:
+    """The content words of a written text that its source sentences should hold: less the words of the names
+    in `ignore` (people's names, which a text says and its speaker's own sentences rarely do)."""
+    return content_words(text) - {w for name in ignore for w in norm_tokens(name)}
+
+
+def shared_words(sentences: Sequence[Sentence], wanted: set[str]) -> int:
+    """How many of `wanted` the sentences hold."""
+    return len(content_words(" ".join(s.text for s in sentences)) & wanted)
+
+
 def anchor_quote(
     sentences: Sequence[Sentence],
     text: str,
@@ -187,12 +198,12 @@ def anchor_quote(
     wins only when it is clearly the text's source: it holds at least 40% of the text's words (and 3), twice
     as many as the best near range, and 2 more. Whether the text is true of the range is the verifier's
     question; this only decides which sentences it is asked about."""
-    wanted = content_words(text) - {w for name in ignore for w in norm_tokens(name)}
+    wanted = text_words(text, ignore)
     if not wanted:
         return first, last
 
     def shared(lo: int, hi: int) -> int:
-        return len(content_words(" ".join(s.text for s in sentences[lo - 1 : hi])) & wanted)
+        return shared_words(sentences[lo - 1 : hi], wanted)
 
     def score(lo: int, hi: int) -> float:
         return shared(lo, hi) - 0.05 * sum(len(s.text.split()) for s in sentences[lo - 1 : hi])
@@ -707,15 +718,11 @@ class Extractor:
         moved = tuple(window[a - 1 : b])
         # Only towards the text: a range that shares no more of its words is no better evidence (a text that
         # shares none would otherwise move to the shortest sentence, the charge per word deciding).
-        wanted = content_words(text) - {w for name in names for w in norm_tokens(name)}
-
-        def shared(sentences: Sequence[Sentence]) -> int:
-            return len(content_words(" ".join(s.text for s in sentences)) & wanted)
-
-        if moved == c.sentences or shared(moved) <= shared(c.sentences) or self._too_short(moved):
+        wanted = text_words(text, names)
+        if moved == c.sentences or shared_words(moved, wanted) <= shared_words(c.sentences, wanted):
             return False
         promo_turns = _promotional_turns(chunk)
-        if any(s.turn in promo_turns for s in moved):
+        if self._too_short(moved) or any(s.turn in promo_turns for s in moved):
             return False
         c.sentences = moved
         return True

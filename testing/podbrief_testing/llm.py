@@ -13,6 +13,7 @@ For a different scope or name: `make_llama_fixture(name="llm", scope="module")`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -143,8 +144,6 @@ def completion(
 def yes_answer(p_yes: float, *, prompt_tokens: int = 60) -> dict[str, Any]:
     """A one-token completion of a yes/no question whose top log-probabilities give yes the probability
     `p_yes` (spread over "Yes" and "yes", as a real model's are), "no" the rest."""
-    import math
-
     tiny = 1e-9
     alternatives = [
         {"token": "Yes", "logprob": math.log(max(tiny, 0.7 * p_yes))},
