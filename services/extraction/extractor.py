@@ -9,13 +9,14 @@
    insight itself) and an importance. Either way the quote is never generated, it is the transcript's own
    sentences.
 2. The episode-level pass (`selection.rank`, in code): candidates from every chunk pooled, sponsor reads and
-   housekeeping set aside, duplicates merged, ranked by the rating (or by importance and specificity) and
-   novelty.
+   housekeeping set aside, duplicates merged, ranked by the rating moved by who speaks (a guest well into a
+   long turn over a host's aside: `selection.speaker_lift`), or by importance and specificity, and novelty.
 3. write + verify (per candidate, best first, only as many as can still make the top N): the model writes a
    2-sentence synthesis from the passage around the quote (a code-proposed quote then moves to the sentences
    the text retells, `anchor_quote`); code checks that every number and name in it is in the passage, and a
    second constrained call answers supported / partly / unsupported. Only supported texts are kept (or, with
-   `text_fallback=quote`, the quote itself when it can stand alone).
+   `text_fallback=quote`, the quote itself when it can stand alone), and not one whose moved quote lands on
+   a kept insight's sentences (a duplicate: the next candidate takes its place).
 
 Calls of one stage run back to back, so the stage's system prompt stays in the server's prompt cache.
 
@@ -61,9 +62,12 @@ from podbrief_extraction.selection import (
     Candidate,
     dense_sentences,
     episode_cap,
+    guest_value,
     key_passages,
     promotional,
     rank,
+    same_passage,
+    turn_words,
 )
 from podbrief_extraction.settings import ExtractionSettings
 from podbrief_extraction.verification import anonymous_speaker, check_facts, misattributed
@@ -343,7 +347,8 @@ class Extractor:
             batch = queue[: min(cap - len(kept), attempts)]
             del queue[: len(batch)]
             attempts -= len(batch)
-            for cand, insight in await self._write_and_verify(batch, ctx, episode_id, result, step):
+            taken = [c for c, _ in kept]
+            for cand, insight in await self._write_and_verify(batch, ctx, episode_id, result, step, taken=taken):
                 if insight is not None:
                     kept.append((cand, insight))
         for c in queue:
@@ -591,6 +596,10 @@ class Extractor:
                 c.headline = (tidy_text(answer.t, 1) or c.text)[:200]
             else:
                 c.rating = answer
+                main = c.main_sentence()
+                chunk = ctx.chunks_by_index[c.chunk]
+                c.turn_words = turn_words(chunk.sentences, main.number - 1, opened_before=chunk.index > 0)
+                c.guest = guest_value(main.speaker, ctx.people)
             c.duplicates = []
             weighed.append(c)
         return self._rank(weighed, result)
@@ -615,7 +624,13 @@ class Extractor:
         episode_id: uuid.UUID,
         result: ExtractionResult,
         step: Callable[[int], Awaitable[None]],
+        *,
+        taken: Sequence[Candidate] = (),
     ) -> list[tuple[Candidate, Insight | None]]:
+        """Write, check and verify a batch of candidates (best first); the insight of each, or None. `taken`:
+        the candidates already kept. A quote moved after the write can land on a kept insight's sentences (two
+        passages a sentence apart, each written about the sentence they share): the lower-ranked is then a
+        duplicate, and its place goes to the next candidate."""
         passages = [ctx.passage(c, self.settings) for c in batch]
 
         async def write(c: Candidate, passage: _Passage) -> WriteAnswer | None:
@@ -697,6 +712,12 @@ class Extractor:
                 insight = None
                 dropped = "ungrounded"
                 outcome = "ungrounded"
+            if insight is not None and any(same_passage(c, k) for k in taken):
+                insight = None
+                dropped = "duplicate"
+                outcome = "duplicate"
+            if insight is not None:
+                taken = [*taken, c]
             # Why, in words: the verifier's reason when it judged the text, else the gate's code.
             why = reason_text if problem in (None, "verdict_partly", "verdict_unsupported") else problem
             self._decide(result, c, outcome, dropped=dropped, text=text, verdict=verdict_label, reason=why)
@@ -870,7 +891,7 @@ class Extractor:
     def _rank(self, pool: list[Candidate], result: ExtractionResult) -> list[Candidate]:
         """`selection.rank` with this extractor's settings; the duplicates it merged are recorded as dropped."""
         q = self.settings.quality
-        ranked = rank(pool, merge_similarity=q.merge_similarity, novelty=q.novelty)
+        ranked = rank(pool, merge_similarity=q.merge_similarity, novelty=q.novelty, speaker_weight=q.speaker_weight)
         for c in ranked:
             for d in c.duplicates:
                 self._drop(result, d, "duplicate")

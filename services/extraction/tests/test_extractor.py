@@ -624,6 +624,54 @@ async def test_the_model_rates_each_proposed_passage_and_only_the_best_rated_are
     assert result.stages["rate"].requests == len(rated) and result.dropped["episode_cap"] >= 1
 
 
+@pytest.mark.parametrize(("speaker_weight", "kept"), [(0.5, "Nuclear fusion"), (0.0, "Home battery")])
+async def test_who_speaks_moves_the_rating_a_guests_point_made_at_length_over_a_hosts_aside(
+    speaker_weight: float, kept: str
+) -> None:
+    """The model rates the host's aside a little higher than the guest's point; the feed names who hosts and
+    who is the guest, and the guest makes the point well into a long turn: that point is the one kept."""
+    host, guest = "Hal Porter", "Dana Whitfield"
+    back = "Yeah, right, that makes sense."
+    turns = [
+        (host, back),
+        (guest, back),
+        (host, "Home battery prices fell by half between 2020 and 2024 in Germany."),
+        (guest, back),
+        (host, back),
+        (guest, back),
+        (host, back),
+        (
+            guest,
+            "We spent three years building grid software for utilities in Texas. Nuclear fusion startups raised "
+            "four billion dollars last year from private investors. Most of that money goes to magnets and pilots.",
+        ),
+        (host, back),
+        (guest, back),
+        (host, back),
+    ]
+    segs = tuple(
+        Segment(start_s=i * 30.0, end_s=i * 30.0 + 29.0, text=text, speaker=who) for i, (who, text) in enumerate(turns)
+    )
+    t = Transcript(text="x", language="en", duration_s=30.0 * len(segs), segments=segs)
+
+    def rate(passage: str) -> float:
+        return 0.85 if "Home battery" in passage else 0.8 if "Nuclear fusion" in passage else 0.05
+
+    model = ScriptedModel(rate=rate, write=point_without_backchannel)
+    s = settings(
+        quality={"candidates": "passages", "max_insights_per_episode": 1, "speaker_weight": speaker_weight},
+        prompt_version="v6",
+    )
+    people = (Person(name=host, role="host"), Person(name=guest, role="guest"))
+    result = await extractor(FakeOpenAI(responder=model), s).extract(
+        t, episode_id=EP, show="Energy Hour", title="Batteries", people=people
+    )
+    [insight] = result.insights
+    assert kept in insight.quote
+    ratings = {d.rating for d in result.decisions if "Home battery" in d.quote or "Nuclear fusion" in d.quote}
+    assert ratings == {0.85, 0.8}, "the decisions keep the model's own rating"
+
+
 async def test_a_passage_the_model_cannot_rate_is_dropped_and_the_episode_completes() -> None:
     t, _ = rated_episode()
     model = ScriptedModel()
@@ -670,6 +718,39 @@ async def test_a_written_passage_is_quoted_where_the_text_comes_from() -> None:
     [insight] = result.insights
     assert insight.quote == lines[0] and insight.start_s == 0.0
     assert "nap" in verified[0] and "email" not in verified[0]
+
+
+async def test_two_passages_written_about_the_sentence_they_share_give_one_insight_and_the_next_takes_the_place() -> (
+    None
+):
+    """The writer of the second passage reads the first fact in its context and writes about it: its quote moves
+    onto the first insight's sentence. Not a second insight on the same sentences: a duplicate, and the
+    episode's second place goes to the next candidate."""
+    back = "Yeah, right, that makes sense."
+    battery = "Home battery prices fell by half between 2020 and 2024 in Germany."
+    fusion = "Nuclear fusion startups raised four billion dollars last year from private investors."
+    solar = "Solar panel installs doubled in Spain last year because loans got cheaper."
+    lines = [back, back, battery, back, back, back, fusion, back, back, back, back, back, solar, back, back, back]
+    segs = tuple(
+        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=t, speaker="Dana Whitfield") for i, t in enumerate(lines)
+    )
+    t = Transcript(text="x", language="en", duration_s=10.0 * len(segs), segments=segs)
+
+    def write(quote: list[str], body: dict[str, Any]) -> str:
+        if "Home battery" in FakeOpenAI.user_prompt(body):
+            return "Dana Whitfield says home battery prices in Germany fell by half between 2020 and 2024."
+        return point_without_backchannel(quote, body)
+
+    def rate(passage: str) -> float:
+        return 0.9 if "Home battery" in passage else 0.8 if "fusion" in passage else 0.6 if "Solar" in passage else 0.1
+
+    model = ScriptedModel(rate=rate, write=write)
+    s = settings(quality={"candidates": "passages", "max_insights_per_episode": 2}, prompt_version="v6")
+    result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
+    assert sorted(i.quote.count("Home battery") + 2 * i.quote.count("Solar") for i in result.insights) == [1, 2]
+    [duplicate] = [d for d in result.decisions if d.outcome == "duplicate" and d.text]
+    assert "Home battery" in duplicate.quote and "battery" in duplicate.text
+    assert result.dropped["duplicate"] >= 1
 
 
 async def test_a_text_that_shares_nothing_with_the_passage_leaves_its_quote_where_it_was() -> None:

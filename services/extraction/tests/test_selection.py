@@ -4,16 +4,21 @@ and novelty; short episodes keep fewer insights."""
 from __future__ import annotations
 
 import pytest
+from podbrief.events import Person
 from podbrief_extraction.chunking import Sentence
 from podbrief_extraction.selection import (
+    TURN_WORDS_CAP,
     Candidate,
     dense_sentences,
     episode_cap,
+    guest_value,
     key_passages,
     promotional,
     rank,
     small_talk,
+    speaker_lift,
     specificity,
+    turn_words,
 )
 
 pytestmark = pytest.mark.unit
@@ -167,3 +172,136 @@ def test_key_passages_are_the_densest_claims_spaced_apart_best_first() -> None:
     assert (first.first, first.last) == (first.key - 1, first.key + 1)
     assert key_passages(chunk.sentences, 1) == passages[:1]
     assert key_passages(chunk.sentences, 0) == [] and key_passages((), 3) == []
+
+
+def rated(
+    text: str, start: float, rating: float, *, guest: float = 0.5, turn: int = 0, speaker: str = "Guest"
+) -> Candidate:
+    c = Candidate(chunk=0, sentences=(Sentence(1, text, speaker, start, start + 8.0),), headline=text, weight=3)
+    c.rating, c.guest, c.turn_words = rating, guest, turn
+    return c
+
+
+def test_a_rated_candidate_ranks_on_its_rating_when_speakers_do_not_count() -> None:
+    low = rated("Acme moved its build cluster to spot instances last spring, which cut the bill.", 0, 0.6)
+    high = rated("We found that small models run well on phones when the weights are quantised.", 100, 0.9)
+    # Rated candidates ignore the importance and specificity that code would weigh.
+    high.weight, low.weight = 1, 5
+    assert rank([low, high], merge_similarity=0.9) == [high, low]
+    assert high.score == pytest.approx(0.9)
+
+
+def test_a_guest_explaining_at_length_outranks_a_host_remark_the_model_rated_a_little_higher() -> None:
+    remark = rated(
+        "That is a really interesting way to think about the whole thing, I love it.",
+        0,
+        0.82,
+        guest=0.0,
+        turn=30,
+        speaker="Host",
+    )
+    point = rated(
+        "Our cache moved to object storage and CI went from 19 minutes to 6 for everyone.",
+        600,
+        0.80,
+        guest=1.0,
+        turn=400,
+    )
+    texts = (
+        "Postgres handles time series well once the tables are partitioned by day.",
+        "The compiler got twice as fast after the team rewrote its type checker.",
+        "Small models now run on phones because quantised weights fit in memory.",
+    )
+    others = [rated(t, 100 + 60 * i, r, turn=200) for i, (t, r) in enumerate(zip(texts, (0.5, 0.7, 0.9), strict=True))]
+    pool = [remark, point, *others]
+    plain = rank(pool, merge_similarity=0.95, novelty=0.0)
+    assert plain.index(remark) < plain.index(point)
+    lifted = rank(pool, merge_similarity=0.95, novelty=0.0, speaker_weight=0.5)
+    assert lifted.index(point) < lifted.index(remark)
+    # Between passages whose speakers weigh the same, the rating decides.
+    assert lifted.index(others[2]) < lifted.index(others[1]) < lifted.index(others[0])
+
+
+def test_the_speaker_lift_is_in_units_of_the_ratings_spread_and_nothing_where_cues_do_not_vary() -> None:
+    a = rated("one", 0, 0.9, guest=1.0, turn=100)
+    b = rated("two", 10, 0.7, guest=0.0, turn=100, speaker="Host")
+    lift = speaker_lift([a, b], 0.5)
+    # Ratings' standard deviation 0.1; the role cue is +1/-1 standardised, the turn cue does not vary.
+    assert lift[id(a)] == pytest.approx(0.05) and lift[id(b)] == pytest.approx(-0.05)
+    assert speaker_lift([a, b], 0.0) == {} and speaker_lift([a], 0.5) == {}
+    # A feed without people: the role does not vary, the turn still does.
+    c, d = rated("one", 0, 0.9, turn=20), rated("two", 10, 0.7, turn=150, speaker="Host")
+    assert speaker_lift([c, d], 0.5)[id(d)] > 0
+
+
+def test_a_solo_show_or_an_unnamed_transcript_ranks_on_the_rating_alone() -> None:
+    # One speaker: a longer turn only means a later passage in the window.
+    solo = [rated("one", 0, 0.9, turn=20), rated("two", 10, 0.7, turn=200)]
+    assert speaker_lift(solo, 0.5) == {}
+    unnamed = [rated("one", 0, 0.9, turn=0, speaker=""), rated("two", 10, 0.7, turn=0, speaker="")]
+    for c in unnamed:
+        c.sentences = (Sentence(1, c.headline, None, c.start_s, c.start_s + 8.0),)
+    assert speaker_lift(unnamed, 0.5) == {}
+
+
+def test_turn_words_count_the_speakers_unbroken_turn_through_the_paragraph_end() -> None:
+    s = [
+        Sentence(1, "So tell us how it started?", "Host", 0, 2, turn=0),
+        Sentence(2, "It started in a garage in 2019.", "Guest", 2, 4, turn=1),
+        Sentence(3, "We had two servers and a dream.", "Guest", 4, 6, turn=1),
+        Sentence(4, "Then the cloud bill arrived and we moved to bare metal.", "Guest", 6, 9, turn=2),
+        Sentence(5, "It cut the bill in half.", "Guest", 9, 11, turn=2),
+        Sentence(6, "Wow.", "Host", 11, 12, turn=3),
+    ]
+    # Sentence 4: the guest's two sentences before it, and its paragraph to its end (sentences 2-5).
+    assert turn_words(s, 3) == sum(len(x.text.split()) for x in s[1:5])
+    # Sentence 2: the paragraph of sentences 2-3 only; the host's question is another turn.
+    assert turn_words(s, 1) == 14
+    assert turn_words(s, 0) == 6
+    anonymous = [Sentence(1, "It started in a garage in 2019.", None, 0, 2)]
+    assert turn_words(anonymous, 0) == 0
+    # A turn that reaches back to the start of a window that is not the episode's first began before it.
+    assert turn_words(s, 0, opened_before=True) == TURN_WORDS_CAP
+    assert turn_words(s, 3, opened_before=True) == 31
+    monologue = [
+        Sentence(i + 1, "We measured the cache hit rate every single day.", "Guest", i, i + 1) for i in range(40)
+    ]
+    assert turn_words(monologue, 39) == TURN_WORDS_CAP
+
+
+@pytest.mark.parametrize(
+    ("speaker", "value"),
+    [
+        ("Ada Guest", 1.0),
+        ("Hal Host", 0.0),
+        ("Cleo Cohost", 0.0),
+        ("Gus Guesthost", 0.0),
+        ("Pat Producer", 0.5),
+        ("Someone Else", 0.5),
+        (None, 0.5),
+    ],
+)
+def test_guest_value_follows_the_feeds_person_roles(speaker: str | None, value: float) -> None:
+    people = [
+        Person(name="Ada Guest", role="guest"),
+        Person(name="Hal Host", role="host"),
+        Person(name="Cleo Cohost", role="Co-Host"),
+        Person(name="Gus Guesthost", role="Guest Host"),
+        Person(name="Pat Producer", role="producer"),
+    ]
+    assert guest_value(speaker, people) == value
+    assert guest_value(speaker, []) == 0.5
+
+
+def test_the_main_sentence_is_the_first_of_whoever_says_most_of_the_quote() -> None:
+    c = Candidate(
+        chunk=0,
+        sentences=(
+            Sentence(4, "And why did that matter?", "Host", 0, 2),
+            Sentence(5, "Because the bill halved within a month.", "Guest", 2, 4),
+            Sentence(6, "And nobody had to rewrite a line of code for it.", "Guest", 4, 7),
+        ),
+        headline="",
+        weight=3,
+    )
+    assert c.main_sentence().number == 5 and c.speaker is None
