@@ -214,9 +214,9 @@ def speaker_lift(rated: Sequence[Candidate], weight: float) -> dict[int, float]:
     speakers among these passages (a solo show, or Whisper's own transcript) ranks on the rating alone: there,
     a longer turn only means a later passage.
 
-    On the dev episodes (28 labelled points; 4 runs of the rate call, which differ in near-ties) the rating
-    alone put 8 to 13 labelled points in the top 8, 10 on average; with both cues at 0.5, 13 to 15, 14 on
-    average. Each cue alone added less (role 0.5: 12.75; the turn uncapped, 0.5: 12.0)."""
+    On the dev episodes (28 labelled points; four ratings of the same candidates, which differ in near-ties)
+    the rating alone put 8 to 13 labelled points in the top 8, 10 on average; with both cues at 0.5, 13 to 15,
+    14 on average. Each cue alone added less (role 0.5: 12.75; the turn uncapped, 0.5: 12.0)."""
     speakers = {c.main_sentence().speaker for c in rated} - {None}
     if weight <= 0 or len(speakers) < 2:
         return {}

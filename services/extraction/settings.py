@@ -164,7 +164,8 @@ class QualitySettings(BaseModel):
     # How much who is speaking moves a rated passage, in standard deviations of the episode's ratings per
     # standard deviation of each cue: a guest (the feed's people) rather than a host, and a speaker well into
     # a long turn rather than a quick exchange. 0 ranks on the rating alone. On the dev episodes 0.5 put 14
-    # labelled points in the top 8, averaged over four rating runs, where the rating alone put 10.
+    # labelled points in the top 8, averaged over four ratings of the same candidates, where the rating alone
+    # put 10.
     speaker_weight: float = Field(default=0.5, ge=0.0, le=5.0)
     # Sentences of context around the quote that the writer reads, and that the facts check accepts numbers
     # and names from.
