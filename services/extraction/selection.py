@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -220,21 +221,15 @@ def speaker_lift(rated: Sequence[Candidate], weight: float) -> dict[int, float]:
     speakers = {c.main_sentence().speaker for c in rated} - {None}
     if weight <= 0 or len(speakers) < 2:
         return {}
-    ratings = [c.rating or 0.0 for c in rated]
-    scale = weight * _stdev(ratings)
+    scale = weight * statistics.pstdev(c.rating or 0.0 for c in rated)
     cues = [_standardised([c.guest for c in rated]), _standardised([math.log1p(c.turn_words) for c in rated])]
     return {id(c): scale * sum(cue[i] for cue in cues) for i, c in enumerate(rated)}
 
 
-def _stdev(values: Sequence[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-
-
 def _standardised(values: Sequence[float]) -> list[float]:
     """Values as z-scores; all 0 where they do not vary."""
-    sd = _stdev(values)
-    mean = sum(values) / len(values)
+    sd = statistics.pstdev(values)
+    mean = statistics.fmean(values)
     return [(v - mean) / sd if sd > 1e-9 else 0.0 for v in values]
 
 
