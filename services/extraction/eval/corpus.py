@@ -19,6 +19,8 @@ from podbrief_extraction.grounding import ground, norm_tokens, tokens_of
 EVAL_DIR = Path(__file__).parent
 LABELS = EVAL_DIR / "changelog_labels.json"
 SPONSOR_READS = EVAL_DIR / "sponsor_reads.json"
+# A second reader's top points of the same episodes (LABELLING.md): how far two careful readers agree.
+SECOND_READER = EVAL_DIR / "second_reader.json"
 # Where the shared transcripts are, seen from the repository root (tests and make targets run there).
 TRANSCRIPTS = Path("../shared/data/transcripts/changelog")
 
@@ -46,6 +48,9 @@ class Episode:
     transcript: Transcript
     labels: list[Label]
     ads: list[Span]
+    # The second reader's points, most important first: each one's best-stating evidence span, the one quote a
+    # kept insight would have (an empty list where the reader's file has no entry for the episode).
+    reader: list[Span] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     _index: TokenIndex | None = None
 
@@ -123,20 +128,35 @@ def load(
     *,
     transcripts: Path = TRANSCRIPTS,
     labels_file: Path = LABELS,
+    reader_file: Path = SECOND_READER,
     max_minutes: float | None = None,
     only: set[str] | None = None,
 ) -> list[Episode]:
     """The labelled episodes of `split` ("dev", "heldout" or None for all). `max_minutes` keeps only the start
-    of each episode, with the labels whose evidence lies inside it (for quick development runs)."""
+    of each episode, with the labels (and second-reader points) whose evidence lies inside it (for quick
+    development runs)."""
     data = json.loads(labels_file.read_text(encoding="utf-8"))
     reads: dict[str, list[str]] = json.loads(SPONSOR_READS.read_text(encoding="utf-8"))
+    second: dict[str, list[dict[str, Any]]] = {}
+    if reader_file.is_file():
+        second = {e["file"]: e["insights"] for e in json.loads(reader_file.read_text(encoding="utf-8"))["episodes"]}
     episodes: list[Episode] = []
     for n, entry in enumerate(data["episodes"]):
         if split is not None and entry["split"] != split:
             continue
         if only and entry["file"] not in only and Path(entry["file"]).stem not in only:
             continue
-        episodes.append(_episode(entry, transcripts, reads[entry["split"]], n, max_minutes))
+        ep = _episode(entry, transcripts, reads[entry["split"]], n, max_minutes)
+        for point in second.get(entry["file"], []):
+            span = ep.index.find(norm_tokens(point["evidence"][0]))
+            if span is None and max_minutes is None:
+                raise CorpusError(
+                    f"{entry['file']} second reader's {point['id']}: evidence not in the transcript: "
+                    f"{point['evidence'][0]!r}"
+                )
+            if span is not None:
+                ep.reader.append(span)
+        episodes.append(ep)
     return episodes
 
 

@@ -34,6 +34,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,28 @@ def label_matches(ep: Episode, located: corpus.Span | None) -> list[str]:
     if located is None:
         return []
     return [lab.id for lab in ep.labels if any(corpus.overlaps(located, s) for s in lab.spans)]
+
+
+def reader_agreement(episodes: Sequence[Episode]) -> dict[str, Any] | None:
+    """The second reader's points scored as if they were an extraction's kept insights, one quote each: the
+    labels they find (recall) and the points that match a label (precision, with no reviewer list). What two
+    careful readers agree on is the most a ranking of the same episodes can be asked to reach."""
+    read = [e for e in episodes if e.reader]
+    if not read:
+        return None
+    found = sum(len({lab for span in e.reader for lab in label_matches(e, span)}) for e in read)
+    labels = sum(len(e.labels) for e in read)
+    points = sum(len(e.reader) for e in read)
+    matching = sum(1 for e in read for span in e.reader if label_matches(e, span))
+    return {
+        "episodes": len(read),
+        "labels": labels,
+        "found": found,
+        "recall": round(found / labels, 3) if labels else None,
+        "points": points,
+        "matching": matching,
+        "precision": round(matching / points, 3) if points else None,
+    }
 
 
 def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed: dict[str, Any]) -> EpisodeScore:
@@ -399,7 +422,8 @@ async def _run_episode(
 
 
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
-    """Recompute the figures of a saved report with the current reviewer list (no model is run)."""
+    """Recompute the figures of a saved report with the current reviewer list and second reader (no model is
+    run)."""
     reviewed = load_reviewed()
     for m in report["models"]:
         for ep in m["episodes"]:
@@ -408,6 +432,9 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
                 ins["review"] = r["verdict"] if r else None
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
+    files = {ep["file"] for m in report["models"] for ep in m["episodes"]}
+    split = None if report["set"] == "all" else report["set"]
+    report["reader"] = reader_agreement(corpus.load(split, max_minutes=report.get("max_minutes"), only=files))
     report["rescored_at"] = utcnow().isoformat(timespec="seconds")
     return report
 
@@ -433,6 +460,15 @@ def table(report: dict[str, Any]) -> str:
             f"| {s['tokens_in_per_audio_hour']:,} / {s['tokens_out_per_audio_hour']:,} "
             f"| {s['wall_s_per_audio_hour']:.0f} | {s['prompt_tokens_per_s']} / {s['generation_tokens_per_s']} "
             f"| {s['cpu_min_per_audio_hour_at_trial_rates']} |"
+        )
+    reader = report.get("reader")
+    if reader:
+        rows.append(
+            f"| a second reader, by hand ({reader['points']} points, one quote each) "
+            f"| {reader['recall']} ({reader['found']}/{reader['labels']}) | – "
+            f"| {reader['precision']} ({reader['matching']}/{reader['points']}; labels only) | "
+            + " | ".join(["–"] * 8)
+            + " |"
         )
     return TABLE_HEAD + "\n".join(rows) + "\n"
 
@@ -620,6 +656,7 @@ def main() -> None:
             },
             "max_minutes": args.max_minutes,
             "models": models,
+            "reader": reader_agreement(covered),
         }
         args.out_dir.mkdir(parents=True, exist_ok=True)
         json_path = args.out_dir / f"{stem}.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from podbrief.events import Insight, insight_id
 from podbrief_extraction.eval import corpus
-from podbrief_extraction.eval.run import Meter, is_synthesis, score_episode, summarise
+from podbrief_extraction.eval.run import Meter, is_synthesis, reader_agreement, score_episode, summarise
 from podbrief_extraction.extractor import Decision, ExtractionResult
 
 pytestmark = pytest.mark.unit
@@ -36,6 +36,8 @@ def test_every_label_is_evidenced_and_every_break_has_a_sponsor_read() -> None:
         hosts = {p.name for p in ep.people if p.role == "host"}
         read_segments = [s for s in ep.transcript.segments if any(r in s.text for r in all_reads)]
         assert read_segments and all(s.speaker in hosts for s in read_segments)
+        # The second reader's eight points, each found in the transcript (the loader fails otherwise).
+        assert len(ep.reader) == 8, ep.file
 
 
 def test_spans_overlap_by_at_least_min_8_tokens_or_half_the_shorter() -> None:
@@ -103,6 +105,41 @@ def test_scoring_an_episode() -> None:
     assert summary["recall"] == round(1 / len(ep.labels), 3) and summary["proposed"] == 2
     assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
+
+
+@needs_shared
+def test_the_second_readers_points_score_like_kept_insights(tmp_path: Path) -> None:
+    import json
+
+    evidence = "And the model would get much better replies on trivia QA than it would get with the audio."
+    welcome = "Welcome to another episode of the Practical AI Podcast."
+
+    def reader_file(*quotes: str) -> Path:
+        points = [
+            {"id": f"p{i}", "claim": "c", "evidence": [q, "not checked: only the first span is the quote"]}
+            for i, q in enumerate(quotes)
+        ]
+        path = tmp_path / "second.json"
+        path.write_text(json.dumps({"episodes": [{"file": "practical-ai-298.md", "insights": points}]}))
+        return path
+
+    [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"}, reader_file=reader_file(evidence, welcome))
+    assert len(ep.reader) == 2
+    agreement = reader_agreement([ep])
+    assert agreement == {
+        "episodes": 1,
+        "labels": len(ep.labels),
+        "found": 1,
+        "recall": round(1 / len(ep.labels), 3),
+        "points": 2,
+        "matching": 1,
+        "precision": 0.5,
+    }
+    # An episode the reader did not read is left out, not counted as zero.
+    [other] = corpus.load("dev", transcripts=SHARED, only={"ship-it-134"}, reader_file=reader_file(evidence))
+    assert other.reader == [] and reader_agreement([other]) is None
+    with pytest.raises(corpus.CorpusError, match="second reader's p0"):
+        corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"}, reader_file=reader_file("words nobody said"))
 
 
 @needs_shared
