@@ -12,8 +12,7 @@ import pytest
 from podbrief.errors import RetryableError
 from podbrief.events import Person, Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
-from podbrief_extraction.chunking import chunk_transcript
-from podbrief_extraction.extractor import Extractor, anchor_quote, tidy_text
+from podbrief_extraction.extractor import Extractor
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
 from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, speaker_of, stage_of
@@ -142,48 +141,6 @@ async def test_a_picked_topic_or_copy_gets_one_write_call_of_its_own(picked: str
     )
     [ins] = result.insights
     assert ins.text == rewritten and result.rewrites == 1 and len(model.calls["write"]) == 1
-
-
-def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support_the_text() -> None:
-    chunk = next(iter(chunk_transcript(long_transcript(4), window_s=600, max_tokens=900, overlap_s=0)))
-    text = "Dana Whitfield says nuclear fusion startups raised four billion dollars last year from investors."
-    fusion = next(s.number for s in chunk.sentences if s.text.startswith("Nuclear fusion"))
-    # The model pointed at the sentence before; the text is about the next one.
-    assert anchor_quote(chunk.sentences, text, fusion - 1, fusion - 1, 4) == (fusion, fusion)
-    # A range that already supports the text is kept.
-    assert anchor_quote(chunk.sentences, text, fusion, fusion, 4) == (fusion, fusion)
-    # A short line sharing a word with the text does not win over the sentence that states the point.
-    quip = Segment(start_s=0, end_s=2, text="Fusion, really?", speaker="Host")
-    point = Segment(start_s=2, end_s=9, text=LINES[3], speaker="Dana Whitfield")
-    t = Transcript(text="x", language="en", duration_s=9, segments=(quip, point))
-    two = next(iter(chunk_transcript(t, window_s=600, max_tokens=900, overlap_s=0))).sentences
-    assert anchor_quote(two, text, 1, 1, 4) == (2, 2)
-
-
-def test_a_range_far_from_its_text_is_moved_only_when_the_text_clearly_comes_from_elsewhere() -> None:
-    intro = "So friends, we are here with Ajay Kulkarni from Tiger Data, welcome to the show."
-    filler = [f"Filler sentence number {i} about nothing much at all, really." for i in range(12)]
-    story = "I was hired into a sales role that I could not do well, because their sales style was so different."
-    lines = [intro, *filler, story]
-    segs = tuple(Segment(start_s=i * 10.0, end_s=i * 10.0 + 9, text=t, speaker=None) for i, t in enumerate(lines))
-    t = Transcript(text="x", language="en", duration_s=len(lines) * 10.0, segments=segs)
-    sentences = next(iter(chunk_transcript(t, window_s=600, max_tokens=900, overlap_s=0))).sentences
-    told = next(s.number for s in sentences if s.text.startswith("I was hired"))
-    text = "Ajay Kulkarni says he was hired into a sales role he could not do well, because the sales style differed."
-    # The model pointed at the introduction, which shares only the guest's name with the text: the range moves
-    # to the sentence the text retells (the name is ignored: the speaker's own words rarely say it).
-    assert anchor_quote(sentences, text, 1, 1, 4, ignore={"Ajay Kulkarni"}) == (told, told)
-    # A text that shares a word or two with a distant sentence keeps the model's range.
-    vague = "Ajay Kulkarni says the show and Tiger Data matter, and that a role in sales is hard for engineers."
-    assert anchor_quote(sentences, vague, 1, 1, 4, ignore={"Ajay Kulkarni"}) == (1, 1)
-
-
-def test_filler_after_the_claim_is_left_out() -> None:
-    claim = "Ana Ruiz says heat pumps cut winter bills by 45 percent."
-    assert tidy_text(claim + " This is important for homeowners.") == claim
-    assert tidy_text(claim + " It matters because oil boilers are being banned.") == (
-        claim + " It matters because oil boilers are being banned."
-    )
 
 
 async def test_system_prompts_are_a_stable_prefix_per_stage() -> None:
@@ -420,26 +377,6 @@ async def test_model_picks_out_of_range_are_clamped_and_fragments_widened() -> N
     [ins] = result.insights
     # "Yes." alone is too short to quote: the range grows by a sentence, within the chunk.
     assert norm_tokens(ins.quote) == norm_tokens("Yes. Fusion startups raised four billion dollars last year.")
-
-
-def test_tidy_text_keeps_whole_sentences() -> None:
-    assert (
-        tidy_text("One claim here. Why it matters.  A third. A fourth one.")
-        == "One claim here. Why it matters. A third."
-    )
-    assert tidy_text("A text cut off by the length bo") is None
-    assert tidy_text('He said "yes." Then left.') == 'He said "yes." Then left.'
-
-
-def test_tidy_text_keeps_decimals_and_versions_whole() -> None:
-    """A stop inside a number is not a sentence's end: cut there, "1.1 million" became "1. 1 million", which
-    the number check then refused (the default model's figures on a held-out episode, lost that way)."""
-    text = "Scott Johnston says 1.1 million of 14.5 million developers pay. GPT 5.2 costs as much as GPT-4 did."
-    assert tidy_text(text) == text
-    assert tidy_text("Docker's site docker.com lists 3.5 plans. Cut off at 2.") == (
-        "Docker's site docker.com lists 3.5 plans. Cut off at 2."
-    )
-    assert tidy_text("Prices fell by 2.5 percent and then") is None
 
 
 async def test_answers_stay_small() -> None:

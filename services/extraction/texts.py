@@ -1,0 +1,97 @@
+"""Written texts: cut to whole sentences without filler (`tidy_text`), and the quote moved onto the sentences
+a text retells (`anchor_quote`), for a model that writes about a sentence next to the one it was given."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+
+from podbrief_extraction.chunking import Sentence
+from podbrief_extraction.grounding import content_words, norm_tokens
+
+# A sentence ends at a stop followed by a space or the end: "1.1 million", "GPT 5.2" and "example.com" go on.
+_SENTENCE = re.compile(r"\S.*?[.!?]+[\"'”’)]*(?=\s|$)")
+
+
+# A "why it matters" that says nothing ("This is important for homeowners."): left out of the text.
+_FILLER = re.compile(
+    r"^(?:this|that|it)(?: insight)? (?:is|was) (?:very |especially |particularly |highly )?"
+    r"(?:important|significant|crucial|relevant|useful|helpful|valuable|interesting|noteworthy|worth knowing)"
+    r"(?: (?:for|to) [\w\s,'-]+)?[.!]$",
+    re.IGNORECASE,
+)
+
+
+def tidy_text(text: str, max_sentences: int = 3) -> str | None:
+    """A written text cut to at most `max_sentences` complete sentences, without filler after the first; None
+    when there is no complete one (an answer cut off by the length bound)."""
+    text = " ".join(text.split())
+    sentences = [m.group(0).strip() for m in _SENTENCE.finditer(text)]
+    if not sentences:
+        return None
+    sentences = sentences[:1] + [x for x in sentences[1:] if not _FILLER.match(x)]
+    return " ".join(sentences[:max_sentences])
+
+
+def text_words(text: str, ignore: Collection[str] = ()) -> set[str]:
+    """The content words of a written text that its source sentences should hold: less the words of the names
+    in `ignore` (people's names, which a text says and its speaker's own sentences rarely do)."""
+    return content_words(text) - {w for name in ignore for w in norm_tokens(name)}
+
+
+def shared_words(sentences: Sequence[Sentence], wanted: set[str]) -> int:
+    """How many of `wanted` the sentences hold."""
+    return len(content_words(" ".join(s.text for s in sentences)) & wanted)
+
+
+def anchor_quote(
+    sentences: Sequence[Sentence],
+    text: str,
+    first: int,
+    last: int,
+    max_sentences: int,
+    reach: int = 3,
+    *,
+    ignore: Collection[str] = (),
+) -> tuple[int, int]:
+    """The sentence range (1-based) that best supports a text written in the same call as its range: a model
+    that writes and points at once sometimes points a sentence or two off, and sometimes at another part of the
+    window altogether (the text retells a story told minutes later; the range is the guest's introduction).
+
+    Ranges of up to `max_sentences` are scored on how many of the text's content words they contain (less
+    `ignore`: the people's names, which a text says and its speaker's own sentences rarely do), less a small
+    charge per word, so a short quip that shares one word never wins over the sentence that states the point.
+    Within `reach` sentences of the model's range the best wins, the model's own on ties. A range further away
+    wins only when it is clearly the text's source: it holds at least 40% of the text's words (and 3), twice
+    as many as the best near range, and 2 more. Whether the text is true of the range is the verifier's
+    question; this only decides which sentences it is asked about."""
+    wanted = text_words(text, ignore)
+    if not wanted:
+        return first, last
+
+    def shared(lo: int, hi: int) -> int:
+        return shared_words(sentences[lo - 1 : hi], wanted)
+
+    def score(lo: int, hi: int) -> float:
+        return shared(lo, hi) - 0.05 * sum(len(s.text.split()) for s in sentences[lo - 1 : hi])
+
+    def best_in(lo_from: int, lo_to: int, start: tuple[int, int] | None) -> tuple[int, int]:
+        best, best_score = start or (lo_from, lo_from), score(*start) if start else float("-inf")
+        for lo in range(max(1, lo_from), min(len(sentences), lo_to) + 1):
+            for hi in range(lo, min(len(sentences), lo + max_sentences - 1) + 1):
+                value = score(lo, hi)
+                if value > best_score + 1e-9:
+                    best, best_score = (lo, hi), value
+        return best
+
+    near = best_in(first - reach, last + reach, (first, last))
+    far = best_in(1, len(sentences), None)
+    near_shared, far_shared = shared(*near), shared(*far)
+    if (
+        far != near
+        and far_shared >= max(3, 0.4 * len(wanted))
+        and far_shared >= 2 * near_shared
+        and far_shared >= near_shared + 2
+    ):
+        return far
+    return near
