@@ -148,12 +148,7 @@ def load(
             continue
         ep = _episode(entry, transcripts, reads[entry["split"]], n, max_minutes)
         for point in second.get(entry["file"], []):
-            span = ep.index.find(norm_tokens(point["evidence"][0]))
-            if span is None and max_minutes is None:
-                raise CorpusError(
-                    f"{entry['file']} second reader's {point['id']}: evidence not in the transcript: "
-                    f"{point['evidence'][0]!r}"
-                )
+            span = _evidence(ep, point["evidence"][0], f"second reader's {point['id']}", max_minutes)
             if span is not None:
                 ep.reader.append(span)
         episodes.append(ep)
@@ -197,17 +192,20 @@ def _episode(entry: dict[str, Any], transcripts: Path, reads: list[str], n: int,
         elif max_minutes is None:
             raise CorpusError(f"{entry['file']}: the inserted sponsor read was not found after import")
     for label in entry["insights"]:
-        spans: list[Span] = []
-        for evidence in label["evidence"]:
-            span = ep.index.find(norm_tokens(evidence))
-            if span is None:
-                if max_minutes is not None:
-                    continue
-                raise CorpusError(f"{entry['file']} label {label['id']}: evidence not in the transcript: {evidence!r}")
-            spans.append(span)
+        found = [_evidence(ep, text, f"label {label['id']}", max_minutes) for text in label["evidence"]]
+        spans = tuple(span for span in found if span is not None)
         if spans:
-            ep.labels.append(Label(label["id"], label["claim"], tuple(spans)))
+            ep.labels.append(Label(label["id"], label["claim"], spans))
     return ep
+
+
+def _evidence(ep: Episode, text: str, what: str, max_minutes: float | None) -> Span | None:
+    """The span of a verbatim evidence text in the episode. Not found, it is an error of the labelled set,
+    except in a run cut at `max_minutes`, where evidence beyond the cut is left out (None)."""
+    span = ep.index.find(norm_tokens(text))
+    if span is None and max_minutes is None:
+        raise CorpusError(f"{ep.file} {what}: evidence not in the transcript: {text!r}")
+    return span
 
 
 def overlaps(a: Span, b: Span) -> bool:

@@ -153,10 +153,11 @@ def reader_agreement(episodes: Sequence[Episode]) -> dict[str, Any] | None:
     read = [e for e in episodes if e.reader]
     if not read:
         return None
-    found = sum(len({lab for span in e.reader for lab in label_matches(e, span)}) for e in read)
+    matches = [[label_matches(e, span) for span in e.reader] for e in read]
+    found = sum(len({lab for point in episode for lab in point}) for episode in matches)
     labels = sum(len(e.labels) for e in read)
     points = sum(len(e.reader) for e in read)
-    matching = sum(1 for e in read for span in e.reader if label_matches(e, span))
+    matching = sum(1 for episode in matches for point in episode if point)
     return {
         "episodes": len(read),
         "labels": labels,
