@@ -87,6 +87,8 @@ VERIFY_MAX_TOKENS = 64
 
 class StructuredLLM(Protocol):
     model: str
+    # Whether `complete_json(..., restate=True)` penalises repeating the prompt (llama.cpp's DRY sampler).
+    restates: bool
 
     async def complete_json(
         self,
@@ -97,6 +99,7 @@ class StructuredLLM(Protocol):
         schema_name: str = ...,
         max_tokens: int | None = ...,
         stage: str = ...,
+        restate: bool = ...,
     ) -> Structured[T]: ...
 
     async def yes_probability(self, messages: list[dict[str, str]], *, stage: str = ...) -> tuple[float, Usage]: ...
@@ -672,7 +675,9 @@ class Extractor:
     ) -> WriteAnswer | None:
         """The writer's answer. A text that names a topic instead of stating a claim ("X discusses Y"), or that
         starts with a pronoun, is asked for once more with the version's retry prompt; the second answer
-        stands, and the gates judge it."""
+        stands, and the gates judge it. A text that copies its quote (the speaker's name, then the quote's own
+        sentence) is written again with DRY where the server has it (`StructuredLLM.restates`), which penalises
+        repeating the passage; the restatement replaces it unless it copies too."""
         messages = self.prompts.write.render(
             show=ctx.show,
             title=ctx.title,
@@ -684,17 +689,24 @@ class Extractor:
         )
         answer = await self._write_call(messages, result)
         follow = self.prompts.write_retry
-        if answer is None or follow is None or not retry or not self._needs_rewrite(answer):
-            return answer
-        result.rewrites += 1
-        follow_up = [
-            *messages,
-            {"role": "assistant", "content": answer.model_dump_json()},
-            {"role": "user", "content": follow},
-        ]
-        return await self._write_call(follow_up, result) or answer
+        if answer is not None and follow is not None and retry and self._needs_rewrite(answer):
+            result.rewrites += 1
+            follow_up = [
+                *messages,
+                {"role": "assistant", "content": answer.model_dump_json()},
+                {"role": "user", "content": follow},
+            ]
+            answer = await self._write_call(follow_up, result) or answer
+        if answer is not None and retry and self.llm.restates and copied(answer.t, c.quote):
+            result.rewrites += 1
+            restated = await self._write_call(messages, result, restate=True)
+            if restated is not None and not copied(restated.t, c.quote):
+                answer = restated
+        return answer
 
-    async def _write_call(self, messages: list[dict[str, str]], result: ExtractionResult) -> WriteAnswer | None:
+    async def _write_call(
+        self, messages: list[dict[str, str]], result: ExtractionResult, *, restate: bool = False
+    ) -> WriteAnswer | None:
         try:
             answer = await self.llm.complete_json(
                 messages,
@@ -703,6 +715,7 @@ class Extractor:
                 schema_name="insight",
                 max_tokens=WRITE_MAX_TOKENS,
                 stage="write",
+                restate=restate,
             )
         except PermanentError as exc:
             log.info("write failed", extra={"reason": exc.reason, "error": str(exc)[:200]})

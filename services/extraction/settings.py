@@ -58,6 +58,15 @@ class LLMSettings(BaseModel):
     # for a client given the embedded server's URL without pinning, and not sent to an endpoint (vLLM's prefix
     # cache is exact; OpenAI rejects unknown fields).
     cache_prompt: bool | None = None
+    # llama.cpp's DRY sampler, for the writer's second try at a text that copied its quote: a token that would
+    # extend a run of the prompt's tokens beyond `dry_allowed_length` loses `dry_multiplier` logits, times 1.75 for
+    # each further token (digits break a run, so numbers pass), and a copied sentence is restated. The 1.5B model
+    # otherwise writes "Ana Ruiz says" and then the quote's own words (14 of the 32 kept texts of a dev run). Only
+    # a copy is asked again: DRY on every write pushes the model off a phrase it has begun, and its grammar
+    # suffers ("the price has fell by 90%"). None: on (0.8) for the embedded llama-server, not sent to an endpoint
+    # (vLLM and OpenAI have no DRY sampler; set it for an endpoint that is a llama-server). 0: off.
+    dry_multiplier: float | None = Field(default=None, ge=0, le=10)
+    dry_allowed_length: int = Field(default=3, ge=1, le=64)
     # Room for the largest answer a schema allows (bounded strings and arrays), so that an answer is never cut
     # off mid-JSON.
     max_tokens: int = Field(default=1024, ge=16, le=32_768)

@@ -36,6 +36,10 @@ Clock = Callable[[], float]
 # Alternatives asked for with a yes/no question's answer token: enough that "Yes", "yes", " yes" and the noes
 # are all among them.
 _TOP_LOGPROBS = 10
+# The DRY strength the embedded server's writer gets when LLMSettings.dry_multiplier is unset.
+DEFAULT_DRY_MULTIPLIER = 0.8
+# llama.cpp's default breakers, and the digits.
+DRY_SEQUENCE_BREAKERS = ["\n", ":", '"', "*", *"0123456789"]
 
 
 class InvalidOutputError(PermanentError):
@@ -166,6 +170,12 @@ class LLMClient:
         self.pin_prefix = pin_prefix
         if pin_prefix:
             self.cache_prompt = True
+        # DRY for answers that restate (see LLMSettings.dry_multiplier): on by default for the embedded server.
+        embedded = base_url is not None and settings.base_url is None
+        self.dry_multiplier = settings.dry_multiplier
+        if self.dry_multiplier is None:
+            self.dry_multiplier = DEFAULT_DRY_MULTIPLIER if embedded else 0.0
+        self.restates = self.dry_multiplier > 0
         self._root = self.base_url.removesuffix("/v1")
         self._pin_lock = asyncio.Lock()
         self.model = settings.model
@@ -197,12 +207,14 @@ class LLMClient:
         schema_name: str = "answer",
         max_tokens: int | None = None,
         stage: str = "extract",
+        restate: bool = False,
     ) -> Structured[T]:
         """Ask for JSON conforming to `schema`, validated by `model`. Invalid output gets one repair request;
-        if that fails too, InvalidOutputError (permanent for this input). `stage` labels the token metrics."""
+        if that fails too, InvalidOutputError (permanent for this input). `stage` labels the token metrics.
+        `restate`: the answer must say the prompt's content in its own words (DRY, where the server has it)."""
         usage = Usage()
         content, u = await self.chat(
-            messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage
+            messages, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage, restate=restate
         )
         usage.add(u)
         try:
@@ -221,7 +233,9 @@ class LLMClient:
                 + "). Reply again with only the corrected JSON object.",
             },
         ]
-        content, u = await self.chat(repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage)
+        content, u = await self.chat(
+            repair, schema=schema, schema_name=schema_name, max_tokens=max_tokens, stage=stage, restate=restate
+        )
         usage.add(u)
         try:
             return Structured(self._validate(content, model), usage, repaired=True)
@@ -245,8 +259,19 @@ class LLMClient:
         schema_name: str = "answer",
         max_tokens: int | None = None,
         stage: str = "extract",
+        restate: bool = False,
     ) -> tuple[str, Usage]:
         body = self._body(messages, max_tokens)
+        if restate and self.restates:
+            # The whole prompt is the context DRY looks back over (the passage sits in it). Digits break a run,
+            # as a newline or a quotation mark does by default: a number is copied as it stands.
+            body |= {
+                "dry_multiplier": self.dry_multiplier,
+                "dry_base": 1.75,
+                "dry_allowed_length": self.settings.dry_allowed_length,
+                "dry_penalty_last_n": self.settings.context_tokens,
+                "dry_sequence_breakers": DRY_SEQUENCE_BREAKERS,
+            }
         if schema is not None:
             body["response_format"] = {
                 "type": "json_schema",

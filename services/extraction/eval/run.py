@@ -13,7 +13,8 @@ Per model it reports, on the labelled Changelog episodes of the chosen split (se
 - precision: kept insights that match a label, or that the reviewer list (reviewed.json) marks specific and
   true; unreviewed ones count as wrong;
 - grounded: kept insights whose quote is verbatim in the transcript (must be 1.0);
-- synthesized: kept insights whose text is a synthesis, not the quote or a piece of it;
+- synthesized: kept insights whose text is a synthesis: not the quote or a piece of it, and not a copy of it
+  behind an attribution ("Ana Ruiz says" and twelve or more of the quote's words in a row);
 - sponsor: kept insights quoted from the sponsor reads the evaluation puts where ad breaks were cut;
 - CPU seconds per audio hour (the embedded llama-server's CPU plus this process's; a remote endpoint's CPU is
   not visible, so its row says so), and tokens in and out, per audio hour and per stage.
@@ -47,7 +48,7 @@ from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.eval import corpus
 from podbrief_extraction.eval.corpus import Episode
 from podbrief_extraction.extractor import ExtractionResult, Extractor
-from podbrief_extraction.grounding import norm_tokens
+from podbrief_extraction.grounding import copied, norm_tokens
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
 from podbrief_extraction.settings import ExtractionSettings
 
@@ -129,11 +130,13 @@ class EpisodeScore:
 
 
 def is_synthesis(text: str, quote: str) -> bool:
-    """A text is a synthesis unless it is the quote, or a piece of it, nearly word for word."""
+    """A text is a synthesis unless it is the quote, or a piece of it, nearly word for word, or copies it: twelve
+    or more of the quote's words in a row, as in "Ana Ruiz says" and then the quote's own sentence (the writer's
+    `copied` rule)."""
     t, q = norm_tokens(text), norm_tokens(quote)
     if not t:
         return False
-    if " ".join(t) in " ".join(q):
+    if " ".join(t) in " ".join(q) or copied(text, quote):
         return False
     shared = len(set(t) & set(q)) / len(set(t) | set(q))
     return shared < 0.9
@@ -423,14 +426,15 @@ async def _run_episode(
 
 
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
-    """Recompute the figures of a saved report with the current reviewer list and second reader (no model is
-    run)."""
+    """Recompute the figures of a saved report with the current reviewer list, second reader and definition of a
+    synthesis (no model is run)."""
     reviewed = load_reviewed()
     for m in report["models"]:
         for ep in m["episodes"]:
             for ins in ep["insights"]:
                 r = reviewed.get(review_key(ep["file"], ins["quote"], ins["text"]))
                 ins["review"] = r["verdict"] if r else None
+                ins["synthesized"] = is_synthesis(ins["text"], ins["quote"])
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
     files = {ep["file"] for m in report["models"] for ep in m["episodes"]}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from podbrief.events import Insight, insight_id
 from podbrief_extraction.eval import corpus
-from podbrief_extraction.eval.run import Meter, is_synthesis, reader_agreement, score_episode, summarise
+from podbrief_extraction.eval.run import Meter, is_synthesis, reader_agreement, rescore, score_episode, summarise
 from podbrief_extraction.extractor import Decision, ExtractionResult
 
 pytestmark = pytest.mark.unit
@@ -66,9 +66,24 @@ def test_the_sponsor_read_goes_after_each_break() -> None:
         ),
         ("Kyutai, a Paris non-profit founded a year ago, builds open models.", "So Kyutai is a non-profit lab.", True),
         ("so kyutai is a NON-PROFIT lab", "So Kyutai is a non-profit lab.", False),
+        # The quote behind an attribution is still the quote (the 1.5B model's habit).
+        (
+            "Alexandre Défossez says the dataset was fairly large, a few tens of thousands of hours, and it was "
+            "sufficient to get to the state for the demo.",
+            "The dataset was fairly large - I think a few tens of thousands of hours - and it was sufficient to get "
+            "to the state for the demo.",
+            False,
+        ),
+        (
+            "Alexandre Défossez says tens of thousands of hours of audio were enough for the demo, so Moshi needed "
+            "no more data than a speech recogniser.",
+            "The dataset was fairly large - I think a few tens of thousands of hours - and it was sufficient to get "
+            "to the state for the demo.",
+            True,
+        ),
     ],
 )
-def test_synthesis_means_not_the_quote_or_a_piece_of_it(text: str, quote: str, synthesized: bool) -> None:
+def test_synthesis_means_not_the_quote_a_piece_of_it_or_a_copy(text: str, quote: str, synthesized: bool) -> None:
     assert is_synthesis(text, quote) is synthesized
 
 
@@ -105,6 +120,31 @@ def test_scoring_an_episode() -> None:
     assert summary["recall"] == round(1 / len(ep.labels), 3) and summary["proposed"] == 2
     assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
+
+
+@needs_shared
+def test_a_rescore_applies_the_current_definition_of_a_synthesis() -> None:
+    # A report saved when "Ana Ruiz says" and the quote's own words counted as a synthesis is counted again.
+    from dataclasses import asdict
+
+    [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"})
+    quote = "And the model would get much better replies on trivia QA than it would get with the audio."
+    copy = "Alexandre Défossez says the model would get much better replies on trivia QA than it would get with audio."
+    restated = "Alexandre Défossez says Moshi answers trivia questions better from text than from speech."
+    episode = uuid.uuid4()
+    result = ExtractionResult(
+        [
+            Insight(insight_id=insight_id(episode, quote, t), text=text, quote=quote, start_s=t, end_s=t + 1)
+            for t, text in ((1.0, copy), (5.0, restated))
+        ]
+    )
+    saved = asdict(score_episode(ep, result, Meter(None), {}))
+    for row in saved["insights"]:
+        row["synthesized"] = True
+    report = {"set": "dev", "models": [{"endpoint": "embedded llama-server", "episodes": [saved]}]}
+    rows = rescore(report)["models"][0]["episodes"][0]["insights"]
+    assert [r["synthesized"] for r in rows] == [False, True]
+    assert report["models"][0]["summary"]["synthesized"] == 0.5
 
 
 @needs_shared

@@ -13,7 +13,7 @@ from podbrief.errors import RetryableError
 from podbrief.events import Person, Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.extractor import Extractor
-from podbrief_extraction.grounding import norm_tokens
+from podbrief_extraction.grounding import copied, norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
 from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, speaker_of, stage_of
 
@@ -88,6 +88,48 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
     schema = body["response_format"]["json_schema"]["schema"]
     point = schema["properties"]["p"]["items"]["properties"]
     assert schema["properties"]["p"]["maxItems"] == 3 and point["s"]["maximum"] >= 1 and "maxLength" in point["h"]
+
+
+async def test_a_text_that_copies_its_quote_is_written_again_with_dry() -> None:
+    # DRY (configured here for an endpoint; on by default for the embedded server) goes with a second write call
+    # when the first copied its quote ("Dana Whitfield says that" and the quote's own sentence); the select and
+    # verify answers may repeat their prompt's words (sentence numbers, a verdict's reason).
+    def write(quote: list[str], body: dict[str, Any]) -> str:
+        said = " ".join(quote)
+        return f"Dana Whitfield says that {restated(said) if 'dry_multiplier' in body else said}"
+
+    model = ScriptedModel(write=write)
+    llm = LLMSettings(base_url="http://llm.test/v1", model="fake-7b", max_retries=1, dry_multiplier=0.8)
+    result = await extractor(FakeOpenAI(responder=model), settings(llm=llm)).extract(
+        long_transcript(12), episode_id=EP, show="S", title="T"
+    )
+    writes = model.calls["write"]
+    assert writes and len(writes) == 2 * sum(1 for b in writes if "dry_multiplier" in b)
+    assert not any("dry_multiplier" in b for stage in ("select", "verify") for b in model.calls[stage])
+    assert result.insights and all(not copied(i.text, i.quote) for i in result.insights)
+    assert result.rewrites == len(writes) // 2
+    # Without DRY (an endpoint, by default) a copy is not asked again: the same request would answer the same.
+    model = ScriptedModel(write=write)
+    result = await extractor(FakeOpenAI(responder=model)).extract(
+        long_transcript(12), episode_id=EP, show="S", title="T"
+    )
+    assert model.calls["write"] and not any("dry_multiplier" in b for b in model.calls["write"])
+    assert result.insights and all(copied(i.text, i.quote) for i in result.insights)
+
+
+async def test_a_restatement_that_still_copies_leaves_the_first_text() -> None:
+    model = ScriptedModel(
+        write=lambda q, b: (
+            ("Dana Whitfield says that " if "dry_multiplier" in b else "Dana Whitfield says ") + " ".join(q)
+        )
+    )
+    llm = LLMSettings(base_url="http://llm.test/v1", model="fake-7b", max_retries=1, dry_multiplier=0.8)
+    result = await extractor(FakeOpenAI(responder=model), settings(llm=llm)).extract(
+        long_transcript(12), episode_id=EP, show="S", title="T"
+    )
+    assert result.insights and all(
+        i.text.startswith("Dana Whitfield says ") and "says that" not in i.text for i in result.insights
+    )
 
 
 def restated(quote: str) -> str:

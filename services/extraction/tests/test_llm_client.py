@@ -133,6 +133,38 @@ async def test_prompt_cache_is_off_for_the_embedded_server_and_not_sent_to_an_en
     assert (await body_of(LLMSettings(base_url="http://l:1/v1", cache_prompt=True), None))["cache_prompt"] is True
 
 
+async def test_dry_goes_with_answers_that_restate_on_the_embedded_server_and_where_configured() -> None:
+    async def bodies(settings: LLMSettings, base_url: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        fake = FakeOpenAI(['{"answer": "yes"}', '{"answer": "yes"}'])
+        async with LLMClient(settings, base_url=base_url, transport=fake.transport()) as llm:
+            await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer, restate=True)
+            await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer)
+        return fake.requests[0], fake.requests[1]
+
+    # The embedded llama-server: a writer's request carries the sampler, over the whole context; others do not.
+    written, other = await bodies(LLMSettings(context_tokens=4096), "http://127.0.0.1:9/v1")
+    assert written is not other
+    assert written["dry_multiplier"] == 0.8 and written["dry_allowed_length"] == 3
+    assert written["dry_penalty_last_n"] == 4096 and written["dry_base"] == 1.75
+    # Digits break a run, so a number is copied as it stands.
+    assert set("0123456789") <= set(written["dry_sequence_breakers"]) and "\n" in written["dry_sequence_breakers"]
+    assert not any(k.startswith("dry_") for k in other)
+    # An endpoint: nothing it might reject, unless configured; 0 turns it off everywhere.
+    written, _ = await bodies(LLMSettings(base_url="http://vllm:8000/v1"), None)
+    assert not any(k.startswith("dry_") for k in written)
+    written, _ = await bodies(LLMSettings(base_url="http://l:1/v1", dry_multiplier=0.5, dry_allowed_length=5), None)
+    assert (written["dry_multiplier"], written["dry_allowed_length"]) == (0.5, 5)
+    written, _ = await bodies(LLMSettings(dry_multiplier=0), "http://127.0.0.1:9/v1")
+    assert not any(k.startswith("dry_") for k in written)
+
+
+async def test_a_repair_request_keeps_the_dry_sampler() -> None:
+    fake = FakeOpenAI(["not json", '{"answer": "yes"}'])
+    async with LLMClient(LLMSettings(), base_url="http://127.0.0.1:9/v1", transport=fake.transport()) as llm:
+        out = await llm.complete_json([{"role": "user", "content": "q"}], SCHEMA, Answer, restate=True)
+    assert out.repaired and all(b["dry_multiplier"] == 0.8 for b in fake.requests)
+
+
 class SlotServer:
     """A fake llama-server that records chat requests and slot actions, and can lose its slot files."""
 

@@ -25,7 +25,7 @@ from podbrief_extraction.eval.run import is_synthesis
 from podbrief_extraction.extractor import Extractor
 from podbrief_extraction.grounding import norm_tokens
 from podbrief_extraction.llama_server import EmbeddedLlamaServer
-from podbrief_extraction.settings import ExtractionSettings, LLMSettings
+from podbrief_extraction.settings import ExtractionSettings
 from podbrief_extraction.verification import check_facts
 
 pytestmark = pytest.mark.slow
@@ -62,9 +62,12 @@ async def test_default_model_writes_grounded_syntheses_of_real_speech(
 ) -> None:
     transcript = excerpt(shared_dir)
     assert 200 < len(transcript.text.split()) < 600
-    s = ExtractionSettings(llm=LLMSettings(base_url=llama_server.base_url, cache_prompt=False))
+    s = ExtractionSettings()
     assert s.llm.model == "Qwen2.5-Coder-1.5B-Instruct"
-    async with LLMClient(s.llm) as llm:
+    # As the service talks to its embedded server: the URL given to the client (no prompt cache, the writer
+    # sampled with DRY).
+    async with LLMClient(s.llm, base_url=llama_server.base_url) as llm:
+        assert llm.cache_prompt is False and llm.dry_multiplier
         started = time.perf_counter()
         result = await Extractor(llm, s).extract(
             transcript,
