@@ -160,8 +160,9 @@ class LLMClient:
         self.settings = settings
         self.base_url = url.rstrip("/")
         # A base URL given here, not in the settings, is the embedded llama-server's.
+        embedded = base_url is not None and settings.base_url is None
         self.cache_prompt = settings.cache_prompt
-        if self.cache_prompt is None and base_url is not None and settings.base_url is None:
+        if self.cache_prompt is None and embedded:
             self.cache_prompt = False
         # The embedded llama-server, started with --slot-save-path: each system prompt is read once, saved as a
         # slot file, and restored before every request that starts with it. The prompt cache then saves the
@@ -171,7 +172,6 @@ class LLMClient:
         if pin_prefix:
             self.cache_prompt = True
         # DRY for answers that restate (see LLMSettings.dry_multiplier): on by default for the embedded server.
-        embedded = base_url is not None and settings.base_url is None
         self.dry_multiplier = settings.dry_multiplier
         if self.dry_multiplier is None:
             self.dry_multiplier = DEFAULT_DRY_MULTIPLIER if embedded else 0.0
