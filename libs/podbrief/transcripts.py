@@ -257,7 +257,8 @@ _INLINE_MARK = re.compile(
 )
 _MD_SPEAKER = re.compile(r"\s*\*\*(?P<name>[^*\n]{1,80}?)(?::\*\*|\*\*\s*:)\s*")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_MD_EMPHASIS = re.compile(r"(?<!\w)[*_]{1,3}(?=\S)|(?<=\S)[*_]{1,3}(?!\w)")
+# Emphasis marks, not escaped ones: `\*bleep\*` (the Changelog's bleeped word) is a literal `*bleep*`.
+_MD_EMPHASIS = re.compile(r"(?<![\w\\])[*_]{1,3}(?=\S)|(?<=[^\s\\])[*_]{1,3}(?!\w)")
 _MD_ESCAPE = re.compile(r"\\([\\`*_{}()#+\-.!])")
 
 

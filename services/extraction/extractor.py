@@ -576,7 +576,10 @@ class Extractor:
                     passages[i] = ctx.passage(c, self.settings)
         checks: list[tuple[Reason | None, str]] = []
         for c, p, w in zip(batch, passages, written, strict=True):
-            checks.append(self._gate(c, p, w, ctx))
+            problem, text = self._gate(c, p, w, ctx)
+            if problem is None and any(same_passage(c, k) for k in taken):
+                problem = "duplicate"  # its quote moved onto a kept insight's sentences: nothing to verify
+            checks.append((problem, text))
 
         async def verify(c: Candidate, p: _Passage, text: str) -> VerifyAnswer | None:
             try:
@@ -603,7 +606,7 @@ class Extractor:
                     problem = "verdict_partly"
                 elif verdict_label == "unsupported":
                     problem = "verdict_unsupported"
-            elif problem is not None and problem not in ("invalid_output", "truncated"):
+            elif problem is not None and problem not in ("invalid_output", "truncated", "duplicate"):
                 facts = problem in ("unsupported_number", "unsupported_name")
                 result.verdicts["facts" if facts else "gates"] += 1
                 if facts:
@@ -613,7 +616,7 @@ class Extractor:
             dropped: Reason | None = None
             if problem is None:
                 insight = self._insight(c, text, w, episode_id, ctx)
-            elif self.settings.quality.text_fallback == "quote" and self._quote_can_stand(c):
+            elif problem != "duplicate" and self.settings.quality.text_fallback == "quote" and self._quote_can_stand(c):
                 # The model's text was refused, so its labels are suspect too: a claim, with the topics the
                 # quote itself supports.
                 quoted = content_words(c.quote)
@@ -676,8 +679,9 @@ class Extractor:
         """The writer's answer. A text that names a topic instead of stating a claim ("X discusses Y"), or that
         starts with a pronoun, is asked for once more with the version's retry prompt; the second answer
         stands, and the gates judge it. A text that copies its quote (the speaker's name, then the quote's own
-        sentence) is written again with DRY where the server has it (`StructuredLLM.restates`), which penalises
-        repeating the passage; the restatement replaces it unless it copies too."""
+        sentence), or that the length bound cut off, is written again with DRY where the server has it
+        (`StructuredLLM.restates`), which penalises repeating the passage; which of the two stands is
+        `_restatement_wins`."""
         messages = self.prompts.write.render(
             show=ctx.show,
             title=ctx.title,
@@ -697,12 +701,32 @@ class Extractor:
                 {"role": "user", "content": follow},
             ]
             answer = await self._write_call(follow_up, result) or answer
-        if answer is not None and retry and self.llm.restates and copied(answer.t, c.quote):
+        if (
+            answer is not None
+            and retry
+            and self.llm.restates
+            and (copied(answer.t, c.quote) or not tidy_text(answer.t))
+        ):
             result.rewrites += 1
             restated = await self._write_call(messages, result, restate=True)
-            if restated is not None and not copied(restated.t, c.quote):
+            if restated is not None and self._restatement_wins(restated, answer, c, passage, ctx):
                 answer = restated
         return answer
+
+    def _restatement_wins(
+        self, restated: WriteAnswer, first: WriteAnswer, c: Candidate, passage: _Passage, ctx: _EpisodeContext
+    ) -> bool:
+        """Whether the text written again with DRY replaces the first, which copied its quote or was cut off at
+        the length bound (a long copy, mostly): when it passes the code's checks and restates, or when it
+        passes them and the first does not. A restatement that gets a fact wrong leaves a first text that passes
+        (a held-out run's restatement put Docker Hub's 2,500 repositories "on GitHub", and the facts check
+        refused a point its copy had kept); where neither passes, a restatement still replaces a copy, and the
+        gates judge it."""
+        passes = self._gate(c, passage, restated, ctx)[0] is None
+        first_passes = self._gate(c, passage, first, ctx)[0] is None
+        if passes != first_passes:
+            return passes
+        return not copied(restated.t, c.quote)
 
     async def _write_call(
         self, messages: list[dict[str, str]], result: ExtractionResult, *, restate: bool = False

@@ -143,6 +143,10 @@ def topic_only(text: str) -> bool:
     announce = _ANNOUNCE.search(sentence)
     if announce is None:
         return False
+    # Only as the sentence's own verb: "Matt Colyer says merchants reach buyers through Inbox, which lets them
+    # ask questions about returns" states a claim before its clause mentions asking.
+    if _CLAIM_CLAUSE.search(sentence[: announce.start()]):
+        return False
     # However long the list of topics ("the benefits and drawbacks of X, including Y and Z"), it is a topic.
     return _CLAIM_CLAUSE.search(sentence[announce.end() :]) is None
 

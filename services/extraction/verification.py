@@ -97,9 +97,10 @@ def numbers(text: str) -> set[float]:
                 current += _UNITS[w]
             elif w in _TENS:
                 current += _TENS[w]
-            elif w in _SCALES:
-                current = max(current, 1.0) * _SCALES[w]
-                if _SCALES[w] >= 1000:
+            elif w in _SCALES or (w.endswith("s") and w[:-1] in _SCALES):  # "two billions", as speakers say
+                scale = _SCALES[w if w in _SCALES else w[:-1]]
+                current = max(current, 1.0) * scale
+                if scale >= 1000:
                     total, current = total + current, 0.0
             elif w == "and" and i + 1 < len(expanded) and (expanded[i + 1] in _UNITS or expanded[i + 1] in _TENS):
                 pass
@@ -107,8 +108,8 @@ def numbers(text: str) -> set[float]:
                 break
             i += 1
         out.add(total + current)
-    # "1.5 billion", "12 thousand": a digit followed by a scale word.
-    for m in re.finditer(r"(\d+(?:\.\d+)?)\s+(hundred|thousand|million|billion|trillion)\b", text, re.IGNORECASE):
+    # "1.5 billion", "12 thousand", "3 billions": a digit followed by a scale word.
+    for m in re.finditer(r"(\d+(?:\.\d+)?)\s+(hundred|thousand|million|billion|trillion)s?\b", text, re.IGNORECASE):
         out.add(float(m.group(1)) * _SCALES[m.group(2).lower()])
     return out
 

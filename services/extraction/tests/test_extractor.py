@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from podbrief.errors import RetryableError
 from podbrief.events import Person, Segment, Transcript, insight_id
 from podbrief_extraction.adapters.llm import LLMClient
-from podbrief_extraction.extractor import Extractor
+from podbrief_extraction.extractor import ExtractionResult, Extractor
 from podbrief_extraction.grounding import copied, norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
 from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, speaker_of, stage_of
@@ -90,19 +91,31 @@ async def test_select_write_verify_keeps_a_grounded_synthesis_with_transcript_ti
     assert schema["properties"]["p"]["maxItems"] == 3 and point["s"]["maximum"] >= 1 and "maxLength" in point["h"]
 
 
-async def test_a_text_that_copies_its_quote_is_written_again_with_dry() -> None:
-    # DRY (configured here for an endpoint; on by default for the embedded server) goes with a second write call
-    # when the first copied its quote ("Dana Whitfield says that" and the quote's own sentence); the select and
-    # verify answers may repeat their prompt's words (sentence numbers, a verdict's reason).
-    def write(quote: list[str], body: dict[str, Any]) -> str:
-        said = " ".join(quote)
-        return f"Dana Whitfield says that {restated(said) if 'dry_multiplier' in body else said}"
+def writer(first: Callable[[str], str], dry: Callable[[str], str]) -> Callable[[list[str], dict[str, Any]], str]:
+    """A write rule for `ScriptedModel`: the text `first(quote)` makes of the marked quote, or with DRY on,
+    `dry(quote)`."""
+    return lambda quote, body: (dry if "dry_multiplier" in body else first)(" ".join(quote))
 
+
+async def extract_with_dry(write: Callable[[list[str], dict[str, Any]], str]) -> tuple[ScriptedModel, ExtractionResult]:
+    """A long transcript extracted by a writer that answers with `write`, DRY configured (here for an endpoint; on
+    by default for the embedded server)."""
     model = ScriptedModel(write=write)
     llm = LLMSettings(base_url="http://llm.test/v1", model="fake-7b", max_retries=1, dry_multiplier=0.8)
     result = await extractor(FakeOpenAI(responder=model), settings(llm=llm)).extract(
         long_transcript(12), episode_id=EP, show="S", title="T"
     )
+    return model, result
+
+
+async def test_a_text_that_copies_its_quote_is_written_again_with_dry() -> None:
+    # DRY goes with a second write call when the first copied its quote ("Dana Whitfield says that" and the
+    # quote's own sentence); the select and verify answers may repeat their prompt's words (sentence numbers, a
+    # verdict's reason).
+    write = writer(
+        lambda said: f"Dana Whitfield says that {said}", lambda said: f"Dana Whitfield says that {restated(said)}"
+    )
+    model, result = await extract_with_dry(write)
     writes = model.calls["write"]
     assert writes and len(writes) == 2 * sum(1 for b in writes if "dry_multiplier" in b)
     assert not any("dry_multiplier" in b for stage in ("select", "verify") for b in model.calls[stage])
@@ -118,18 +131,36 @@ async def test_a_text_that_copies_its_quote_is_written_again_with_dry() -> None:
 
 
 async def test_a_restatement_that_still_copies_leaves_the_first_text() -> None:
-    model = ScriptedModel(
-        write=lambda q, b: (
-            ("Dana Whitfield says that " if "dry_multiplier" in b else "Dana Whitfield says ") + " ".join(q)
-        )
-    )
-    llm = LLMSettings(base_url="http://llm.test/v1", model="fake-7b", max_retries=1, dry_multiplier=0.8)
-    result = await extractor(FakeOpenAI(responder=model), settings(llm=llm)).extract(
-        long_transcript(12), episode_id=EP, show="S", title="T"
+    _, result = await extract_with_dry(
+        writer(lambda said: f"Dana Whitfield says {said}", lambda said: f"Dana Whitfield says that {said}")
     )
     assert result.insights and all(
         i.text.startswith("Dana Whitfield says ") and "says that" not in i.text for i in result.insights
     )
+
+
+async def test_a_restatement_that_gets_a_fact_wrong_leaves_the_copy_that_passes() -> None:
+    # The copy is true; the restatement adds a year the passage never says, which the facts check refuses.
+    model, result = await extract_with_dry(
+        writer(
+            lambda said: f"Dana Whitfield says that {said}",
+            lambda said: f"Dana Whitfield says that in 2099 {restated(said)}",
+        )
+    )
+    assert any("dry_multiplier" in b for b in model.calls["write"]), "the copy was written again"
+    assert result.insights and all(i.text == f"Dana Whitfield says that {i.quote}" for i in result.insights)
+
+
+async def test_a_text_cut_off_at_the_length_bound_is_written_again_with_dry() -> None:
+    # A long copy runs into the schema's length bound and stops mid-sentence: no complete sentence to keep. The
+    # restatement is shorter and complete.
+    _, result = await extract_with_dry(
+        writer(
+            lambda said: f"Dana Whitfield says {said[:30]}", lambda said: f"Dana Whitfield says that {restated(said)}"
+        )
+    )
+    assert result.insights and all(i.text == f"Dana Whitfield says that {restated(i.quote)}" for i in result.insights)
+    assert result.dropped["truncated"] == 0
 
 
 def restated(quote: str) -> str:
@@ -699,37 +730,71 @@ async def test_a_written_passage_is_quoted_where_the_text_comes_from() -> None:
     assert "nap" in verified[0] and "email" not in verified[0]
 
 
+BACK = "Yeah, right, that makes sense."
+BATTERY = "Home battery prices fell by half between 2020 and 2024 in Germany."
+FUSION = "Nuclear fusion startups raised four billion dollars last year from private investors."
+SOLAR = "Solar panel installs doubled in Spain last year because loans got cheaper."
+
+
+def talk(*lines: str) -> Transcript:
+    """Dana Whitfield's sentences, one every ten seconds."""
+    segs = tuple(
+        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=t, speaker="Dana Whitfield") for i, t in enumerate(lines)
+    )
+    return Transcript(text="x", language="en", duration_s=10.0 * len(segs), segments=segs)
+
+
+def writes_about_the_battery(quote: list[str], body: dict[str, Any]) -> str:
+    """A writer that, shown the battery sentence anywhere in its passage's context, writes about it."""
+    if "Home battery" in FakeOpenAI.user_prompt(body):
+        return "Dana Whitfield says home battery prices in Germany fell by half between 2020 and 2024."
+    return point_without_backchannel(quote, body)
+
+
 async def test_two_passages_written_about_the_sentence_they_share_give_one_insight_and_the_next_takes_the_place() -> (
     None
 ):
     """The writer of the second passage reads the first fact in its context and writes about it: its quote moves
     onto the first insight's sentence. Not a second insight on the same sentences: a duplicate, and the
     episode's second place goes to the next candidate."""
-    back = "Yeah, right, that makes sense."
-    battery = "Home battery prices fell by half between 2020 and 2024 in Germany."
-    fusion = "Nuclear fusion startups raised four billion dollars last year from private investors."
-    solar = "Solar panel installs doubled in Spain last year because loans got cheaper."
-    lines = [back, back, battery, back, back, back, fusion, back, back, back, back, back, solar, back, back, back]
-    segs = tuple(
-        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=t, speaker="Dana Whitfield") for i, t in enumerate(lines)
-    )
-    t = Transcript(text="x", language="en", duration_s=10.0 * len(segs), segments=segs)
-
-    def write(quote: list[str], body: dict[str, Any]) -> str:
-        if "Home battery" in FakeOpenAI.user_prompt(body):
-            return "Dana Whitfield says home battery prices in Germany fell by half between 2020 and 2024."
-        return point_without_backchannel(quote, body)
+    t = talk(BACK, BACK, BATTERY, BACK, BACK, BACK, FUSION, *[BACK] * 5, SOLAR, BACK, BACK, BACK)
 
     def rate(passage: str) -> float:
         return 0.9 if "Home battery" in passage else 0.8 if "fusion" in passage else 0.6 if "Solar" in passage else 0.1
 
-    model = ScriptedModel(rate=rate, write=write)
+    model = ScriptedModel(rate=rate, write=writes_about_the_battery)
     s = settings(quality={"candidates": "passages", "max_insights_per_episode": 2}, prompt_version="v6")
     result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
     assert sorted(i.quote.count("Home battery") + 2 * i.quote.count("Solar") for i in result.insights) == [1, 2]
     [duplicate] = [d for d in result.decisions if d.outcome == "duplicate" and d.text]
     assert "Home battery" in duplicate.quote and "battery" in duplicate.text
     assert result.dropped["duplicate"] >= 1
+
+
+async def test_a_passage_written_onto_a_kept_insight_is_a_duplicate_without_a_verify_call() -> None:
+    """The first batch keeps the battery point and loses the wind point to the verifier. The next candidate's
+    writer writes about the battery sentence in its context: its quote moves onto the kept insight's sentences,
+    so it is a duplicate before anyone verifies it, and the place goes to the candidate after it."""
+    wind = "Offshore wind farms in Denmark now deliver power below forty euros per megawatt hour."
+    t = talk(BACK, BACK, BATTERY, BACK, BACK, BACK, FUSION, *[BACK] * 5, wind, *[BACK] * 5, SOLAR, BACK, BACK, BACK)
+
+    def rate(passage: str) -> float:
+        return next(
+            (p for word, p in (("battery", 0.9), ("wind", 0.85), ("fusion", 0.8), ("Solar", 0.6)) if word in passage),
+            0.1,
+        )
+
+    def verify(summary: str, _body: dict[str, Any]) -> tuple[str, str]:
+        return ("unsupported", "no") if "wind" in summary else ("supported", "yes")
+
+    model = ScriptedModel(rate=rate, write=writes_about_the_battery, verify=verify)
+    s = settings(quality={"candidates": "passages", "max_insights_per_episode": 2}, prompt_version="v6")
+    result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
+    [duplicate] = [d for d in result.decisions if d.outcome == "duplicate" and d.text]
+    assert "Home battery" in duplicate.quote and duplicate.verdict is None, "never sent to the verifier"
+    assert len(model.calls["verify"]) == sum(d.verdict is not None for d in result.decisions)
+    assert [d.outcome for d in result.decisions if "wind" in d.quote] == ["verdict_unsupported"]
+    assert sorted(i.quote.count("Home battery") + 2 * i.quote.count("Solar") for i in result.insights) == [1, 2]
 
 
 async def test_a_text_that_shares_nothing_with_the_passage_leaves_its_quote_where_it_was() -> None:

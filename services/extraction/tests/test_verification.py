@@ -25,6 +25,9 @@ def test_numbers_are_read_as_values_in_digits_and_words() -> None:
     assert numbers("fell by ninety percent in eighteen months") == {90.0, 18.0}
     assert numbers("8,000 euros, 2.5x faster, 1.5 billion users, the 1990s, 40%") >= {8000.0, 2.5, 1.5e9, 1990.0, 40.0}
     assert numbers("twelve thousand dollars and twenty-five cents") >= {12000.0, 25.0}
+    # A speaker's plural scale (a real dev passage: "2 billion and 3 billions") is the same figure.
+    assert numbers("2 billion and 3 billions, two millions") >= {2e9, 3e9, 2e6}
+    assert check_facts("down from 7 billion to 3 billion", "we started at 7 billion, now 3 billions").ok
     assert 0.5 in numbers("half of them") and 50.0 in numbers("half of them")
     # "one" and "a" are not figures to check.
     assert numbers("one of the first models, a new idea") == set()

@@ -194,6 +194,13 @@ def test_changelog_markdown_becomes_speaker_turns_with_interpolated_word_times()
     assert t.duration_s > 130.05  # the last turn runs on past the last known time
 
 
+def test_an_escaped_asterisk_is_a_literal_not_emphasis() -> None:
+    # The Changelog writes a bleeped word `\*bleep\*`: read as emphasis first, it had left `\bleep\`.
+    md = "**Phillip Carter:** Ship to learn, see what happens, \\*bleep\\* around and find out. It's *so* \\_fun\\_.\n"
+    t = parse_publisher_transcript(md.encode(), "text/markdown", language="en")
+    assert t.segments[0].text == "Ship to learn, see what happens, *bleep* around and find out. It's so _fun_."
+
+
 def test_markdown_is_sniffed_when_served_as_plain_text() -> None:
     t = parse_publisher_transcript(MARKDOWN.encode(), "text/plain")
     assert t.model == "publisher:markdown" and t.segments[0].speaker == "Adam Stacoviak"
@@ -210,7 +217,8 @@ def test_every_changelog_transcript_imports_with_speakers_and_monotonic_times(na
     t = parse_publisher_transcript(text, "text/markdown", language="en")
     speakers = {s.speaker for s in t.segments}
     assert None not in speakers and len(speakers) >= 2
-    assert all("**" not in s.text and "\\[" not in s.text for s in t.segments)
+    # No speaker markup and no escape left ("s\*\*t" is the author's literal "s**t").
+    assert all(":**" not in s.text and "\\" not in s.text for s in t.segments), "markup or an escape left"
     starts = [w.start_s for s in t.segments for w in s.words]
     assert starts == sorted(starts)
     # The last timestamp in the file is a lower bound for the duration; speech runs at 100-250 words a minute.
