@@ -87,8 +87,11 @@ VERIFY_MAX_TOKENS = 64
 
 class StructuredLLM(Protocol):
     model: str
-    # Whether `complete_json(..., restate=True)` penalises repeating the prompt (llama.cpp's DRY sampler).
-    restates: bool
+
+    @property
+    def restates(self) -> bool:
+        """Whether `complete_json(..., restate=True)` penalises repeating the prompt (llama.cpp's DRY sampler)."""
+        ...
 
     async def complete_json(
         self,

@@ -53,6 +53,7 @@ _TENS = {
     "ninety": 90,
 }
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000, "trillion": 10**12}
+_DIGITS_SCALE = re.compile(r"(\d+(?:\.\d+)?)\s+(" + "|".join(_SCALES) + r")s?\b", re.IGNORECASE)
 _SUFFIX = {"k": 1_000, "m": 1_000_000, "mm": 1_000_000, "b": 1_000_000_000, "bn": 1_000_000_000}
 # "one" and "a" are left out on purpose: "one of the first" is not a figure to check.
 _FRACTIONS = {"half": (0.5, 50.0), "quarter": (0.25, 25.0), "double": (2.0,), "twice": (2.0,), "triple": (3.0,)}
@@ -97,8 +98,7 @@ def numbers(text: str) -> set[float]:
                 current += _UNITS[w]
             elif w in _TENS:
                 current += _TENS[w]
-            elif w in _SCALES or (w.endswith("s") and w[:-1] in _SCALES):  # "two billions", as speakers say
-                scale = _SCALES[w if w in _SCALES else w[:-1]]
+            elif (scale := _SCALES.get(w.removesuffix("s"))) is not None:  # "two billions", as speakers say
                 current = max(current, 1.0) * scale
                 if scale >= 1000:
                     total, current = total + current, 0.0
@@ -109,7 +109,7 @@ def numbers(text: str) -> set[float]:
             i += 1
         out.add(total + current)
     # "1.5 billion", "12 thousand", "3 billions": a digit followed by a scale word.
-    for m in re.finditer(r"(\d+(?:\.\d+)?)\s+(hundred|thousand|million|billion|trillion)s?\b", text, re.IGNORECASE):
+    for m in _DIGITS_SCALE.finditer(text):
         out.add(float(m.group(1)) * _SCALES[m.group(2).lower()])
     return out
 

@@ -172,10 +172,8 @@ class LLMClient:
         if pin_prefix:
             self.cache_prompt = True
         # DRY for answers that restate (see LLMSettings.dry_multiplier): on by default for the embedded server.
-        self.dry_multiplier = settings.dry_multiplier
-        if self.dry_multiplier is None:
-            self.dry_multiplier = DEFAULT_DRY_MULTIPLIER if embedded else 0.0
-        self.restates = self.dry_multiplier > 0
+        dry = settings.dry_multiplier
+        self.dry_multiplier = dry if dry is not None else DEFAULT_DRY_MULTIPLIER if embedded else 0.0
         self._root = self.base_url.removesuffix("/v1")
         self._pin_lock = asyncio.Lock()
         self.model = settings.model
@@ -197,6 +195,11 @@ class LLMClient:
 
     async def __aexit__(self, *_exc: object) -> None:
         await self.aclose()
+
+    @property
+    def restates(self) -> bool:
+        """Whether `restate=True` requests are sampled with DRY (a multiplier above 0)."""
+        return self.dry_multiplier > 0
 
     async def complete_json(
         self,
