@@ -69,7 +69,13 @@ from podbrief_extraction.selection import (
     turn_words,
 )
 from podbrief_extraction.settings import ExtractionSettings
-from podbrief_extraction.texts import anchor_quote, shared_words, text_words, tidy_text
+from podbrief_extraction.texts import (
+    anchor_quote,
+    shared_words,
+    text_words,
+    tidy_text,
+    without_trailing_questions,
+)
 from podbrief_extraction.verification import anonymous_speaker, check_facts, misattributed
 from pydantic import BaseModel
 
@@ -618,8 +624,10 @@ class Extractor:
             outcome: str = "kept"
             dropped: Reason | None = None
             if problem is None:
+                self._end_on_the_point(c)
                 insight = self._insight(c, text, w, episode_id, ctx)
             elif problem != "duplicate" and self.settings.quality.text_fallback == "quote" and self._quote_can_stand(c):
+                self._end_on_the_point(c)
                 # The model's text was refused, so its labels are suspect too: a claim, with the topics the
                 # quote itself supports.
                 quoted = content_words(c.quote)
@@ -799,6 +807,14 @@ class Extractor:
             log.info("written text states what the passage does not", extra={"why": facts.describe()})
             return facts.reason or "unsupported_text", text
         return None, text
+
+    def _end_on_the_point(self, c: Candidate) -> None:
+        """A kept quote that ends with a question ends before it (`without_trailing_questions`), when what is
+        left is long enough to carry a claim; its times and speaker follow. The writer and the verifier read the
+        passage whole: this only decides what the brief quotes."""
+        trimmed = without_trailing_questions(c.sentences)
+        if len(trimmed) < len(c.sentences) and not self._too_short(trimmed):
+            c.sentences = trimmed
 
     def _quote_can_stand(self, c: Candidate) -> bool:
         q = self.settings.quality

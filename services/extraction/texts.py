@@ -1,5 +1,6 @@
 """Written texts: cut to whole sentences without filler (`tidy_text`), and the quote moved onto the sentences
-a text retells (`anchor_quote`), for a model that writes about a sentence next to the one it was given."""
+a text retells (`anchor_quote`), for a model that writes about a sentence next to the one it was given, and
+ended before a question that follows its point (`without_trailing_questions`)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,18 @@ def anchor_quote(
     ):
         return far
     return near
+
+
+# A sentence that asks: a question mark, perhaps inside closing quotes or brackets.
+_QUESTION_END = re.compile(r"\?[\"'”’)\]]*\s*$")
+
+
+def without_trailing_questions(sentences: Sequence[Sentence]) -> tuple[Sentence, ...]:
+    """A quote's sentences less the questions it ends with: a passage is its best sentence with one on either
+    side, and the one after is often the host's next question ("How fast is it on a normal phone?"), which is
+    not the point and not who made it. At least one sentence stays. A question that opens a quote stays: the
+    answer after it may need it ("Is it faster?" "Twice as fast.")."""
+    out = list(sentences)
+    while len(out) > 1 and _QUESTION_END.search(out[-1].text):
+        out.pop()
+    return tuple(out)

@@ -15,6 +15,8 @@ Per model it reports, on the labelled Changelog episodes of the chosen split (se
 - grounded: kept insights whose quote is verbatim in the transcript (must be 1.0);
 - synthesized: kept insights whose text is a synthesis: not the quote or a piece of it, and not a copy of it
   behind an attribution ("Ana Ruiz says" and twelve or more of the quote's words in a row);
+- third person: kept insights whose text reports in the brief's voice, not the speaker's own words in the first
+  person outside quotation marks ("Ana Ruiz says we cut bills by 45%");
 - sponsor: kept insights quoted from the sponsor reads the evaluation puts where ad breaks were cut;
 - CPU seconds per audio hour (the embedded llama-server's CPU plus this process's; a remote endpoint's CPU is
   not visible, so its row says so), and tokens in and out, per audio hour and per stage.
@@ -30,6 +32,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -142,6 +145,23 @@ def is_synthesis(text: str, quote: str) -> bool:
     return shared < 0.9
 
 
+# What a quotation looks like inside a written text: double quotes, or single quotes that open before a word and
+# close after one (so the apostrophes of "it's" and "Docker's" are not taken for quotation marks).
+_QUOTED = re.compile(r"[\"“][^\"”]*[\"”]|(?<![\w'’])['‘](?=\w).*?(?<=[\w.,!?…])['’](?![\w'’])")
+_FIRST_PERSON = re.compile(
+    r"(?<![\w'’])(?:(?i:me|my|mine|myself|we|our|ours|ourselves|let['’]s|we['’](?:re|ve|d|ll))"
+    r"|I|I['’](?:m|ve|d|ll)|us)(?![\w'’/-])"
+)
+
+
+def first_person(text: str) -> bool:
+    """Whether a text reports its speaker's words in the first person outside quotation marks ("Jeff Smith says
+    we are a purpose-built company and our true North ..."): the speaker's own sentence behind an attribution,
+    where the brief's voice is the third person ("... says Chrp is a purpose-built company"). "US" the country,
+    "I/O", and a first person inside a quotation ('... says, "we ship weekly"'), are not."""
+    return _FIRST_PERSON.search(_QUOTED.sub(" ", text)) is not None
+
+
 def label_matches(ep: Episode, located: corpus.Span | None) -> list[str]:
     """The labels whose evidence overlaps the transcript span `located`."""
     if located is None:
@@ -194,6 +214,7 @@ def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed:
                 "labels": matches,
                 "grounded": span is not None,
                 "synthesized": is_synthesis(ins.text, ins.quote),
+                "third_person": not first_person(ins.text),
                 "sponsor": sponsor,
                 "review": review["verdict"] if review else None,
             }
@@ -269,6 +290,7 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
         "precision": round(correct / len(kept), 3) if kept else None,
         "grounded": round(sum(i["grounded"] for i in kept) / len(kept), 3) if kept else None,
         "synthesized": round(sum(i["synthesized"] for i in kept) / len(kept), 3) if kept else None,
+        "third_person": round(sum(i["third_person"] for i in kept) / len(kept), 3) if kept else None,
         "sponsor_insights": sum(i["sponsor"] for i in kept),
         "cpu_s_per_audio_hour": None if remote else round(sum(s.cpu_s for s in scores) / audio_h, 1),
         "wall_s_per_audio_hour": round(sum(s.wall_s for s in scores) / audio_h, 1),
@@ -435,6 +457,7 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
                 r = reviewed.get(review_key(ep["file"], ins["quote"], ins["text"]))
                 ins["review"] = r["verdict"] if r else None
                 ins["synthesized"] = is_synthesis(ins["text"], ins["quote"])
+                ins["third_person"] = not first_person(ins["text"])
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
     files = {ep["file"] for m in report["models"] for ep in m["episodes"]}
@@ -445,9 +468,9 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
 
 
 TABLE_HEAD = (
-    "| model | recall | labels proposed | precision | grounded | synthesized | sponsor-read insights | "
+    "| model | recall | labels proposed | precision | grounded | synthesized | third person | sponsor-read insights | "
     "CPU s / audio h | tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | "
-    "CPU min / audio h at the trial's rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "CPU min / audio h at the trial's rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -461,7 +484,7 @@ def table(report: dict[str, Any]) -> str:
             f"| {m['model']} ({m['endpoint'] if m['preset'] is None else 'preset ' + m['preset']}) "
             f"| {s['recall']} ({s['found']}/{s['labels']}) | {proposed} "
             f"| {s['precision']} ({s['correct']}/{s['kept']}) "
-            f"| {s['grounded']} | {s['synthesized']} | {s['sponsor_insights']} | {cpu} "
+            f"| {s['grounded']} | {s['synthesized']} | {s.get('third_person', '–')} | {s['sponsor_insights']} | {cpu} "
             f"| {s['tokens_in_per_audio_hour']:,} / {s['tokens_out_per_audio_hour']:,} "
             f"| {s['wall_s_per_audio_hour']:.0f} | {s['prompt_tokens_per_s']} / {s['generation_tokens_per_s']} "
             f"| {s['cpu_min_per_audio_hour_at_trial_rates']} |"
@@ -472,7 +495,7 @@ def table(report: dict[str, Any]) -> str:
             f"| a second reader, by hand ({reader['points']} points, one quote each) "
             f"| {reader['recall']} ({reader['found']}/{reader['labels']}) | – "
             f"| {reader['precision']} ({reader['matching']}/{reader['points']}; labels only) | "
-            + " | ".join(["–"] * 8)
+            + " | ".join(["–"] * 9)
             + " |"
         )
     return TABLE_HEAD + "\n".join(rows) + "\n"
@@ -518,7 +541,11 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append("")
             for ins in ep["insights"]:
                 tag = ",".join(ins["labels"]) or (ins["review"] or "unreviewed")
-                flags = ("" if ins["synthesized"] else " [quote as text]") + (" [SPONSOR]" if ins["sponsor"] else "")
+                flags = (
+                    ("" if ins["synthesized"] else " [quote as text]")
+                    + ("" if ins.get("third_person", True) else " [first person]")
+                    + (" [SPONSOR]" if ins["sponsor"] else "")
+                )
                 lines.append(f"- [{tag}]{flags} {ins['text']}  \n  > {ins['quote'][:300]}")
             lines.append("")
     return "\n".join(lines)

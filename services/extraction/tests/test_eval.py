@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from podbrief.events import Insight, insight_id
 from podbrief_extraction.eval import corpus
-from podbrief_extraction.eval.run import Meter, is_synthesis, reader_agreement, rescore, score_episode, summarise
+from podbrief_extraction.eval.run import (
+    Meter,
+    first_person,
+    is_synthesis,
+    reader_agreement,
+    rescore,
+    score_episode,
+    summarise,
+    table,
+)
 from podbrief_extraction.extractor import Decision, ExtractionResult
 
 pytestmark = pytest.mark.unit
@@ -87,6 +96,30 @@ def test_synthesis_means_not_the_quote_a_piece_of_it_or_a_copy(text: str, quote:
     assert is_synthesis(text, quote) is synthesized
 
 
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        # Kept texts of the evaluation's runs: the speaker's sentence behind "X says".
+        ("Jeff Smith says we are a purpose-built company and our true North goes deeper in our faith.", True),
+        ("Phillip Carter says it's good for our business because users dig deeper.", True),
+        ("Ajay Kulkarni says the team indexed the docs, and I haven't seen anyone else doing it.", True),
+        ("Jeff Smith says again, not to put more directions on the company, but let’s master health first.", True),
+        ("Matt Colyer says we've settled on a compass metaphor for evaluating AI solutions.", True),
+        ("Commercial models get teams from zero to one. We then move to open models for control.", True),
+        # The third person, and the words that only look like a first person.
+        ("Jeff Smith says the US military needs to address suicide rates with screening tools.", False),
+        ("Sid Sijbrandij says it's Docker's best year, and the users' data shows it.", False),
+        ("Kent Quirk says I/O dominates the latency of Go services that talk to databases.", False),
+        # A first person inside a quotation is the speaker's, quoted: the brief's voice.
+        ("Jeff Smith says music mirrors mood: 'if we can bottle this up, we've got a rocket ship.'", False),
+        ('Scott Johnston says Docker focused on developers first, "we knew that three years ago".', False),
+        ("Kent Quirk says Go's 'compatibility promise' matters, and we rely on it.", True),
+    ],
+)
+def test_a_text_in_the_speakers_first_person_is_told_from_one_in_the_third(text: str, first: bool) -> None:
+    assert first_person(text) is first
+
+
 @needs_shared
 def test_scoring_an_episode() -> None:
     [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"})
@@ -123,28 +156,35 @@ def test_scoring_an_episode() -> None:
 
 
 @needs_shared
-def test_a_rescore_applies_the_current_definition_of_a_synthesis() -> None:
-    # A report saved when "Ana Ruiz says" and the quote's own words counted as a synthesis is counted again.
+def test_a_rescore_applies_the_current_definitions_of_a_synthesis_and_the_third_person() -> None:
+    # A report saved when "Ana Ruiz says" and the quote's own words counted as a synthesis is counted again, and
+    # one saved before the third person was measured gains it.
     from dataclasses import asdict
 
     [ep] = corpus.load("dev", transcripts=SHARED, only={"practical-ai-298"})
     quote = "And the model would get much better replies on trivia QA than it would get with the audio."
     copy = "Alexandre Défossez says the model would get much better replies on trivia QA than it would get with audio."
     restated = "Alexandre Défossez says Moshi answers trivia questions better from text than from speech."
+    ours = "Alexandre Défossez says our model answers trivia questions better from text than from speech."
     episode = uuid.uuid4()
     result = ExtractionResult(
         [
             Insight(insight_id=insight_id(episode, quote, t), text=text, quote=quote, start_s=t, end_s=t + 1)
-            for t, text in ((1.0, copy), (5.0, restated))
+            for t, text in ((1.0, copy), (5.0, restated), (9.0, ours))
         ]
     )
     saved = asdict(score_episode(ep, result, Meter(None), {}))
     for row in saved["insights"]:
         row["synthesized"] = True
-    report = {"set": "dev", "models": [{"endpoint": "embedded llama-server", "episodes": [saved]}]}
+        del row["third_person"]
+    model = {"model": "qwen", "preset": "qwen1.5b", "endpoint": "embedded llama-server", "episodes": [saved]}
+    report = {"set": "dev", "models": [model]}
     rows = rescore(report)["models"][0]["episodes"][0]["insights"]
-    assert [r["synthesized"] for r in rows] == [False, True]
-    assert report["models"][0]["summary"]["synthesized"] == 0.5
+    assert [r["synthesized"] for r in rows] == [False, True, True]
+    assert [r["third_person"] for r in rows] == [True, True, False]
+    summary = report["models"][0]["summary"]
+    assert summary["synthesized"] == summary["third_person"] == round(2 / 3, 3)
+    assert "| 0.667 | 0.667 |" in table(report)
 
 
 @needs_shared

@@ -705,18 +705,9 @@ async def test_a_written_passage_is_quoted_where_the_text_comes_from() -> None:
         "Anyway, that is a different story.",
         "We should all stop checking email before ten in the morning, it ruins focus.",
     ]
-    segs = tuple(
-        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=line, speaker="Dana Whitfield")
-        for i, line in enumerate(lines)
-    )
-    t = Transcript(text=" ".join(lines), language="en", duration_s=30.0, segments=segs)
+    t = talk(*lines)
     text = "Dana Whitfield says a twenty minute afternoon nap doubled her focus in the evening, a cheap habit to try."
-    verified: list[str] = []
-
-    def verify(_summary: str, body: dict[str, Any]) -> tuple[str, str]:
-        verified.append(FakeOpenAI.user_prompt(body))
-        return "supported", "the passage says so"
-
+    verified, verify = verifier()
     model = ScriptedModel(rate=lambda p: 0.9 if "email" in p else 0.1, write=lambda _q, _b: text, verify=verify)
     s = settings(
         quality={"candidates": "passages", "max_insights_per_episode": 1, "verify_context": 0},
@@ -730,18 +721,55 @@ async def test_a_written_passage_is_quoted_where_the_text_comes_from() -> None:
     assert "nap" in verified[0] and "email" not in verified[0]
 
 
+async def test_a_kept_quote_ends_before_the_hosts_next_question_and_is_credited_to_who_made_the_point() -> None:
+    """The passage is the rated sentence with one on either side, and the one after it is the host asking the
+    next question: the writer and the verifier read it, the brief does not quote it."""
+    t = said(
+        ("Dana Whitfield", "I spent ten years installing storage for families across the country."),
+        ("Dana Whitfield", "Home battery prices fell by half between 2020 and 2024 in Germany."),
+        ("Tom Hale", "So should everyone buy one now, or wait another year?"),
+    )
+    text = "Dana Whitfield says home battery prices in Germany halved between 2020 and 2024, so storage now pays."
+    verified, verify = verifier()
+    model = ScriptedModel(rate=lambda p: 0.9 if "battery" in p else 0.1, write=lambda _q, _b: text, verify=verify)
+    s = settings(quality={"candidates": "passages", "max_insights_per_episode": 1}, prompt_version="v6")
+    result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
+    assert any(">> So should everyone buy one now" in FakeOpenAI.user_prompt(b) for b in model.calls["write"])
+    assert "So should everyone buy one now" in verified[0]
+    [insight] = result.insights
+    assert insight.quote.endswith("between 2020 and 2024 in Germany.") and "?" not in insight.quote
+    assert insight.end_s == 19.0 and insight.speaker == "Dana Whitfield"
+    assert insight.insight_id == insight_id(EP, insight.quote, insight.start_s)
+
+
 BACK = "Yeah, right, that makes sense."
 BATTERY = "Home battery prices fell by half between 2020 and 2024 in Germany."
 FUSION = "Nuclear fusion startups raised four billion dollars last year from private investors."
 SOLAR = "Solar panel installs doubled in Spain last year because loans got cheaper."
 
 
+def said(*turns: tuple[str, str]) -> Transcript:
+    """(speaker, sentence) turns, one every ten seconds."""
+    segs = tuple(
+        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=text, speaker=who) for i, (who, text) in enumerate(turns)
+    )
+    return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=10.0 * len(segs), segments=segs)
+
+
 def talk(*lines: str) -> Transcript:
     """Dana Whitfield's sentences, one every ten seconds."""
-    segs = tuple(
-        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=t, speaker="Dana Whitfield") for i, t in enumerate(lines)
-    )
-    return Transcript(text="x", language="en", duration_s=10.0 * len(segs), segments=segs)
+    return said(*(("Dana Whitfield", line) for line in lines))
+
+
+def verifier() -> tuple[list[str], Callable[[str, dict[str, Any]], tuple[str, str]]]:
+    """A verify rule for `ScriptedModel` that finds every text supported, and the passages it was shown."""
+    shown: list[str] = []
+
+    def verify(_summary: str, body: dict[str, Any]) -> tuple[str, str]:
+        shown.append(FakeOpenAI.user_prompt(body))
+        return "supported", "the passage says so"
+
+    return shown, verify
 
 
 def writes_about_the_battery(quote: list[str], body: dict[str, Any]) -> str:

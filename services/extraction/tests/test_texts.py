@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.chunking import Sentence, chunk_transcript
-from podbrief_extraction.texts import anchor_quote, tidy_text
+from podbrief_extraction.texts import anchor_quote, tidy_text, without_trailing_questions
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +83,21 @@ def test_tidy_text_keeps_decimals_and_versions_whole() -> None:
         "Docker's site docker.com lists 3.5 plans. Cut off at 2."
     )
     assert tidy_text("Prices fell by 2.5 percent and then") is None
+
+
+def test_a_quote_ends_before_the_questions_that_follow_its_point() -> None:
+    claim = "A model that needs only two gigabytes of memory now answers everyday questions like the cloud ones."
+    sentences = sentences_of(
+        ("Priya Raman", "Here is the headline."),
+        ("Priya Raman", claim),
+        ("Maya Chen", "How fast is it on a normal phone?"),
+        ("Maya Chen", 'And what does it cost in battery, "per answer?"'),
+    )
+    kept = without_trailing_questions(sentences)
+    assert [s.text for s in kept] == ["Here is the headline.", claim]
+    assert kept[-1].end_s < sentences[-2].start_s  # the quote's time ends with its point
+    # A question that opens the quote stays (the answer may need it), and a quote that is only questions keeps one.
+    asked = sentences_of(("Maya Chen", "Is it faster than the cloud on a phone?"), ("Priya Raman", claim))
+    assert without_trailing_questions(asked) == asked
+    only = sentences_of(("Maya Chen", "Is it faster than the cloud on a phone?"), ("Maya Chen", "And is it cheaper?"))
+    assert [s.text for s in without_trailing_questions(only)] == ["Is it faster than the cloud on a phone?"]
