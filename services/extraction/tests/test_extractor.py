@@ -552,16 +552,9 @@ def facts_among_backchannel(facts: list[str]) -> Transcript:
     """One guest, a segment every 30 s: each fact, then the sponsor read, in the middle of five segments of
     backchannel ("Yeah, right, ..."), so code proposes each as a passage of its own."""
     lines = [*facts, SPONSOR]
-    segs = tuple(
-        Segment(
-            start_s=i * 30.0,
-            end_s=i * 30.0 + 29.0,
-            text=lines[i // 5] if i % 5 == 2 else "Yeah, right, that makes sense.",
-            speaker="Dana Whitfield",
-        )
-        for i in range(5 * len(lines))
+    return said(
+        *(("Dana Whitfield", lines[i // 5] if i % 5 == 2 else BACK) for i in range(5 * len(lines))), every_s=30.0
     )
-    return Transcript(text="x", language="en", duration_s=30.0 * len(segs), segments=segs)
 
 
 async def test_code_proposed_passages_are_written_with_an_importance_that_ranks_them() -> None:
@@ -641,28 +634,24 @@ async def test_who_speaks_moves_the_rating_a_guests_point_made_at_length_over_a_
     """The model rates the host's aside a little higher than the guest's point; the feed names who hosts and
     who is the guest, and the guest makes the point well into a long turn: that point is the one kept."""
     host, guest = "Hal Porter", "Dana Whitfield"
-    back = "Yeah, right, that makes sense."
     turns = [
-        (host, back),
-        (guest, back),
+        (host, BACK),
+        (guest, BACK),
         (host, "Home battery prices fell by half between 2020 and 2024 in Germany."),
-        (guest, back),
-        (host, back),
-        (guest, back),
-        (host, back),
+        (guest, BACK),
+        (host, BACK),
+        (guest, BACK),
+        (host, BACK),
         (
             guest,
             "We spent three years building grid software for utilities in Texas. Nuclear fusion startups raised "
             "four billion dollars last year from private investors. Most of that money goes to magnets and pilots.",
         ),
-        (host, back),
-        (guest, back),
-        (host, back),
+        (host, BACK),
+        (guest, BACK),
+        (host, BACK),
     ]
-    segs = tuple(
-        Segment(start_s=i * 30.0, end_s=i * 30.0 + 29.0, text=text, speaker=who) for i, (who, text) in enumerate(turns)
-    )
-    t = Transcript(text="x", language="en", duration_s=30.0 * len(segs), segments=segs)
+    t = said(*turns, every_s=30.0)
 
     def rate(passage: str) -> float:
         return 0.85 if "Home battery" in passage else 0.8 if "Nuclear fusion" in passage else 0.05
@@ -748,12 +737,13 @@ FUSION = "Nuclear fusion startups raised four billion dollars last year from pri
 SOLAR = "Solar panel installs doubled in Spain last year because loans got cheaper."
 
 
-def said(*turns: tuple[str, str]) -> Transcript:
-    """(speaker, sentence) turns, one every ten seconds."""
+def said(*turns: tuple[str, str], every_s: float = 10.0) -> Transcript:
+    """(speaker, sentence) turns, one every `every_s` seconds, each lasting a second less."""
     segs = tuple(
-        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9.0, text=text, speaker=who) for i, (who, text) in enumerate(turns)
+        Segment(start_s=i * every_s, end_s=(i + 1) * every_s - 1.0, text=text, speaker=who)
+        for i, (who, text) in enumerate(turns)
     )
-    return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=10.0 * len(segs), segments=segs)
+    return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=every_s * len(segs), segments=segs)
 
 
 def talk(*lines: str) -> Transcript:
