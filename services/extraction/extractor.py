@@ -71,12 +71,18 @@ from podbrief_extraction.selection import (
 from podbrief_extraction.settings import ExtractionSettings
 from podbrief_extraction.texts import (
     anchor_quote,
+    on_the_point,
     shared_words,
     text_words,
     tidy_text,
-    without_trailing_questions,
 )
-from podbrief_extraction.verification import anonymous_speaker, check_facts, misattributed
+from podbrief_extraction.verification import (
+    anonymous_speaker,
+    check_facts,
+    credit_the_show,
+    misattributed,
+    unfounded_lead,
+)
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -624,10 +630,10 @@ class Extractor:
             outcome: str = "kept"
             dropped: Reason | None = None
             if problem is None:
-                self._end_on_the_point(c)
+                self._on_the_point(c)
                 insight = self._insight(c, text, w, episode_id, ctx)
             elif problem != "duplicate" and self.settings.quality.text_fallback == "quote" and self._quote_can_stand(c):
-                self._end_on_the_point(c)
+                self._on_the_point(c)
                 # The model's text was refused, so its labels are suspect too: a claim, with the topics the
                 # quote itself supports.
                 quoted = content_words(c.quote)
@@ -785,6 +791,21 @@ class Extractor:
             text, people=known, quote_speakers=[s.speaker for s in c.sentences if s.speaker], passage=passage.plain
         )
 
+    def _credited(self, text: str, passage: _Passage, ctx: _EpisodeContext) -> str | None:
+        """The text with a credit nothing founds given to the show, or None when it cannot be. Only where the
+        passage has no named speaker and the feed names more than one person (one is the quote's speaker,
+        `speaker_of`): a name the passage never mentions is then the model's guess, mostly the host's, for what
+        the guest said ("Daniel Okafor says ..." becomes "The Margin Call hears that ...")."""
+        if len(ctx.people) < 2 or any(not anonymous_speaker(s) for s in passage.speakers):
+            return text
+        person = unfounded_lead(text, people=[p.name for p in ctx.people], passage=passage.plain)
+        if person is None:
+            return text
+        credited = credit_the_show(text, person=person, show=ctx.show)
+        if credited is not None:
+            log.info("credit given to the show", extra={"person": person})
+        return credited
+
     def _gate(
         self, c: Candidate, passage: _Passage, written: WriteAnswer | None, ctx: _EpisodeContext
     ) -> tuple[Reason | None, str]:
@@ -795,6 +816,10 @@ class Extractor:
         text = tidy_text(written.t)
         if text is None:
             return "truncated", written.t
+        credited = self._credited(text, passage, ctx)
+        if credited is None:
+            return "misattributed", text
+        text = credited
         problem = specificity_problem(text, min_words=q.min_text_words, context=passage.context)
         if problem is not None:
             return problem, text
@@ -808,12 +833,12 @@ class Extractor:
             return facts.reason or "unsupported_text", text
         return None, text
 
-    def _end_on_the_point(self, c: Candidate) -> None:
-        """A kept quote that ends with a question ends before it (`without_trailing_questions`), when what is
-        left is long enough to carry a claim; its times and speaker follow. The writer and the verifier read the
-        passage whole: this only decides what the brief quotes."""
-        trimmed = without_trailing_questions(c.sentences)
-        if len(trimmed) < len(c.sentences) and not self._too_short(trimmed):
+    def _on_the_point(self, c: Candidate) -> None:
+        """A kept quote without the backchannel it opens or ends with and the questions it ends with
+        (`on_the_point`), when what is left is long enough to carry a claim; its times and speaker follow. The
+        writer and the verifier read the passage whole: this only decides what the brief quotes."""
+        trimmed = on_the_point(c.sentences)
+        if trimmed != tuple(c.sentences) and not self._too_short(trimmed):
             c.sentences = trimmed
 
     def _quote_can_stand(self, c: Candidate) -> bool:

@@ -1,11 +1,13 @@
 """Written texts: cut to whole sentences without filler (`tidy_text`), and the quote moved onto the sentences
 a text retells (`anchor_quote`), for a model that writes about a sentence next to the one it was given, and
-ended before a question that follows its point (`without_trailing_questions`)."""
+a kept quote cut to its point: without the backchannel it opens or ends with or the questions that follow it
+(`on_the_point`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 from podbrief_extraction.chunking import Sentence
 from podbrief_extraction.grounding import content_words, norm_tokens
@@ -100,14 +102,39 @@ def anchor_quote(
 
 # A sentence that asks: a question mark, perhaps inside closing quotes or brackets.
 _QUESTION_END = re.compile(r"\?[\"'”’)\]]*\s*$")
+_FRAGMENT_END = re.compile(r"(?<=[.!?…])\s+")
 
 
-def without_trailing_questions(sentences: Sequence[Sentence]) -> tuple[Sentence, ...]:
-    """A quote's sentences less the questions it ends with: a passage is its best sentence with one on either
-    side, and the one after is often the host's next question ("How fast is it on a normal phone?"), which is
-    not the point and not who made it. At least one sentence stays. A question that opens a quote stays: the
-    answer after it may need it ("Is it faster?" "Twice as fast.")."""
+# Words that only acknowledge ("Yeah, for sure.", "Right.", "Sure, sure."): a sentence of nothing else says
+# that someone listens, not what they claim. "No" is not among them: it answers.
+_BACKCHANNEL = frozenset(
+    "yeah yes yep yup right sure exactly okay ok well so um uh umm mm hmm mhm mm-hmm uh-huh totally absolutely "
+    "definitely indeed oh wow cool great true correct agreed for of course i mean fair enough got it gotcha".split()
+)
+
+
+def backchannel(text: str) -> bool:
+    """A sentence of at most four words that only acknowledges ("Yeah.", "Right.", "Yeah, for sure.")."""
+    words = re.findall(r"[a-z]+(?:-[a-z]+)*", text.lower())
+    return 0 < len(words) <= 4 and all(w in _BACKCHANNEL for w in words) and not _QUESTION_END.search(text)
+
+
+def on_the_point(sentences: Sequence[Sentence]) -> tuple[Sentence, ...]:
+    """A quote's sentences less the backchannel it opens or ends with ("Right. The price has fallen by 90%")
+    and the questions it ends with: a passage is its best sentence with one on either side, the one before is
+    often an answer's "Yeah." and the one after the host's next question ("How fast is it on a normal
+    phone?"), neither of them the point nor, often, said by whoever made it. At least one sentence stays. A
+    question that opens a quote stays: the answer after it may need it ("Is it faster?" "Twice as fast.")."""
     out = list(sentences)
-    while len(out) > 1 and _QUESTION_END.search(out[-1].text):
+    while len(out) > 1 and backchannel(out[0].text):
+        out.pop(0)
+    while len(out) > 1 and (_QUESTION_END.search(out[-1].text) or backchannel(out[-1].text)):
         out.pop()
+    # A fragment too short to be a sentence of its own ("Right.") opens the sentence it was joined to
+    # (`chunking.split_sentences`): it goes too, and the time stays the sentence's, a second early at most.
+    fragments = _FRAGMENT_END.split(out[0].text)
+    while len(fragments) > 1 and backchannel(fragments[0]):
+        fragments.pop(0)
+    if len(fragments) < len(_FRAGMENT_END.split(out[0].text)):
+        out[0] = replace(out[0], text=" ".join(fragments))
     return tuple(out)

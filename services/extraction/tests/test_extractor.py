@@ -448,8 +448,9 @@ async def test_model_picks_out_of_range_are_clamped_and_fragments_widened() -> N
     )
     result = await extractor(FakeOpenAI(responder=model)).extract(t, episode_id=EP, show="S", title="T")
     [ins] = result.insights
-    # "Yes." alone is too short to quote: the range grows by a sentence, within the chunk.
-    assert norm_tokens(ins.quote) == norm_tokens("Yes. Fusion startups raised four billion dollars last year.")
+    # "Yes." alone is too short to quote: the range grows by a sentence, within the chunk, and the brief quotes
+    # the point without the acknowledgement it opened with.
+    assert norm_tokens(ins.quote) == norm_tokens("Fusion startups raised four billion dollars last year.")
 
 
 async def test_answers_stay_small() -> None:
@@ -520,26 +521,64 @@ async def test_a_claim_credited_to_the_host_who_asked_is_written_again_and_refus
         assert not model.calls.get("verify"), "refused in code, before the verifier"
 
 
-async def test_without_speaker_labels_the_prompts_say_so_and_a_name_the_passage_contradicts_is_refused() -> None:
+def without_labels(*extra: Segment) -> Transcript:
+    """`host_and_guest` as Whisper would give it: the same words, no speaker labels; `extra` after the host's
+    question."""
     t = host_and_guest()
-    intro = Segment(start_s=4, end_s=5, text="I'm Jane Roe, and I run the battery lab.", speaker=None)
-    segments = (t.segments[0], intro, t.segments[1])
-    unlabelled = Transcript(
-        text=t.text,
+    segments = (t.segments[0], *extra, t.segments[1])
+    return Transcript(
+        text=" ".join(s.text for s in segments),
         language="en",
         duration_s=t.duration_s,
         segments=tuple(s.model_copy(update={"speaker": None}) for s in segments),
     )
-    text = "Tom Hale says home battery prices fell by half between 2020 and 2024 in Germany, so storage pays off."
-    model = ScriptedModel(select=guest_point, write=lambda _q, _b: text)
-    people = (Person(name="Tom Hale", role="host"), Person(name="Jane Roe", role="guest"))
+
+
+CLAIM = "home battery prices fell by half between 2020 and 2024 in Germany, so storage pays off."
+
+
+async def test_without_speaker_labels_a_credit_the_passage_does_not_found_goes_to_the_show() -> None:
+    # The host asks "So Dana, ...?": the passage names Dana, never Tom, so "Tom Hale says" is the model's guess.
+    model = ScriptedModel(select=guest_point, write=lambda _q, _b: f"Tom Hale says {CLAIM}")
+    people = (Person(name="Tom Hale", role="host"), Person(name="Dana Whitfield", role="guest"))
     result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
-        unlabelled, episode_id=EP, show="Energy Hour", title="Batteries", people=people
+        without_labels(), episode_id=EP, show="Energy Hour", title="Batteries", people=people
     )
     assert 'write "A guest on Energy Hour says' in FakeOpenAI.user_prompt(model.calls["select"][0])
     assert "does not say who speaks" in FakeOpenAI.user_prompt(model.calls["write"][0])
     assert "the insight starts with" not in FakeOpenAI.user_prompt(model.calls["write"][0])
-    assert result.insights == [] and result.dropped["misattributed"] == 1
+    [ins] = result.insights
+    assert ins.text == f"Energy Hour hears that {CLAIM}" and ins.speaker is None
+    # The verifier judged the text the brief prints.
+    assert f"Energy Hour hears that {CLAIM}" in FakeOpenAI.user_prompt(model.calls["verify"][0])
+
+
+@pytest.mark.parametrize(
+    ("writes", "intro", "kept"),
+    [
+        # Named in the passage ("So Dana, ..."): the name stands.
+        (f"Dana Whitfield says {CLAIM}", "I run the battery lab.", "Dana Whitfield says"),
+        # Named, but somebody else introduces themselves as the one who speaks: refused.
+        (f"Dana Whitfield says {CLAIM}", "I'm Tom Hale, and I run the battery lab.", None),
+        # Not named, and not a credit the show can take over (the text names him again): refused.
+        (f"Tom Hale says {CLAIM} Tom Hale agrees with it.", "I run the battery lab.", None),
+    ],
+)
+async def test_without_speaker_labels_a_named_credit_stands_only_where_the_passage_founds_it(
+    writes: str, intro: str, kept: str | None
+) -> None:
+    model = ScriptedModel(select=guest_point, write=lambda _q, _b: writes)
+    people = (Person(name="Tom Hale", role="host"), Person(name="Dana Whitfield", role="guest"))
+    segment = Segment(start_s=4, end_s=5, text=intro, speaker=None)
+    result = await extractor(FakeOpenAI(responder=model), settings(pick=True)).extract(
+        without_labels(segment), episode_id=EP, show="Energy Hour", title="Batteries", people=people
+    )
+    if kept is None:
+        assert result.insights == [] and result.dropped["misattributed"] == 1
+        assert not model.calls.get("verify"), "refused in code, before the verifier"
+    else:
+        [ins] = result.insights
+        assert ins.text.startswith(kept)
 
 
 def point_without_backchannel(quote: list[str], body: dict[str, Any]) -> str:
@@ -710,11 +749,12 @@ async def test_a_written_passage_is_quoted_where_the_text_comes_from() -> None:
     assert "nap" in verified[0] and "email" not in verified[0]
 
 
-async def test_a_kept_quote_ends_before_the_hosts_next_question_and_is_credited_to_who_made_the_point() -> None:
-    """The passage is the rated sentence with one on either side, and the one after it is the host asking the
-    next question: the writer and the verifier read it, the brief does not quote it."""
+async def test_a_kept_quote_is_cut_to_its_point_and_credited_to_who_made_it() -> None:
+    """The passage is the rated sentence with one on either side: the one before opens with an answer's "Right."
+    and the one after is the host asking the next question. The writer and the verifier read both whole; the
+    brief quotes neither the acknowledgement nor the question."""
     t = said(
-        ("Dana Whitfield", "I spent ten years installing storage for families across the country."),
+        ("Dana Whitfield", "Right. I spent ten years installing storage for families across the country."),
         ("Dana Whitfield", "Home battery prices fell by half between 2020 and 2024 in Germany."),
         ("Tom Hale", "So should everyone buy one now, or wait another year?"),
     )
@@ -724,9 +764,9 @@ async def test_a_kept_quote_ends_before_the_hosts_next_question_and_is_credited_
     s = settings(quality={"candidates": "passages", "max_insights_per_episode": 1}, prompt_version="v6")
     result = await extractor(FakeOpenAI(responder=model), s).extract(t, episode_id=EP, show="S", title="T")
     assert any(">> So should everyone buy one now" in FakeOpenAI.user_prompt(b) for b in model.calls["write"])
-    assert "So should everyone buy one now" in verified[0]
+    assert "So should everyone buy one now" in verified[0] and "Right. I spent ten years" in verified[0]
     [insight] = result.insights
-    assert insight.quote.endswith("between 2020 and 2024 in Germany.") and "?" not in insight.quote
+    assert insight.quote.startswith("I spent ten years") and insight.quote.endswith("2020 and 2024 in Germany.")
     assert insight.end_s == 19.0 and insight.speaker == "Dana Whitfield"
     assert insight.insight_id == insight_id(EP, insight.quote, insight.start_s)
 

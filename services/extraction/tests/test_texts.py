@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from podbrief.events import Segment, Transcript
 from podbrief_extraction.chunking import Sentence, chunk_transcript
-from podbrief_extraction.texts import anchor_quote, tidy_text, without_trailing_questions
+from podbrief_extraction.texts import anchor_quote, backchannel, on_the_point, tidy_text
 
 pytestmark = pytest.mark.unit
 
@@ -93,11 +93,54 @@ def test_a_quote_ends_before_the_questions_that_follow_its_point() -> None:
         ("Maya Chen", "How fast is it on a normal phone?"),
         ("Maya Chen", 'And what does it cost in battery, "per answer?"'),
     )
-    kept = without_trailing_questions(sentences)
+    kept = on_the_point(sentences)
     assert [s.text for s in kept] == ["Here is the headline.", claim]
     assert kept[-1].end_s < sentences[-2].start_s  # the quote's time ends with its point
     # A question that opens the quote stays (the answer may need it), and a quote that is only questions keeps one.
     asked = sentences_of(("Maya Chen", "Is it faster than the cloud on a phone?"), ("Priya Raman", claim))
-    assert without_trailing_questions(asked) == asked
+    assert on_the_point(asked) == asked
     only = sentences_of(("Maya Chen", "Is it faster than the cloud on a phone?"), ("Maya Chen", "And is it cheaper?"))
-    assert [s.text for s in without_trailing_questions(only)] == ["Is it faster than the cloud on a phone?"]
+    assert [s.text for s in on_the_point(only)] == ["Is it faster than the cloud on a phone?"]
+
+
+def test_a_quote_starts_and_ends_on_its_point_not_on_backchannel() -> None:
+    claim = "The price of running a language model has fallen by 90 percent in 18 months."
+    sentences = sentences_of(
+        ("Tom Becker", "Right."),
+        ("Tom Becker", "Yeah, for sure."),
+        ("Tom Becker", claim),
+        ("Daniel Okafor", "Mm-hmm."),
+    )
+    kept = on_the_point(sentences)
+    assert [s.text for s in kept] == [claim]
+    assert (kept[0].start_s, kept[-1].end_s) == (sentences[2].start_s, sentences[2].end_s)
+    # An answer's "No." is not backchannel, nor a short claim; a quote of backchannel only keeps one sentence.
+    answer = sentences_of(("Tom Becker", "No."), ("Tom Becker", claim))
+    assert on_the_point(answer) == answer
+    assert [s.text for s in on_the_point(sentences_of(("A", "Yeah."), ("A", "Right.")))] == ["Right."]
+    # Too short to be a sentence, "Right." was joined to the claim (`split_sentences`): it goes all the same.
+    [joined] = sentences_of(("Tom Becker", f"Right. Yeah. {claim}"))
+    assert joined.text.startswith("Right. Yeah.")
+    [kept_one] = on_the_point((joined,))
+    assert kept_one.text == claim and kept_one.start_s == joined.start_s
+    assert on_the_point(sentences_of(("Tom Becker", f"No. {claim}")))[0].text == f"No. {claim}"
+
+
+@pytest.mark.parametrize(
+    ("text", "only_acknowledges"),
+    [
+        ("Yeah.", True),
+        ("Right.", True),
+        ("Sure, sure.", True),
+        ("Yeah, for sure.", True),
+        ("Mm-hmm.", True),
+        ("Okay, got it.", True),
+        ("Right?", False),
+        ("No.", False),
+        ("It's fascinating.", False),
+        ("Yeah, prices fell.", False),
+        ("Yeah, yeah, yeah, yeah, yeah.", False),
+    ],
+)
+def test_backchannel_only_acknowledges(text: str, only_acknowledges: bool) -> None:
+    assert backchannel(text) is only_acknowledges

@@ -6,10 +6,12 @@ import pytest
 from podbrief_extraction.verification import (
     anonymous_speaker,
     check_facts,
+    credit_the_show,
     lead_person,
     misattributed,
     names,
     numbers,
+    unfounded_lead,
 )
 
 pytestmark = pytest.mark.unit
@@ -118,3 +120,51 @@ def test_a_claim_credited_to_someone_who_did_not_say_it(
 def test_a_diarizers_labels_are_anonymous_and_names_are_not() -> None:
     assert all(anonymous_speaker(x) for x in ("SPEAKER_01", "Speaker 2", "spk-3", "Unknown"))
     assert not any(anonymous_speaker(x) for x in ("Jeff Smith", "Speakerman Jones", "Chris"))
+
+
+@pytest.mark.parametrize(
+    ("text", "passage", "unfounded"),
+    [
+        ("Jeff Smith says 70 percent feel unheard.", "So what we found is that 70 percent feel unheard.", "Jeff Smith"),
+        ("Jeff says 70 percent feel unheard.", "So Jeff, what did you find? 70 percent feel unheard.", None),
+        ("Jeff Smith says 70 percent feel unheard.", "I'm Jeff Smith. We found 70 percent.", None),
+        ("Smith's team found 70 percent feel unheard.", "Thanks, Mr Smith.", None),
+        # A first name that is part of another word is not a mention.
+        ("Ana Ruiz says 70 percent feel unheard.", "Banana growers and Ruizton found 70 percent.", "Ana Ruiz"),
+        ("A guest on Practical AI says 70 percent feel unheard.", "We found 70 percent.", None),
+    ],
+)
+def test_a_credit_a_passage_without_labels_does_not_found(text: str, passage: str, unfounded: str | None) -> None:
+    assert unfounded_lead(text, people=PEOPLE, passage=passage) == unfounded
+    # Initials only: no name to look for, so nothing founds the credit.
+    assert unfounded_lead("J K says 70 percent feel unheard.", people=["J K"], passage="J K: we found it.") == "J K"
+
+
+@pytest.mark.parametrize(
+    ("text", "credited"),
+    [
+        (
+            "Daniel Okafor says the price of a model has fallen 90% in 18 months.",
+            "The Margin Call hears that the price of a model has fallen 90% in 18 months.",
+        ),
+        ("Okafor argues that batteries pay back.", "The Margin Call hears that batteries pay back."),
+        ("Daniel Okafor, the host, says: batteries pay back.", "The Margin Call hears that batteries pay back."),
+        ("Daniel explains how distillation cuts costs.", "The Margin Call hears how distillation cuts costs."),
+        # The name before the prompt's own form for an unknown speaker (a demo brief's garble) goes.
+        (
+            "Daniel Okafor says The Margin Call hears that batteries pay back.",
+            "The Margin Call hears that batteries pay back.",
+        ),
+        (
+            "Daniel Okafor says a guest on the margin call says that batteries pay back.",
+            "The Margin Call hears that batteries pay back.",
+        ),
+        # Not a plain credit, or the person named again: nothing to give the show.
+        ("Okafor's team found that batteries pay back.", None),
+        ("Daniel Okafor says batteries pay back, and Okafor bought one.", None),
+        ("Batteries pay back, Daniel Okafor says.", None),
+    ],
+)
+def test_a_credit_given_to_the_show(text: str, credited: str | None) -> None:
+    assert credit_the_show(text, person="Daniel Okafor", show="The Margin Call") == credited
+    assert credit_the_show(text, person="Daniel Okafor", show=" ") is None
