@@ -133,8 +133,9 @@ def on_the_point(sentences: Sequence[Sentence]) -> tuple[Sentence, ...]:
     # A fragment too short to be a sentence of its own ("Right.") opens the sentence it was joined to
     # (`chunking.split_sentences`): it goes too, and the time stays the sentence's, a second early at most.
     fragments = _FRAGMENT_END.split(out[0].text)
-    while len(fragments) > 1 and backchannel(fragments[0]):
-        fragments.pop(0)
-    if len(fragments) < len(_FRAGMENT_END.split(out[0].text)):
-        out[0] = replace(out[0], text=" ".join(fragments))
+    lead = 0
+    while lead < len(fragments) - 1 and backchannel(fragments[lead]):
+        lead += 1
+    if lead:
+        out[0] = replace(out[0], text=" ".join(fragments[lead:]))
     return tuple(out)

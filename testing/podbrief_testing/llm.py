@@ -1,5 +1,6 @@
 """Extraction's test support: fake OpenAI-compatible servers (in-process through httpx.MockTransport, or on
-loopback for services run as processes), and one embedded llama-server per session for real-model tests.
+loopback for services run as processes), one embedded llama-server per session for real-model tests, and
+transcripts written as (speaker, sentence) turns (`said`).
 
     # conftest.py
     from podbrief_testing.llm import llama_server  # noqa: F401  (the session fixture)
@@ -22,10 +23,20 @@ from typing import Any
 
 import httpx
 import pytest
+from podbrief.events import Segment, Transcript
 from podbrief_extraction.llama_server import REPO_ROOT, EmbeddedLlamaServer, resolve
 from podbrief_extraction.settings import EmbeddedLlamaSettings
 
 BUILD_TIMEOUT_S = 3600
+
+
+def said(*turns: tuple[str | None, str], every_s: float = 10.0) -> Transcript:
+    """(speaker, sentence) turns, one every `every_s` seconds, each lasting a second less."""
+    segs = tuple(
+        Segment(start_s=i * every_s, end_s=(i + 1) * every_s - 1.0, text=text, speaker=who)
+        for i, (who, text) in enumerate(turns)
+    )
+    return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=every_s * len(segs), segments=segs)
 
 
 def ensure_llama_binary(settings: EmbeddedLlamaSettings | None = None) -> None:

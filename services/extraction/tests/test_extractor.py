@@ -16,7 +16,7 @@ from podbrief_extraction.adapters.llm import LLMClient
 from podbrief_extraction.extractor import ExtractionResult, Extractor
 from podbrief_extraction.grounding import copied, norm_tokens
 from podbrief_extraction.settings import ChunkingSettings, ExtractionSettings, LLMSettings
-from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, speaker_of, stage_of
+from podbrief_testing.llm import FakeOpenAI, ScriptedModel, marked_sentences, said, speaker_of, stage_of
 
 pytestmark = pytest.mark.unit
 
@@ -775,15 +775,6 @@ BACK = "Yeah, right, that makes sense."
 BATTERY = "Home battery prices fell by half between 2020 and 2024 in Germany."
 FUSION = "Nuclear fusion startups raised four billion dollars last year from private investors."
 SOLAR = "Solar panel installs doubled in Spain last year because loans got cheaper."
-
-
-def said(*turns: tuple[str, str], every_s: float = 10.0) -> Transcript:
-    """(speaker, sentence) turns, one every `every_s` seconds, each lasting a second less."""
-    segs = tuple(
-        Segment(start_s=i * every_s, end_s=(i + 1) * every_s - 1.0, text=text, speaker=who)
-        for i, (who, text) in enumerate(turns)
-    )
-    return Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=every_s * len(segs), segments=segs)
 
 
 def talk(*lines: str) -> Transcript:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import pytest
-from podbrief.events import Segment, Transcript
 from podbrief_extraction.chunking import Sentence, chunk_transcript
 from podbrief_extraction.texts import anchor_quote, backchannel, on_the_point, tidy_text
+from podbrief_testing.llm import said
 
 pytestmark = pytest.mark.unit
 
@@ -15,12 +15,7 @@ FUSION = "Nuclear fusion startups raised four billion dollars last year from pri
 
 def sentences_of(*turns: tuple[str | None, str]) -> tuple[Sentence, ...]:
     """The sentences of one window over (speaker, text) turns, 10 s each."""
-    segs = tuple(
-        Segment(start_s=i * 10.0, end_s=i * 10.0 + 9, text=text, speaker=speaker)
-        for i, (speaker, text) in enumerate(turns)
-    )
-    t = Transcript(text=" ".join(s.text for s in segs), language="en", duration_s=len(segs) * 10.0, segments=segs)
-    return next(iter(chunk_transcript(t, window_s=600, max_tokens=900, overlap_s=0))).sentences
+    return next(iter(chunk_transcript(said(*turns), window_s=600, max_tokens=900, overlap_s=0))).sentences
 
 
 def test_a_picked_range_a_sentence_off_is_anchored_on_the_sentences_that_support_the_text() -> None:
