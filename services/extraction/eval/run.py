@@ -10,6 +10,9 @@ Per model it reports, on the labelled Changelog episodes of the chosen split (se
 - recall: labelled key insights found (an insight's quote overlaps one of the label's evidence spans);
 - labels proposed: labels that some candidate matched, kept or not (recall before the gates, the ranking and
   the episode's cap: where a lost label was lost);
+- ranking AUC: how well the episode-level ranking puts the candidates that match a label above those that match
+  none (0.5 is chance, 1.0 every labelled one first), averaged over episodes: the ranking judged apart from how
+  many candidates there were and how many the cap keeps;
 - precision: kept insights that match a label, or that the reviewer list (reviewed.json) marks specific and
   true; unreviewed ones count as wrong;
 - grounded: kept insights whose quote is verbatim in the transcript (must be 1.0);
@@ -169,6 +172,34 @@ def label_matches(ep: Episode, located: corpus.Span | None) -> list[str]:
     return [lab.id for lab in ep.labels if any(corpus.overlaps(located, s) for s in lab.spans)]
 
 
+# Candidates that never reached the episode's ranking: set aside as promotional, merged into another as its
+# duplicate, or not weighed at all.
+UNRANKED = frozenset({"promotional", "duplicate", "invalid_output"})
+
+
+def ranking_auc(decisions: Sequence[dict[str, Any]]) -> float | None:
+    """The probability that a ranked candidate matching a label scored above one matching none (ties count
+    half). None when the episode has no candidate of one kind, or when its decisions were saved without their
+    labels."""
+    ranked = [d for d in decisions if d["outcome"] not in UNRANKED]
+    if any("labels" not in d for d in ranked):
+        return None
+    pos: list[float] = [d["score"] for d in ranked if d["labels"]]
+    neg: list[float] = [d["score"] for d in ranked if not d["labels"]]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def with_labels(ep: Episode, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each decision with the labels its quote matches (a result saved before they were recorded gains them)."""
+    for d in decisions:
+        if "labels" not in d:
+            d["labels"] = label_matches(ep, ep.locate(d["quote"]))
+    return decisions
+
+
 def reader_agreement(episodes: Sequence[Episode]) -> dict[str, Any] | None:
     """The second reader's points scored as if they were an extraction's kept insights, one quote each: the
     labels they find (recall) and the points that match a label (precision, with no reviewer list). What two
@@ -195,7 +226,8 @@ def reader_agreement(episodes: Sequence[Episode]) -> dict[str, Any] | None:
 def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed: dict[str, Any]) -> EpisodeScore:
     found: set[str] = set()
     rows: list[dict[str, Any]] = []
-    proposed = {lab for d in result.decisions for lab in label_matches(ep, ep.locate(d.quote))}
+    decisions = with_labels(ep, [dict(d.__dict__) for d in result.decisions])
+    proposed = {lab for d in decisions for lab in d["labels"]}
     for ins in result.insights:
         span = ep.index.find(norm_tokens(ins.quote))
         located = span or ep.locate(ins.quote)
@@ -245,7 +277,7 @@ def score_episode(ep: Episode, result: ExtractionResult, meter: Meter, reviewed:
         dropped={str(k): v for k, v in result.dropped.items()},
         verdicts=dict(result.verdicts),
         candidates=result.candidates,
-        decisions=[d.__dict__ for d in result.decisions],
+        decisions=decisions,
         proposed=sorted(proposed | found),
     )
 
@@ -275,6 +307,7 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
     tin = sum(s.tokens_in - s.tokens_cached for s in scores)
     tout = sum(s.tokens_out for s in scores)
     prompt_s = sum(st.get("prompt_ms", 0) for st in stages.values()) / 1000
+    aucs = [a for a in (ranking_auc(s.decisions) for s in scores) if a is not None]
     gen_s = sum(st.get("generation_ms", 0) for st in stages.values()) / 1000
     return {
         "episodes": len(scores),
@@ -284,6 +317,7 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
         "recall": round(found / labels, 3) if labels else None,
         # Labels that some candidate matched (recall before the gates, the ranking and the cap).
         "proposed": None if any(s.proposed is None for s in scores) else sum(len(s.proposed or ()) for s in scores),
+        "ranking_auc": round(sum(aucs) / len(aucs), 3) if aucs else None,
         "kept": len(kept),
         "correct": correct,
         "unreviewed": unreviewed,
@@ -339,6 +373,7 @@ def cached_score(path: Path, key: str, ep: Episode, reviewed: dict[str, Any]) ->
     if data.get("fingerprint") != key or data.get("labels") != len(ep.labels):
         return None
     data.pop("fingerprint")
+    with_labels(ep, data["decisions"])
     for ins in data["insights"]:
         r = reviewed.get(review_key(ep.file, ins["quote"], ins["text"]))
         ins["review"] = r["verdict"] if r else None
@@ -451,8 +486,13 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
     """Recompute the figures of a saved report with the current reviewer list, second reader and definition of a
     synthesis (no model is run)."""
     reviewed = load_reviewed()
+    files = {ep["file"] for m in report["models"] for ep in m["episodes"]}
+    split = None if report["set"] == "all" else report["set"]
+    episodes = corpus.load(split, max_minutes=report.get("max_minutes"), only=files)
+    by_file = {e.file: e for e in episodes}
     for m in report["models"]:
         for ep in m["episodes"]:
+            with_labels(by_file[ep["file"]], ep["decisions"])
             for ins in ep["insights"]:
                 r = reviewed.get(review_key(ep["file"], ins["quote"], ins["text"]))
                 ins["review"] = r["verdict"] if r else None
@@ -460,17 +500,15 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
                 ins["third_person"] = not first_person(ins["text"])
         scores = [EpisodeScore(**{k: v for k, v in ep.items()}) for ep in m["episodes"]]
         m["summary"] = summarise(scores, remote=m["endpoint"] != "embedded llama-server")
-    files = {ep["file"] for m in report["models"] for ep in m["episodes"]}
-    split = None if report["set"] == "all" else report["set"]
-    report["reader"] = reader_agreement(corpus.load(split, max_minutes=report.get("max_minutes"), only=files))
+    report["reader"] = reader_agreement(episodes)
     report["rescored_at"] = utcnow().isoformat(timespec="seconds")
     return report
 
 
 TABLE_HEAD = (
-    "| model | recall | labels proposed | precision | grounded | synthesized | third person | sponsor-read insights | "
-    "CPU s / audio h | tokens in / out per audio h | wall s / audio h | server tok/s prompt / gen | "
-    "CPU min / audio h at the trial's rates |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "| model | recall | labels proposed | ranking AUC | precision | grounded | synthesized | third person | "
+    "sponsor-read insights | CPU s / audio h | tokens in / out per audio h | wall s / audio h | "
+    "server tok/s prompt / gen | CPU min / audio h at the trial's rates |\n" + "|---" * 14 + "|\n"
 )
 
 
@@ -480,9 +518,10 @@ def table(report: dict[str, Any]) -> str:
         s = m["summary"]
         cpu = "n/a (remote)" if s["cpu_s_per_audio_hour"] is None else f"{s['cpu_s_per_audio_hour']:.0f}"
         proposed = "n/a" if s.get("proposed") is None else s["proposed"]
+        auc = "n/a" if s.get("ranking_auc") is None else s["ranking_auc"]
         rows.append(
             f"| {m['model']} ({m['endpoint'] if m['preset'] is None else 'preset ' + m['preset']}) "
-            f"| {s['recall']} ({s['found']}/{s['labels']}) | {proposed} "
+            f"| {s['recall']} ({s['found']}/{s['labels']}) | {proposed} | {auc} "
             f"| {s['precision']} ({s['correct']}/{s['kept']}) "
             f"| {s['grounded']} | {s['synthesized']} | {s.get('third_person', '–')} | {s['sponsor_insights']} | {cpu} "
             f"| {s['tokens_in_per_audio_hour']:,} / {s['tokens_out_per_audio_hour']:,} "
@@ -493,7 +532,7 @@ def table(report: dict[str, Any]) -> str:
     if reader:
         rows.append(
             f"| a second reader, by hand ({reader['points']} points, one quote each) "
-            f"| {reader['recall']} ({reader['found']}/{reader['labels']}) | – "
+            f"| {reader['recall']} ({reader['found']}/{reader['labels']}) | – | – "
             f"| {reader['precision']} ({reader['matching']}/{reader['points']}; labels only) | "
             + " | ".join(["–"] * 9)
             + " |"
@@ -529,6 +568,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"### {ep['file']}: {len(ep['found'])}/{ep['labels']} labels"
                 + (f" ({len(ep['proposed'])} proposed)" if ep.get("proposed") is not None else "")
+                + (f", ranking AUC {auc:.2f}" if (auc := ranking_auc(ep["decisions"])) is not None else "")
                 + ", "
                 f"{len(ep['insights'])} kept, "
                 f"{ep['wall_s']:.0f} s wall, {ep['cpu_s']:.0f} CPU-s"

@@ -13,6 +13,7 @@ from podbrief_extraction.eval.run import (
     Meter,
     first_person,
     is_synthesis,
+    ranking_auc,
     reader_agreement,
     rescore,
     score_episode,
@@ -142,6 +143,11 @@ def test_scoring_an_episode() -> None:
     refused = next(lab for lab in ep.labels if lab.id == "mimi-codec-12hz")
     codec = "with the goal of having a really highly compressed representation at 12.5 Hertz"
     result.decisions.append(Decision(1, 0.0, "Mimi runs at 12.5 Hz", codec, 0.5, "unsupported_number"))
+    # Ranked below a candidate that matches no label, above another; the sponsor read was never ranked.
+    welcome, thanks = "Welcome to another episode of Practical AI.", "Thanks for having me."
+    result.decisions.append(Decision(1, 0.0, "welcome", welcome, 0.7, "episode_cap"))
+    result.decisions.append(Decision(1, 0.0, "thanks", thanks, 0.2, "episode_cap"))
+    result.decisions.append(Decision(0, 0.0, "ad", ad, 0.9, "promotional"))
     meter = Meter(None)
     score = score_episode(ep, result, meter, {})
     assert score.found == [label.id] and score.proposed == sorted([label.id, refused.id])
@@ -151,8 +157,24 @@ def test_scoring_an_episode() -> None:
     assert not rows[2]["grounded"] and rows[2]["labels"] == []
     summary = summarise([score], remote=False)
     assert summary["recall"] == round(1 / len(ep.labels), 3) and summary["proposed"] == 2
+    assert [d["labels"] for d in score.decisions] == [[refused.id], [], [], []]
+    assert summary["ranking_auc"] == 0.5
     assert summary["precision"] == round(1 / 3, 3) and summary["sponsor_insights"] == 1
     assert summary["grounded"] == round(2 / 3, 3) and summary["unreviewed"] == 2
+
+
+def test_the_ranking_auc_is_the_chance_that_a_labelled_candidate_outranks_an_unlabelled_one() -> None:
+    def d(score: float, labelled: bool, outcome: str = "episode_cap") -> dict[str, object]:
+        return {"score": score, "labels": ["x"] if labelled else [], "outcome": outcome}
+
+    assert ranking_auc([d(0.9, True), d(0.5, False), d(0.4, False)]) == 1.0
+    assert ranking_auc([d(0.3, True), d(0.5, False)]) == 0.0
+    assert ranking_auc([d(0.5, True), d(0.5, False), d(0.4, False)]) == 0.75  # a tie counts half
+    # Candidates that never reached the ranking are not judged by it.
+    assert ranking_auc([d(0.9, True), d(0.5, False), d(0.95, False, "promotional"), d(1, False, "duplicate")]) == 1.0
+    assert ranking_auc([d(0.9, True), d(0.8, True)]) is None  # nothing to rank them against
+    assert ranking_auc([]) is None
+    assert ranking_auc([{"score": 0.9, "outcome": "kept"}, d(0.5, False)]) is None  # saved without labels
 
 
 @needs_shared
@@ -276,7 +298,8 @@ def test_the_held_out_table_is_a_generated_section_of_the_readme(
     run.update_readme(report)
     [s] = sections(readme.read_text())
     assert s.name == "eval-heldout" and not s.hand_edited and "make eval-extraction" in s.source
-    # (`n/a`: a report saved before the proposed labels were recorded)
-    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | n/a | 0.75 (3/4) |" in s.body and "not yet measured" not in s.body
+    # (`n/a`: a report saved before the proposed labels and the decisions' labels were recorded)
+    assert "| qwen (preset qwen1.5b) | 0.5 (3/6) | n/a | n/a | 0.75 (3/4) |" in s.body
+    assert "not yet measured" not in s.body
     run.update_readme(report)  # re-running replaces the section, never adds a second one
     assert len(sections(readme.read_text())) == 1
