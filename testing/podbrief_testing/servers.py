@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -158,9 +159,47 @@ class SmtpSink:
         return list(self.messages)
 
 
+# Ports free_port has handed out in this process: the kernel may hand a released port out again.
+_HANDED_OUT: set[int] = set()
+_LOWEST = 10_000
+
+
 def free_port() -> int:
+    """A loopback TCP port that nothing holds now, for a server a test starts a moment later, and that this
+    process has not handed out before. It is drawn below the kernel's ephemeral range, so that in that moment
+    no server that binds port 0 itself (a LoopbackServer, an SMTP sink) and no outgoing connection can take it:
+    a fault-suite broker once found its port taken by the feed server started just before it. A kernel whose
+    ephemeral range leaves no room below it gets one the kernel picks."""
+    import secrets
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    def bindable(port: int) -> bool:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    top = ephemeral_low()
+    for _ in range(200 if top - _LOWEST >= 1_000 else 0):
+        port = _LOWEST + secrets.randbelow(top - _LOWEST)
+        if port not in _HANDED_OUT and bindable(port):
+            _HANDED_OUT.add(port)
+            return port
+    for _ in range(1_000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no loopback port left that this process has not handed out")
+
+
+def ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux's default 32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
