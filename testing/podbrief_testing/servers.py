@@ -168,8 +168,9 @@ def free_port() -> int:
     """A loopback TCP port that nothing holds now, for a server a test starts a moment later, and that this
     process has not handed out before. It is drawn below the kernel's ephemeral range, so that in that moment
     no server that binds port 0 itself (a LoopbackServer, an SMTP sink) and no outgoing connection can take it:
-    a fault-suite broker once found its port taken by the feed server started just before it. A kernel whose
-    ephemeral range leaves no room below it gets one the kernel picks."""
+    a fault-suite broker once found its port taken, most likely by the feed server started just before it. A
+    kernel whose ephemeral range leaves no room below it gets one the kernel picks."""
+    import itertools
     import secrets
     import socket
 
@@ -181,17 +182,16 @@ def free_port() -> int:
                 return False
             return True
 
-    top = ephemeral_low()
-    for _ in range(200 if top - _LOWEST >= 1_000 else 0):
-        port = _LOWEST + secrets.randbelow(top - _LOWEST)
-        if port not in _HANDED_OUT and bindable(port):
-            _HANDED_OUT.add(port)
-            return port
-    for _ in range(1_000):
+    def kernel_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
+            return int(s.getsockname()[1])
+
+    top = ephemeral_low()
+    below = [_LOWEST + secrets.randbelow(top - _LOWEST) for _ in range(200)] if top - _LOWEST >= 1_000 else []
+    # Lazily: the kernel is asked only when no port below its range was free.
+    for port in itertools.chain(below, (kernel_port() for _ in range(1_000))):
+        if port not in _HANDED_OUT and bindable(port):
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no loopback port left that this process has not handed out")

@@ -307,8 +307,8 @@ def summarise(scores: list[EpisodeScore], remote: bool) -> dict[str, Any]:
     tin = sum(s.tokens_in - s.tokens_cached for s in scores)
     tout = sum(s.tokens_out for s in scores)
     prompt_s = sum(st.get("prompt_ms", 0) for st in stages.values()) / 1000
-    aucs = [a for a in (ranking_auc(s.decisions) for s in scores) if a is not None]
     gen_s = sum(st.get("generation_ms", 0) for st in stages.values()) / 1000
+    aucs = [a for a in (ranking_auc(s.decisions) for s in scores) if a is not None]
     return {
         "episodes": len(scores),
         "audio_hours": round(audio_h, 3),
